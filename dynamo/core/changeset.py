@@ -1,0 +1,108 @@
+"""Change sets: ordered update/delete records applied all or nothing.
+
+Applying a change set (``apply_change_set``) follows design.md §1:
+
+1. every record is decoded and applied to the image under a ``Transaction``,
+   which validates references and values and keeps an undo log;
+2. blocks whose files or counts changed are checked (``num_files`` and
+   ``size`` must match the files the block holds) and repacked;
+3. the store writes the touched rows and one journal row in one transaction;
+4. only then is the undo log dropped. Any failure in 1-3 replays the undo
+   log: the image is exactly as before, and the error names the record.
+
+The journal receives the *normalized* records: the full state of each live
+object after the operation, ids included, so a replica replaying the journal
+reaches the same image with the same ids.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+from dynamo.core.codec import UPDATE, Record, decode, describe, encode
+from dynamo.core.inventory import Inventory
+from dynamo.core.journal import ChangeMeta, JournalWriter
+from dynamo.core.transaction import NO_TRACKING, Transaction
+from dynamo.dataformat import Block
+from dynamo.dataformat._base import DataObject
+from dynamo.errors import ChangeSetError, CodecError, InventoryError, ObjectError
+
+if TYPE_CHECKING:
+    from dynamo.store.base import InventoryStore
+
+
+class ChangeSet:
+    """Records update/delete calls in order (install as ``inventory.recorder``)."""
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+
+    def record(self, op: str, obj: DataObject) -> None:
+        self.records.append(encode(op, obj))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.records)
+
+
+def _apply_records(inventory: Inventory, txn: Transaction, records: Iterable[Record],
+                   journal: JournalWriter) -> None:
+    for index, record in enumerate(records):
+        txn.record_index = index
+        try:
+            op, obj = decode(record)
+            live = inventory.update(obj) if op == UPDATE else inventory.delete(obj)
+            journal.add(encode(op, live))
+        except (CodecError, ObjectError, InventoryError) as exc:
+            raise ChangeSetError(str(exc), index, describe(record)) from exc
+
+
+def _check_blocks(inventory: Inventory, txn: Transaction) -> None:
+    """Blocks with files must have matching counts; repack the touched ones."""
+    for block, index in txn.blocks_to_check.values():
+        if not inventory.is_alive("blocks", block):
+            continue
+        if block.has_files():
+            count, size = block.files_count(), block.files_size()
+            if (count, size) != (block.num_files, block.size):
+                raise ChangeSetError(
+                    f"block {block.full_name} declares num_files={block.num_files} size={block.size} "
+                    f"but holds {count} files of {size} bytes", index, f"last change to block {block.full_name}")
+    for block in txn.dirty["block_files"].values():
+        assert isinstance(block, Block)
+        block._pack()
+
+
+def apply_change_set(inventory: Inventory, store: InventoryStore | None, records: Iterable[Record],
+                     meta: ChangeMeta = ChangeMeta()) -> Transaction:
+    """Validate, persist (when ``store`` is given) and apply a change set, all or nothing.
+
+    Returns the finished transaction (its ``dirty`` sets tell what changed).
+    ``inventory.version`` becomes the store's new version. Raises
+    ``ChangeSetError`` for a bad record, ``StoreError`` if the store fails;
+    in both cases nothing changed.
+    """
+    if inventory._tracker.active:
+        raise RuntimeError("a change set is already being applied to this inventory")
+    if inventory.recorder is not None:
+        raise RuntimeError("apply_change_set runs on the server's inventory, which records nothing")
+    txn = Transaction(inventory.ids)
+    journal = JournalWriter()
+    inventory._tracker = txn
+    try:
+        _apply_records(inventory, txn, records, journal)
+        txn.record_index = -1
+        _check_blocks(inventory, txn)
+        if store is not None:
+            inventory.version = store.commit(inventory, txn, journal, meta)
+        else:
+            inventory.version += 1
+    except BaseException:
+        txn.rollback()
+        raise
+    finally:
+        inventory._tracker = NO_TRACKING
+    txn.release()
+    return txn

@@ -1,0 +1,89 @@
+"""Validation helpers shared by the object classes.
+
+Objects validate their values when an application constructs them, so a bad
+value fails in the application that made it, with a message that says which
+attribute. The store loads objects through the unchecked ``_make`` factories
+instead: values read back from our own tables were validated on the way in.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TypeVar
+
+from dynamo.errors import ObjectError
+
+# Longest accepted names; the store's columns are sized from these.
+MAX_SITE_NAME = 64
+MAX_GROUP_NAME = 64
+MAX_PARTITION_NAME = 64
+MAX_DATASET_NAME = 512
+MAX_BLOCK_NAME = 128
+MAX_LFN = 1024
+MAX_HOST = 255
+MAX_BACKEND = 1024
+MAX_SOFTWARE_VERSION = 128
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def check_name(value: object, what: str, limit: int) -> str:
+    """A name: a non-empty string without whitespace or control characters."""
+    if not isinstance(value, str):
+        raise ObjectError(f"{what}: expected a string, got {type(value).__name__}")
+    if not value:
+        raise ObjectError(f"{what}: must not be empty")
+    if len(value) > limit:
+        raise ObjectError(f"{what}: longer than {limit} characters")
+    if not value.isprintable() or any(c.isspace() for c in value):
+        raise ObjectError(f"{what}: {value!r} contains whitespace or control characters")
+    return value
+
+
+def check_text(value: object, what: str, limit: int) -> str:
+    """Free text (host, backend): a string without control characters."""
+    if not isinstance(value, str):
+        raise ObjectError(f"{what}: expected a string, got {type(value).__name__}")
+    if len(value) > limit:
+        raise ObjectError(f"{what}: longer than {limit} characters")
+    if not value.isprintable():
+        raise ObjectError(f"{what}: {value!r} contains control characters")
+    return value
+
+
+def check_int(value: object, what: str, minimum: int = 0) -> int:
+    """An integer (not a bool) no smaller than ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ObjectError(f"{what}: expected an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ObjectError(f"{what}: must be >= {minimum}, got {value}")
+    if value >= 2**63:
+        raise ObjectError(f"{what}: {value} does not fit in 64 bits")
+    return value
+
+
+def check_bool(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ObjectError(f"{what}: expected true or false, got {type(value).__name__}")
+    return value
+
+
+def check_enum(enum: type[E], value: object, what: str) -> E:
+    """Coerce a member or its string value into the enum."""
+    if isinstance(value, enum):
+        return value
+    if isinstance(value, str):
+        try:
+            return enum(value)
+        except ValueError:
+            pass
+    allowed = ", ".join(repr(m.value) for m in enum)
+    raise ObjectError(f"{what}: {value!r} is not one of {allowed}")
+
+
+def split_block_full_name(full_name: str) -> tuple[str, str]:
+    """``'dataset#block'`` -> ``('dataset', 'block')``; the first '#' separates."""
+    dataset, sep, block = full_name.partition("#")
+    if not sep or not dataset or not block:
+        raise ObjectError(f"block reference {full_name!r}: expected 'dataset#block'")
+    return dataset, block

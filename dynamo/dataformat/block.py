@@ -1,0 +1,171 @@
+"""Block: a group of files of one dataset, the unit of replication."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dynamo.dataformat import filetable
+from dynamo.dataformat._base import DataObject
+from dynamo.dataformat._common import (
+    MAX_BLOCK_NAME,
+    MAX_DATASET_NAME,
+    check_bool,
+    check_int,
+    check_name,
+)
+from dynamo.dataformat.file import File
+from dynamo.dataformat.filetable import FileEntries
+from dynamo.errors import ObjectError
+
+if TYPE_CHECKING:
+    from dynamo.dataformat.blockreplica import BlockReplica
+    from dynamo.dataformat.dataset import Dataset
+    from dynamo.dataformat.site import Site
+
+
+class Block(DataObject):
+    """``Block(name, dataset, size, num_files, is_open, last_update, id, internal_name)``.
+
+    ``size`` (bytes) and ``num_files`` are attributes of their own; when the
+    block has files in the inventory, a change set must leave them equal to
+    the sum and count of those files. The trailing ``internal_name`` argument
+    is accepted so that the original system's reprs evaluate; names are always
+    stored as given.
+
+    Files are kept packed (``_files`` is bytes, or an unpacked dict while a
+    change is in progress, or None); replicas in a list (None while empty).
+    """
+
+    __slots__ = ("_name", "_dataset", "id", "size", "num_files", "is_open", "last_update",
+                 "_replicas", "_files")
+
+    TYPE = "block"
+    ATTRS = ("size", "num_files", "is_open", "last_update")
+
+    def __init__(self, name: str, dataset: Dataset | str, size: int = 0, num_files: int = 0,
+                 is_open: bool = False, last_update: int = 0, id: int = 0, internal_name: bool = False):
+        self._name = check_name(name, "block name", MAX_BLOCK_NAME)
+        if "#" in name:
+            raise ObjectError(f"block name {name!r}: must not contain '#'")
+        if isinstance(dataset, str):
+            check_name(dataset, "block dataset", MAX_DATASET_NAME)
+        self._dataset = dataset
+        self.size = check_int(size, "block size")
+        self.num_files = check_int(num_files, "block num_files")
+        self.is_open = check_bool(is_open, "block is_open")
+        self.last_update = check_int(last_update, "block last_update")
+        self.id = check_int(id, "block id")
+        check_bool(internal_name, "block internal_name")
+        self._replicas: list[BlockReplica] | None = None
+        self._files: bytes | FileEntries | None = None
+
+    @classmethod
+    def _make(cls, name: str, dataset: Dataset, size: int, num_files: int, is_open: bool,
+              last_update: int, id: int) -> Block:
+        obj = cls.__new__(cls)
+        obj._name = name
+        obj._dataset = dataset
+        obj.size = size
+        obj.num_files = num_files
+        obj.is_open = is_open
+        obj.last_update = last_update
+        obj.id = id
+        obj._replicas = None
+        obj._files = None
+        return obj
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dataset(self) -> Dataset | str:
+        return self._dataset
+
+    @property
+    def dataset_name(self) -> str:
+        d = self._dataset
+        return d if isinstance(d, str) else d.name
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.dataset_name}#{self._name}"
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return (self.dataset_name, self._name)
+
+    def __repr__(self) -> str:
+        return (f"Block({self._name!r},{self.dataset_name!r},{self.size},{self.num_files},"
+                f"{self.is_open},{self.last_update},{self.id},False)")
+
+    # --- replicas ---------------------------------------------------------
+
+    @property
+    def replicas(self) -> tuple[BlockReplica, ...]:
+        return tuple(self._replicas) if self._replicas else ()
+
+    def find_replica(self, site: Site | str) -> BlockReplica | None:
+        if not self._replicas:
+            return None
+        name = site if isinstance(site, str) else site.name
+        for replica in self._replicas:
+            if replica.site_name == name:
+                return replica
+        return None
+
+    # --- files ------------------------------------------------------------
+
+    def _entries(self) -> FileEntries:
+        """The files as a mutable dict, unpacking them if needed (inventory use only)."""
+        files = self._files
+        if isinstance(files, dict):
+            return files
+        entries = filetable.unpack(files)
+        self._files = entries
+        return entries
+
+    def _pack(self) -> None:
+        if isinstance(self._files, dict):
+            self._files = filetable.pack(self._files)
+
+    def _iter_entries(self) -> Any:
+        files = self._files
+        if isinstance(files, dict):
+            return iter(files.items())
+        return filetable.iterate(files)
+
+    @property
+    def files(self) -> tuple[File, ...]:
+        return tuple(File._make(lfn, self, e.size, e.checksum, e.id) for lfn, e in self._iter_entries())
+
+    def file_names(self) -> list[str]:
+        files = self._files
+        if isinstance(files, dict):
+            return list(files)
+        return filetable.names(files)
+
+    def find_file(self, lfn: str) -> File | None:
+        files = self._files
+        if isinstance(files, dict):
+            entry = files.get(lfn)
+            return None if entry is None else File._make(lfn, self, entry.size, entry.checksum, entry.id)
+        for name, entry in filetable.iterate(files):
+            if name == lfn:
+                return File._make(lfn, self, entry.size, entry.checksum, entry.id)
+        return None
+
+    def has_files(self) -> bool:
+        return bool(self._files)
+
+    def files_count(self) -> int:
+        """How many files the inventory holds for this block (may differ from ``num_files``
+        only while a change set is being applied, or when file details were never loaded)."""
+        files = self._files
+        return len(files) if isinstance(files, dict) else filetable.count(files)
+
+    def files_size(self) -> int:
+        files = self._files
+        if isinstance(files, dict):
+            return sum(e.size for e in files.values())
+        return filetable.total_size(files)

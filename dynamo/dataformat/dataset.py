@@ -1,0 +1,127 @@
+"""Dataset: a named collection of blocks."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from dynamo.dataformat._base import DataObject
+from dynamo.dataformat._common import (
+    MAX_DATASET_NAME,
+    MAX_SOFTWARE_VERSION,
+    check_bool,
+    check_enum,
+    check_int,
+    check_name,
+    check_text,
+)
+from dynamo.dataformat._views import ObjectSet
+
+if TYPE_CHECKING:
+    from dynamo.dataformat.block import Block
+    from dynamo.dataformat.datasetreplica import DatasetReplica
+    from dynamo.dataformat.site import Site
+
+
+class DatasetStatus(StrEnum):
+    UNKNOWN = "unknown"
+    DELETED = "deleted"
+    DEPRECATED = "deprecated"
+    INVALID = "invalid"
+    PRODUCTION = "production"
+    VALID = "valid"
+    IGNORED = "ignored"
+
+
+class DataType(StrEnum):
+    UNKNOWN = "unknown"
+    PRODUCTION = "production"
+    TEST = "test"
+
+
+def _block_name(block: Block) -> str:
+    return block.name
+
+
+def _replica_site_name(replica: DatasetReplica) -> str:
+    return replica.site_name
+
+
+class Dataset(DataObject):
+    """``Dataset(name, status, data_type, software_version, last_update, is_open, id)``.
+
+    ``blocks`` and ``replicas`` are read-only set views keyed by block name and
+    by site name respectively.
+    """
+
+    __slots__ = ("_name", "id", "status", "data_type", "software_version", "last_update", "is_open",
+                 "_blocks", "_replicas")
+
+    TYPE = "dataset"
+    ATTRS = ("status", "data_type", "software_version", "last_update", "is_open")
+
+    def __init__(self, name: str, status: DatasetStatus | str = DatasetStatus.UNKNOWN,
+                 data_type: DataType | str = DataType.UNKNOWN, software_version: str | None = None,
+                 last_update: int = 0, is_open: bool = True, id: int = 0):
+        self._name = check_name(name, "dataset name", MAX_DATASET_NAME)
+        self.status = check_enum(DatasetStatus, status, "dataset status")
+        self.data_type = check_enum(DataType, data_type, "dataset data_type")
+        if software_version is not None:
+            check_text(software_version, "dataset software_version", MAX_SOFTWARE_VERSION)
+        self.software_version = software_version
+        self.last_update = check_int(last_update, "dataset last_update")
+        self.is_open = check_bool(is_open, "dataset is_open")
+        self.id = check_int(id, "dataset id")
+        self._blocks: dict[str, Block] | None = None
+        self._replicas: dict[str, DatasetReplica] | None = None
+
+    @classmethod
+    def _make(cls, name: str, status: DatasetStatus, data_type: DataType, software_version: str | None,
+              last_update: int, is_open: bool, id: int) -> Dataset:
+        obj = cls.__new__(cls)
+        obj._name = name
+        obj.status = status
+        obj.data_type = data_type
+        obj.software_version = software_version
+        obj.last_update = last_update
+        obj.is_open = is_open
+        obj.id = id
+        obj._blocks = None
+        obj._replicas = None
+        return obj
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return (self._name,)
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self._name!r},'{self.status.value}','{self.data_type.value}',"
+                f"{self.software_version!r},{self.last_update},{self.is_open},{self.id})")
+
+    @property
+    def blocks(self) -> ObjectSet[Block]:
+        return ObjectSet(self._blocks, _block_name)
+
+    @property
+    def replicas(self) -> ObjectSet[DatasetReplica]:
+        return ObjectSet(self._replicas, _replica_site_name)
+
+    def find_block(self, name: str) -> Block | None:
+        return self._blocks.get(name) if self._blocks else None
+
+    def find_replica(self, site: Site | str) -> DatasetReplica | None:
+        if not self._replicas:
+            return None
+        return self._replicas.get(site if isinstance(site, str) else site.name)
+
+    @property
+    def size(self) -> int:
+        return sum(b.size for b in self._blocks.values()) if self._blocks else 0
+
+    @property
+    def num_files(self) -> int:
+        return sum(b.num_files for b in self._blocks.values()) if self._blocks else 0

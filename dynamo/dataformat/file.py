@@ -1,0 +1,115 @@
+"""File: one logical file of a block.
+
+Inside the inventory, files live packed in their block (see ``filetable``);
+``File`` objects are values handed out by ``Block.files`` / ``Block.find_file``
+and accepted by ``inventory.update`` / ``inventory.delete``. Changing a File
+object you were handed changes nothing until you pass it to ``update``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from dynamo.dataformat._base import DataObject
+from dynamo.dataformat._common import MAX_LFN, check_int, check_name, split_block_full_name
+from dynamo.errors import ObjectError
+
+if TYPE_CHECKING:
+    from dynamo.dataformat.block import Block
+
+CHECKSUM_ALGORITHMS = ("adler32", "cksum", "md5")
+_CHECKSUM_VALUE = {
+    "adler32": re.compile(r"[0-9a-f]{8}"),
+    "cksum": re.compile(r"[0-9]{1,10}"),
+    "md5": re.compile(r"[0-9a-f]{32}"),
+}
+
+
+def format_checksums(values: dict[str, str]) -> str | None:
+    """``{'adler32': '0a1b2c3d'}`` -> ``'adler32:0a1b2c3d'`` (validated, sorted)."""
+    parts = []
+    for algorithm in sorted(values):
+        value = values[algorithm]
+        pattern = _CHECKSUM_VALUE.get(algorithm)
+        if pattern is None:
+            raise ObjectError(f"checksum: unknown algorithm {algorithm!r} (known: {', '.join(CHECKSUM_ALGORITHMS)})")
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise ObjectError(f"checksum {algorithm}: {value!r} is not a valid {algorithm} value")
+        parts.append(f"{algorithm}:{value}")
+    return ",".join(parts) or None
+
+
+def parse_checksums(text: str | None) -> dict[str, str]:
+    """The inverse of :func:`format_checksums`; validates the text."""
+    if text is None:
+        return {}
+    if not isinstance(text, str) or not text:
+        raise ObjectError(f"checksum: expected 'algorithm:value[,...]' or None, got {text!r}")
+    values: dict[str, str] = {}
+    for part in text.split(","):
+        algorithm, sep, value = part.partition(":")
+        if not sep:
+            raise ObjectError(f"checksum: {part!r} is not 'algorithm:value'")
+        if algorithm in values:
+            raise ObjectError(f"checksum: {algorithm} given twice")
+        values[algorithm] = value
+    if format_checksums(values) != text:
+        raise ObjectError(f"checksum: {text!r} is not in canonical form (sorted 'algorithm:value' pairs)")
+    return values
+
+
+class File(DataObject):
+    """``File(lfn, block, size, checksum, id)``; ``block`` is a Block or ``'dataset#block'``."""
+
+    __slots__ = ("_lfn", "_block", "size", "checksum", "id")
+
+    TYPE = "file"
+    ATTRS = ("size", "checksum")
+
+    def __init__(self, lfn: str, block: Block | str | None = None, size: int = 0,
+                 checksum: str | None = None, id: int = 0):
+        self._lfn = check_name(lfn, "file name", MAX_LFN)
+        if isinstance(block, str):
+            split_block_full_name(block)
+        self._block = block
+        self.size = check_int(size, "file size")
+        if checksum is not None:
+            parse_checksums(checksum)
+        self.checksum = checksum
+        self.id = check_int(id, "file id")
+
+    @classmethod
+    def _make(cls, lfn: str, block: Block | str, size: int, checksum: str | None, id: int) -> File:
+        obj = cls.__new__(cls)
+        obj._lfn = lfn
+        obj._block = block
+        obj.size = size
+        obj.checksum = checksum
+        obj.id = id
+        return obj
+
+    @property
+    def lfn(self) -> str:
+        return self._lfn
+
+    name = lfn
+
+    @property
+    def block(self) -> Block | str | None:
+        return self._block
+
+    @property
+    def block_full_name(self) -> str | None:
+        b = self._block
+        return b if b is None or isinstance(b, str) else b.full_name
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return (self._lfn,)
+
+    def _values(self) -> tuple[Any, ...]:
+        return (self.block_full_name, self.size, self.checksum)
+
+    def __repr__(self) -> str:
+        return f"File({self._lfn!r},{self.block_full_name!r},{self.size},{self.checksum!r},{self.id})"

@@ -1,0 +1,183 @@
+"""The MariaDB/MySQL store (PyMySQL, InnoDB, transactions): the production store."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Sequence
+from urllib.parse import unquote, urlsplit
+
+import pymysql
+import pymysql.cursors
+
+from dynamo.errors import ConfigurationError, StoreError, StoreUnavailable
+from dynamo.store.sql import SQLStore
+
+# client-side codes for a lost or refused connection, and server-side ones for
+# a killed connection or shutdown
+_CONNECTION_LOST = {2003, 2006, 2013, 2055, 1053, 1927, 4031}
+_FETCH = 20000
+
+
+def parse_mysql_url(url: str) -> dict[str, Any]:
+    """``mysql://user:password@host:port/database`` or
+    ``mysql://user@localhost/database?unix_socket=/path`` -> connection parameters."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mysql", "mariadb"):
+        raise ConfigurationError(f"not a MySQL URL: {url!r}")
+    database = parts.path.lstrip("/")
+    if not database:
+        raise ConfigurationError(f"MySQL URL {url!r} names no database")
+    params: dict[str, Any] = {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 3306,
+        "user": unquote(parts.username or "root"),
+        "password": unquote(parts.password or ""),
+        "database": database,
+    }
+    for item in filter(None, parts.query.split("&")):
+        key, _, value = item.partition("=")
+        if key != "unix_socket":
+            raise ConfigurationError(f"MySQL URL {url!r}: unknown option {key!r}")
+        params["unix_socket"] = unquote(value)
+    return params
+
+
+class MySQLStore(SQLStore):
+    kind = "mysql"
+    SCHEMA_FILE = "mysql.sql"
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 3306, user: str = "root", password: str = "",
+                 database: str = "dynamo", unix_socket: str | None = None, connect_timeout: float = 10):
+        self.params = {"host": host, "port": port, "user": user, "password": password, "database": database,
+                       "unix_socket": unix_socket, "connect_timeout": connect_timeout}
+        self._conn: pymysql.connections.Connection | None = None
+        with self._errors():
+            self._connection()
+
+    @classmethod
+    def from_url(cls, url: str) -> MySQLStore:
+        return cls(**parse_mysql_url(url))
+
+    @staticmethod
+    def create_database(url: str) -> None:
+        """CREATE DATABASE IF NOT EXISTS for the URL's database (needs the privilege)."""
+        params = parse_mysql_url(url)
+        database = params.pop("database")
+        with MySQLStore._translate():
+            conn = pymysql.connect(**params, charset="utf8mb4")
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(f"CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4")
+            finally:
+                conn.close()
+
+    def __repr__(self) -> str:
+        p = self.params
+        where = p["unix_socket"] or f"{p['host']}:{p['port']}"
+        return f"<MySQLStore {p['user']}@{where}/{p['database']}>"
+
+    # ------------------------------------------------------------------
+
+    def _connection(self) -> pymysql.connections.Connection:
+        conn = self._conn
+        if conn is None or not conn.open:
+            conn = pymysql.connect(**self.params, charset="utf8mb4", autocommit=True,
+                                   init_command="SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'")
+            self._conn = conn
+        return conn
+
+    @staticmethod
+    @contextmanager
+    def _translate() -> Iterator[None]:
+        try:
+            yield
+        except pymysql.err.OperationalError as exc:
+            code = exc.args[0] if exc.args else None
+            if code in _CONNECTION_LOST:
+                raise StoreUnavailable(f"MySQL connection lost or refused: {exc.args[-1]}") from exc
+            raise StoreError(f"MySQL error {code}: {exc.args[-1]}") from exc
+        except pymysql.err.InterfaceError as exc:
+            raise StoreUnavailable(f"MySQL connection unusable: {exc}") from exc
+        except pymysql.err.Error as exc:
+            raise StoreError(f"MySQL error: {exc}") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"MySQL connection failed: {exc}") from exc
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            with self._translate():
+                yield
+        except StoreUnavailable:
+            # drop the broken connection; the next call reconnects
+            self._discard()
+            raise
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except pymysql.err.Error:
+                pass
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._connection().cursor() as cur:
+            cur.execute(sql, params or None)
+            return list(cur.fetchall()) if cur.description else []
+
+    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        rows = list(rows)
+        if rows:
+            with self._connection().cursor() as cur:
+                cur.executemany(sql, rows)
+
+    def _stream(self, sql: str) -> Iterator[tuple[Any, ...]]:
+        cur = self._connection().cursor(pymysql.cursors.SSCursor)
+        try:
+            cur.execute(sql)
+            fetch = cur.fetchmany
+            while True:
+                batch = fetch(_FETCH)
+                if not batch:
+                    break
+                yield from batch
+        finally:
+            cur.close()
+
+    def _begin_read(self) -> None:
+        self._execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+
+    def _begin_write(self) -> None:
+        self._execute("START TRANSACTION READ WRITE")
+
+    def _commit(self) -> None:
+        self._connection().commit()
+
+    def _rollback(self) -> None:
+        conn = self._conn
+        if conn is not None and conn.open:
+            try:
+                conn.rollback()
+            except pymysql.err.Error:
+                self._discard()
+
+    def _upsert_sql(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
+        updates = ", ".join(f"{c} = VALUES({c})" for c in columns if c not in keys)
+        if not updates:
+            updates = f"{keys[0]} = {keys[0]}"
+        return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({','.join(['%s'] * len(columns))}) "
+                f"ON DUPLICATE KEY UPDATE {updates}")
+
+    def _delete_composite_sql(self, table: str, keys: Sequence[str], count: int) -> str:
+        row = "(" + ",".join(["%s"] * len(keys)) + ")"
+        return f"DELETE FROM {table} WHERE ({', '.join(keys)}) IN ({','.join([row] * count)})"
+
+    def _lock_version_sql(self) -> str:
+        return "SELECT value FROM store_meta WHERE name = %s FOR UPDATE"
+
+    def _existing_tables(self) -> set[str]:
+        return {row[0] for row in self._execute("SHOW TABLES")}
+
+    def close(self) -> None:
+        self._discard()

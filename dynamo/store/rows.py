@@ -1,0 +1,365 @@
+"""Rows: how image objects map to table rows and back, for every SQL store.
+
+Table shapes (DDL in ``schema/``) follow performance.md: one row per object
+costs ~3-4 us per row through PyMySQL, so the two populations that exist by
+the million are packed:
+
+* ``block_files``: one row per block holding the block's packed file table
+  (``dataformat.filetable``), the same bytes the image keeps;
+* ``dataset_replicas``: one row per dataset replica whose ``block_replicas``
+  column packs that replica's block replicas (layout below).
+
+Everything else is one row per object. Loading W10 thus reads ~2.7 M rows
+instead of ~16 M.
+
+Block-replica blob layout (little-endian)::
+
+    u8   format version (1)
+    u32  n
+    i64  block_ids[n]
+    i64  last_updates[n]
+    i32  group_ids[n]        (0 = the null group)
+    u8   flags[n]            (1 = custodial, 2 = incomplete)
+    then, for each incomplete replica in order: u32 k, i64 file_ids[k]
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Iterable
+
+from dynamo.core.ids import IdAllocator
+from dynamo.core.inventory import Inventory
+from dynamo.dataformat import (
+    Block,
+    BlockReplica,
+    Dataset,
+    DatasetReplica,
+    DatasetStatus,
+    DataType,
+    Group,
+    OwnershipLevel,
+    Partition,
+    Site,
+    SitePartition,
+    SiteStatus,
+    StorageType,
+)
+from dynamo.errors import StoreError
+
+BR_VERSION = 1
+_BR_HEAD = struct.Struct("<BI")
+_U32 = struct.Struct("<I")
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "owner_groups": ("id", "name", "olevel"),
+    "sites": ("id", "name", "host", "storage_type", "backend", "status"),
+    "partitions": ("id", "name"),
+    "site_partitions": ("site_id", "partition_id", "quota"),
+    "datasets": ("id", "name", "status", "data_type", "software_version", "last_update", "is_open"),
+    "blocks": ("id", "dataset_id", "name", "size", "num_files", "is_open", "last_update"),
+    "block_files": ("block_id", "files"),
+    "dataset_replicas": ("dataset_id", "site_id", "growing", "group_id", "block_replicas"),
+}
+PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "owner_groups": ("id",),
+    "sites": ("id",),
+    "partitions": ("id",),
+    "site_partitions": ("site_id", "partition_id"),
+    "datasets": ("id",),
+    "blocks": ("id",),
+    "block_files": ("block_id",),
+    "dataset_replicas": ("dataset_id", "site_id"),
+}
+# transaction table name -> SQL table name
+TABLE_OF = {
+    "groups": "owner_groups", "sites": "sites", "partitions": "partitions",
+    "site_partitions": "site_partitions", "datasets": "datasets", "blocks": "blocks",
+    "block_files": "block_files", "dataset_replicas": "dataset_replicas",
+}
+# parents before children, for inserts
+WRITE_ORDER = ("groups", "sites", "partitions", "site_partitions", "datasets", "blocks", "block_files",
+               "dataset_replicas")
+
+_SITE_STATUS = {m.value: m for m in SiteStatus}
+_STORAGE_TYPE = {m.value: m for m in StorageType}
+_DATASET_STATUS = {m.value: m for m in DatasetStatus}
+_DATA_TYPE = {m.value: m for m in DataType}
+_OLEVEL = {m.value: m for m in OwnershipLevel}
+
+
+# ---------------------------------------------------------------------------
+# objects -> rows
+# ---------------------------------------------------------------------------
+
+def group_row(g: Group) -> tuple[Any, ...]:
+    return (g.id, g.name, g.olevel.value)
+
+
+def site_row(s: Site) -> tuple[Any, ...]:
+    return (s.id, s.name, s.host, s.storage_type.value, s.backend, s.status.value)
+
+
+def partition_row(p: Partition) -> tuple[Any, ...]:
+    return (p.id, p.name)
+
+
+def site_partition_row(sp: SitePartition) -> tuple[Any, ...]:
+    site, partition = sp.site, sp.partition
+    assert isinstance(site, Site) and isinstance(partition, Partition)
+    return (site.id, partition.id, sp.quota)
+
+
+def dataset_row(d: Dataset) -> tuple[Any, ...]:
+    return (d.id, d.name, d.status.value, d.data_type.value, d.software_version, d.last_update, int(d.is_open))
+
+
+def block_row(b: Block) -> tuple[Any, ...]:
+    dataset = b.dataset
+    assert isinstance(dataset, Dataset)
+    return (b.id, dataset.id, b.name, b.size, b.num_files, int(b.is_open), b.last_update)
+
+
+def block_files_row(b: Block) -> tuple[Any, ...] | None:
+    """None when the block has no files (its row must be deleted)."""
+    b._pack()
+    files = b._files
+    assert not isinstance(files, dict)
+    return None if files is None else (b.id, files)
+
+
+def pack_block_replicas(replicas: Iterable[BlockReplica]) -> bytes:
+    reps = list(replicas)
+    n = len(reps)
+    block_ids = []
+    tail = []
+    for r in reps:
+        block = r.block
+        assert isinstance(block, Block)
+        block_ids.append(block.id)
+        if r.files is not None:
+            file_ids = {lfn: e.id for lfn, e in block._iter_entries()}
+            ids = [file_ids[lfn] for lfn in r.files]
+            tail.append(_U32.pack(len(ids)))
+            tail.append(struct.pack(f"<{len(ids)}q", *ids))
+    flags = bytes((1 if r.is_custodial else 0) | (0 if r.files is None else 2) for r in reps)
+    return b"".join((
+        _BR_HEAD.pack(BR_VERSION, n),
+        struct.pack(f"<{n}q", *block_ids),
+        struct.pack(f"<{n}q", *(r.last_update for r in reps)),
+        struct.pack(f"<{n}i", *(r.group.id for r in reps)),  # type: ignore[union-attr]
+        flags,
+        *tail,
+    ))
+
+
+def dataset_replica_row(r: DatasetReplica) -> tuple[Any, ...]:
+    dataset, site, group = r.dataset, r.site, r.group
+    assert isinstance(dataset, Dataset) and isinstance(site, Site) and isinstance(group, Group)
+    return (dataset.id, site.id, int(r.growing), group.id or None,
+            pack_block_replicas(r._block_replicas.values() if r._block_replicas else ()))
+
+
+ROW_OF = {
+    "groups": group_row, "sites": site_row, "partitions": partition_row,
+    "site_partitions": site_partition_row, "datasets": dataset_row, "blocks": block_row,
+    "block_files": block_files_row, "dataset_replicas": dataset_replica_row,
+}
+
+
+def image_rows(inventory: Inventory) -> dict[str, Iterable[tuple[Any, ...]]]:
+    """Every row of an image, per transaction table name (generators)."""
+    def blocks() -> Iterable[Block]:
+        for dataset in inventory.datasets.values():
+            if dataset._blocks:
+                yield from dataset._blocks.values()
+
+    def replicas() -> Iterable[DatasetReplica]:
+        for site in inventory.sites.values():
+            yield from site.dataset_replicas()
+
+    def site_partitions() -> Iterable[SitePartition]:
+        for site in inventory.sites.values():
+            if site._partitions:
+                yield from site._partitions.values()
+
+    def files() -> Iterable[tuple[Any, ...]]:
+        for block in blocks():
+            row = block_files_row(block)
+            if row is not None:
+                yield row
+
+    return {
+        "groups": (group_row(g) for g in inventory.groups.values() if g.name is not None),
+        "sites": (site_row(s) for s in inventory.sites.values()),
+        "partitions": (partition_row(p) for p in inventory.partitions.values()),
+        "site_partitions": (site_partition_row(sp) for sp in site_partitions()),
+        "datasets": (dataset_row(d) for d in inventory.datasets.values()),
+        "blocks": (block_row(b) for b in blocks()),
+        "block_files": files(),
+        "dataset_replicas": (dataset_replica_row(r) for r in replicas()),
+    }
+
+
+# ---------------------------------------------------------------------------
+# rows -> image
+# ---------------------------------------------------------------------------
+
+class ImageBuilder:
+    """Builds an Inventory from rows streamed in ``WRITE_ORDER``.
+
+    This is the start-up hot path: objects are made through the unchecked
+    ``_make`` factories and linked directly (values were validated when they
+    were written). Call with the garbage collector disabled.
+    """
+
+    def __init__(self) -> None:
+        self.inventory = Inventory()
+        self.groups_by_id: dict[int, Group] = {0: self.inventory.null_group}
+        self.sites_by_id: dict[int, Site] = {}
+        self.partitions_by_id: dict[int, Partition] = {}
+        self.datasets_by_id: dict[int, Dataset] = {}
+        self.blocks_by_id: dict[int, Block] = {}
+        self.max_ids = {"site": 0, "group": 0, "partition": 0, "dataset": 0, "block": 0, "file": 0}
+
+    def groups(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        groups = self.inventory.groups
+        for gid, name, olevel in rows:
+            g = Group(name, _OLEVEL[olevel], gid)
+            groups[name] = g
+            self.groups_by_id[gid] = g
+
+    def sites(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        sites = self.inventory.sites
+        for sid, name, host, storage_type, backend, status in rows:
+            s = Site(name, host, _STORAGE_TYPE[storage_type], backend, _SITE_STATUS[status], sid)
+            sites[name] = s
+            self.sites_by_id[sid] = s
+
+    def partitions(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        partitions = self.inventory.partitions
+        for pid, name in rows:
+            p = Partition(name, pid)
+            partitions[name] = p
+            self.partitions_by_id[pid] = p
+
+    def site_partitions(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        for site_id, partition_id, quota in rows:
+            site = self.sites_by_id[site_id]
+            partition = self.partitions_by_id[partition_id]
+            if site._partitions is None:
+                site._partitions = {}
+            site._partitions[partition.name] = SitePartition(site, partition, quota)
+
+    def datasets(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        datasets = self.inventory.datasets
+        by_id = self.datasets_by_id
+        make = Dataset._make
+        status_of, type_of = _DATASET_STATUS, _DATA_TYPE
+        for did, name, status, data_type, software_version, last_update, is_open in rows:
+            d = make(name, status_of[status], type_of[data_type], software_version, last_update,
+                     bool(is_open), did)
+            datasets[name] = d
+            by_id[did] = d
+
+    def blocks(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        datasets_by_id = self.datasets_by_id
+        by_id = self.blocks_by_id
+        new = Block.__new__
+        current_id = -1
+        current: dict[str, Block] = {}
+        dataset: Dataset | None = None
+        for bid, dataset_id, name, size, num_files, is_open, last_update in rows:
+            if dataset_id != current_id:
+                dataset = datasets_by_id[dataset_id]
+                if dataset._blocks is None:
+                    dataset._blocks = {}
+                current = dataset._blocks
+                current_id = dataset_id
+            b = new(Block)
+            b._name = name
+            b._dataset = dataset
+            b.id = bid
+            b.size = size
+            b.num_files = num_files
+            b.is_open = bool(is_open)
+            b.last_update = last_update
+            b._replicas = None
+            b._files = None
+            current[name] = b
+            by_id[bid] = b
+
+    def block_files(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        # File ids are not scanned here: the store's saved counter is authoritative.
+        by_id = self.blocks_by_id
+        for block_id, files in rows:
+            by_id[block_id]._files = files if type(files) is bytes else bytes(files)
+
+    def dataset_replicas(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        datasets_by_id, sites_by_id = self.datasets_by_id, self.sites_by_id
+        groups_by_id, blocks_by_id = self.groups_by_id, self.blocks_by_id
+        make_dr = DatasetReplica._make
+        new = BlockReplica.__new__
+        for dataset_id, site_id, growing, group_id, blob in rows:
+            dataset = datasets_by_id[dataset_id]
+            site = sites_by_id[site_id]
+            dr = make_dr(dataset, site, bool(growing), groups_by_id[group_id or 0])
+            if dataset._replicas is None:
+                dataset._replicas = {}
+            dataset._replicas[site._name] = dr
+            if site._dataset_replicas is None:
+                site._dataset_replicas = {}
+            site._dataset_replicas[dataset._name] = dr
+            version, n = _BR_HEAD.unpack_from(blob, 0)
+            if version != BR_VERSION:
+                raise StoreError(f"dataset replica {dataset._name}@{site._name}: unknown format {version}")
+            if n == 0:
+                continue
+            view = memoryview(blob)
+            at = _BR_HEAD.size
+            block_ids = view[at:at + 8 * n].cast("q")
+            at += 8 * n
+            last_updates = view[at:at + 8 * n].cast("q")
+            at += 8 * n
+            group_ids = view[at:at + 4 * n].cast("i")
+            at += 4 * n
+            flags = blob[at:at + n]
+            at += n
+            members: dict[str, BlockReplica] = {}
+            for i in range(n):
+                block = blocks_by_id[block_ids[i]]
+                r = new(BlockReplica)
+                r._block = block
+                r._site = site
+                r.group = groups_by_id[group_ids[i]]
+                flag = flags[i]
+                r.is_custodial = bool(flag & 1)
+                r.last_update = last_updates[i]
+                if flag & 2:
+                    (k,) = _U32.unpack_from(blob, at)
+                    file_ids = view[at + 4:at + 4 + 8 * k].cast("q").tolist()
+                    at += 4 + 8 * k
+                    names = {e.id: lfn for lfn, e in block._iter_entries()}
+                    r.files = tuple(sorted(names[f] for f in file_ids))
+                else:
+                    r.files = None
+                members[block._name] = r
+                reps = block._replicas
+                if reps is None:
+                    block._replicas = [r]
+                else:
+                    reps.append(r)
+            dr._block_replicas = members
+
+    def finish(self, version: int, next_ids: dict[str, int]) -> Inventory:
+        inv = self.inventory
+        for kind, objects in (("site", self.sites_by_id), ("group", self.groups_by_id),
+                              ("partition", self.partitions_by_id), ("dataset", self.datasets_by_id),
+                              ("block", self.blocks_by_id)):
+            self.max_ids[kind] = max(objects, default=0)
+        # counters never move backwards, and never below what the image holds
+        merged = {k: max(next_ids.get(k, 1), self.max_ids[k] + 1) for k in self.max_ids}
+        inv.ids = IdAllocator(merged)
+        inv.version = version
+        self.blocks_by_id = {}
+        return inv

@@ -1,0 +1,342 @@
+"""What both SQL stores share: loading, committing, importing and the journal.
+
+Dialects (``mysql.py``, ``sqlite.py``) supply the connection, transaction
+starts, streaming reads, upsert syntax and error translation. SQL text here is
+written with ``%s`` placeholders; SQLite's dialect rewrites them.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+from abc import abstractmethod
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from dynamo.core.codec import Record
+from dynamo.core.ids import ID_KINDS, IdAllocator
+from dynamo.core.inventory import Inventory
+from dynamo.core.journal import ChangeMeta, JournalWriter, decode_chunks
+from dynamo.core.transaction import Transaction
+from dynamo.errors import JournalPruned, SchemaError, StoreConflict, StoreError
+from dynamo.store import rows as R
+from dynamo.store.base import SCHEMA_VERSION, InventoryStore, JournalEntry, JournalRetention
+
+DELETE_CHUNK = 500
+_JOURNAL_COLUMNS = "seq, time, user, dn, title, checksum, run_id, num_records, pruned"
+
+_LOAD_QUERIES = (
+    ("groups", "SELECT id, name, olevel FROM owner_groups"),
+    ("sites", "SELECT id, name, host, storage_type, backend, status FROM sites"),
+    ("partitions", "SELECT id, name FROM partitions"),
+    ("site_partitions", "SELECT site_id, partition_id, quota FROM site_partitions"),
+    ("datasets", "SELECT id, name, status, data_type, software_version, last_update, is_open FROM datasets"),
+    ("blocks", "SELECT id, dataset_id, name, size, num_files, is_open, last_update FROM blocks"),
+    ("block_files", "SELECT block_id, files FROM block_files"),
+    ("dataset_replicas", "SELECT dataset_id, site_id, growing, group_id, block_replicas FROM dataset_replicas"),
+)
+
+
+def schema_path(name: str) -> Path:
+    """Locate ``schema/<name>``: next to the package (source tree or editable
+    install), else under ``<prefix>/share/dynamo/schema`` (regular install)."""
+    candidates = [
+        Path(__file__).resolve().parents[2] / "schema" / name,
+        Path(sys.prefix) / "share" / "dynamo" / "schema" / name,
+    ]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise SchemaError(f"schema file {name} not found (looked in {', '.join(str(c.parent) for c in candidates)})")
+
+
+def split_statements(ddl: str) -> list[str]:
+    lines = [line for line in ddl.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+class SQLStore(InventoryStore):
+    SCHEMA_FILE = ""
+
+    # ------------------------------------------------------------------
+    # dialect hooks
+    # ------------------------------------------------------------------
+
+    @abstractmethod
+    def _errors(self) -> AbstractContextManager[None]:
+        """Translate driver exceptions into StoreError subclasses."""
+
+    @abstractmethod
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement; return its rows (empty for non-queries)."""
+
+    @abstractmethod
+    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    @abstractmethod
+    def _stream(self, sql: str) -> Iterator[tuple[Any, ...]]:
+        """Iterate a large result without buffering it all."""
+
+    @abstractmethod
+    def _begin_read(self) -> None:
+        """Start a read transaction that sees one consistent snapshot."""
+
+    @abstractmethod
+    def _begin_write(self) -> None: ...
+
+    @abstractmethod
+    def _commit(self) -> None: ...
+
+    @abstractmethod
+    def _rollback(self) -> None: ...
+
+    @abstractmethod
+    def _upsert_sql(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str: ...
+
+    @abstractmethod
+    def _delete_composite_sql(self, table: str, keys: Sequence[str], count: int) -> str: ...
+
+    @abstractmethod
+    def _lock_version_sql(self) -> str:
+        """Read the version row, locking it for the rest of the write transaction."""
+
+    @abstractmethod
+    def _existing_tables(self) -> set[str]: ...
+
+    # ------------------------------------------------------------------
+    # schema
+    # ------------------------------------------------------------------
+
+    def create_schema(self) -> None:
+        with self._errors():
+            tables = self._existing_tables()
+            if "store_meta" in tables:
+                self._check_schema_version()
+                return
+            if tables & set(R.COLUMNS):
+                raise SchemaError("the database holds inventory tables but no store_meta table; "
+                                  "refusing to touch it")
+            for statement in split_statements(schema_path(self.SCHEMA_FILE).read_text()):
+                self._execute(statement)
+            self._begin_write()
+            try:
+                self._executemany(self._upsert_sql("store_meta", ("name", "value"), ("name",)),
+                                  [("schema_version", SCHEMA_VERSION), ("version", 0)]
+                                  + [(f"next_{kind}_id", 1) for kind in ID_KINDS])
+                self._commit()
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _check_schema_version(self) -> None:
+        found = self._execute("SELECT value FROM store_meta WHERE name = %s", ("schema_version",))
+        if not found:
+            raise SchemaError("store_meta has no schema_version")
+        if found[0][0] != SCHEMA_VERSION:
+            raise SchemaError(f"store schema version is {found[0][0]}, this Dynamo needs {SCHEMA_VERSION}")
+
+    def _meta(self) -> dict[str, int]:
+        return {name: value for name, value in self._execute("SELECT name, value FROM store_meta")}
+
+    def version(self) -> int:
+        with self._errors():
+            found = self._execute("SELECT value FROM store_meta WHERE name = %s", ("version",))
+        if not found:
+            raise SchemaError("store_meta has no version; run create_schema() first")
+        return int(found[0][0])
+
+    # ------------------------------------------------------------------
+    # load
+    # ------------------------------------------------------------------
+
+    def load(self) -> Inventory:
+        builder = R.ImageBuilder()
+        was_enabled = gc.isenabled()
+        gc.disable()  # millions of objects: collection passes would cost seconds (performance.md)
+        try:
+            with self._errors():
+                self._begin_read()
+                try:
+                    meta = self._meta()
+                    if meta.get("schema_version") != SCHEMA_VERSION:
+                        raise SchemaError(f"store schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}")
+                    for table, query in _LOAD_QUERIES:
+                        getattr(builder, table)(self._stream(query))
+                finally:
+                    self._rollback()
+        finally:
+            if was_enabled:
+                gc.enable()
+        next_ids = {kind: meta.get(f"next_{kind}_id", 1) for kind in ID_KINDS}
+        return builder.finish(meta["version"], next_ids)
+
+    # ------------------------------------------------------------------
+    # commit
+    # ------------------------------------------------------------------
+
+    def commit(self, inventory: Inventory, txn: Transaction, journal: JournalWriter, meta: ChangeMeta) -> int:
+        chunks = journal.finish()
+        with self._errors():
+            self._begin_write()
+            try:
+                seq = self._next_version(inventory.version)
+                self._write_deletions(txn.deleted_rows)
+                self._write_dirty(inventory, txn)
+                self._write_journal(seq, meta, journal.num_records, chunks)
+                self._write_meta(seq, inventory.ids)
+                self._commit()
+            except BaseException:
+                self._rollback()
+                raise
+        return seq
+
+    def _next_version(self, expected: int) -> int:
+        found = self._execute(self._lock_version_sql(), ("version",))
+        if not found:
+            raise SchemaError("store_meta has no version; run create_schema() first")
+        current = int(found[0][0])
+        if current != expected:
+            raise StoreConflict(f"the store is at version {current} but this image is at {expected}: "
+                                "another writer committed; reload before writing")
+        return current + 1
+
+    def _write_deletions(self, deleted: dict[str, list[tuple[int, ...]]]) -> None:
+        for table in reversed(R.WRITE_ORDER):
+            keys = deleted.get(table)
+            if keys:
+                self._delete_rows(R.TABLE_OF[table], keys)
+
+    def _delete_rows(self, sql_table: str, keys: Sequence[tuple[int, ...]]) -> None:
+        key_columns = R.PRIMARY_KEYS[sql_table]
+        for chunk in _chunks(list(dict.fromkeys(keys)), DELETE_CHUNK):
+            if len(key_columns) == 1:
+                marks = ",".join(["%s"] * len(chunk))
+                self._execute(f"DELETE FROM {sql_table} WHERE {key_columns[0]} IN ({marks})", [k[0] for k in chunk])
+            else:
+                self._execute(self._delete_composite_sql(sql_table, key_columns, len(chunk)),
+                              [v for k in chunk for v in k])
+
+    def _write_dirty(self, inventory: Inventory, txn: Transaction) -> None:
+        for table in R.WRITE_ORDER:
+            objects = [o for o in txn.dirty[table].values() if inventory.is_alive(table, o)]
+            if not objects:
+                continue
+            make_row = R.ROW_OF[table]
+            if table == "block_files":
+                rows, emptied = [], []
+                for block in objects:
+                    row = make_row(block)
+                    if row is None:
+                        emptied.append((block.id,))
+                    else:
+                        rows.append(row)
+                if emptied:
+                    self._delete_rows("block_files", emptied)
+            else:
+                rows = [make_row(o) for o in objects]
+            self._upsert(R.TABLE_OF[table], rows)
+
+    def _upsert(self, sql_table: str, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            self._executemany(self._upsert_sql(sql_table, R.COLUMNS[sql_table], R.PRIMARY_KEYS[sql_table]), rows)
+
+    def _write_journal(self, seq: int, meta: ChangeMeta, num_records: int, chunks: list[bytes]) -> None:
+        self._execute(f"INSERT INTO journal ({_JOURNAL_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                      (seq, time.time(), meta.user, meta.dn, meta.title, meta.checksum, meta.run_id,
+                       num_records, 0))
+        for index, chunk in enumerate(chunks):
+            # one statement per chunk keeps each packet far below max_allowed_packet
+            self._execute("INSERT INTO journal_chunks (seq, chunk, data) VALUES (%s,%s,%s)", (seq, index, chunk))
+
+    def _write_meta(self, seq: int, ids: IdAllocator | None) -> None:
+        values = [("version", seq)]
+        if ids is not None:
+            values += [(f"next_{kind}_id", value) for kind, value in ids.next_ids.items()]
+        self._executemany(self._upsert_sql("store_meta", ("name", "value"), ("name",)), values)
+
+    # ------------------------------------------------------------------
+    # bulk import
+    # ------------------------------------------------------------------
+
+    def import_image(self, inventory: Inventory, meta: ChangeMeta) -> int:
+        if inventory.ids is None:
+            raise ValueError("import_image needs an inventory with an id allocator")
+        with self._errors():
+            self._begin_write()
+            try:
+                seq = self._next_version(0)
+                if self._execute("SELECT COUNT(*) FROM sites")[0][0] or self._execute("SELECT COUNT(*) FROM datasets")[0][0]:
+                    raise StoreError("import_image needs an empty store")
+                for table, rows in R.image_rows(inventory).items():
+                    self._bulk_insert(R.TABLE_OF[table], rows)
+                self._write_journal(seq, meta, 0, [])
+                self._write_meta(seq, inventory.ids)
+                self._commit()
+            except BaseException:
+                self._rollback()
+                raise
+        inventory.version = seq
+        return seq
+
+    def _bulk_insert(self, sql_table: str, rows: Iterable[tuple[Any, ...]], batch: int = 20000) -> None:
+        columns = R.COLUMNS[sql_table]
+        sql = f"INSERT INTO {sql_table} ({', '.join(columns)}) VALUES ({','.join(['%s'] * len(columns))})"
+        pending: list[tuple[Any, ...]] = []
+        for row in rows:
+            pending.append(row)
+            if len(pending) >= batch:
+                self._executemany(sql, pending)
+                pending = []
+        if pending:
+            self._executemany(sql, pending)
+
+    # ------------------------------------------------------------------
+    # journal
+    # ------------------------------------------------------------------
+
+    def journal_entries(self, since: int = 0, limit: int | None = None) -> list[JournalEntry]:
+        sql = f"SELECT {_JOURNAL_COLUMNS} FROM journal WHERE seq > %s ORDER BY seq"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._errors():
+            found = self._execute(sql, (since,))
+        return [JournalEntry(int(s), float(t), u, d, ti, c, int(r), int(n), bool(p))
+                for s, t, u, d, ti, c, r, n, p in found]
+
+    def journal_records(self, seq: int) -> Iterator[Record]:
+        with self._errors():
+            head = self._execute("SELECT pruned FROM journal WHERE seq = %s", (seq,))
+            if not head:
+                raise StoreError(f"journal entry {seq} does not exist")
+            if head[0][0]:
+                raise JournalPruned(f"the records of journal entry {seq} were removed by compaction")
+            chunks = [bytes(row[0]) for row in
+                      self._execute("SELECT data FROM journal_chunks WHERE seq = %s ORDER BY chunk", (seq,))]
+        return decode_chunks(chunks)
+
+    def compact_journal(self, retention: JournalRetention, now: float | None = None) -> int:
+        cutoff = (time.time() if now is None else now) - retention.keep_days * 86400
+        with self._errors():
+            self._begin_write()
+            try:
+                newest = int(self._execute(self._lock_version_sql(), ("version",))[0][0])
+                protect_from = newest - retention.keep_entries + 1
+                seqs = [row[0] for row in self._execute(
+                    "SELECT seq FROM journal WHERE pruned = 0 AND seq < %s AND time < %s",
+                    (protect_from, cutoff))]
+                for chunk in _chunks(seqs, DELETE_CHUNK):
+                    marks = ",".join(["%s"] * len(chunk))
+                    self._execute(f"DELETE FROM journal_chunks WHERE seq IN ({marks})", list(chunk))
+                    self._execute(f"UPDATE journal SET pruned = 1 WHERE seq IN ({marks})", list(chunk))
+                self._commit()
+            except BaseException:
+                self._rollback()
+                raise
+        return len(seqs)

@@ -1,0 +1,132 @@
+"""The SQLite store: the embedded default for a single server on a fresh machine.
+
+WAL journaling lets readers (a load, the journal listing) proceed while a
+commit is written; ``synchronous=FULL`` makes a returned commit durable.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from dynamo.errors import ConfigurationError, StoreError, StoreUnavailable
+from dynamo.store.sql import SQLStore
+
+_FETCH = 20000
+
+
+def parse_sqlite_url(url: str) -> str:
+    """``sqlite:///absolute/path.db`` or ``sqlite:relative/path.db`` -> path."""
+    if not url.startswith("sqlite:"):
+        raise ConfigurationError(f"not an SQLite URL: {url!r}")
+    rest = url[len("sqlite:"):]
+    if rest.startswith("//"):
+        rest = rest[2:]
+        if not rest.startswith("/"):
+            raise ConfigurationError(f"SQLite URL {url!r}: use sqlite:///absolute/path or sqlite:relative/path")
+    if not rest:
+        raise ConfigurationError(f"SQLite URL {url!r} names no file")
+    return rest
+
+
+class SQLiteStore(SQLStore):
+    kind = "sqlite"
+    SCHEMA_FILE = "sqlite.sql"
+
+    def __init__(self, path: str | Path, *, timeout: float = 30.0):
+        self.path = str(path)
+        self.timeout = timeout
+        self._conn: sqlite3.Connection | None = None
+        with self._errors():
+            self._connection()
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        return cls(parse_sqlite_url(url))
+
+    def __repr__(self) -> str:
+        return f"<SQLiteStore {self.path}>"
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._conn = conn
+        return self._conn
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if "locked" in text or "unable to open" in text or "disk I/O" in text:
+                raise StoreUnavailable(f"SQLite {self.path}: {text}") from exc
+            raise StoreError(f"SQLite {self.path}: {text}") from exc
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite {self.path}: {exc}") from exc
+
+    @staticmethod
+    def _sql(sql: str) -> str:
+        return sql.replace("%s", "?")
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = self._connection().execute(self._sql(sql), tuple(params))
+        return cur.fetchall() if cur.description else []
+
+    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._connection().executemany(self._sql(sql), rows)
+
+    def _stream(self, sql: str) -> Iterator[tuple[Any, ...]]:
+        cur = self._connection().execute(self._sql(sql))
+        try:
+            fetch = cur.fetchmany
+            while True:
+                batch = fetch(_FETCH)
+                if not batch:
+                    break
+                yield from batch
+        finally:
+            cur.close()
+
+    def _begin_read(self) -> None:
+        self._execute("BEGIN DEFERRED")
+
+    def _begin_write(self) -> None:
+        self._execute("BEGIN IMMEDIATE")
+
+    def _commit(self) -> None:
+        self._execute("COMMIT")
+
+    def _rollback(self) -> None:
+        conn = self._conn
+        if conn is not None and conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+    def _upsert_sql(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
+        conflict = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+        return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({','.join(['%s'] * len(columns))}) "
+                f"ON CONFLICT ({', '.join(keys)}) {conflict}")
+
+    def _delete_composite_sql(self, table: str, keys: Sequence[str], count: int) -> str:
+        row = "(" + ",".join(["%s"] * len(keys)) + ")"
+        return f"DELETE FROM {table} WHERE ({', '.join(keys)}) IN (VALUES {','.join([row] * count)})"
+
+    def _lock_version_sql(self) -> str:
+        # BEGIN IMMEDIATE already holds the database's write lock
+        return "SELECT value FROM store_meta WHERE name = %s"
+
+    def _existing_tables(self) -> set[str]:
+        return {row[0] for row in self._execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
