@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS partitions (
 CREATE TABLE IF NOT EXISTS site_partitions (
   site_id INT UNSIGNED NOT NULL,
   partition_id INT UNSIGNED NOT NULL,
-  quota BIGINT NOT NULL COMMENT 'bytes; -1 = unlimited',
+  quota BIGINT NOT NULL COMMENT 'bytes, -1 = unlimited',
   PRIMARY KEY (site_id, partition_id),
   KEY partition_id (partition_id),
   CONSTRAINT sp_site FOREIGN KEY (site_id) REFERENCES sites (id) ON DELETE CASCADE,

@@ -76,7 +76,7 @@ def _check_blocks(inventory: Inventory, txn: Transaction) -> None:
 
 
 def apply_change_set(inventory: Inventory, store: InventoryStore | None, records: Iterable[Record],
-                     meta: ChangeMeta = ChangeMeta()) -> Transaction:
+                     meta: ChangeMeta | None = None) -> Transaction:
     """Validate, persist (when ``store`` is given) and apply a change set, all or nothing.
 
     Returns the finished transaction (its ``dirty`` sets tell what changed).
@@ -96,7 +96,7 @@ def apply_change_set(inventory: Inventory, store: InventoryStore | None, records
         txn.record_index = -1
         _check_blocks(inventory, txn)
         if store is not None:
-            inventory.version = store.commit(inventory, txn, journal, meta)
+            inventory.version = store.commit(inventory, txn, journal, meta or ChangeMeta())
         else:
             inventory.version += 1
     except BaseException:

@@ -111,7 +111,7 @@ def encode(op: str, obj: DataObject) -> Record:
     elif op != DELETE:
         raise CodecError(f"unknown operation {op!r}")
     if obj.TYPE in _HAS_ID:
-        fields["id"] = getattr(obj, "id")
+        fields["id"] = obj.id  # type: ignore[attr-defined]
     return [op, obj.TYPE, fields]
 
 
@@ -119,7 +119,9 @@ def _construct(type_name: str, fields: dict[str, Any], full: bool) -> DataObject
     f = fields
     oid = f.get("id", 0)
     if type_name == "site":
-        return Site(f["name"], f["host"], f["storage_type"], f["backend"], f["status"], oid) if full else Site(f["name"], id=oid)
+        if not full:
+            return Site(f["name"], id=oid)
+        return Site(f["name"], f["host"], f["storage_type"], f["backend"], f["status"], oid)
     if type_name == "group":
         if f["name"] is None:
             raise CodecError("group name: the null group cannot appear in a record")
@@ -143,7 +145,9 @@ def _construct(type_name: str, fields: dict[str, Any], full: bool) -> DataObject
             return File(f["name"], full_block, id=oid)
         return File(f["name"], full_block, f["size"], f["checksum"], oid)
     if type_name == "datasetreplica":
-        return DatasetReplica(f["dataset"], f["site"], f["growing"], f["group"]) if full else DatasetReplica(f["dataset"], f["site"])
+        if not full:
+            return DatasetReplica(f["dataset"], f["site"])
+        return DatasetReplica(f["dataset"], f["site"], f["growing"], f["group"])
     if type_name == "blockreplica":
         if not full:
             return BlockReplica(full_block, f["site"])

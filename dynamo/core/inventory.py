@@ -480,7 +480,9 @@ class Inventory:
         self._drop(entries, obj.lfn)
         for replica in block.replicas:
             if replica.files is not None and obj.lfn in replica.files:
-                self._set(replica, "files", tuple(f for f in replica.files if f != obj.lfn))
+                remaining = tuple(f for f in replica.files if f != obj.lfn)
+                # holding every file that is left means the replica is now complete
+                self._set(replica, "files", None if entries and len(remaining) == len(entries) else remaining)
                 self._tracker.touched("dataset_replicas", self._dataset_replica_of(replica))
         self._tracker.files_touched(block)
         return File._make(obj.lfn, block, entry.size, entry.checksum, entry.id)
@@ -547,12 +549,13 @@ class Inventory:
         if table == "datasets":
             return self.datasets.get(obj.name) is obj
         if table in ("blocks", "block_files"):
-            dataset = obj.dataset
-            return self.datasets.get(dataset.name) is dataset and dataset.find_block(obj.name) is obj
+            owner: Any = obj.dataset
+            return owner.find_block(obj.name) is obj and self.datasets.get(owner.name) is owner
         if table == "dataset_replicas":
-            dataset, site = obj.dataset, obj.site
-            return (self.datasets.get(dataset.name) is dataset and self.sites.get(site.name) is site
-                    and site.find_dataset_replica(dataset.name) is obj)
+            dataset: Any = obj.dataset
+            site: Any = obj.site
+            return (site.find_dataset_replica(dataset.name) is obj and self.datasets.get(dataset.name) is dataset
+                    and self.sites.get(site.name) is site)
         if table == "site_partitions":
             return _alive_sitepartition(self, obj)
         raise ValueError(f"unknown table {table!r}")

@@ -268,7 +268,7 @@ class ImageBuilder:
         new = Block.__new__
         current_id = -1
         current: dict[str, Block] = {}
-        dataset: Dataset | None = None
+        dataset: Any = None
         for bid, dataset_id, name, size, num_files, is_open, last_update in rows:
             if dataset_id != current_id:
                 dataset = datasets_by_id[dataset_id]

@@ -53,6 +53,8 @@ def schema_path(name: str) -> Path:
 
 
 def split_statements(ddl: str) -> list[str]:
+    """Statements of a DDL file: ';' ends a statement, '--' starts a comment line.
+    (String literals in the schema files must therefore not contain ';'.)"""
     lines = [line for line in ddl.splitlines() if not line.lstrip().startswith("--")]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
@@ -228,7 +230,7 @@ class SQLStore(InventoryStore):
             objects = [o for o in txn.dirty[table].values() if inventory.is_alive(table, o)]
             if not objects:
                 continue
-            make_row = R.ROW_OF[table]
+            make_row: Any = R.ROW_OF[table]
             if table == "block_files":
                 rows, emptied = [], []
                 for block in objects:
@@ -272,7 +274,7 @@ class SQLStore(InventoryStore):
             self._begin_write()
             try:
                 seq = self._next_version(0)
-                if self._execute("SELECT COUNT(*) FROM sites")[0][0] or self._execute("SELECT COUNT(*) FROM datasets")[0][0]:
+                if any(self._execute(f"SELECT COUNT(*) FROM {t}")[0][0] for t in ("sites", "datasets")):
                     raise StoreError("import_image needs an empty store")
                 for table, rows in R.image_rows(inventory).items():
                     self._bulk_insert(R.TABLE_OF[table], rows)

@@ -1,0 +1,489 @@
+"""Inject and delete documents (the seed's JSON formats) -> change sets.
+
+Inject document: an object with any of these keys, each a list::
+
+    {"group":     [{"name", "olevel"?}],
+     "site":      [{"name", "host"?, "storage_type"?, "backend"?, "status"?}],
+     "partition": [{"name", "quota"?: {site name: bytes, ...}}],
+     "dataset":   [{"name", "status"?, "data_type"?, "software_version"?, "last_update"?, "is_open"?,
+                    "blocks"?: [{"name", "is_open"?, "last_update"?, "num_files"?, "size"?,
+                                 "files"?: [{"name", "size", "adler32"?, "cksum"?, "md5"?}]}]}],
+     "datasetreplica": [{"dataset", "site", "growing"?, "group"?,
+                         "blockreplicas"?: [{"block", "group"?, "is_custodial"?, "last_update"?,
+                                             "files"?: [lfn, ...]}]}]}
+
+An object that already exists keeps every attribute the document does not
+mention; a new one gets the defaults (``last_update`` defaults to now). A
+block's ``num_files``/``size`` default to the count and total of its files
+(those already in the inventory plus those in the document) and, if given,
+must agree with them. A block replica's group defaults to its dataset
+replica's; ``files`` makes it incomplete.
+
+Delete document: the same keys with names only; a dataset entry with
+``blocks`` deletes those blocks (and with ``files``, those files, adjusting
+the block's counts) instead of the dataset; a datasetreplica entry with
+``blockreplicas`` deletes those block replicas instead.
+
+Every error names its place (``dataset[0].blocks[1].files[3].size: expected
+an integer``) and nothing is produced: the caller applies all or nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from dynamo.core.codec import DELETE, UPDATE, Record, encode
+from dynamo.core.inventory import Inventory
+from dynamo.dataformat import (
+    Block,
+    BlockReplica,
+    Dataset,
+    DatasetReplica,
+    File,
+    Group,
+    Partition,
+    Site,
+    SitePartition,
+)
+from dynamo.dataformat._base import DataObject
+from dynamo.dataformat.file import CHECKSUM_ALGORITHMS, format_checksums
+from dynamo.errors import DocumentError, ObjectError
+
+INJECT_KEYS = ("group", "site", "partition", "dataset", "datasetreplica")
+COUNT_NAMES = {"site": "sites", "group": "groups", "partition": "partitions", "sitepartition": "quotas",
+               "dataset": "datasets", "block": "blocks", "file": "files", "datasetreplica": "datasetreplicas",
+               "blockreplica": "blockreplicas"}
+
+
+@dataclass
+class ParsedDocument:
+    """The change set a document stands for, and per-type counts of its records."""
+
+    records: list[Record] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, op: str, obj: DataObject, counted: bool = True) -> None:
+        self.records.append(encode(op, obj))
+        if counted:
+            name = COUNT_NAMES[obj.TYPE]
+            self.counts[name] = self.counts.get(name, 0) + 1
+
+
+def load_json(text: str | bytes) -> Any:
+    try:
+        return json.loads(text)
+    except UnicodeDecodeError as exc:
+        raise DocumentError("", f"not UTF-8 text: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise DocumentError("", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+
+
+# ---------------------------------------------------------------------------
+# a typed view of one JSON object with its path
+# ---------------------------------------------------------------------------
+
+class _Node:
+    def __init__(self, path: str, value: Any, allowed: tuple[str, ...]):
+        if not isinstance(value, dict):
+            raise DocumentError(path, f"expected an object, got {_kind(value)}")
+        unknown = [k for k in value if k not in allowed]
+        if unknown:
+            raise DocumentError(f"{path}.{unknown[0]}", f"unknown key (expected one of: {', '.join(allowed)})")
+        self.path = path
+        self.value = value
+
+    def at(self, key: str) -> str:
+        return f"{self.path}.{key}"
+
+    def has(self, key: str) -> bool:
+        return key in self.value
+
+    def name(self, key: str = "name") -> str:
+        if key not in self.value:
+            raise DocumentError(self.at(key), "missing")
+        value = self.value[key]
+        if not isinstance(value, str):
+            raise DocumentError(self.at(key), f"expected a string, got {_kind(value)}")
+        if not value:
+            raise DocumentError(self.at(key), "must not be empty")
+        return value
+
+    def string(self, key: str, default: Any) -> Any:
+        value = self.value.get(key, default)
+        if key in self.value and not isinstance(value, str):
+            raise DocumentError(self.at(key), f"expected a string, got {_kind(value)}")
+        return value
+
+    def optional_string(self, key: str, default: Any) -> Any:
+        if self.value.get(key, "") is None:
+            return None
+        return self.string(key, default)
+
+    def integer(self, key: str, default: Any, required: bool = False) -> Any:
+        if key not in self.value:
+            if required:
+                raise DocumentError(self.at(key), "missing")
+            return default
+        value = self.value[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise DocumentError(self.at(key), f"expected an integer, got {_kind(value)}")
+        if value < 0:
+            raise DocumentError(self.at(key), f"must not be negative, got {value}")
+        return value
+
+    def boolean(self, key: str, default: Any) -> Any:
+        value = self.value.get(key, default)
+        if key in self.value and not isinstance(value, bool):
+            raise DocumentError(self.at(key), f"expected true or false, got {_kind(value)}")
+        return value
+
+    def items(self, key: str, allowed: tuple[str, ...]) -> Iterator[_Node]:
+        for path, value in self.elements(key):
+            yield _Node(path, value, allowed)
+
+    def elements(self, key: str) -> Iterator[tuple[str, Any]]:
+        values = self.value.get(key, [])
+        if not isinstance(values, list):
+            raise DocumentError(self.at(key), f"expected a list, got {_kind(values)}")
+        for index, value in enumerate(values):
+            yield f"{self.at(key)}[{index}]", value
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _top(document: Any, allowed: tuple[str, ...]) -> _Node:
+    node = _Node("", document, allowed)
+    node.path = ""
+    return node
+
+
+def _items(root: _Node, key: str, allowed: tuple[str, ...]) -> Iterator[_Node]:
+    values = root.value.get(key, [])
+    if not isinstance(values, list):
+        raise DocumentError(key, f"expected a list, got {_kind(values)}")
+    for index, value in enumerate(values):
+        yield _Node(f"{key}[{index}]", value, allowed)
+
+
+def _make(path: str, factory: Any, *args: Any) -> Any:
+    """Construct an object, turning a value error into a DocumentError at ``path``."""
+    try:
+        return factory(*args)
+    except ObjectError as exc:
+        raise DocumentError(path, str(exc)) from exc
+
+
+class _Seen:
+    """Duplicate detection: the first place each name was defined."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.places: dict[Any, str] = {}
+
+    def check(self, key: Any, path: str) -> None:
+        first = self.places.get(key)
+        if first is not None:
+            raise DocumentError(path, f"duplicate {self.what} {key!r} (also at {first})")
+        self.places[key] = path
+
+
+# ---------------------------------------------------------------------------
+# inject
+# ---------------------------------------------------------------------------
+
+SITE_KEYS = ("name", "host", "storage_type", "backend", "status")
+GROUP_KEYS = ("name", "olevel")
+PARTITION_KEYS = ("name", "quota")
+DATASET_KEYS = ("name", "status", "data_type", "software_version", "last_update", "is_open", "blocks")
+BLOCK_KEYS = ("name", "is_open", "last_update", "num_files", "size", "files")
+FILE_KEYS = ("name", "size", *CHECKSUM_ALGORITHMS)
+DATASETREPLICA_KEYS = ("dataset", "site", "growing", "group", "blockreplicas")
+BLOCKREPLICA_KEYS = ("block", "group", "is_custodial", "last_update", "files")
+
+
+class _Injector:
+    def __init__(self, inventory: Inventory, now: int):
+        self.inv = inventory
+        self.now = now
+        self.out = ParsedDocument()
+        self.sites: dict[str, Site] = {}
+        self.groups: set[str] = set()
+        self.datasets: dict[str, tuple[Dataset, dict[str, dict[str, int]]]] = {}
+
+    def run(self, document: Any) -> ParsedDocument:
+        root = _top(document, INJECT_KEYS)
+        for node in _items(root, "group", GROUP_KEYS):
+            self.group(node)
+        for node in _items(root, "site", SITE_KEYS):
+            self.site(node)
+        for node in _items(root, "partition", PARTITION_KEYS):
+            self.partition(node)
+        for node in _items(root, "dataset", DATASET_KEYS):
+            self.dataset(node)
+        for node in _items(root, "datasetreplica", DATASETREPLICA_KEYS):
+            self.dataset_replica(node)
+        return self.out
+
+    def group(self, node: _Node) -> None:
+        name = node.name()
+        if name in self.groups:
+            raise DocumentError(node.at("name"), f"duplicate group {name!r}")
+        self.groups.add(name)
+        old = self.inv.groups.get(name)
+        olevel = node.string("olevel", old.olevel if old else "Block")
+        self.out.add(UPDATE, _make(node.at("olevel"), Group, name, olevel))
+
+    def site(self, node: _Node) -> None:
+        name = node.name()
+        if name in self.sites:
+            raise DocumentError(node.at("name"), f"duplicate site {name!r}")
+        old = self.inv.sites.get(name)
+        args = [name]
+        for key, default in (("host", ""), ("storage_type", "disk"), ("backend", ""), ("status", "ready")):
+            args.append(node.string(key, getattr(old, key) if old else default))
+        site = _make(node.path, Site, *args)
+        self.sites[name] = site
+        self.out.add(UPDATE, site)
+
+    def _site_exists(self, name: str) -> bool:
+        return name in self.sites or name in self.inv.sites
+
+    def _group_exists(self, name: str | None) -> bool:
+        return name is None or name in self.groups or name in self.inv.groups
+
+    def partition(self, node: _Node) -> None:
+        name = node.name()
+        self.out.add(UPDATE, _make(node.at("name"), Partition, name))
+        quota = node.value.get("quota", {})
+        if not isinstance(quota, dict):
+            raise DocumentError(node.at("quota"), f"expected an object of site: bytes, got {_kind(quota)}")
+        for site, value in quota.items():
+            path = f"{node.at('quota')}.{site}"
+            if not self._site_exists(site):
+                raise DocumentError(path, f"unknown site {site!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+                raise DocumentError(path, "expected an integer number of bytes (-1 = unlimited)")
+            self.out.add(UPDATE, SitePartition(site, name, value))
+
+    def dataset(self, node: _Node) -> None:
+        name = node.name()
+        if name in self.datasets:
+            raise DocumentError(node.at("name"), f"duplicate dataset {name!r}")
+        old = self.inv.datasets.get(name)
+        version = self._software_version(node, old.software_version if old else None)
+        dataset = _make(node.path, Dataset, name,
+                        node.string("status", old.status if old else "unknown"),
+                        node.string("data_type", old.data_type if old else "unknown"),
+                        version,
+                        node.integer("last_update", old.last_update if old else self.now),
+                        node.boolean("is_open", old.is_open if old else True))
+        blocks: dict[str, dict[str, int]] = {}
+        self.datasets[name] = (dataset, blocks)
+        self.out.add(UPDATE, dataset)
+        for block_node in node.items("blocks", BLOCK_KEYS):
+            self.block(block_node, name, old, blocks)
+
+    @staticmethod
+    def _software_version(node: _Node, default: str | None) -> str | None:
+        if not node.has("software_version"):
+            return default
+        value = node.value["software_version"]
+        if isinstance(value, list):
+            if len(value) != 1:
+                raise DocumentError(node.at("software_version"), "expected a string or a list of one string")
+            value = value[0]
+        if value is not None and not isinstance(value, str):
+            raise DocumentError(node.at("software_version"), f"expected a string, got {_kind(value)}")
+        return value
+
+    def block(self, node: _Node, dataset: str, old_dataset: Dataset | None, blocks: dict[str, dict[str, int]]) -> None:
+        name = node.name()
+        if name in blocks:
+            raise DocumentError(node.at("name"), f"duplicate block {name!r} in dataset {dataset!r}")
+        old = old_dataset.find_block(name) if old_dataset else None
+        existing = {f.lfn: f.size for f in old.files} if old else {}
+        files: list[File] = []
+        seen = _Seen("file")
+        full = f"{dataset}#{name}"
+        for file_node in node.items("files", FILE_KEYS):
+            lfn = file_node.name()
+            seen.check(lfn, file_node.at("name"))
+            size = file_node.integer("size", 0, required=True)
+            checksums = {a: file_node.string(a, None) for a in CHECKSUM_ALGORITHMS if file_node.has(a)}
+            try:
+                checksum = format_checksums(checksums)
+            except ObjectError as exc:
+                raise DocumentError(file_node.path, str(exc)) from exc
+            files.append(_make(file_node.path, File, lfn, full, size, checksum))
+        merged = dict(existing)
+        merged.update((f.lfn, f.size) for f in files)
+        count, total = len(merged), sum(merged.values())
+        num_files = node.integer("num_files", count if merged or not old else old.num_files)
+        size = node.integer("size", total if merged or not old else old.size)
+        if merged and num_files != count:
+            raise DocumentError(node.at("num_files"), f"{num_files} disagrees with the block's {count} files"
+                                + (f" ({len(existing)} already in the inventory)" if existing else ""))
+        if merged and size != total:
+            raise DocumentError(node.at("size"), f"{size} disagrees with the total size of the block's files, {total}")
+        block = _make(node.path, Block, name, dataset, size, num_files,
+                      node.boolean("is_open", old.is_open if old else False),
+                      node.integer("last_update", old.last_update if old else self.now))
+        blocks[name] = merged
+        self.out.add(UPDATE, block)
+        for f in files:
+            self.out.add(UPDATE, f)
+
+    def _block_files(self, dataset: str, block: str) -> dict[str, int] | None:
+        """The block's files (name -> size) after this document, or None if the block is unknown."""
+        entry = self.datasets.get(dataset)
+        if entry is not None and block in entry[1]:
+            return entry[1][block]
+        live = self.inv.find_block(dataset, block)
+        return None if live is None else {lfn: 0 for lfn in live.file_names()}
+
+    def dataset_replica(self, node: _Node) -> None:
+        dataset = node.name("dataset")
+        site = node.name("site")
+        if dataset not in self.datasets and dataset not in self.inv.datasets:
+            raise DocumentError(node.at("dataset"), f"unknown dataset {dataset!r}")
+        if not self._site_exists(site):
+            raise DocumentError(node.at("site"), f"unknown site {site!r}")
+        live_site = self.inv.sites.get(site)
+        old = live_site.find_dataset_replica(dataset) if live_site else None
+        group = node.optional_string("group", old.group_name if old else None)
+        if not self._group_exists(group):
+            raise DocumentError(node.at("group"), f"unknown group {group!r}")
+        self.out.add(UPDATE, _make(node.path, DatasetReplica, dataset, site,
+                                   node.boolean("growing", old.growing if old else False), group))
+        seen = _Seen("block replica")
+        for br in node.items("blockreplicas", BLOCKREPLICA_KEYS):
+            self.block_replica(br, dataset, site, group, old, seen)
+
+    def block_replica(self, node: _Node, dataset: str, site: str, dr_group: str | None,
+                      old_dr: DatasetReplica | None, seen: _Seen) -> None:
+        block = node.name("block")
+        seen.check(block, node.at("block"))
+        files = self._block_files(dataset, block)
+        if files is None:
+            raise DocumentError(node.at("block"), f"unknown block {block!r} in dataset {dataset!r}")
+        old = old_dr.find_block_replica(block) if old_dr else None
+        group = node.optional_string("group", old.group_name if old else dr_group)
+        if not self._group_exists(group):
+            raise DocumentError(node.at("group"), f"unknown group {group!r}")
+        held: list[str] | None = None if old is None or old.files is None else list(old.files)
+        if node.has("files"):
+            held = []
+            for path, lfn in node.elements("files"):
+                if not isinstance(lfn, str):
+                    raise DocumentError(path, f"expected a file name, got {_kind(lfn)}")
+                if lfn not in files:
+                    raise DocumentError(path, f"file {lfn!r} is not in block {dataset}#{block}")
+                held.append(lfn)
+        self.out.add(UPDATE, _make(node.path, BlockReplica, f"{dataset}#{block}", site, group,
+                                   node.boolean("is_custodial", old.is_custodial if old else False),
+                                   node.integer("last_update", old.last_update if old else self.now),
+                                   held))
+
+
+def parse_inject(document: Any, inventory: Inventory, now: int | None = None) -> ParsedDocument:
+    """Turn an inject document (parsed JSON, or its text) into update records."""
+    if isinstance(document, (str, bytes)):
+        document = load_json(document)
+    return _Injector(inventory, int(time.time()) if now is None else now).run(document)
+
+
+# ---------------------------------------------------------------------------
+# delete
+# ---------------------------------------------------------------------------
+
+DEL_NAME_KEYS = ("name",)
+DEL_DATASET_KEYS = ("name", "blocks")
+DEL_BLOCK_KEYS = ("name", "files")
+DEL_DATASETREPLICA_KEYS = ("dataset", "site", "blockreplicas")
+DEL_BLOCKREPLICA_KEYS = ("block",)
+
+
+def parse_delete(document: Any, inventory: Inventory) -> ParsedDocument:
+    """Turn a delete document into delete records (plus block updates for file deletions)."""
+    if isinstance(document, (str, bytes)):
+        document = load_json(document)
+    inv = inventory
+    out = ParsedDocument()
+    root = _top(document, INJECT_KEYS)
+    # replicas first, then datasets, groups, partitions and sites (parents last)
+    seen_dr = _Seen("dataset replica")
+    for node in _items(root, "datasetreplica", DEL_DATASETREPLICA_KEYS):
+        dataset, site = node.name("dataset"), node.name("site")
+        seen_dr.check((dataset, site), node.path)
+        live_site = inv.sites.get(site)
+        if live_site is None:
+            raise DocumentError(node.at("site"), f"unknown site {site!r}")
+        replica = live_site.find_dataset_replica(dataset)
+        if replica is None:
+            raise DocumentError(node.path, f"dataset {dataset!r} has no replica at site {site!r}")
+        if not node.has("blockreplicas"):
+            out.add(DELETE, DatasetReplica(dataset, site))
+            continue
+        seen = _Seen("block replica")
+        for br in node.items("blockreplicas", DEL_BLOCKREPLICA_KEYS):
+            block = br.name("block")
+            seen.check(block, br.at("block"))
+            if replica.find_block_replica(block) is None:
+                raise DocumentError(br.at("block"), f"block {dataset}#{block} has no replica at site {site!r}")
+            out.add(DELETE, BlockReplica(f"{dataset}#{block}", site))
+    seen_ds = _Seen("dataset")
+    for node in _items(root, "dataset", DEL_DATASET_KEYS):
+        name = node.name()
+        seen_ds.check(name, node.at("name"))
+        live_dataset = inv.datasets.get(name)
+        if live_dataset is None:
+            raise DocumentError(node.at("name"), f"unknown dataset {name!r}")
+        if not node.has("blocks"):
+            out.add(DELETE, Dataset(name))
+            continue
+        seen_blocks = _Seen("block")
+        for block_node in node.items("blocks", DEL_BLOCK_KEYS):
+            _delete_block(out, live_dataset, block_node, seen_blocks)
+    named: tuple[tuple[str, Any, str, Any], ...] = (
+        ("group", Group, "group", inv.groups), ("partition", Partition, "partition", inv.partitions),
+        ("site", Site, "site", inv.sites))
+    for key, cls, what, live in named:
+        seen = _Seen(what)
+        for node in _items(root, key, DEL_NAME_KEYS):
+            name = node.name()
+            seen.check(name, node.at("name"))
+            if name not in live:
+                raise DocumentError(node.at("name"), f"unknown {what} {name!r}")
+            out.add(DELETE, cls(name))
+    return out
+
+
+def _delete_block(out: ParsedDocument, dataset: Dataset, node: _Node, seen: _Seen) -> None:
+    name = node.name()
+    seen.check(name, node.at("name"))
+    block = dataset.find_block(name)
+    if block is None:
+        raise DocumentError(node.at("name"), f"unknown block {name!r} in dataset {dataset.name!r}")
+    if not node.has("files"):
+        out.add(DELETE, Block(name, dataset.name))
+        return
+    sizes = {f.lfn: f.size for f in block.files}
+    seen_files = _Seen("file")
+    for file_node in node.items("files", DEL_NAME_KEYS):
+        lfn = file_node.name()
+        seen_files.check(lfn, file_node.at("name"))
+        if lfn not in sizes:
+            raise DocumentError(file_node.at("name"), f"file {lfn!r} is not in block {block.full_name}")
+        out.add(DELETE, File(lfn, block.full_name))
+        del sizes[lfn]
+    # the block's counts follow its files (not counted: the document deletes, it does not inject)
+    out.add(UPDATE, Block(name, dataset.name, sum(sizes.values()), len(sizes), block.is_open, block.last_update),
+            counted=False)
