@@ -479,10 +479,13 @@ class Inventory:
             raise MissingReference(f"file {obj.lfn!r} is not in block {block.full_name}")
         self._drop(entries, obj.lfn)
         for replica in block.replicas:
-            if replica.files is not None and obj.lfn in replica.files:
-                remaining = tuple(f for f in replica.files if f != obj.lfn)
-                # holding every file that is left means the replica is now complete
-                self._set(replica, "files", None if entries and len(remaining) == len(entries) else remaining)
+            if replica.files is None:
+                continue
+            remaining = tuple(f for f in replica.files if f != obj.lfn)
+            # holding every file that is left means the replica is now complete
+            files = None if entries and len(remaining) == len(entries) else remaining
+            if files != replica.files:
+                self._set(replica, "files", files)
                 self._tracker.touched("dataset_replicas", self._dataset_replica_of(replica))
         self._tracker.files_touched(block)
         return File._make(obj.lfn, block, entry.size, entry.checksum, entry.id)

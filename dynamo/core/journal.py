@@ -38,8 +38,8 @@ class ChangeMeta:
 class JournalWriter:
     """Accumulates records and cuts them into compressed chunks."""
 
-    def __init__(self, chunk_bytes: int = CHUNK_BYTES):
-        self.chunk_bytes = chunk_bytes
+    def __init__(self, chunk_bytes: int | None = None):
+        self.chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
         self.chunks: list[bytes] = []
         self.num_records = 0
         self._lines: list[str] = []
@@ -64,7 +64,7 @@ class JournalWriter:
         return self.chunks
 
 
-def encode_chunks(records: Iterable[Record], chunk_bytes: int = CHUNK_BYTES) -> list[bytes]:
+def encode_chunks(records: Iterable[Record], chunk_bytes: int | None = None) -> list[bytes]:
     writer = JournalWriter(chunk_bytes)
     for record in records:
         writer.add(record)

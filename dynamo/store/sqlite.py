@@ -71,6 +71,8 @@ class SQLiteStore(SQLStore):
             raise StoreError(f"SQLite {self.path}: {text}") from exc
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite {self.path}: {exc}") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"SQLite {self.path}: {exc}") from exc
 
     @staticmethod
     def _sql(sql: str) -> str:

@@ -1,0 +1,69 @@
+"""Stores facing a database that goes away, or that is not there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pymysql
+import pytest
+
+from bench.workload import change_records, generate, scaled
+from dynamo.core.changeset import apply_change_set
+from dynamo.core.export import fingerprint
+from dynamo.core.journal import ChangeMeta
+from dynamo.errors import SchemaError, StoreUnavailable
+from dynamo.store import open_store
+from dynamo.store.mysql import MySQLStore, parse_mysql_url
+
+
+@pytest.mark.mysql
+def test_connection_killed_mid_commit(mysql_url: str) -> None:
+    """A real server-side KILL between the data rows and the journal row: nothing lands, and the store recovers."""
+    store = open_store(mysql_url)
+    assert isinstance(store, MySQLStore)
+    store.import_image(generate(scaled(0.001), 21), ChangeMeta())
+    inv = store.load()
+    before = fingerprint(inv)
+    records = change_records(inv, 300, seed=22)
+    original = store._write_journal
+    params = parse_mysql_url(mysql_url)
+
+    def kill_then_write(*args: Any) -> None:
+        assert store._conn is not None
+        victim = store._conn.thread_id()
+        killer = pymysql.connect(**params)
+        try:
+            killer.cursor().execute(f"KILL CONNECTION {victim}")
+        finally:
+            killer.close()
+        original(*args)
+
+    store._write_journal = kill_then_write  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailable):
+        apply_change_set(inv, store, records)
+    assert fingerprint(inv) == before
+    store._write_journal = original  # type: ignore[method-assign]
+    assert fingerprint(store.load()) == before  # reconnected by itself
+    apply_change_set(inv, store, records)
+    assert fingerprint(open_store(mysql_url).load()) == fingerprint(inv)
+
+
+@pytest.mark.mysql
+def test_unreachable_mysql_is_a_clear_error(mysql_server: str) -> None:
+    with pytest.raises(StoreUnavailable, match="MySQL connection lost or refused"):
+        MySQLStore(host="127.0.0.1", port=1, database="x", connect_timeout=2)
+
+
+@pytest.mark.mysql
+def test_foreign_tables_are_not_touched(mysql_url: str) -> None:
+    params = parse_mysql_url(mysql_url)
+    conn = pymysql.connect(**params)
+    conn.cursor().execute("CREATE TABLE sites (x INT)")
+    conn.close()
+    with pytest.raises(SchemaError, match="refusing to touch it"):
+        open_store(mysql_url)
+
+
+def test_unwritable_sqlite_location() -> None:
+    with pytest.raises(StoreUnavailable):
+        open_store("sqlite:///proc/no/such/dir/inventory.db")

@@ -1,0 +1,118 @@
+"""Change sets apply all or nothing, and errors name the offending record."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.workload import change_records, generate, scaled
+from dynamo.core.changeset import ChangeSet, apply_change_set
+from dynamo.core.codec import DELETE, UPDATE, encode
+from dynamo.core.export import export_records, fingerprint
+from dynamo.core.ids import IdAllocator
+from dynamo.core.inventory import Inventory
+from dynamo.dataformat import Block, BlockReplica, Dataset, File, Group, Site
+from dynamo.errors import ChangeSetError
+
+
+def fresh() -> Inventory:
+    inv = Inventory()
+    inv.ids = IdAllocator()
+    return inv
+
+
+def test_ids_are_assigned_in_order_and_never_reused() -> None:
+    inv = fresh()
+    apply_change_set(inv, None, [encode(UPDATE, Site("A")), encode(UPDATE, Site("B"))])
+    assert (inv.sites["A"].id, inv.sites["B"].id) == (1, 2)
+    apply_change_set(inv, None, [encode(DELETE, Site("B")), encode(UPDATE, Site("C"))])
+    assert inv.sites["C"].id == 3
+    assert inv.version == 2
+
+
+def test_incoming_ids_are_ignored_unless_replaying() -> None:
+    inv = fresh()
+    apply_change_set(inv, None, [encode(UPDATE, Site("A", id=40))])
+    assert inv.sites["A"].id == 1
+    replica = fresh()
+    replica.trust_ids = True
+    apply_change_set(replica, None, [encode(UPDATE, Site("A", id=40))])
+    assert replica.sites["A"].id == 40 and replica.ids.next_ids["site"] == 41  # type: ignore[union-attr]
+
+
+def test_a_bad_record_changes_nothing_and_is_named() -> None:
+    inv = generate(scaled(0.001), 3)
+    before = fingerprint(inv)
+    counters = dict(inv.ids.next_ids)  # type: ignore[union-attr]
+    records = change_records(inv, 300, seed=5)
+    records.insert(250, encode(UPDATE, Block("b", "/No/Such/DATASET")))
+    with pytest.raises(ChangeSetError) as info:
+        apply_change_set(inv, None, records)
+    assert info.value.index == 250
+    assert str(info.value).startswith("record 250 (update block dataset='/No/Such/DATASET', name='b'): "
+                                      "dataset '/No/Such/DATASET' does not exist")
+    assert fingerprint(inv) == before
+    assert inv.ids.next_ids == counters  # type: ignore[union-attr]
+    assert inv.version == 0
+
+
+def test_malformed_record_is_named() -> None:
+    inv = fresh()
+    with pytest.raises(ChangeSetError, match=r"record 1 \(update site name='B'\): site: unknown field\(s\) x"):
+        apply_change_set(inv, None, [encode(UPDATE, Site("A")),
+                                     ["update", "site", {**encode(UPDATE, Site("B"))[2], "x": 1}]])
+    assert inv.sites == {}
+
+
+def test_block_counts_must_match_its_files() -> None:
+    inv = fresh()
+    records = [encode(UPDATE, Dataset("D")), encode(UPDATE, Block("b", "D", 100, 2)),
+               encode(UPDATE, File("/f1", "D#b", 60))]
+    with pytest.raises(ChangeSetError, match="declares num_files=2 size=100 but holds 1 files of 60 bytes"):
+        apply_change_set(inv, None, records)
+    assert inv.datasets == {}
+    records.append(encode(UPDATE, File("/f2", "D#b", 40)))
+    apply_change_set(inv, None, records)
+    assert inv.datasets["D"].find_block("b").files_count() == 2
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_rollback_restores_the_exact_image(seed: int) -> None:
+    """Random valid change sets (creations, modifications, cascading deletes) undone by a final bad record."""
+    inv = generate(scaled(0.001), seed)
+    before = fingerprint(inv)
+    records = change_records(inv, 400, seed=seed)
+    records += [encode(DELETE, Dataset(next(iter(inv.datasets)))), encode(DELETE, Site(next(iter(inv.sites)))),
+                encode(DELETE, Group("group01")), encode(UPDATE, Site("NEW")), encode(DELETE, Site("NEW")),
+                encode(UPDATE, Site("NEW")), ["update", "nonsense", {}]]
+    with pytest.raises(ChangeSetError, match="unknown object type 'nonsense'"):
+        apply_change_set(inv, None, records)
+    assert fingerprint(inv) == before
+    # and the same records without the bad one do apply
+    apply_change_set(inv, None, records[:-1])
+    assert fingerprint(inv) != before
+
+
+def test_replaying_the_journal_records_reproduces_the_image() -> None:
+    inv = generate(scaled(0.001), 4)
+    copy = fresh()
+    copy.trust_ids = True
+    apply_change_set(copy, None, list(export_records(inv)))
+    assert fingerprint(copy) == fingerprint(inv)
+
+
+def test_write_application_changes_round_trip_in_order() -> None:
+    """What a write-enabled child records is what the server applies."""
+    server = generate(scaled(0.001), 6)
+    child_image = generate(scaled(0.001), 6)  # a forked child holds an identical image
+    recorder = ChangeSet()
+    child_image.recorder = recorder
+    dataset = next(iter(child_image.datasets.values()))
+    block = next(iter(dataset.blocks))
+    child_image.update(Site("T9_NEW", "new.host"))
+    child_image.update(BlockReplica(block, "T9_NEW", None, True, 1))
+    child_image.delete(BlockReplica(block, "T9_NEW"))
+    child_image.update(BlockReplica(block, "T9_NEW", "group02", False, 2))
+    child_image.delete(Dataset(next(iter(child_image.datasets))))
+    apply_change_set(server, None, recorder.records)
+    child_image.recorder = None
+    assert fingerprint(server) == fingerprint(child_image)

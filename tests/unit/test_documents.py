@@ -1,0 +1,173 @@
+"""Inject and delete documents (the seed's JSON formats)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dynamo.core.changeset import apply_change_set
+from dynamo.core.documents import parse_delete, parse_inject
+from dynamo.core.ids import IdAllocator
+from dynamo.core.inventory import Inventory
+from dynamo.errors import DocumentError
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SITES = (EXAMPLES / "mydynamo-storage-sites.json").read_text()
+DATA = (EXAMPLES / "mydynamo-initial-data.json").read_text()
+DS = "pandaf/010/DoubleMuon+Run2017F-31Mar2018-v1+MINIAOD"
+BLOCK = "48dbe0c6-36fa-11e8-a5e2-ac1f6b05e848"
+
+
+def seeded() -> Inventory:
+    inv = Inventory()
+    inv.ids = IdAllocator()
+    for text in (SITES, DATA):
+        apply_change_set(inv, None, parse_inject(text, inv).records)
+    return inv
+
+
+def test_seed_documents_give_the_seed_reprs() -> None:
+    inv = seeded()
+    assert repr(inv.sites["T3_US_XYZ"]) == ("Site('T3_US_XYZ','t3-storage.xyz.edu','disk',"
+                                             "'srm://t3-storage.xyz.edu:8443/srm/v2/server?SFN=/mnt/hadoop/cms',"
+                                             "'ready',2)")
+    assert repr(inv.sites["T2_US_XYZ"]) == ("Site('T2_US_XYZ','t2-storage.xyz.edu','disk',"
+                                             "'gsiftp://t2-storage.xyz.edu:2811/cms','ready',1)")
+    assert repr(inv.datasets) == f"{{'{DS}': Dataset('{DS}','production','unknown','pandaf/010',1528406008,True,1)}}"
+    assert repr(inv.datasets[DS].blocks) == f"set([Block('{BLOCK}','{DS}',165438,2,True,1528406008,1,False)])"
+
+
+def test_counts() -> None:
+    inv = Inventory()
+    assert parse_inject(SITES, inv).counts == {"sites": 2}
+    inv = seeded()
+    assert parse_inject(DATA, inv).counts == {"datasets": 1, "blocks": 1, "files": 2, "datasetreplicas": 1,
+                                              "blockreplicas": 1}
+
+
+def test_existing_objects_keep_what_the_document_does_not_mention() -> None:
+    inv = seeded()
+    doc = {"site": [{"name": "T2_US_XYZ", "status": "morgue"}],
+           "dataset": [{"name": DS, "blocks": [{"name": BLOCK, "is_open": False}]}]}
+    apply_change_set(inv, None, parse_inject(doc, inv).records)
+    site = inv.sites["T2_US_XYZ"]
+    assert site.status == "morgue" and site.host == "t2-storage.xyz.edu"
+    dataset = inv.datasets[DS]
+    assert dataset.status == "production" and dataset.software_version == "pandaf/010"
+    block = dataset.find_block(BLOCK)
+    assert not block.is_open and block.num_files == 2 and block.size == 165438
+
+
+def test_adding_files_to_an_existing_block_updates_its_counts() -> None:
+    inv = seeded()
+    doc = {"dataset": [{"name": DS, "blocks": [{"name": BLOCK, "files": [{"name": "/store/new.root", "size": 5,
+                                                                          "adler32": "0000000a"}]}]}]}
+    apply_change_set(inv, None, parse_inject(doc, inv).records)
+    block = inv.datasets[DS].find_block(BLOCK)
+    assert (block.num_files, block.size) == (3, 165443)
+    assert block.find_file("/store/new.root").checksum == "adler32:0000000a"
+
+
+def test_groups_partitions_and_incomplete_replicas() -> None:
+    inv = seeded()
+    doc = {"group": [{"name": "AnalysisOps"}],
+           "partition": [{"name": "Physics", "quota": {"T2_US_XYZ": 10**13, "T3_US_XYZ": -1}}],
+           "datasetreplica": [{"dataset": DS, "site": "T3_US_XYZ", "group": "AnalysisOps", "growing": True,
+                               "blockreplicas": [{"block": BLOCK, "files": [
+                                   "/store/user/paus/pandaf/010/DoubleMuon+Run2017F-31Mar2018-v1+MINIAOD/"
+                                   "6C7F843A-4837-E811-93AC-14187741208F.root"]}]}]}
+    parsed = parse_inject(doc, inv)
+    assert parsed.counts == {"groups": 1, "partitions": 1, "quotas": 2, "datasetreplicas": 1, "blockreplicas": 1}
+    apply_change_set(inv, None, parsed.records)
+    replica = inv.sites["T3_US_XYZ"].find_dataset_replica(DS)
+    assert replica.growing and replica.group_name == "AnalysisOps"
+    block_replica = replica.find_block_replica(BLOCK)
+    assert block_replica.group_name == "AnalysisOps" and block_replica.size == 57495
+    assert inv.sites["T3_US_XYZ"].find_partition("Physics").quota == -1
+
+
+DS0 = {"name": "d", "blocks": [{"name": "b", "files": [{"name": "/f", "size": 1}]}]}
+
+
+@pytest.mark.parametrize(("document", "message"), [
+    ('{"site": [', "invalid JSON at line 1 column 11"),
+    (b"\xff\xfe", "invalid JSON"),
+    ("[]", "expected an object, got a list"),
+    ({"sites": []}, "sites: unknown key"),
+    ({"site": {}}, "site: expected a list, got an object"),
+    ({"site": [{"host": "x"}]}, "site[0].name: missing"),
+    ({"site": [{"name": 5}]}, "site[0].name: expected a string, got an integer"),
+    ({"site": [{"name": "A"}, {"name": "A"}]}, "site[1].name: duplicate site 'A'"),
+    ({"site": [{"name": "A", "status": "gone"}]}, "site[0]: site status: 'gone' is not one of"),
+    ({"site": [{"name": "A B"}]}, "site[0]: site name: 'A B' contains whitespace"),
+    ({"dataset": [{"name": "d", "colour": 1}]}, "dataset[0].colour: unknown key"),
+    ({"dataset": [{"name": "d", "blocks": [{"name": "b", "files": [{"name": "/f", "size": "1"}]}]}]},
+     "dataset[0].blocks[0].files[0].size: expected an integer, got a string"),
+    ({"dataset": [{"name": "d", "blocks": [{"name": "b", "files": [{"name": "/f"}]}]}]},
+     "dataset[0].blocks[0].files[0].size: missing"),
+    ({"dataset": [{"name": "d", "blocks": [{"name": "b", "files": [{"name": "/f", "size": -3}]}]}]},
+     "must not be negative, got -3"),
+    ({"dataset": [{"name": "d", "blocks": [{"name": "b", "num_files": 2, "files": [{"name": "/f", "size": 1}]}]}]},
+     "dataset[0].blocks[0].num_files: 2 disagrees with the block's 1 files"),
+    ({"dataset": [{"name": "d", "blocks": [{"name": "b", "size": 7, "files": [{"name": "/f", "size": 1}]}]}]},
+     r"blocks[0].size: 7 disagrees with the total size of the block's files, 1"),
+    ({"dataset": [{"name": "d", "blocks": [{"name": "b", "files": [{"name": "/f", "size": 1},
+                                                                   {"name": "/f", "size": 1}]}]}]},
+     r"files[1].name: duplicate file '/f'"),
+    ({"dataset": [{"name": "d", "blocks": [{"name": "b", "files": [{"name": "/f", "size": 1, "adler32": "zz"}]}]}]},
+     r"files[0]: checksum adler32: 'zz' is not a valid adler32 value"),
+    ({"dataset": [{"name": "d", "software_version": ["a", "b"]}]}, "expected a string or a list of one string"),
+    ({"dataset": [DS0], "datasetreplica": [{"dataset": "d", "site": "T9"}]}, r"datasetreplica[0].site: unknown site"),
+    ({"datasetreplica": [{"dataset": "nope", "site": "T2_US_XYZ"}]}, "unknown dataset 'nope'"),
+    ({"dataset": [DS0], "datasetreplica": [{"dataset": "d", "site": "T2_US_XYZ", "group": "G"}]},
+     "datasetreplica[0].group: unknown group 'G'"),
+    ({"dataset": [DS0], "datasetreplica": [{"dataset": "d", "site": "T2_US_XYZ",
+                                            "blockreplicas": [{"block": "zz"}]}]},
+     r"blockreplicas[0].block: unknown block 'zz'"),
+    ({"dataset": [DS0], "datasetreplica": [{"dataset": "d", "site": "T2_US_XYZ",
+                                            "blockreplicas": [{"block": "b", "files": ["/g"]}]}]},
+     r"blockreplicas[0].files[0]: file '/g' is not in block d#b"),
+    ({"partition": [{"name": "P", "quota": {"T9": 1}}]}, r"partition[0].quota.T9: unknown site"),
+])
+def test_bad_inject_documents(document: object, message: str) -> None:
+    inv = seeded()
+    with pytest.raises(DocumentError) as info:
+        parse_inject(document if isinstance(document, (str, bytes)) else json.dumps(document), inv)
+    assert message in str(info.value)
+
+
+def test_delete_document() -> None:
+    inv = seeded()
+    lfn = ("/store/user/paus/pandaf/010/DoubleMuon+Run2017F-31Mar2018-v1+MINIAOD/"
+           "6C7F843A-4837-E811-93AC-14187741208F.root")
+    parsed = parse_delete({"dataset": [{"name": DS, "blocks": [{"name": BLOCK, "files": [{"name": lfn}]}]}]}, inv)
+    assert parsed.counts == {"files": 1}
+    apply_change_set(inv, None, parsed.records)
+    block = inv.datasets[DS].find_block(BLOCK)
+    assert (block.num_files, block.size) == (1, 107943)
+    parsed = parse_delete({"datasetreplica": [{"dataset": DS, "site": "T2_US_XYZ"}], "site": [{"name": "T3_US_XYZ"}]},
+                          inv)
+    assert parsed.counts == {"datasetreplicas": 1, "sites": 1}
+    apply_change_set(inv, None, parsed.records)
+    assert list(inv.sites) == ["T2_US_XYZ"] and not inv.datasets[DS].replicas
+    apply_change_set(inv, None, parse_delete({"dataset": [{"name": DS}]}, inv).records)
+    assert inv.datasets == {}
+
+
+@pytest.mark.parametrize(("document", "message"), [
+    ({"dataset": [{"name": "nope"}]}, r"dataset[0].name: unknown dataset 'nope'"),
+    ({"dataset": [{"name": DS, "blocks": [{"name": "x"}]}]}, r"blocks[0].name: unknown block 'x'"),
+    ({"dataset": [{"name": DS, "blocks": [{"name": BLOCK, "files": [{"name": "/x"}]}]}]},
+     r"files[0].name: file '/x' is not in block"),
+    ({"site": [{"name": "T9"}]}, r"site[0].name: unknown site 'T9'"),
+    ({"group": [{"name": "G"}]}, r"group[0].name: unknown group 'G'"),
+    ({"datasetreplica": [{"dataset": DS, "site": "T3_US_XYZ"}]}, "has no replica at site 'T3_US_XYZ'"),
+    ({"site": [{"name": "T2_US_XYZ", "host": "x"}]}, r"site[0].host: unknown key"),
+    ({"site": [{"name": "T2_US_XYZ"}, {"name": "T2_US_XYZ"}]}, r"site[1].name: duplicate site"),
+])
+def test_bad_delete_documents(document: object, message: str) -> None:
+    with pytest.raises(DocumentError) as info:
+        parse_delete(document, seeded())
+    assert message in str(info.value)
