@@ -20,8 +20,7 @@ from typing import Any, Iterator
 
 from dynamo.core.codec import DELETE, UPDATE, Record, encode
 from dynamo.core.inventory import Inventory
-from dynamo.dataformat import Block, BlockReplica, Dataset, DatasetStatus, File
-from dynamo.dataformat import filetable
+from dynamo.dataformat import Block, BlockReplica, Dataset, DatasetStatus, File, filetable
 from dynamo.dataformat.filetable import FileEntry
 from dynamo.store import rows as R
 
@@ -88,7 +87,6 @@ def generate(scale: Scale, seed: int = 1) -> Inventory:
                       0) for i in range(1, scale.datasets + 1))
 
     blocks_rows: list[tuple[Any, ...]] = []
-    files_rows: list[tuple[Any, ...]] = []
     block_id = file_id = 0
     per_dataset_blocks: list[list[int]] = []
     for did in range(1, scale.datasets + 1):
@@ -104,13 +102,12 @@ def generate(scale: Scale, seed: int = 1) -> Inventory:
                 total += size
                 entries[f"{dataset_dir}/{rng.randrange(10000, 99999)}/{_uuid(rng).upper()}.root"] = \
                     FileEntry(size, f"adler32:{rng.getrandbits(32):08x}", file_id)
-            blocks_rows.append((block_id, did, _uuid(rng), total, len(entries), 0, now - rng.randrange(10**8)))
-            files_rows.append((block_id, filetable.pack(entries)))
+            blocks_rows.append((block_id, did, _uuid(rng), total, len(entries), 0, now - rng.randrange(10**8),
+                                filetable.pack(entries)))
             ids.append(block_id)
         per_dataset_blocks.append(ids)
     builder.blocks(blocks_rows)
-    builder.block_files(files_rows)
-    del blocks_rows, files_rows
+    del blocks_rows
 
     replica_rows = []
     for did in range(1, scale.datasets + 1):

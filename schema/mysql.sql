@@ -103,7 +103,7 @@ CREATE TABLE IF NOT EXISTS journal (
 CREATE TABLE IF NOT EXISTS journal_chunks (
   seq BIGINT UNSIGNED NOT NULL,
   chunk INT UNSIGNED NOT NULL,
-  data LONGBLOB NOT NULL COMMENT 'zlib-compressed JSON lines, dynamo/core/journal.py',
+  data LONGBLOB NOT NULL COMMENT 'zlib-compressed JSON array of records, dynamo/core/journal.py',
   PRIMARY KEY (seq, chunk),
   CONSTRAINT chunk_entry FOREIGN KEY (seq) REFERENCES journal (seq) ON DELETE CASCADE
 ) ENGINE=InnoDB;

@@ -17,9 +17,10 @@ reaches the same image with the same ids.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+import gc
+from typing import TYPE_CHECKING, Any, Iterable
 
-from dynamo.core.codec import UPDATE, Record, decode, describe, encode
+from dynamo.core.codec import HAS_ID, UPDATE, Record, decode, describe, encode
 from dynamo.core.inventory import Inventory
 from dynamo.core.journal import ChangeMeta, JournalWriter
 from dynamo.core.transaction import NO_TRACKING, Transaction
@@ -47,14 +48,37 @@ class ChangeSet:
         return iter(self.records)
 
 
+def _normalized(op: str, record: Record, obj: DataObject, live: Any) -> Record:
+    """The journal's form of an applied record: ``encode(op, live)``.
+
+    An update copies every value of the (decoded, validated) record onto the
+    live object, so the record itself plus the assigned id *is* that form, and
+    reusing it saves re-encoding the object. The exception is a block
+    replica's file list, which the inventory normalizes (sorted; a list of
+    every file means complete).
+    """
+    type_name = record[1]
+    if op == UPDATE and (type_name != "blockreplica" or _same_files(record[2]["files"], live.files)):
+        fields = dict(record[2])
+        if type_name in HAS_ID:
+            fields["id"] = live.id
+        return [op, type_name, fields]
+    return encode(op, live)
+
+
+def _same_files(given: list[str] | None, held: tuple[str, ...] | None) -> bool:
+    return given is None if held is None else given is not None and tuple(given) == held
+
+
 def _apply_records(inventory: Inventory, txn: Transaction, records: Iterable[Record],
                    journal: JournalWriter) -> None:
+    update, delete = inventory.update, inventory.delete
     for index, record in enumerate(records):
         txn.record_index = index
         try:
             op, obj = decode(record)
-            live = inventory.update(obj) if op == UPDATE else inventory.delete(obj)
-            journal.add(encode(op, live))
+            live = update(obj) if op == UPDATE else delete(obj)
+            journal.add(_normalized(op, record, obj, live))
         except (CodecError, ObjectError, InventoryError) as exc:
             raise ChangeSetError(str(exc), index, describe(record)) from exc
 
@@ -91,6 +115,11 @@ def apply_change_set(inventory: Inventory, store: InventoryStore | None, records
     txn = Transaction(inventory.ids)
     journal = JournalWriter()
     inventory._tracker = txn
+    # Collection passes over the young objects a change set allocates (undo
+    # entries, records) cost 25-50 % of the apply time; nothing here needs the
+    # cycle collector before the change set is done.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
         _apply_records(inventory, txn, records, journal)
         txn.record_index = -1
@@ -104,5 +133,7 @@ def apply_change_set(inventory: Inventory, store: InventoryStore | None, records
         raise
     finally:
         inventory._tracker = NO_TRACKING
+        if gc_was_enabled:
+            gc.enable()
     txn.release()
     return txn

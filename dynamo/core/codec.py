@@ -47,115 +47,127 @@ FIELDS: dict[str, tuple[type[DataObject], tuple[str, ...], tuple[str, ...]]] = {
     "blockreplica": (BlockReplica, ("dataset", "block", "site"), ("group", "is_custodial", "last_update", "files")),
 }
 TYPES = tuple(FIELDS)
-_HAS_ID = {"site", "group", "partition", "dataset", "block", "file"}
+HAS_ID = frozenset({"site", "group", "partition", "dataset", "block", "file"})
+_HAS_ID = HAS_ID
+
+
+def _file_key(obj: Any) -> dict[str, Any]:
+    block = obj.block_full_name
+    if block is None:
+        raise CodecError(f"file {obj.lfn!r} names no block")
+    dataset, _, block_name = block.partition("#")
+    return {"dataset": dataset, "block": block_name, "name": obj.lfn}
+
+
+def _replica_key(obj: Any) -> dict[str, Any]:
+    dataset, _, block = obj.block_full_name.partition("#")
+    return {"dataset": dataset, "block": block, "site": obj.site_name}
+
+
+_KEY: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "site": lambda o: {"name": o.name},
+    "group": lambda o: {"name": o.name},
+    "partition": lambda o: {"name": o.name},
+    "dataset": lambda o: {"name": o.name},
+    "sitepartition": lambda o: {"site": o.site_name, "partition": o.partition_name},
+    "block": lambda o: {"dataset": o.dataset_name, "name": o.name},
+    "file": _file_key,
+    "datasetreplica": lambda o: {"dataset": o.dataset_name, "site": o.site_name},
+    "blockreplica": _replica_key,
+}
+
+_VALUES: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "site": lambda o: {"host": o.host, "storage_type": o.storage_type.value, "backend": o.backend,
+                       "status": o.status.value},
+    "group": lambda o: {"olevel": o.olevel.value},
+    "partition": lambda o: {},
+    "sitepartition": lambda o: {"quota": o.quota},
+    "dataset": lambda o: {"status": o.status.value, "data_type": o.data_type.value,
+                          "software_version": o.software_version, "last_update": o.last_update,
+                          "is_open": o.is_open},
+    "block": lambda o: {"size": o.size, "num_files": o.num_files, "is_open": o.is_open,
+                        "last_update": o.last_update},
+    "file": lambda o: {"size": o.size, "checksum": o.checksum},
+    "datasetreplica": lambda o: {"growing": o.growing, "group": o.group_name},
+    "blockreplica": lambda o: {"group": o.group_name, "is_custodial": o.is_custodial,
+                               "last_update": o.last_update,
+                               "files": None if o.files is None else list(o.files)},
+}
 
 
 def _key_fields(obj: Any) -> dict[str, Any]:
-    t = obj.TYPE
-    if t in ("site", "group", "partition", "dataset"):
-        return {"name": obj.name}
-    if t == "sitepartition":
-        return {"site": obj.site_name, "partition": obj.partition_name}
-    if t == "block":
-        return {"dataset": obj.dataset_name, "name": obj.name}
-    if t == "file":
-        block = obj.block_full_name
-        if block is None:
-            raise CodecError(f"file {obj.lfn!r} names no block")
-        dataset, _, block_name = block.partition("#")
-        return {"dataset": dataset, "block": block_name, "name": obj.lfn}
-    if t == "datasetreplica":
-        return {"dataset": obj.dataset_name, "site": obj.site_name}
-    if t == "blockreplica":
-        return {"dataset": obj.dataset_name, "block": obj.block_name, "site": obj.site_name}
-    raise CodecError(f"unknown object type {t!r}")
-
-
-def _value_fields(obj: Any) -> dict[str, Any]:
-    t = obj.TYPE
     try:
-        if t == "site":
-            return {"host": obj.host, "storage_type": obj.storage_type.value, "backend": obj.backend,
-                    "status": obj.status.value}
-        if t == "group":
-            return {"olevel": obj.olevel.value}
-        if t == "partition":
-            return {}
-        if t == "sitepartition":
-            return {"quota": obj.quota}
-        if t == "dataset":
-            return {"status": obj.status.value, "data_type": obj.data_type.value,
-                    "software_version": obj.software_version, "last_update": obj.last_update,
-                    "is_open": obj.is_open}
-        if t == "block":
-            return {"size": obj.size, "num_files": obj.num_files, "is_open": obj.is_open,
-                    "last_update": obj.last_update}
-        if t == "file":
-            return {"size": obj.size, "checksum": obj.checksum}
-        if t == "datasetreplica":
-            return {"growing": obj.growing, "group": obj.group_name}
-        if t == "blockreplica":
-            return {"group": obj.group_name, "is_custodial": obj.is_custodial, "last_update": obj.last_update,
-                    "files": None if obj.files is None else list(obj.files)}
-    except AttributeError as exc:
-        # an application assigned a plain value where an enum belongs
-        raise CodecError(f"{t} {_key_fields(obj)}: invalid attribute value ({exc})") from exc
-    raise CodecError(f"unknown object type {t!r}")
+        return _KEY[obj.TYPE](obj)
+    except KeyError:
+        raise CodecError(f"unknown object type {obj.TYPE!r}") from None
 
 
 def encode(op: str, obj: DataObject) -> Record:
     """The record for ``update(obj)`` (all fields) or ``delete(obj)`` (key fields)."""
+    t = obj.TYPE
     fields = _key_fields(obj)
     if op == UPDATE:
-        fields.update(_value_fields(obj))
+        try:
+            fields.update(_VALUES[t](obj))
+        except AttributeError as exc:
+            # an application assigned a plain value where an enum belongs
+            raise CodecError(f"{t} {fields}: invalid attribute value ({exc})") from exc
     elif op != DELETE:
         raise CodecError(f"unknown operation {op!r}")
-    if obj.TYPE in _HAS_ID:
+    if t in _HAS_ID:
         fields["id"] = obj.id  # type: ignore[attr-defined]
-    return [op, obj.TYPE, fields]
+    return [op, t, fields]
 
 
-def _construct(type_name: str, fields: dict[str, Any], full: bool) -> DataObject:
-    f = fields
-    oid = f.get("id", 0)
-    if type_name == "site":
-        if not full:
-            return Site(f["name"], id=oid)
-        return Site(f["name"], f["host"], f["storage_type"], f["backend"], f["status"], oid)
-    if type_name == "group":
-        if f["name"] is None:
-            raise CodecError("group name: the null group cannot appear in a record")
-        return Group(f["name"], f["olevel"], oid) if full else Group(f["name"], id=oid)
-    if type_name == "partition":
-        return Partition(f["name"], oid)
-    if type_name == "sitepartition":
-        return SitePartition(f["site"], f["partition"], f["quota"] if full else 0)
-    if type_name == "dataset":
-        if not full:
-            return Dataset(f["name"], id=oid)
-        return Dataset(f["name"], f["status"], f["data_type"], f["software_version"], f["last_update"],
-                       f["is_open"], oid)
-    if type_name == "block":
-        if not full:
-            return Block(f["name"], f["dataset"], id=oid)
-        return Block(f["name"], f["dataset"], f["size"], f["num_files"], f["is_open"], f["last_update"], oid)
-    full_block = f"{f['dataset']}#{f['block']}" if "block" in f else ""
-    if type_name == "file":
-        if not full:
-            return File(f["name"], full_block, id=oid)
-        return File(f["name"], full_block, f["size"], f["checksum"], oid)
-    if type_name == "datasetreplica":
-        if not full:
-            return DatasetReplica(f["dataset"], f["site"])
-        return DatasetReplica(f["dataset"], f["site"], f["growing"], f["group"])
-    if type_name == "blockreplica":
-        if not full:
-            return BlockReplica(full_block, f["site"])
-        files = f["files"]
-        if files is not None and not isinstance(files, list):
-            raise CodecError("files: expected a list or null")
-        return BlockReplica(full_block, f["site"], f["group"], f["is_custodial"], f["last_update"], files)
-    raise CodecError(f"unknown object type {type_name!r}")
+def _block_ref(f: dict[str, Any]) -> str:
+    return f"{f['dataset']}#{f['block']}"
+
+
+# type -> (construct from a full update record, construct from a delete record's key)
+_CONSTRUCT: dict[str, tuple[Callable[[dict[str, Any]], DataObject], Callable[[dict[str, Any]], DataObject]]] = {
+    "site": (lambda f: Site(f["name"], f["host"], f["storage_type"], f["backend"], f["status"], f.get("id", 0)),
+             lambda f: Site(f["name"], id=f.get("id", 0))),
+    "group": (lambda f: Group(_group_name(f), f["olevel"], f.get("id", 0)),
+              lambda f: Group(_group_name(f), id=f.get("id", 0))),
+    "partition": (lambda f: Partition(f["name"], f.get("id", 0)), lambda f: Partition(f["name"], f.get("id", 0))),
+    "sitepartition": (lambda f: SitePartition(f["site"], f["partition"], f["quota"]),
+                      lambda f: SitePartition(f["site"], f["partition"])),
+    "dataset": (lambda f: Dataset(f["name"], f["status"], f["data_type"], f["software_version"], f["last_update"],
+                                  f["is_open"], f.get("id", 0)),
+                lambda f: Dataset(f["name"], id=f.get("id", 0))),
+    "block": (lambda f: Block(f["name"], f["dataset"], f["size"], f["num_files"], f["is_open"], f["last_update"],
+                              f.get("id", 0)),
+              lambda f: Block(f["name"], f["dataset"], id=f.get("id", 0))),
+    "file": (lambda f: File(f["name"], _block_ref(f), f["size"], f["checksum"], f.get("id", 0)),
+             lambda f: File(f["name"], _block_ref(f), id=f.get("id", 0))),
+    "datasetreplica": (lambda f: DatasetReplica(f["dataset"], f["site"], f["growing"], f["group"]),
+                       lambda f: DatasetReplica(f["dataset"], f["site"])),
+    "blockreplica": (lambda f: BlockReplica(_block_ref(f), f["site"], f["group"], f["is_custodial"],
+                                            f["last_update"], _files(f["files"])),
+                     lambda f: BlockReplica(_block_ref(f), f["site"])),
+}
+
+
+def _group_name(f: dict[str, Any]) -> str:
+    if f["name"] is None:
+        raise CodecError("group name: the null group cannot appear in a record")
+    return str(f["name"])
+
+
+def _files(files: Any) -> list[str] | None:
+    if files is not None and not isinstance(files, list):
+        raise CodecError("files: expected a list or null")
+    return files
+
+
+def _shape(op: str, type_name: str) -> tuple[frozenset[str], frozenset[str]]:
+    _, keys, values = FIELDS[type_name]
+    required = frozenset(keys + (values if op == UPDATE else ()))
+    return (required | {"id"} if type_name in HAS_ID else required), required
+
+
+# (op, type) -> (allowed fields, required fields)
+_SHAPE = {(op, t): _shape(op, t) for op in OPS for t in FIELDS}
 
 
 def decode(record: Any) -> tuple[str, DataObject]:
@@ -170,19 +182,15 @@ def decode(record: Any) -> tuple[str, DataObject]:
         raise CodecError(f"unknown object type {type_name!r} (expected one of {', '.join(TYPES)})")
     if not isinstance(fields, dict):
         raise CodecError(f"{type_name}: fields must be an object")
-    _, keys, values = spec
-    allowed = set(keys) | (set(values) if op == UPDATE else set())
-    if type_name in _HAS_ID:
-        allowed.add("id")
-    unknown = sorted(set(fields) - allowed)
-    if unknown:
+    allowed, required = _SHAPE[op, type_name]
+    if not allowed.issuperset(fields):
+        unknown = sorted(set(fields) - allowed)
         raise CodecError(f"{type_name}: unknown field(s) {', '.join(unknown)}")
-    required = keys + (values if op == UPDATE else ())
-    missing = [k for k in required if k not in fields]
-    if missing:
+    if not required.issubset(fields):
+        missing = [k for k in spec[1] + (spec[2] if op == UPDATE else ()) if k not in fields]
         raise CodecError(f"{type_name}: missing field(s) {', '.join(missing)}")
     try:
-        return op, _construct(type_name, fields, op == UPDATE)
+        return op, _CONSTRUCT[type_name][0 if op == UPDATE else 1](fields)
     except (ObjectError, TypeError) as exc:
         raise CodecError(f"{type_name}: {exc}") from exc
 

@@ -42,7 +42,6 @@ from dynamo.dataformat import (
     SitePartition,
 )
 from dynamo.dataformat._base import DataObject
-from dynamo.dataformat._common import split_block_full_name
 from dynamo.dataformat.filetable import FileEntries, FileEntry
 from dynamo.dataformat.group import null_group
 from dynamo.errors import MissingReference, ObjectError, ProtectedObject
@@ -161,16 +160,23 @@ class Inventory:
         return dataset
 
     def _block(self, dataset: str, name: str) -> Block:
-        block = self._dataset(dataset).find_block(name)
+        owner = self.datasets.get(dataset)
+        if owner is None:
+            raise MissingReference(f"dataset {dataset!r} does not exist")
+        blocks = owner._blocks
+        block = blocks.get(name) if blocks else None
         if block is None:
             raise MissingReference(f"block {dataset}#{name} does not exist")
         return block
 
     def _block_of(self, ref: Block | str | None, what: str) -> Block:
+        """The live block a File or BlockReplica refers to (a Block, or 'dataset#block')."""
+        if isinstance(ref, str):
+            dataset, _, name = ref.partition("#")  # validated by the object's constructor
+            return self._block(dataset, name)
         if ref is None:
             raise ObjectError(f"{what} names no block")
-        dataset, name = split_block_full_name(ref) if isinstance(ref, str) else (ref.dataset_name, ref.name)
-        return self._block(dataset, name)
+        return self._block(ref.dataset_name, ref.name)
 
     # =====================================================================
     # primitive mutations, each reporting its inverse to the tracker
@@ -180,13 +186,13 @@ class Inventory:
         old = d.get(key, _MISSING)
         d[key] = value
         if old is _MISSING:
-            self._tracker.undo(_pop, d, key)
+            self._tracker.push((_pop, d, key))
         else:
-            self._tracker.undo(d.__setitem__, key, old)
+            self._tracker.push((d.__setitem__, key, old))
 
     def _drop(self, d: dict[Any, Any], key: Any) -> Any:
         value = d.pop(key)
-        self._tracker.undo(d.__setitem__, key, value)
+        self._tracker.push((d.__setitem__, key, value))
         return value
 
     def _child_put(self, owner: Any, attr: str, key: Any, value: Any) -> None:
@@ -195,7 +201,7 @@ class Inventory:
         if d is None:
             d = {}
             setattr(owner, attr, d)
-            self._tracker.undo(setattr, owner, attr, None)
+            self._tracker.push((setattr, owner, attr, None))
         self._put(d, key, value)
 
     def _child_drop(self, owner: Any, attr: str, key: Any) -> None:
@@ -203,35 +209,35 @@ class Inventory:
         self._drop(d, key)
         if not d:
             setattr(owner, attr, None)
-            self._tracker.undo(setattr, owner, attr, d)
+            self._tracker.push((setattr, owner, attr, d))
 
     def _set(self, obj: Any, attr: str, value: Any) -> None:
-        self._tracker.undo(setattr, obj, attr, getattr(obj, attr))
+        self._tracker.push((setattr, obj, attr, getattr(obj, attr)))
         setattr(obj, attr, value)
 
     def _copy(self, live: DataObject, src: DataObject) -> bool:
         """Copy attribute values; True if anything changed."""
         if live is src or live.snapshot() == src.snapshot():
             return False
-        self._tracker.undo(live.restore, live.snapshot())
+        self._tracker.push((live.restore, live.snapshot()))
         live.copy_from(src)
         return True
 
     def _add_block_replica_link(self, block: Block, replica: BlockReplica) -> None:
         old = block._replicas
         block._replicas = [*old, replica] if old else [replica]
-        self._tracker.undo(setattr, block, "_replicas", old)
+        self._tracker.push((setattr, block, "_replicas", old))
 
     def _remove_block_replica_link(self, block: Block, replica: BlockReplica) -> None:
         old = block._replicas or []
         block._replicas = [r for r in old if r is not replica] or None
-        self._tracker.undo(setattr, block, "_replicas", old)
+        self._tracker.push((setattr, block, "_replicas", old))
 
     def _writable_files(self, block: Block) -> FileEntries:
         files = block._files
         if isinstance(files, dict):
             return files
-        self._tracker.undo(setattr, block, "_files", files)
+        self._tracker.push((setattr, block, "_files", files))
         return block._entries()
 
     def _new_id(self, kind: str, given: int) -> int:
@@ -325,11 +331,11 @@ class Inventory:
         if old is None:
             entry = FileEntry(obj.size, obj.checksum, self._new_id("file", obj.id))
             entries[obj.lfn] = entry
-            self._tracker.undo(_pop, entries, obj.lfn)
+            self._tracker.push((_pop, entries, obj.lfn))
         elif (old.size, old.checksum) != (obj.size, obj.checksum):
             entry = FileEntry(obj.size, obj.checksum, old.id)
             entries[obj.lfn] = entry
-            self._tracker.undo(entries.__setitem__, obj.lfn, old)
+            self._tracker.push((entries.__setitem__, obj.lfn, old))
         else:
             return File._make(obj.lfn, block, old.size, old.checksum, old.id)
         self._tracker.files_touched(block)
@@ -369,13 +375,12 @@ class Inventory:
         return files
 
     def _update_blockreplica(self, obj: BlockReplica) -> BlockReplica:
-        block = self._block(obj.dataset_name, obj.block_name)
+        block = self._block_of(obj.block, "block replica")
         site = self._site(obj.site_name)
         group = self._group(obj.group_name)
-        files = self._replica_files(block, obj.files)
-        dataset = block.dataset
-        assert isinstance(dataset, Dataset)
-        dataset_replica = site.find_dataset_replica(dataset.name)
+        files = None if obj.files is None else self._replica_files(block, obj.files)
+        dataset: Any = block.dataset
+        dataset_replica = site._dataset_replicas.get(dataset.name) if site._dataset_replicas else None
         if dataset_replica is None:
             dataset_replica = self._create_dataset_replica(dataset, site, False, self.null_group)
         replica = dataset_replica.find_block_replica(block.name)
@@ -511,7 +516,7 @@ class Inventory:
         self._tracker.deleted("dataset_replicas", (dataset.id, site.id))
 
     def _delete_blockreplica(self, obj: BlockReplica) -> BlockReplica:
-        block = self._block(obj.dataset_name, obj.block_name)
+        block = self._block_of(obj.block, "block replica")
         replica = block.find_replica(obj.site_name)
         if replica is None:
             raise MissingReference(f"block {block.full_name} has no replica at site {obj.site_name!r}")

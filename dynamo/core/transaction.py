@@ -26,13 +26,23 @@ TABLES = ("groups", "sites", "partitions", "site_partitions", "datasets", "block
           "dataset_replicas")
 
 
+def _discard(entry: tuple[Any, ...]) -> None:
+    pass
+
+
 class Tracker:
-    """The interface the inventory reports mutations to; this base does nothing."""
+    """The interface the inventory reports mutations to; this base does nothing.
+
+    ``push`` takes one undo entry ``(function, *arguments)``; it is a plain
+    callable (``list.append`` in a transaction) because it runs for every
+    primitive mutation.
+    """
 
     active = False
+    push: Callable[[tuple[Any, ...]], None] = staticmethod(_discard)
 
     def undo(self, func: Callable[..., Any], *args: Any) -> None:
-        pass
+        self.push((func, *args))
 
     def touched(self, table: str, obj: Any) -> None:
         pass
@@ -55,6 +65,7 @@ class Transaction(Tracker):
 
     def __init__(self, allocator: IdAllocator | None):
         self._undo: list[tuple[Any, ...]] = []
+        self.push = self._undo.append  # type: ignore[assignment]
         self.dirty: dict[str, dict[int, Any]] = {t: {} for t in TABLES}
         self.deleted_rows: dict[str, list[tuple[int, ...]]] = {t: [] for t in TABLES}
         # blocks whose files or size/num_files changed -> index of the last record touching them
@@ -64,9 +75,6 @@ class Transaction(Tracker):
         self._checkpoint = allocator.checkpoint() if allocator else None
 
     # --- tracking ---------------------------------------------------------
-
-    def undo(self, func: Callable[..., Any], *args: Any) -> None:
-        self._undo.append((func, *args))
 
     def touched(self, table: str, obj: Any) -> None:
         self.dirty[table][id(obj)] = obj
@@ -94,7 +102,7 @@ class Transaction(Tracker):
 
     def release(self) -> None:
         """The change set is committed: drop the undo information."""
-        self._undo = []
+        self._undo.clear()
 
     @property
     def num_undo(self) -> int:

@@ -8,6 +8,7 @@ instead: values read back from our own tables were validated on the way in.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import TypeVar
 
@@ -26,6 +27,9 @@ MAX_SOFTWARE_VERSION = 128
 
 E = TypeVar("E", bound=StrEnum)
 
+# whitespace or a control character: one C-level search instead of a per-character loop
+_NOT_IN_NAMES = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+
 
 def check_name(value: object, what: str, limit: int) -> str:
     """A name: a non-empty string without whitespace or control characters."""
@@ -35,7 +39,7 @@ def check_name(value: object, what: str, limit: int) -> str:
         raise ObjectError(f"{what}: must not be empty")
     if len(value) > limit:
         raise ObjectError(f"{what}: longer than {limit} characters")
-    if not value.isprintable() or any(c.isspace() for c in value):
+    if _NOT_IN_NAMES.search(value) is not None or not value.isprintable():
         raise ObjectError(f"{what}: {value!r} contains whitespace or control characters")
     return value
 

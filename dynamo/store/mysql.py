@@ -170,8 +170,9 @@ class MySQLStore(SQLStore):
                 f"ON DUPLICATE KEY UPDATE {updates}")
 
     def _delete_composite_sql(self, table: str, keys: Sequence[str], count: int) -> str:
-        row = "(" + ",".join(["%s"] * len(keys)) + ")"
-        return f"DELETE FROM {table} WHERE ({', '.join(keys)}) IN ({','.join([row] * count)})"
+        # measured slightly faster than a row-constructor IN list on InnoDB
+        row = "(" + " AND ".join(f"{k} = %s" for k in keys) + ")"
+        return f"DELETE FROM {table} WHERE {' OR '.join([row] * count)}"
 
     def _lock_version_sql(self) -> str:
         return "SELECT value FROM store_meta WHERE name = %s FOR UPDATE"

@@ -26,6 +26,7 @@ Block-replica blob layout (little-endian)::
 from __future__ import annotations
 
 import struct
+from array import array
 from typing import Any, Iterable
 
 from dynamo.core.ids import IdAllocator
@@ -130,27 +131,25 @@ def block_files_row(b: Block) -> tuple[Any, ...] | None:
 
 def pack_block_replicas(replicas: Iterable[BlockReplica]) -> bytes:
     reps = list(replicas)
-    n = len(reps)
-    block_ids = []
     tail = []
     for r in reps:
-        block = r.block
-        assert isinstance(block, Block)
-        block_ids.append(block.id)
         if r.files is not None:
+            block = r.block
+            assert isinstance(block, Block)
             file_ids = {lfn: e.id for lfn, e in block._iter_entries()}
-            ids = [file_ids[lfn] for lfn in r.files]
-            tail.append(_U32.pack(len(ids)))
-            tail.append(struct.pack(f"<{len(ids)}q", *ids))
-    flags = bytes((1 if r.is_custodial else 0) | (0 if r.files is None else 2) for r in reps)
+            tail.append(_U32.pack(len(r.files)))
+            tail.append(array("q", [file_ids[lfn] for lfn in r.files]).tobytes())
     return b"".join((
-        _BR_HEAD.pack(BR_VERSION, n),
-        struct.pack(f"<{n}q", *block_ids),
-        struct.pack(f"<{n}q", *(r.last_update for r in reps)),
-        struct.pack(f"<{n}i", *(r.group.id for r in reps)),  # type: ignore[union-attr]
-        flags,
+        _BR_HEAD.pack(BR_VERSION, len(reps)),
+        array("q", [r._block.id for r in reps]).tobytes(),  # type: ignore[union-attr]
+        array("q", [r.last_update for r in reps]).tobytes(),
+        array("i", [r.group.id for r in reps]).tobytes(),  # type: ignore[union-attr]
+        bytes([_FLAGS[r.is_custodial, r.files is not None] for r in reps]),
         *tail,
     ))
+
+
+_FLAGS = {(False, False): 0, (True, False): 1, (False, True): 2, (True, True): 3}
 
 
 def dataset_replica_row(r: DatasetReplica) -> tuple[Any, ...]:
@@ -205,8 +204,20 @@ def image_rows(inventory: Inventory) -> dict[str, Iterable[tuple[Any, ...]]]:
 # rows -> image
 # ---------------------------------------------------------------------------
 
+def _as_list(by_id: dict[int, Any]) -> list[Any]:
+    """Index by id with a list: faster than a dict in the hot loop, and ids are dense."""
+    size = max(by_id, default=0) + 1
+    if size > 4 * len(by_id) + 1024:  # sparse ids: a list would waste memory
+        return by_id  # type: ignore[return-value]
+    table: list[Any] = [None] * size
+    for key, value in by_id.items():
+        table[key] = value
+    return table
+
+
 class ImageBuilder:
-    """Builds an Inventory from rows streamed in ``WRITE_ORDER``.
+    """Builds an Inventory from rows streamed in ``WRITE_ORDER`` (blocks come with
+    their packed files: ``blocks LEFT JOIN block_files``).
 
     This is the start-up hot path: objects are made through the unchecked
     ``_make`` factories and linked directly (values were validated when they
@@ -269,7 +280,7 @@ class ImageBuilder:
         current_id = -1
         current: dict[str, Block] = {}
         dataset: Any = None
-        for bid, dataset_id, name, size, num_files, is_open, last_update in rows:
+        for bid, dataset_id, name, size, num_files, is_open, last_update, files in rows:
             if dataset_id != current_id:
                 dataset = datasets_by_id[dataset_id]
                 if dataset._blocks is None:
@@ -285,25 +296,23 @@ class ImageBuilder:
             b.is_open = bool(is_open)
             b.last_update = last_update
             b._replicas = None
-            b._files = None
+            b._files = files if files is None or type(files) is bytes else bytes(files)
             current[name] = b
             by_id[bid] = b
 
-    def block_files(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        # File ids are not scanned here: the store's saved counter is authoritative.
-        by_id = self.blocks_by_id
-        for block_id, files in rows:
-            by_id[block_id]._files = files if type(files) is bytes else bytes(files)
-
     def dataset_replicas(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """The hottest loop of a load: ~5 M block replicas at W10."""
         datasets_by_id, sites_by_id = self.datasets_by_id, self.sites_by_id
-        groups_by_id, blocks_by_id = self.groups_by_id, self.blocks_by_id
+        groups = _as_list(self.groups_by_id)
+        blocks = _as_list(self.blocks_by_id)
         make_dr = DatasetReplica._make
         new = BlockReplica.__new__
+        custodial = (False, True, False, True)
+        head_size = _BR_HEAD.size
         for dataset_id, site_id, growing, group_id, blob in rows:
             dataset = datasets_by_id[dataset_id]
             site = sites_by_id[site_id]
-            dr = make_dr(dataset, site, bool(growing), groups_by_id[group_id or 0])
+            dr = make_dr(dataset, site, bool(growing), groups[group_id or 0])
             if dataset._replicas is None:
                 dataset._replicas = {}
             dataset._replicas[site._name] = dr
@@ -316,25 +325,24 @@ class ImageBuilder:
             if n == 0:
                 continue
             view = memoryview(blob)
-            at = _BR_HEAD.size
-            block_ids = view[at:at + 8 * n].cast("q")
+            at = head_size
+            block_ids = view[at:at + 8 * n].cast("q").tolist()
             at += 8 * n
-            last_updates = view[at:at + 8 * n].cast("q")
+            last_updates = view[at:at + 8 * n].cast("q").tolist()
             at += 8 * n
-            group_ids = view[at:at + 4 * n].cast("i")
+            group_ids = view[at:at + 4 * n].cast("i").tolist()
             at += 4 * n
             flags = blob[at:at + n]
             at += n
             members: dict[str, BlockReplica] = {}
-            for i in range(n):
-                block = blocks_by_id[block_ids[i]]
+            for block_id, last_update, group_id_, flag in zip(block_ids, last_updates, group_ids, flags):
+                block = blocks[block_id]
                 r = new(BlockReplica)
                 r._block = block
                 r._site = site
-                r.group = groups_by_id[group_ids[i]]
-                flag = flags[i]
-                r.is_custodial = bool(flag & 1)
-                r.last_update = last_updates[i]
+                r.group = groups[group_id_]
+                r.is_custodial = custodial[flag]
+                r.last_update = last_update
                 if flag & 2:
                     (k,) = _U32.unpack_from(blob, at)
                     file_ids = view[at + 4:at + 4 + 8 * k].cast("q").tolist()

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import gc
 import sys
+import threading
 import time
 from abc import abstractmethod
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from dynamo.core.codec import Record
 from dynamo.core.ids import ID_KINDS, IdAllocator
@@ -33,8 +34,9 @@ _LOAD_QUERIES = (
     ("partitions", "SELECT id, name FROM partitions"),
     ("site_partitions", "SELECT site_id, partition_id, quota FROM site_partitions"),
     ("datasets", "SELECT id, name, status, data_type, software_version, last_update, is_open FROM datasets"),
-    ("blocks", "SELECT id, dataset_id, name, size, num_files, is_open, last_update FROM blocks"),
-    ("block_files", "SELECT block_id, files FROM block_files"),
+    # one row per block with its files: PyMySQL's cost is mostly per row (performance.md)
+    ("blocks", "SELECT b.id, b.dataset_id, b.name, b.size, b.num_files, b.is_open, b.last_update, f.files "
+               "FROM blocks b LEFT JOIN block_files f ON f.block_id = b.id"),
     ("dataset_replicas", "SELECT dataset_id, site_id, growing, group_id, block_replicas FROM dataset_replicas"),
 )
 
@@ -57,6 +59,31 @@ def split_statements(ddl: str) -> list[str]:
     (String literals in the schema files must therefore not contain ';'.)"""
     lines = [line for line in ddl.splitlines() if not line.lstrip().startswith("--")]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+class Background:
+    """Run ``func`` in a thread; ``result()`` joins it and returns its value or raises its error."""
+
+    def __init__(self, func: Callable[[], Any]):
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(func,), name="dynamo-journal", daemon=True)
+        self._thread.start()
+
+    def _run(self, func: Callable[[], Any]) -> None:
+        try:
+            self._value = func()
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -184,19 +211,23 @@ class SQLStore(InventoryStore):
     # ------------------------------------------------------------------
 
     def commit(self, inventory: Inventory, txn: Transaction, journal: JournalWriter, meta: ChangeMeta) -> int:
-        chunks = journal.finish()
-        with self._errors():
-            self._begin_write()
-            try:
-                seq = self._next_version(inventory.version)
-                self._write_deletions(txn.deleted_rows)
-                self._write_dirty(inventory, txn)
-                self._write_journal(seq, meta, journal.num_records, chunks)
-                self._write_meta(seq, inventory.ids)
-                self._commit()
-            except BaseException:
-                self._rollback()
-                raise
+        # The journal is encoded while the database executes the data statements.
+        encoder = Background(journal.finish)
+        try:
+            with self._errors():
+                self._begin_write()
+                try:
+                    seq = self._next_version(inventory.version)
+                    self._write_deletions(txn.deleted_rows)
+                    self._write_dirty(inventory, txn)
+                    self._write_journal(seq, meta, journal.num_records, encoder.result())
+                    self._write_meta(seq, inventory.ids)
+                    self._commit()
+                except BaseException:
+                    self._rollback()
+                    raise
+        finally:
+            encoder.join()
         return seq
 
     def _next_version(self, expected: int) -> int:

@@ -88,12 +88,15 @@ def test_journal_records_meta_and_replays(store: InventoryStore) -> None:
 
 
 def test_big_change_sets_are_journaled_in_chunks(store: InventoryStore, monkeypatch: Any) -> None:
-    monkeypatch.setattr(journal_module, "CHUNK_BYTES", 64 * 1024)
+    monkeypatch.setattr(journal_module, "CHUNK_RECORDS", 3000)
+    monkeypatch.setattr(journal_module, "CHUNK_BYTES", 16 * 1024)  # forces further splitting too
     inv = store.load()
     records = [encode(UPDATE, Dataset("/Big/Load/RAW")), encode(UPDATE, Block("b", "/Big/Load/RAW", 20000, 20000))]
     records += [encode(UPDATE, File(f"/store/big/load/{i:06d}.root", "/Big/Load/RAW#b", 1)) for i in range(20000)]
     apply_change_set(inv, store, records)
     assert store.journal_entries()[0].num_records == 20002
+    chunks = store._execute("SELECT COUNT(*) FROM journal_chunks")[0][0]  # type: ignore[attr-defined]
+    assert chunks > 20000 // 3000
     back = list(store.journal_records(1))
     assert len(back) == 20002 and back[-1][2]["name"] == "/store/big/load/019999.root"
     assert store.load().find_block("/Big/Load/RAW", "b").files_count() == 20000

@@ -116,3 +116,37 @@ def test_write_application_changes_round_trip_in_order() -> None:
     apply_change_set(server, None, recorder.records)
     child_image.recorder = None
     assert fingerprint(server) == fingerprint(child_image)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_journal_records_are_the_encoded_live_objects(seed: int) -> None:
+    """The journal shortcut (reusing validated input records) must equal re-encoding the live objects."""
+    from dynamo.core import changeset as cs_module
+    from dynamo.core.journal import JournalWriter
+
+    inv = generate(scaled(0.001), seed)
+    records = change_records(inv, 500, seed=seed)
+    block = next(iter(next(iter(inv.datasets.values())).blocks))
+    every_file = [f.lfn for f in block.files][::-1]  # unsorted, and complete: both normalized away
+    records.append(encode(UPDATE, BlockReplica(block, next(iter(inv.sites)), None, False, 3, every_file)))
+    records[-1][2]["files"] = every_file
+    records.append(encode(UPDATE, Site("X", id=999)))  # an id the store will not use
+    expected: list[object] = []
+    original = cs_module._normalized
+
+    def checked(op: str, record: list[object], obj: object, live: object) -> list[object]:
+        out = original(op, record, obj, live)  # type: ignore[arg-type]
+        expected.append(encode(op, live))  # type: ignore[arg-type]
+        assert out == expected[-1], (record, out, expected[-1])
+        return out
+
+    cs_module._normalized = checked  # type: ignore[assignment]
+    try:
+        writer = JournalWriter()
+        txn = cs_module.Transaction(inv.ids)
+        inv._tracker = txn
+        cs_module._apply_records(inv, txn, records, writer)
+    finally:
+        cs_module._normalized = original
+        inv._tracker = cs_module.NO_TRACKING
+    assert len(expected) == len(records)

@@ -1,0 +1,194 @@
+"""Store benchmark: load time, RSS after load, change-set commit time, and the driver floor.
+
+    python -m bench.store_bench                      # W10 on SQLite and MariaDB (minutes, ~10 GB RAM)
+    python -m bench.store_bench --scale 0.01         # 1 % of W10
+    python -m bench.store_bench --stores sqlite --changes 10000
+
+For each store: generate the workload (seeded), import it into an empty
+store, then in fresh processes (so RSS is the image alone):
+
+* ``load``: ``store.load()`` wall time and RSS after load (GC collected);
+* ``floor``: a raw driver read of the same rows (iterate, build nothing);
+  ``load / floor`` is how much the object building costs over the wire;
+* ``commit``: a mixed change set of ``--changes`` records (bench.workload.MIX)
+  applied to the loaded image and committed: validate + apply, then the
+  database transaction, reported separately and together.
+
+Results are printed and written to ``bench/results/store-<time>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.workload import W10, change_records, generate, scaled
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# ---------------------------------------------------------------------------
+# workers (run in their own process)
+# ---------------------------------------------------------------------------
+
+def worker_load(url: str) -> dict[str, Any]:
+    from dynamo.store import open_store
+    base = rss_mb()
+    store = open_store(url, create=False)
+    t0 = time.perf_counter()
+    inv = store.load()
+    seconds = time.perf_counter() - t0
+    gc.collect()
+    counts = inv.counts()
+    return {"load_s": seconds, "rss_mb": rss_mb(), "rss_before_mb": base, "counts": counts}
+
+
+def worker_floor(url: str) -> dict[str, Any]:
+    from dynamo.store import open_store
+    from dynamo.store.sql import _LOAD_QUERIES
+    store: Any = open_store(url, create=False)
+    t0 = time.perf_counter()
+    rows = 0
+    store._begin_read()
+    for _, query in _LOAD_QUERIES:
+        for _ in store._stream(query):
+            rows += 1
+    store._rollback()
+    return {"floor_s": time.perf_counter() - t0, "rows": rows}
+
+
+def worker_commit(url: str, changes: int, seed: int) -> dict[str, Any]:
+    from dynamo.core.changeset import apply_change_set
+    from dynamo.core.journal import ChangeMeta
+    from dynamo.store import open_store
+    store: Any = open_store(url, create=False)
+    inv = store.load()
+    gc.freeze()  # as the server does after loading
+    records = change_records(inv, changes, seed)
+    commit_time = 0.0
+    original = store.commit
+
+    def timed_commit(*args: Any) -> int:
+        nonlocal commit_time
+        t = time.perf_counter()
+        try:
+            return int(original(*args))
+        finally:
+            commit_time = time.perf_counter() - t
+
+    store.commit = timed_commit
+    t0 = time.perf_counter()
+    apply_change_set(inv, store, records, ChangeMeta(user="bench", title="store_bench"))
+    total = time.perf_counter() - t0
+    return {"records": len(records), "total_s": total, "db_commit_s": commit_time,
+            "apply_s": total - commit_time}
+
+
+def run_worker(args: list[str]) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "bench.store_bench", "--worker", *args], check=True,
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+# ---------------------------------------------------------------------------
+# driver
+# ---------------------------------------------------------------------------
+
+def prepare(url: str, scale: float, seed: int) -> dict[str, Any]:
+    from dynamo.core.journal import ChangeMeta
+    from dynamo.store import open_store
+    t0 = time.perf_counter()
+    image = generate(W10 if scale == 1 else scaled(scale), seed)
+    generated = time.perf_counter() - t0
+    store = open_store(url)
+    t0 = time.perf_counter()
+    store.import_image(image, ChangeMeta(title="store_bench import"))
+    imported = time.perf_counter() - t0
+    store.close()
+    return {"generate_s": generated, "import_s": imported}
+
+
+def buffer_pool_mb(url: str) -> float:
+    from dynamo.store import open_store
+    store: Any = open_store(url, create=False)
+    value = store._execute("SELECT @@innodb_buffer_pool_size")[0][0]
+    store.close()
+    return int(value) / 2**20
+
+
+def fresh_mysql_url(base: str) -> str:
+    import pymysql
+
+    from dynamo.store.mysql import MySQLStore, parse_mysql_url
+    url = f"{base.rstrip('/')}/dynamo_bench"
+    params = parse_mysql_url(url)
+    params.pop("database")
+    conn = pymysql.connect(**params)
+    conn.cursor().execute("DROP DATABASE IF EXISTS dynamo_bench")
+    conn.close()
+    MySQLStore.create_database(url)
+    return url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of W10 (default 1 = W10)")
+    parser.add_argument("--changes", type=int, default=100_000, help="records in the change set")
+    parser.add_argument("--stores", default="sqlite,mysql")
+    parser.add_argument("--mysql", default=os.environ.get("DYNAMO_TEST_MYSQL", "mysql://root@127.0.0.1:3306"),
+                        help="MariaDB server URL (a database dynamo_bench is created there)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+
+    if args.worker:
+        kind, url, *rest = args.worker
+        result = {"load": worker_load, "floor": worker_floor}[kind](url) if kind != "commit" else \
+            worker_commit(url, int(rest[0]), int(rest[1]))
+        print(json.dumps(result))
+        return
+
+    results: dict[str, Any] = {"scale": args.scale, "changes": args.changes, "time": time.time(), "stores": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in args.stores.split(","):
+            url = f"sqlite:///{tmp}/bench.db" if kind == "sqlite" else fresh_mysql_url(args.mysql)
+            print(f"== {kind}: preparing scale {args.scale} ...", flush=True)
+            r = prepare(url, args.scale, args.seed)
+            if kind == "mysql":
+                r["innodb_buffer_pool_mb"] = buffer_pool_mb(url)
+            r.update(run_worker(["load", url]))
+            r.update(run_worker(["floor", url]))
+            r["load_over_floor"] = r["load_s"] / r["floor_s"] if r["floor_s"] else None
+            r.update(run_worker(["commit", url, str(args.changes), str(args.seed + 1)]))
+            results["stores"][kind] = r
+            print(f"   {r['counts']}" + (f", InnoDB buffer pool {r['innodb_buffer_pool_mb']:.0f} MiB"
+                                            if kind == "mysql" else ""))
+            print(f"   load {r['load_s']:.2f} s (floor {r['floor_s']:.2f} s, ratio {r['load_over_floor']:.2f}), "
+                  f"RSS {r['rss_mb']:.0f} MB; change set of {r['records']}: {r['total_s']:.2f} s "
+                  f"(apply {r['apply_s']:.2f} s + database {r['db_commit_s']:.2f} s); "
+                  f"import {r['import_s']:.1f} s", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    path = Path(args.json) if args.json else RESULTS / f"store-{int(results['time'])}.json"
+    path.write_text(json.dumps(results, indent=1))
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()
