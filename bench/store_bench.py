@@ -132,15 +132,15 @@ def buffer_pool_mb(url: str) -> float:
     return int(value) / 2**20
 
 
-def fresh_mysql_url(base: str) -> str:
+def fresh_mysql_url(base: str, database: str = "dynamo_bench") -> str:
     import pymysql
 
     from dynamo.store.mysql import MySQLStore, parse_mysql_url
-    url = f"{base.rstrip('/')}/dynamo_bench"
+    url = f"{base.rstrip('/')}/{database}"
     params = parse_mysql_url(url)
     params.pop("database")
     conn = pymysql.connect(**params)
-    conn.cursor().execute("DROP DATABASE IF EXISTS dynamo_bench")
+    conn.cursor().execute(f"DROP DATABASE IF EXISTS `{database}`")
     conn.close()
     MySQLStore.create_database(url)
     return url
@@ -152,7 +152,8 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=100_000, help="records in the change set")
     parser.add_argument("--stores", default="sqlite,mysql")
     parser.add_argument("--mysql", default=os.environ.get("DYNAMO_TEST_MYSQL", "mysql://root@127.0.0.1:3306"),
-                        help="MariaDB server URL (a database dynamo_bench is created there)")
+                        help="MariaDB server URL")
+    parser.add_argument("--mysql-db", default="dynamo_bench", help="database to (re)create there")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the results here")
@@ -168,7 +169,7 @@ def main() -> None:
     results: dict[str, Any] = {"scale": args.scale, "changes": args.changes, "time": time.time(), "stores": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.stores.split(","):
-            url = f"sqlite:///{tmp}/bench.db" if kind == "sqlite" else fresh_mysql_url(args.mysql)
+            url = f"sqlite:///{tmp}/bench.db" if kind == "sqlite" else fresh_mysql_url(args.mysql, args.mysql_db)
             print(f"== {kind}: preparing scale {args.scale} ...", flush=True)
             r = prepare(url, args.scale, args.seed)
             if kind == "mysql":

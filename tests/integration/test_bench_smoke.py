@@ -1,0 +1,35 @@
+"""Every benchmark runs once at a tiny scale, so that the scripts cannot rot.
+
+The full-scale runs are made by hand (see docs/performance.md); here only the
+shape of the output is checked, never a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MYSQL_SERVER, drop_mysql_database
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def test_store_bench_runs(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    args = [sys.executable, "-m", "bench.store_bench", "--scale", "0.0002", "--changes", "300", "--stores", kind,
+            "--json", str(tmp_path / "out.json")]
+    if kind == "mysql":
+        database = f"dynamo_bench_smoke_{os.getpid()}"
+        args += ["--mysql", request.getfixturevalue("mysql_server"), "--mysql-db", database]
+        request.addfinalizer(lambda: drop_mysql_database(f"{MYSQL_SERVER}/{database}"))
+    subprocess.run(args, check=True, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = json.loads((tmp_path / "out.json").read_text())["stores"][kind]
+    assert result["counts"]["datasets"] == 20 and result["counts"]["files"] == 2000
+    assert result["records"] >= 300
+    for key in ("load_s", "floor_s", "rss_mb", "total_s", "apply_s", "db_commit_s", "import_s"):
+        assert result[key] > 0, key
