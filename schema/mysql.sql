@@ -107,3 +107,53 @@ CREATE TABLE IF NOT EXISTS journal_chunks (
   PRIMARY KEY (seq, chunk),
   CONSTRAINT chunk_entry FOREIGN KEY (seq) REFERENCES journal (seq) ON DELETE CASCADE
 ) ENGINE=InnoDB;
+
+-- Server tables: users and roles, authorized applications, application records.
+
+CREATE TABLE IF NOT EXISTS users (
+  id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  name VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  dn VARCHAR(512) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL COMMENT 'X.509 subject, /C=../O=../CN=..',
+  email VARCHAR(256) NOT NULL DEFAULT '',
+  UNIQUE KEY name (name),
+  UNIQUE KEY dn (dn)
+) ENGINE=InnoDB;
+
+CREATE TABLE IF NOT EXISTS user_roles (
+  user_id INT UNSIGNED NOT NULL,
+  role VARCHAR(32) NOT NULL,
+  target VARCHAR(32) NOT NULL,
+  PRIMARY KEY (user_id, role, target),
+  CONSTRAINT role_user FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE
+) ENGINE=InnoDB;
+
+CREATE TABLE IF NOT EXISTS app_authorizations (
+  title VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+  user VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL COMMENT 'empty = any user',
+  checksum CHAR(64) NOT NULL COMMENT 'SHA-256 of the script bytes, hex',
+  authorized_by VARCHAR(64) NOT NULL,
+  time DOUBLE NOT NULL,
+  PRIMARY KEY (title, user)
+) ENGINE=InnoDB;
+
+CREATE TABLE IF NOT EXISTS applications (
+  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  title VARCHAR(128) NOT NULL,
+  user VARCHAR(64) NOT NULL,
+  write_access TINYINT(1) NOT NULL,
+  script VARCHAR(255) NOT NULL,
+  checksum CHAR(64) NOT NULL,
+  args TEXT NOT NULL COMMENT 'JSON list',
+  status VARCHAR(16) NOT NULL,
+  exit_code INT NULL,
+  message TEXT NOT NULL,
+  server VARCHAR(255) NOT NULL,
+  pid INT NULL,
+  work_area VARCHAR(1024) NOT NULL,
+  submitted DOUBLE NOT NULL,
+  started DOUBLE NULL,
+  ended DOUBLE NULL,
+  version BIGINT NULL COMMENT 'inventory version the application saw, or its changes created',
+  KEY status (status),
+  KEY submitted (submitted)
+) ENGINE=InnoDB;

@@ -335,7 +335,7 @@ class ImageBuilder:
             flags = blob[at:at + n]
             at += n
             members: dict[str, BlockReplica] = {}
-            for block_id, last_update, group_id_, flag in zip(block_ids, last_updates, group_ids, flags):
+            for block_id, last_update, group_id_, flag in zip(block_ids, last_updates, group_ids, flags, strict=True):
                 block = blocks[block_id]
                 r = new(BlockReplica)
                 r._block = block

@@ -148,6 +148,9 @@ class SQLStore(InventoryStore):
             tables = self._existing_tables()
             if "store_meta" in tables:
                 self._check_schema_version()
+                # tables added within this schema version (all statements are IF NOT EXISTS)
+                for statement in split_statements(schema_path(self.SCHEMA_FILE).read_text()):
+                    self._execute(statement)
                 return
             if tables & set(R.COLUMNS):
                 raise SchemaError("the database holds inventory tables but no store_meta table; "

@@ -1,0 +1,1 @@
+"""Application side: the child runner, states, exit codes, authorization checks."""

@@ -1,0 +1,37 @@
+"""Application states and the transitions allowed between them (no dependencies)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AppState(StrEnum):
+    QUEUED = "queued"        # waiting for a slot (writers wait for the previous writer)
+    RUNNING = "running"      # the child process is alive
+    APPLYING = "applying"    # a writer exited 0; its change set is being applied
+    DONE = "done"            # exit code 0 (and, for a writer, its changes committed)
+    FAILED = "failed"        # non-zero exit code or uncaught exception: nothing applied
+    KILLED = "killed"        # stopped by a user or by the server's shutdown: nothing applied
+    TIMEOUT = "timeout"      # ran past its deadline and was killed: nothing applied
+    REFUSED = "refused"      # a writer exited 0 but its change set was invalid: nothing applied
+    LOST = "lost"            # the server stopped while it was queued or running
+
+
+FINAL = frozenset({AppState.DONE, AppState.FAILED, AppState.KILLED, AppState.TIMEOUT, AppState.REFUSED,
+                   AppState.LOST})
+
+ALLOWED: dict[AppState, frozenset[AppState]] = {
+    AppState.QUEUED: frozenset({AppState.RUNNING, AppState.KILLED, AppState.LOST, AppState.FAILED}),
+    AppState.RUNNING: frozenset({AppState.APPLYING, AppState.DONE, AppState.FAILED, AppState.KILLED,
+                                 AppState.TIMEOUT, AppState.LOST}),
+    AppState.APPLYING: frozenset({AppState.DONE, AppState.REFUSED, AppState.FAILED}),
+}
+
+
+class TransitionError(RuntimeError):
+    pass
+
+
+def check_transition(old: AppState, new: AppState) -> None:
+    if new not in ALLOWED.get(old, frozenset()):
+        raise TransitionError(f"application cannot go from {old} to {new}")

@@ -1,0 +1,210 @@
+"""Configuration: declared once, typed, validated, documented next to its default, frozen.
+
+Every command reads the TOML file named by ``--config`` or ``$DYNAMO_CONFIG``.
+With neither, it uses the **embedded default**, which needs nothing installed:
+
+* state under ``$DYNAMO_HOME`` (default ``~/.dynamo``);
+* the SQLite store ``$DYNAMO_HOME/inventory.db``;
+* the local socket ``$DYNAMO_HOME/dynamo.sock`` (no TLS listener);
+* the invoking Unix user as administrator.
+
+``etc/dynamo.toml`` documents every setting for a production server on MariaDB
+with TLS. Relative paths in a file are relative to ``server.home``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from dynamo.errors import ConfigurationError
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    home: Path
+    """State directory: pid file, logs, application work areas."""
+    admins: tuple[str, ...]
+    """Unix users registered as administrators (roles admin on inventory and application) when
+    the server starts and they are not registered yet."""
+    service_user: str | None = None
+    """When dynamod runs as root, applications run as this user (required then)."""
+    pid_file: Path = Path("dynamod.pid")
+    log_file: Path = Path("log/server.log")
+    change_log: Path = Path("log/changes.log")
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    url: str
+    """``sqlite:///path`` or ``mysql://user:password@host:port/database``."""
+    journal_keep_days: float = 30.0
+    """Journal records older than this may be compacted away (headers stay); see docs/journal.md."""
+    journal_keep_entries: int = 10000
+    """...but the newest this many change sets always keep their records."""
+    compact_every: float = 3600.0
+    """Seconds between journal compactions."""
+
+
+@dataclass(frozen=True)
+class ListenConfig:
+    socket: Path | None
+    """Local socket; users are identified by their Unix uid (peer credentials)."""
+    tls_address: str | None = None
+    """``host:port`` for TLS connections, users identified by certificate DN. Off by default."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    """CA bundle (file) client certificates must chain to."""
+    max_frame: int = 16 << 20
+    """Largest protocol frame accepted, in bytes."""
+
+
+@dataclass(frozen=True)
+class ApplicationsConfig:
+    work_area: Path = Path("work")
+    """One directory per application run below this."""
+    timeout: float = 7200.0
+    """Seconds an application may run unless it asks for less (0 = no limit)."""
+    kill_grace: float = 10.0
+    """Seconds between SIGTERM and SIGKILL when an application is stopped."""
+    max_running: int = 16
+    """Applications running at once (read-only ones; writers run one at a time)."""
+    retain_days: float = 7.0
+    """Work areas and records of finished applications are removed after this."""
+    max_changes: int = 20_000_000
+    """Records a write application may send."""
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    server: str
+    """Where clients connect: ``unix:/path/to/socket`` or ``tls://host:port``."""
+    cert: Path | None = None
+    key: Path | None = None
+    ca: Path | None = None
+    """CA bundle the server's certificate must chain to."""
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig
+    store: StoreConfig
+    listen: ListenConfig
+    applications: ApplicationsConfig
+    client: ClientConfig
+    source: str = "embedded default"
+
+    def path(self, p: Path) -> Path:
+        """A configured path, relative ones taken from ``server.home``."""
+        return p if p.is_absolute() else self.server.home / p
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("DYNAMO_HOME") or Path.home() / ".dynamo").expanduser().absolute()
+
+
+def embedded_default(home: Path | None = None) -> Config:
+    home = home or default_home()
+    socket = home / "dynamo.sock"
+    return Config(
+        server=ServerConfig(home=home, admins=(getpass.getuser(),)),
+        store=StoreConfig(url=f"sqlite:///{home / 'inventory.db'}"),
+        listen=ListenConfig(socket=socket),
+        applications=ApplicationsConfig(),
+        client=ClientConfig(server=f"unix:{socket}"),
+    )
+
+
+_SECTIONS = {"server": ServerConfig, "store": StoreConfig, "listen": ListenConfig,
+             "applications": ApplicationsConfig, "client": ClientConfig}
+
+
+def _convert(section: str, name: str, kind: Any, value: Any) -> Any:
+    where = f"[{section}] {name}"
+    text = str(kind)
+    if value is None:
+        if "None" in text:
+            return None
+        raise ConfigurationError(f"{where}: may not be empty")
+    if "Path" in text:
+        if not isinstance(value, str) or not value:
+            raise ConfigurationError(f"{where}: expected a path")
+        return Path(os.path.expandvars(value)).expanduser()
+    if "tuple" in text:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigurationError(f"{where}: expected a list of strings")
+        return tuple(value)
+    if text == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigurationError(f"{where}: expected a non-negative number")
+        return float(value)
+    if text == "int":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigurationError(f"{where}: expected a non-negative integer")
+        return value
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{where}: expected a string")
+    return os.path.expandvars(value)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """The configuration from ``path``, else ``$DYNAMO_CONFIG``, else the embedded default."""
+    path = path or os.environ.get("DYNAMO_CONFIG")
+    if not path:
+        return embedded_default()
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read configuration {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"configuration {path}: {exc}") from exc
+    return parse_config(data, str(path))
+
+
+def parse_config(data: dict[str, Any], source: str) -> Config:
+    unknown = set(data) - set(_SECTIONS)
+    if unknown:
+        raise ConfigurationError(f"{source}: unknown section(s) {', '.join(sorted(unknown))}")
+    server_home = data.get("server", {}).get("home")
+    base = embedded_default(Path(os.path.expandvars(server_home)).expanduser() if server_home else None)
+    sections: dict[str, Any] = {}
+    for name, cls in _SECTIONS.items():
+        given = data.get(name, {})
+        if not isinstance(given, dict):
+            raise ConfigurationError(f"{source}: [{name}] must be a table")
+        known = {f.name: f for f in fields(cls)}
+        bad = set(given) - set(known)
+        if bad:
+            raise ConfigurationError(f"{source}: [{name}] unknown setting(s) {', '.join(sorted(bad))}")
+        values = {key: _convert(name, key, known[key].type, value) for key, value in given.items()}
+        sections[name] = replace(getattr(base, name), **values)
+    config = Config(**sections, source=source)
+    _validate(config)
+    return config
+
+
+def _validate(config: Config) -> None:
+    listen = config.listen
+    if listen.tls_address is not None:
+        missing = [n for n in ("tls_cert", "tls_key", "tls_ca") if getattr(listen, n) is None]
+        if missing:
+            raise ConfigurationError(f"{config.source}: [listen] tls_address needs {', '.join(missing)}")
+        host, _, port = listen.tls_address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigurationError(f"{config.source}: [listen] tls_address must be host:port")
+    if listen.socket is None and listen.tls_address is None:
+        raise ConfigurationError(f"{config.source}: [listen] needs a socket or a tls_address")
+    if not config.store.url.startswith(("sqlite:", "mysql:", "mariadb:")):
+        raise ConfigurationError(f"{config.source}: [store] url must start with sqlite: or mysql:")
+    if config.server.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigurationError(f"{config.source}: [server] log_level must be DEBUG, INFO, WARNING or ERROR")
+
+
+__all__ = ["Config", "ConfigurationError", "embedded_default", "load_config", "parse_config"]

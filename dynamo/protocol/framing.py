@@ -1,0 +1,128 @@
+"""Frames: a 4-byte big-endian length, then that many bytes of UTF-8 JSON (an object).
+
+One module for both ends (dynamod, the command-line clients, the pipes between
+dynamod and its children). Every frame is size-limited; a zero-length frame,
+an oversized one, bytes that are not UTF-8 JSON, or JSON that is not an object
+raise :class:`ProtocolError`, and the connection is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+from typing import Any, Iterator
+
+from dynamo.errors import DynamoError
+
+HEADER = struct.Struct(">I")
+DEFAULT_MAX_FRAME = 16 << 20
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
+
+
+class ProtocolError(DynamoError):
+    """The peer sent something that is not a valid frame."""
+
+
+def encode(message: dict[str, Any], max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
+    payload = _dumps(message).encode()
+    if len(payload) > max_frame:
+        raise ProtocolError(f"frame of {len(payload)} bytes exceeds the limit of {max_frame}")
+    return HEADER.pack(len(payload)) + payload
+
+
+def _parse(payload: bytes) -> dict[str, Any]:
+    try:
+        message = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(f"frame is not UTF-8 JSON: {exc}") from exc
+    if not isinstance(message, dict):
+        raise ProtocolError(f"frame holds {type(message).__name__}, not an object")
+    return message
+
+
+def _check_length(length: int, max_frame: int) -> None:
+    if length == 0:
+        raise ProtocolError("empty frame")
+    if length > max_frame:
+        raise ProtocolError(f"frame of {length} bytes exceeds the limit of {max_frame}")
+
+
+class Decoder:
+    """Incremental decoding for non-blocking readers: ``feed(data)`` yields whole messages."""
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME):
+        self.max_frame = max_frame
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> Iterator[dict[str, Any]]:
+        buffer = self._buffer
+        buffer += data
+        while len(buffer) >= HEADER.size:
+            (length,) = HEADER.unpack_from(buffer, 0)
+            _check_length(length, self.max_frame)
+            end = HEADER.size + length
+            if len(buffer) < end:
+                break
+            payload = bytes(buffer[HEADER.size:end])
+            del buffer[:end]
+            yield _parse(payload)
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete frame held back."""
+        return len(self._buffer)
+
+
+# --- blocking helpers (clients, children) -------------------------------------------
+
+def send(sock: socket.socket, message: dict[str, Any], max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    sock.sendall(encode(message, max_frame))
+
+
+def _read_exact(read: Any, count: int) -> bytes | None:
+    chunks = []
+    while count:
+        chunk = read(count)
+        if not chunk:
+            if chunks:
+                raise ProtocolError("connection closed in the middle of a frame")
+            return None
+        chunks.append(chunk)
+        count -= len(chunk)
+    return b"".join(chunks)
+
+
+def receive(sock: socket.socket, max_frame: int = DEFAULT_MAX_FRAME) -> dict[str, Any] | None:
+    """The next message, or None at a clean end of stream."""
+    head = _read_exact(sock.recv, HEADER.size)
+    if head is None:
+        return None
+    (length,) = HEADER.unpack(head)
+    _check_length(length, max_frame)
+    payload = _read_exact(sock.recv, length)
+    if payload is None:
+        raise ProtocolError("connection closed in the middle of a frame")
+    return _parse(payload)
+
+
+def write_fd(fd: int, message: dict[str, Any], max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    """Write one frame to a pipe (blocking, complete)."""
+    data = memoryview(encode(message, max_frame))
+    while data:
+        written = os.write(fd, data)
+        data = data[written:]
+
+
+def read_fd(fd: int, max_frame: int = DEFAULT_MAX_FRAME) -> dict[str, Any] | None:
+    """Read one frame from a pipe (blocking); None at end of file."""
+    head = _read_exact(lambda n: os.read(fd, n), HEADER.size)
+    if head is None:
+        return None
+    (length,) = HEADER.unpack(head)
+    _check_length(length, max_frame)
+    payload = _read_exact(lambda n: os.read(fd, n), length)
+    if payload is None:
+        raise ProtocolError("pipe closed in the middle of a frame")
+    return _parse(payload)
