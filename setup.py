@@ -26,7 +26,13 @@ setup(
         "test": ["pytest>=7.4", "ruff>=0.4", "mypy>=1.8"],
     },
     entry_points={
-        "console_scripts": [],
+        "console_scripts": [
+            "dynamod = dynamo.cli.dynamod:main",
+            "dynamo = dynamo.cli.dynamo:main",
+            "dynamo-inject = dynamo.cli.inject:main",
+            "dynamo-exec-auth = dynamo.cli.exec_auth:main",
+            "dynamo-user-auth = dynamo.cli.user_auth:main",
+        ],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

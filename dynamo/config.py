@@ -6,7 +6,8 @@ With neither, it uses the **embedded default**, which needs nothing installed:
 * state under ``$DYNAMO_HOME`` (default ``~/.dynamo``);
 * the SQLite store ``$DYNAMO_HOME/inventory.db``;
 * the local socket ``$DYNAMO_HOME/dynamo.sock`` (no TLS listener);
-* the invoking Unix user as administrator.
+* the invoking Unix user as administrator;
+* when run as root, applications run as ``nobody``.
 
 ``etc/dynamo.toml`` documents every setting for a production server on MariaDB
 with TLS. Relative paths in a file are relative to ``server.home``.
@@ -112,8 +113,10 @@ def default_home() -> Path:
 def embedded_default(home: Path | None = None) -> Config:
     home = home or default_home()
     socket = home / "dynamo.sock"
+    # Run as root, the server still runs applications unprivileged.
+    service_user = "nobody" if os.geteuid() == 0 else None
     return Config(
-        server=ServerConfig(home=home, admins=(getpass.getuser(),)),
+        server=ServerConfig(home=home, admins=(getpass.getuser(),), service_user=service_user),
         store=StoreConfig(url=f"sqlite:///{home / 'inventory.db'}"),
         listen=ListenConfig(socket=socket),
         applications=ApplicationsConfig(),

@@ -65,7 +65,7 @@ class Transaction(Tracker):
 
     def __init__(self, allocator: IdAllocator | None):
         self._undo: list[tuple[Any, ...]] = []
-        self.push = self._undo.append  # type: ignore[assignment]
+        self.push = self._undo.append
         self.dirty: dict[str, dict[int, Any]] = {t: {} for t in TABLES}
         self.deleted_rows: dict[str, list[tuple[int, ...]]] = {t: [] for t in TABLES}
         # blocks whose files or size/num_files changed -> index of the last record touching them

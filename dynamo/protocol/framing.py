@@ -82,7 +82,7 @@ def send(sock: socket.socket, message: dict[str, Any], max_frame: int = DEFAULT_
 
 
 def _read_exact(read: Any, count: int) -> bytes | None:
-    chunks = []
+    chunks: list[bytes] = []
     while count:
         chunk = read(count)
         if not chunk:

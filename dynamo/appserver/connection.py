@@ -1,0 +1,200 @@
+"""Listening sockets and client connections, non-blocking, for dynamod's single loop.
+
+A ``Connection`` turns readable bytes into validated messages and queues
+outgoing frames; the loop asks it which events it wants. TLS connections
+complete their handshake inside the loop (``do_handshake`` on a non-blocking
+socket) and then identify the user by certificate DN; local-socket
+connections by peer uid.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import stat
+from pathlib import Path
+from typing import Any
+
+from dynamo.appserver import identity
+from dynamo.protocol import framing
+from dynamo.protocol.framing import ProtocolError
+
+READ_SIZE = 256 * 1024
+# Stop reading an application's output while this much is waiting to be sent to its client.
+HIGH_WATER = 4 << 20
+
+
+class Listener:
+    def __init__(self, sock: socket.socket, kind: str, context: ssl.SSLContext | None = None,
+                 path: Path | None = None):
+        self.sock = sock
+        self.kind = kind            # "unix" or "tls"
+        self.context = context
+        self.path = path
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def accept(self) -> socket.socket | None:
+        try:
+            sock, _ = self.sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return None
+        sock.setblocking(False)
+        return sock
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.path is not None:
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+
+
+def unix_listener(path: Path) -> Listener:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() or path.is_symlink():
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise OSError(f"{path} exists and is not a socket")
+        path.unlink()  # a stale socket: the pid file lock guarantees no other dynamod is using it
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    # any local user may connect; each is identified by uid and checked against the registry
+    os.chmod(path, 0o666)
+    sock.listen(128)
+    sock.setblocking(False)
+    return Listener(sock, "unix", path=path)
+
+
+def tls_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(cert), str(key))
+    context.load_verify_locations(cafile=str(ca))
+    context.verify_mode = ssl.CERT_REQUIRED  # users are their certificates
+    return context
+
+
+def tls_listener(address: str, context: ssl.SSLContext) -> Listener:
+    host, _, port = address.rpartition(":")
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host.strip("[]"), int(port)))
+    sock.listen(128)
+    sock.setblocking(False)
+    return Listener(sock, "tls", context=context)
+
+
+class ConnectionClosed(Exception):
+    pass
+
+
+class Connection:
+    """One client: its socket, identity, request state and output buffer."""
+
+    def __init__(self, sock: socket.socket, kind: str, max_frame: int):
+        self.sock = sock
+        self.kind = kind
+        self.decoder = framing.Decoder(max_frame)
+        self.max_frame = max_frame
+        self.out = bytearray()
+        self.handshaking = kind == "tls"
+        self.handshake_wants_write = False
+        self.identity = ""          # unix user name or certificate DN
+        self.user: Any = None       # registry.User once identified
+        self.request: str | None = None
+        self.child: Any = None      # the application whose output this connection receives
+        self.upload: Any = None     # an inject document being received
+        self.close_when_flushed = False
+        self.closed = False
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def __repr__(self) -> str:
+        return f"<connection {self.kind} {self.identity or '?'}>"
+
+    # --- events the loop should wait for -------------------------------------
+
+    def wants_read(self) -> bool:
+        return not self.closed and not self.close_when_flushed and not (self.handshaking and
+                                                                         self.handshake_wants_write)
+
+    def wants_write(self) -> bool:
+        return not self.closed and (bool(self.out) or (self.handshaking and self.handshake_wants_write))
+
+    @property
+    def backlogged(self) -> bool:
+        return len(self.out) > HIGH_WATER
+
+    # --- TLS ------------------------------------------------------------------
+
+    def handshake(self) -> bool:
+        """Advance the TLS handshake; True once complete (then the identity is known)."""
+        assert isinstance(self.sock, ssl.SSLSocket)
+        try:
+            self.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self.handshake_wants_write = False
+            return False
+        except ssl.SSLWantWriteError:
+            self.handshake_wants_write = True
+            return False
+        except (ssl.SSLError, OSError) as exc:
+            raise ConnectionClosed(f"TLS handshake failed: {exc}") from exc
+        self.handshaking = False
+        cert = self.sock.getpeercert()
+        if not cert:
+            raise ConnectionClosed("no client certificate")
+        self.identity = identity.subject_dn(cert)
+        return True
+
+    def identify_local(self) -> int:
+        uid = identity.peer_uid(self.sock)
+        self.identity = identity.unix_name(uid)
+        return uid
+
+    # --- I/O --------------------------------------------------------------------
+
+    def read(self) -> list[dict[str, Any]]:
+        """Messages that arrived; raises ConnectionClosed at end of stream or on a bad frame."""
+        try:
+            data = self.sock.recv(READ_SIZE)
+            if isinstance(self.sock, ssl.SSLSocket):
+                while self.sock.pending():
+                    data += self.sock.recv(self.sock.pending())
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
+            return []
+        except (ssl.SSLError, OSError) as exc:
+            raise ConnectionClosed(str(exc)) from exc
+        if not data:
+            raise ConnectionClosed("end of stream")
+        try:
+            return list(self.decoder.feed(data))
+        except ProtocolError as exc:
+            raise ConnectionClosed(f"protocol error: {exc}") from exc
+
+    def send(self, message: dict[str, Any]) -> None:
+        if not self.closed:
+            self.out += framing.encode(message, self.max_frame)
+
+    def flush(self) -> None:
+        while self.out and not self.closed:
+            try:
+                sent = self.sock.send(self.out[:READ_SIZE])
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
+                return
+            except (ssl.SSLError, OSError) as exc:
+                raise ConnectionClosed(str(exc)) from exc
+            del self.out[:sent]
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                self.sock.close()
+            except OSError:
+                pass

@@ -1,0 +1,1 @@
+"""Thin entry points: dynamod, dynamo, dynamo-inject, dynamo-exec-auth, dynamo-user-auth."""

@@ -1,0 +1,123 @@
+"""What the client commands share: configuration, connecting, talking, exit codes.
+
+Kept light on imports: ``dynamo`` must start fast (the time to an
+application's first output line includes this process starting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from dynamo.apps.exitcodes import ClientExit
+from dynamo.config import Config, load_config
+from dynamo.errors import ConfigurationError
+from dynamo.protocol import framing
+
+ERROR_EXIT = {"permission": ClientExit.NO_PERMISSION, "invalid": ClientExit.CHANGES_REFUSED,
+              "protocol": ClientExit.SOFTWARE, "not_found": 1, "store": ClientExit.SOFTWARE,
+              "unavailable": ClientExit.UNAVAILABLE, "refused": ClientExit.NO_PERMISSION}
+
+
+def fail(message: str, code: int) -> NoReturn:
+    print(f"{Path(sys.argv[0]).name}: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="configuration file (default: $DYNAMO_CONFIG, else the embedded default)")
+    parser.add_argument("-s", "--server", help="unix:/path/to/socket or tls://host:port (default: [client] server)")
+    parser.add_argument("-c", "--cert", help="client certificate (PEM) for TLS")
+    parser.add_argument("-k", "--key", help="private key of the certificate (default: in the certificate file)")
+    parser.add_argument("--ca", help="CA bundle the server's certificate must chain to")
+
+
+def configuration(args: argparse.Namespace) -> Config:
+    try:
+        return load_config(args.config)
+    except ConfigurationError as exc:
+        fail(str(exc), ClientExit.USAGE)
+
+
+class Client:
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+
+    def send(self, message: dict[str, Any]) -> None:
+        framing.send(self.sock, message)
+
+    def receive(self) -> dict[str, Any]:
+        try:
+            message = framing.receive(self.sock)
+        except (OSError, framing.ProtocolError) as exc:
+            fail(f"connection to the server failed: {exc}", ClientExit.UNAVAILABLE)
+        if message is None:
+            fail("the server closed the connection", ClientExit.UNAVAILABLE)
+        return message
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def connect(args: argparse.Namespace, config: Config) -> Client:
+    url = args.server or os.environ.get("DYNAMO_SERVER") or config.client.server
+    try:
+        if url.startswith("unix:"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(url[len("unix:"):])
+        elif url.startswith("tls://"):
+            sock = _tls(url, args, config)
+        else:
+            fail(f"server {url!r}: expected unix:/path or tls://host:port", ClientExit.USAGE)
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        fail(f"cannot reach the server at {url} ({exc.strerror}): is dynamod running?", ClientExit.UNAVAILABLE)
+    except OSError as exc:
+        fail(f"cannot connect to {url}: {exc}", ClientExit.UNAVAILABLE)
+    return Client(sock)
+
+
+def _tls(url: str, args: argparse.Namespace, config: Config) -> socket.socket:
+    import ssl
+    host, _, port = url[len("tls://"):].rpartition(":")
+    if not host or not port.isdigit():
+        fail(f"server {url!r}: expected tls://host:port", ClientExit.USAGE)
+    cert = args.cert or os.environ.get("X509_USER_PROXY") or (str(config.client.cert) if config.client.cert else None)
+    ca = args.ca or (str(config.client.ca) if config.client.ca else None)
+    if not cert:
+        fail("TLS needs a client certificate (--cert, $X509_USER_PROXY or [client] cert)", ClientExit.USAGE)
+    key = args.key or (str(config.client.key) if config.client.key else None)
+    context = ssl.create_default_context(cafile=ca)  # verifies the server's certificate and host name
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        fail(f"cannot use the client certificate {cert}: {exc}", ClientExit.USAGE)
+    raw = socket.create_connection((host.strip("[]"), int(port)), timeout=30)
+    try:
+        sock = context.wrap_socket(raw, server_hostname=host.strip("[]"))
+    except ssl.SSLCertVerificationError as exc:
+        raw.close()
+        fail(f"the server's certificate is not trusted: {exc.verify_message}", ClientExit.UNAVAILABLE)
+    except (ssl.SSLError, OSError) as exc:
+        raw.close()
+        fail(f"TLS connection to {host}:{port} failed: {exc}", ClientExit.UNAVAILABLE)
+    sock.settimeout(None)
+    return sock
+
+
+def refused(message: dict[str, Any]) -> NoReturn:
+    fail(message.get("message", "refused"), ERROR_EXIT.get(message.get("code", ""), ClientExit.SOFTWARE))
+
+
+def request(args: argparse.Namespace, config: Config, message: dict[str, Any]) -> Any:
+    """Send one request and return the ``data`` of its result (errors end the program)."""
+    client = connect(args, config)
+    client.send(message)
+    reply = client.receive()
+    client.close()
+    if reply.get("type") == "error":
+        refused(reply)
+    return reply.get("data")

@@ -1,0 +1,207 @@
+"""``dynamo``: run an application, open the interactive shell, poll, kill, list.
+
+    dynamo '<script> [<options>]'                        run read-only; exit with its exit code
+    dynamo '<script> [<options>]' --write-request --title T   run with write access (authorized scripts)
+    dynamo                                               the interactive shell (read-only)
+    dynamo --asynchronous '<script>'                     print the application id and return
+    dynamo --poll ID | --kill ID | --list [--all]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from dynamo.apps.exitcodes import ClientExit
+from dynamo.cli.client import Client, add_connection_options, configuration, connect, fail, refused, request
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dynamo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("cmd", nargs="?", help="script path and its arguments, as one string")
+    p.add_argument("-W", "--write-request", action="store_true", help="run with write access")
+    p.add_argument("-t", "--title", help="application title (required with --write-request)")
+    p.add_argument("-A", "--asynchronous", action="store_true", help="print the application id and return")
+    p.add_argument("-m", "--timeout", type=float, help="hours the application may run (0: no limit; "
+                   "default: the server's)")
+    p.add_argument("-p", "--poll", type=int, metavar="ID", help="show an application's status and output")
+    p.add_argument("-x", "--kill", type=int, metavar="ID", help="stop an application")
+    p.add_argument("-l", "--list", action="store_true", help="list queued and running applications")
+    p.add_argument("--all", action="store_true", help="with --list: recent finished ones too")
+    p.add_argument("--json", action="store_true", help="with --poll/--list: print JSON")
+    add_connection_options(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    config = configuration(args)
+    if args.poll is not None:
+        return show_poll(request(args, config, {"op": "poll", "id": args.poll}), args.json)
+    if args.kill is not None:
+        data = request(args, config, {"op": "kill", "id": args.kill})
+        print(f"application {data['id']}: {data['result']}" + (f" ({data['detail']})" if data.get("detail") else ""))
+        return None
+    if args.list:
+        return show_list(request(args, config, {"op": "list", "all": args.all}), args.json)
+    if args.cmd is None:
+        if args.write_request or args.asynchronous:
+            fail("the shell is read-only and interactive: give a script to run", ClientExit.USAGE)
+        sys.exit(shell(connect(args, config)))
+    sys.exit(run(args, connect(args, config)))
+
+
+def run(args: argparse.Namespace, client: Client) -> int:
+    words = shlex.split(args.cmd)
+    if not words:
+        fail("no script given", ClientExit.USAGE)
+    path = Path(words[0])
+    try:
+        source = path.read_bytes().decode()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}", ClientExit.USAGE)
+    except UnicodeDecodeError:
+        fail(f"{path} is not UTF-8 text", ClientExit.USAGE)
+    if args.write_request and not args.title:
+        fail("--write-request needs --title (the title the script was authorized under)", ClientExit.USAGE)
+    timeout = None if args.timeout is None else args.timeout * 3600
+    client.send({"op": "run", "script": source, "name": path.name, "args": words[1:],
+                 "title": args.title or path.stem, "write": args.write_request,
+                 "async": args.asynchronous, "timeout": timeout})
+    interrupted = False
+    while True:
+        try:
+            message = client.receive()
+            kind = message.get("type")
+            if kind == "out":
+                sys.stdout.write(message["data"])
+                sys.stdout.flush()
+            elif kind == "err":
+                sys.stderr.write(message["data"])
+                sys.stderr.flush()
+            elif kind == "accepted":
+                print(message["id"])
+                return 0
+            elif kind == "queued":
+                print(f"dynamo: application {message.get('id')} queued: {message.get('reason')}", file=sys.stderr)
+            elif kind == "exit":
+                return exit_code(message)
+            elif kind == "error":
+                refused(message)
+        except KeyboardInterrupt:
+            if interrupted:  # a second Ctrl-C: leave the application to its fate
+                fail("interrupted; the application may still be stopping", ClientExit.KILLED)
+            interrupted = True
+            print("\ndynamo: stopping the application (Ctrl-C again to leave at once)", file=sys.stderr)
+            client.send({"op": "interrupt"})
+
+
+def exit_code(message: dict[str, Any]) -> int:
+    status, code = message.get("status"), message.get("code")
+    text = message.get("message")
+    if status == "done":
+        if text and message.get("version") is not None and "applied" in text:
+            print(f"dynamo: {text}", file=sys.stderr)
+        return 0
+    print(f"dynamo: application {message.get('id')} {status}" + (f": {text}" if text else ""), file=sys.stderr)
+    if status == "failed" and isinstance(code, int) and code > 0:
+        return code
+    return {"timeout": ClientExit.TIMEOUT, "killed": ClientExit.KILLED, "refused": ClientExit.CHANGES_REFUSED,
+            "lost": ClientExit.SOFTWARE}.get(str(status), ClientExit.SOFTWARE)
+
+
+def shell(client: Client) -> int:
+    tty = sys.stdin.isatty()
+    if tty:
+        _readline()
+    client.send({"op": "shell", "tty": tty})
+    while True:
+        message = client.receive()
+        kind = message.get("type")
+        if kind == "out":
+            sys.stdout.write(message["data"])
+            sys.stdout.flush()
+        elif kind == "err":
+            sys.stderr.write(message["data"])
+            sys.stderr.flush()
+        elif kind == "prompt":
+            client.send(_next_line(message.get("text", ""), tty))
+        elif kind == "exit":
+            return 0 if message.get("status") == "done" else exit_code(message)
+        elif kind == "error":
+            refused(message)
+
+
+def _next_line(prompt: str, tty: bool) -> dict[str, Any]:
+    if not tty:
+        line = sys.stdin.readline()
+        return {"op": "stdin", "data": line} if line else {"op": "eof"}
+    try:
+        return {"op": "stdin", "data": input(prompt) + "\n"}
+    except EOFError:
+        print()
+        return {"op": "eof"}
+    except KeyboardInterrupt:
+        return {"op": "stdin", "data": "\x03\n"}  # the console resets its buffer, as Python's does
+
+
+def _readline() -> None:
+    try:
+        import atexit
+        import readline
+    except ImportError:
+        return
+    history = Path(os.environ.get("DYNAMO_HISTORY", Path.home() / ".dynamo_history"))
+    try:
+        readline.read_history_file(history)
+    except OSError:
+        pass
+    readline.set_history_length(2000)
+    atexit.register(_save_history, readline, history)
+
+
+def _save_history(readline: Any, history: Path) -> None:
+    try:
+        readline.write_history_file(history)
+    except OSError:
+        pass
+
+
+def _when(value: float | None) -> str:
+    return "-" if not value else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+
+
+def show_poll(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data, indent=1))
+        return
+    for key in ("id", "title", "user", "status", "exit_code", "message", "write", "server", "pid", "work_area",
+                "version"):
+        print(f"{key:10} {data.get(key)}")
+    for key in ("submitted", "started", "ended"):
+        print(f"{key:10} {_when(data.get(key))}")
+    for key in ("stdout", "stderr"):
+        if data.get(key):
+            print(f"--- {key} (end) ---")
+            sys.stdout.write(data[key] if data[key].endswith("\n") else data[key] + "\n")
+
+
+def show_list(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    print(f"{'ID':>6}  {'STATUS':9} {'W':1}  {'USER':12} {'TITLE':24} {'STARTED':19}  EXIT")
+    for r in rows:
+        print(f"{r['id']:>6}  {r['status']:9} {'w' if r['write'] else '-'}  {r['user'][:12]:12} "
+              f"{r['title'][:24]:24} {_when(r['started']):19}  {'' if r['exit_code'] is None else r['exit_code']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""``dynamod``: the Dynamo server. Runs in the foreground (systemd style) unless --daemon.
+
+SIGTERM or SIGINT stop it cleanly: applications are stopped and reaped, the
+store is closed, nothing is half-applied. SIGHUP reopens the change log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from dynamo.config import load_config
+from dynamo.errors import DynamoError
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="dynamod", description=__doc__)
+    p.add_argument("--config", help="configuration file (default: $DYNAMO_CONFIG, else the embedded default)")
+    p.add_argument("--daemon", action="store_true",
+                   help="detach; returns once the server is ready (or has failed to start)")
+    args = p.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except DynamoError as exc:
+        print(f"dynamod: {exc}", file=sys.stderr)
+        sys.exit(78)
+    report_fd = _daemonize() if args.daemon else None
+    from dynamo.server.main import Dynamod
+    try:
+        server = Dynamod(config, on_ready=None if report_fd is None else lambda d: _report(report_fd, d))
+        sys.exit(server.run())
+    except DynamoError as exc:
+        if report_fd is not None:
+            os.write(report_fd, str(exc).encode()[:4000])
+        print(f"dynamod: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _report(fd: int, server: object) -> None:
+    names = ", ".join(server._listener_names())  # type: ignore[attr-defined]
+    os.write(fd, f"ready, pid {os.getpid()}, {names}".encode())
+    os.close(fd)
+
+
+def _daemonize() -> int:
+    """Fork twice and detach; the first parent waits for the server's report and prints it.
+    Returns the descriptor the server reports on."""
+    read_end, write_end = os.pipe()
+    if os.fork() > 0:
+        os.close(write_end)
+        report = os.read(read_end, 4096).decode(errors="replace")
+        if report.startswith("ready"):
+            print(f"dynamod: {report}")
+            os._exit(0)
+        print(f"dynamod: failed to start{': ' + report if report else ''} (see the server log)", file=sys.stderr)
+        os._exit(1)
+    os.close(read_end)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    return write_end
+
+
+if __name__ == "__main__":
+    main()

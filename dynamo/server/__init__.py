@@ -1,0 +1,1 @@
+"""dynamod: the long-running server process (main loop, children, signals, pid file, logs)."""
