@@ -113,6 +113,8 @@ def exit_code(message: dict[str, Any]) -> int:
     print(f"dynamo: application {message.get('id')} {status}" + (f": {text}" if text else ""), file=sys.stderr)
     if status == "failed" and isinstance(code, int) and code > 0:
         return code
+    if status == "failed" and isinstance(code, int) and code < 0:
+        return 128 - code  # died of a signal: the shell's convention
     return {"timeout": ClientExit.TIMEOUT, "killed": ClientExit.KILLED, "refused": ClientExit.CHANGES_REFUSED,
             "lost": ClientExit.SOFTWARE}.get(str(status), ClientExit.SOFTWARE)
 
