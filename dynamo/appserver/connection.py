@@ -109,6 +109,7 @@ class Connection:
         self.child: Any = None      # the application whose output this connection receives
         self.upload: Any = None     # an inject document being received
         self.close_when_flushed = False
+        self.draining_since: float | None = None  # half-closed, waiting for the client to hang up
         self.closed = False
 
     def fileno(self) -> int:
@@ -120,6 +121,8 @@ class Connection:
     # --- events the loop should wait for -------------------------------------
 
     def wants_read(self) -> bool:
+        if self.draining_since is not None:
+            return not self.closed
         return not self.closed and not self.close_when_flushed and not (self.handshaking and
                                                                          self.handshake_wants_write)
 
@@ -158,6 +161,29 @@ class Connection:
         return uid
 
     # --- I/O --------------------------------------------------------------------
+
+    def half_close(self, now: float) -> None:
+        """Everything is sent: stop sending, but keep reading until the client hangs up.
+
+        Closing a TCP socket that still holds unread client data makes the kernel
+        reset the connection, and the client may lose our last frames with it.
+        """
+        self.draining_since = now
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close()
+
+    def discard_input(self) -> None:
+        """While draining: read and drop; ConnectionClosed once the client has hung up."""
+        try:
+            data = self.sock.recv(READ_SIZE)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
+            return
+        except (ssl.SSLError, OSError) as exc:
+            raise ConnectionClosed(str(exc)) from exc
+        if not data:
+            raise ConnectionClosed("end of stream")
 
     def read(self) -> list[dict[str, Any]]:
         """Messages that arrived; raises ConnectionClosed at end of stream or on a bad frame."""

@@ -50,6 +50,7 @@ log = logging.getLogger("dynamo.server")
 MAINTENANCE_GC_EVERY = 6 * 3600.0   # full collection of frozen objects (deleted datasets...), when idle
 CLEANUP_EVERY = 3600.0
 PIPE_DRAIN_GRACE = 5.0             # an exited child's descendants may hold its pipes this long
+LINGER = 5.0                       # a half-closed TLS connection is dropped after this
 
 
 @dataclass
@@ -346,9 +347,16 @@ class Dynamod:
                 self.serve(target, mask)
             elif isinstance(target, K.Stream):
                 self.read_stream(target)
+        now = time.monotonic()
         for conn in list(self.connections):
-            if conn.close_when_flushed and not conn.out:
-                self._drop(conn)
+            if conn.draining_since is not None:
+                if now > conn.draining_since + LINGER:
+                    self._drop(conn)
+            elif conn.close_when_flushed and not conn.out:
+                if conn.kind == "unix":
+                    self._drop(conn)  # no reset problem on local sockets
+                else:
+                    conn.half_close(now)
 
     def accept(self, listener: C.Listener) -> None:
         while (sock := listener.accept()) is not None:
@@ -372,6 +380,9 @@ class Dynamod:
 
     def serve(self, conn: C.Connection, mask: int) -> None:
         try:
+            if conn.draining_since is not None:
+                conn.discard_input()
+                return
             if conn.handshaking:
                 if conn.handshake():
                     self.identify(conn)

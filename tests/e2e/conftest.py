@@ -186,7 +186,7 @@ def _issue(directory: Path, stem: str, cn: str, issuer: tuple[Any, Any] | None, 
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (x509.CertificateBuilder().subject_name(_name(cn))
                .issuer_name(issuer[0].subject if issuer else _name(cn))
                .public_key(key.public_key()).serial_number(x509.random_serial_number())

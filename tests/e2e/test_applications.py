@@ -176,7 +176,8 @@ def test_readers_run_while_a_writer_works_and_writers_queue(server: Server) -> N
     queued = subprocess.Popen([command("dynamo"), str(second), "-W", "-t", "second"], env=server.env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)
-    reader = server.script("reader.py", "from dynamo.core.executable import inventory\nprint(sorted(inventory.sites))\n")
+    reader = server.script("reader.py", "from dynamo.core.executable import inventory\n"
+                                        "print(sorted(inventory.sites))\n")
     started = time.monotonic()
     results = [server.run(str(reader)) for _ in range(3)]
     assert time.monotonic() - started < 2.5  # not waiting for the writer
@@ -190,8 +191,8 @@ def test_readers_run_while_a_writer_works_and_writers_queue(server: Server) -> N
 def test_unknown_local_user_is_refused(server: Server) -> None:
     import os
     import pwd
-    import sys
     import subprocess
+    import sys
 
     from tests.e2e.conftest import ROOT
     if os.getuid() != 0:

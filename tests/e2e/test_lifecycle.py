@@ -1,0 +1,77 @@
+"""dynamod's life: pid file, process titles, clean stop with applications running, restart, logs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from tests.e2e.conftest import Server, command
+
+
+def cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+
+
+def wait_for(predicate: object, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+def test_stop_with_running_applications_then_restart(server: Server) -> None:
+    assert server.process is not None
+    pid_file = server.home / "dynamod.pid"
+    assert pid_file.read_text().strip() == str(server.process.pid)
+    assert cmdline(server.process.pid).startswith("dynamod: main")
+    sleeper = server.script("sleeper.py", "import time\nprint('up', flush=True)\ntime.sleep(120)\n")
+    stubborn = server.script("stubborn.py", "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                                            "print('up', flush=True)\ntime.sleep(120)\n")
+    first = int(server.run("-A", str(sleeper)).out)
+    second = int(server.run("-A", str(stubborn)).out)
+    wait_for(lambda: len(server.children()) == 2 and all(
+        "status     running" in server.run("--poll", str(i)).out for i in (first, second)))
+    titles = sorted(cmdline(pid) for pid in server.children())
+    assert titles == [f"dynamo: app {first} sleeper", f"dynamo: app {second} stubborn"]
+    started = time.monotonic()
+    assert server.stop() == 0  # the stubborn one needs SIGKILL after the grace period
+    assert time.monotonic() - started < 15
+    assert not pid_file.exists()
+    server.start()
+    for app_id in (first, second):
+        assert "status     killed" in server.run("--poll", str(app_id)).out
+
+
+def test_a_second_server_is_refused(server: Server) -> None:
+    import subprocess
+    done = subprocess.run([command("dynamod"), "--config", str(server.config)], capture_output=True, text=True,
+                          timeout=60, env=server.env())
+    assert done.returncode == 1 and "another dynamod" in done.stderr
+    assert server.run("--list").code == 0  # the first one is unharmed
+
+
+def test_sighup_reopens_the_change_log(server: Server) -> None:
+    assert server.process is not None
+    assert server.run("-", input='{"site": [{"name": "T1_A"}]}', cmd="dynamo-inject").code == 0
+    log = server.home / "log" / "changes.log"
+    log.rename(log.with_suffix(".1"))
+    os.kill(server.process.pid, signal.SIGHUP)
+    wait_for(lambda: log.exists())
+    assert server.run("-", input='{"site": [{"name": "T1_B"}]}', cmd="dynamo-inject").code == 0
+    assert "T1_B" in log.read_text() and "T1_A" not in log.read_text()
+
+
+def test_interrupting_the_client_stops_the_application(server: Server) -> None:
+    import subprocess
+    sleeper = server.script("sleeper.py", "import time\nprint('up', flush=True)\ntime.sleep(120)\n")
+    client = subprocess.Popen([command("dynamo"), str(sleeper)], env=server.env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    assert client.stdout is not None and client.stdout.readline() == "up\n"
+    client.send_signal(signal.SIGINT)
+    assert client.wait(20) == 137
+    assert client.stderr is not None and "killed" in client.stderr.read()
+    wait_for(lambda: not server.children())
