@@ -20,7 +20,7 @@ def test_bad_documents_change_nothing(server: Server) -> None:
             ('{"site": [{"name": "T4_X", "colour": "red"}]}', "site[0].colour: unknown key"),
             ('{"dataset": [{"name": "d", "blocks": [{"name": "b", "files": [{"name": "/f", "size": "12"}]}]}]}',
              "dataset[0].blocks[0].files[0].size: expected an integer, got a string"),
-            ('{"site": [{"name": "T4_X"}], "datasetreplica": [{"dataset": "%s", "site": "T9_NOWHERE"}]}' % DS,
+            (json.dumps({"site": [{"name": "T4_X"}], "datasetreplica": [{"dataset": DS, "site": "T9_NOWHERE"}]}),
              "datasetreplica[0].site: unknown site 'T9_NOWHERE'")):
         done = server.run("-", input=document, cmd="dynamo-inject")
         assert done.code == 65, done.err
