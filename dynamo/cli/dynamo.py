@@ -80,13 +80,9 @@ def run(args: argparse.Namespace, client: Client) -> int:
         try:
             message = client.receive()
             kind = message.get("type")
-            if kind == "out":
-                sys.stdout.write(message["data"])
-                sys.stdout.flush()
-            elif kind == "err":
-                sys.stderr.write(message["data"])
-                sys.stderr.flush()
-            elif kind == "accepted":
+            if relay(message):
+                continue
+            if kind == "accepted":
                 print(message["id"])
                 return 0
             elif kind == "queued":
@@ -101,6 +97,16 @@ def run(args: argparse.Namespace, client: Client) -> int:
             interrupted = True
             print("\ndynamo: stopping the application (Ctrl-C again to leave at once)", file=sys.stderr)
             client.send({"op": "interrupt"})
+
+
+def relay(message: dict[str, Any]) -> bool:
+    """Print an application's output frame; False for any other message."""
+    stream = {"out": sys.stdout, "err": sys.stderr}.get(message.get("type", ""))
+    if stream is None:
+        return False
+    stream.write(message["data"])
+    stream.flush()
+    return True
 
 
 def exit_code(message: dict[str, Any]) -> int:
@@ -127,13 +133,9 @@ def shell(client: Client) -> int:
     while True:
         message = client.receive()
         kind = message.get("type")
-        if kind == "out":
-            sys.stdout.write(message["data"])
-            sys.stdout.flush()
-        elif kind == "err":
-            sys.stderr.write(message["data"])
-            sys.stderr.flush()
-        elif kind == "prompt":
+        if relay(message):
+            continue
+        if kind == "prompt":
             client.send(_next_line(message.get("text", ""), tty))
         elif kind == "exit":
             return 0 if message.get("status") == "done" else exit_code(message)

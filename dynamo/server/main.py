@@ -601,6 +601,7 @@ class Dynamod:
         conn.send({"type": "exit", "id": record.id, "status": record.status.value, "code": record.exit_code,
                    "message": record.message, "version": record.version})
         conn.close_when_flushed = True
+        _flush_now(conn)
 
     # =====================================================================
     # starting applications
@@ -772,12 +773,17 @@ class Dynamod:
             return
         conn.send(result({"counts": parsed.counts, "version": self.inventory.version, "delete": job.delete}))
         conn.close_when_flushed = True
+        _flush_now(conn)
 
     # =====================================================================
     # periodic work
     # =====================================================================
 
     def periodic_work(self) -> None:
+        try:
+            self.store.maintain()
+        except StoreError as exc:
+            log.error("store maintenance failed: %s", exc)
         now = time.monotonic()
         if now >= self._next_compaction:
             self._next_compaction = now + self.config.store.compact_every
@@ -819,6 +825,14 @@ class Dynamod:
         if old:
             log.info("removed %d finished application(s) older than %.0f days", len(old),
                      self.config.applications.retain_days)
+
+
+def _flush_now(conn: C.Connection) -> None:
+    """Send a final answer at once rather than at the next turn (housekeeping may come first)."""
+    try:
+        conn.flush()
+    except C.ConnectionClosed:
+        pass  # the loop drops it
 
 
 def _tail(path: Path, size: int = 8192) -> str:

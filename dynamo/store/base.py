@@ -102,6 +102,9 @@ class InventoryStore(ABC):
     def compact_journal(self, retention: JournalRetention, now: float | None = None) -> int:
         """Remove records per ``retention``; return how many entries were pruned."""
 
+    def maintain(self) -> None:  # noqa: B027 - optional hook; most stores have nothing to do
+        """Deferrable housekeeping after commits (the server calls it once its replies are sent)."""
+
     @abstractmethod
     def close(self) -> None: ...
 

@@ -10,12 +10,11 @@ import pymysql
 import pymysql.cursors
 
 from dynamo.errors import ConfigurationError, StoreError, StoreUnavailable
-from dynamo.store.sql import SQLStore
+from dynamo.store.sql import SQLStore, fetch_batches
 
 # client-side codes for a lost or refused connection, and server-side ones for
 # a killed connection or shutdown
 _CONNECTION_LOST = {2003, 2006, 2013, 2055, 1053, 1927, 4031}
-_FETCH = 20000
 
 
 def parse_mysql_url(url: str) -> dict[str, Any]:
@@ -133,17 +132,13 @@ class MySQLStore(SQLStore):
                 cur.executemany(sql, rows)
 
     def _stream(self, sql: str) -> Iterator[tuple[Any, ...]]:
-        cur = self._connection().cursor(pymysql.cursors.SSCursor)
+        cur = self._connection().cursor(pymysql.cursors.SSCursor)  # unbuffered: rows as they arrive
         try:
             cur.execute(sql)
-            fetch = cur.fetchmany
-            while True:
-                batch = fetch(_FETCH)
-                if not batch:
-                    break
-                yield from batch
-        finally:
+        except BaseException:
             cur.close()
+            raise
+        return fetch_batches(cur)
 
     def _begin_read(self) -> None:
         self._execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")

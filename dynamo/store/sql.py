@@ -61,6 +61,16 @@ def split_statements(ddl: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
+def fetch_batches(cursor: Any, size: int = 20000) -> Iterator[tuple[Any, ...]]:
+    """Rows of an executed query, fetched ``size`` at a time; closes the cursor."""
+    try:
+        fetch = cursor.fetchmany
+        while batch := fetch(size):
+            yield from batch
+    finally:
+        cursor.close()
+
+
 class Background:
     """Run ``func`` in a thread; ``result()`` joins it and returns its value or raises its error."""
 

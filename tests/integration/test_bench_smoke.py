@@ -33,3 +33,19 @@ def test_store_bench_runs(kind: str, tmp_path: Path, request: pytest.FixtureRequ
     assert result["records"] >= 300
     for key in ("load_s", "floor_s", "rss_mb", "total_s", "apply_s", "db_commit_s", "import_s"):
         assert result[key] > 0, key
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def test_server_bench_runs(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    args = [sys.executable, "-m", "bench.server_bench", "--scale", "0.0002", "--changes", "300", "--runs", "2",
+            "--stores", kind, "--json", str(tmp_path / "out.json")]
+    if kind == "mysql":
+        database = f"dynamo_server_bench_smoke_{os.getpid()}"
+        args += ["--mysql", request.getfixturevalue("mysql_server"), "--mysql-db", database]
+        request.addfinalizer(lambda: drop_mysql_database(f"{MYSQL_SERVER}/{database}"))
+    subprocess.run(args, check=True, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = json.loads((tmp_path / "out.json").read_text())["stores"][kind]
+    assert result["records"] == 300
+    for key in ("ready_s", "first_line_ms_median", "child_private_mb", "write_exit_to_done_s"):
+        assert result[key] > 0, key
+    assert result["gc_dirty_mb"] >= 0
