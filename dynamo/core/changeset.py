@@ -18,7 +18,7 @@ reaches the same image with the same ids.
 from __future__ import annotations
 
 import gc
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from dynamo.core.codec import HAS_ID, UPDATE, Record, decode, describe, encode
 from dynamo.core.inventory import Inventory
@@ -30,6 +30,33 @@ from dynamo.errors import ChangeSetError, CodecError, InventoryError, ObjectErro
 
 if TYPE_CHECKING:
     from dynamo.store.base import InventoryStore
+
+
+class Prepared:
+    """Records decoded (validated as values) ahead of applying them.
+
+    dynamod decodes a write application's records as they stream in, while the
+    application still runs, so that after it exits only the inventory apply and
+    the commit remain. The first bad record is kept as the error the change set
+    will be refused with.
+    """
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self.decoded: list[tuple[str, DataObject]] = []
+        self.error: ChangeSetError | None = None
+
+    def extend(self, records: Iterable[Record]) -> None:
+        for record in records:
+            self.records.append(record)
+            if self.error is None:
+                try:
+                    self.decoded.append(decode(record))
+                except CodecError as exc:
+                    self.error = ChangeSetError(str(exc), len(self.records) - 1, describe(record))
+
+    def __len__(self) -> int:
+        return len(self.records)
 
 
 class ChangeSet:
@@ -70,13 +97,23 @@ def _same_files(given: list[str] | None, held: tuple[str, ...] | None) -> bool:
     return given is None if held is None else given is not None and tuple(given) == held
 
 
-def _apply_records(inventory: Inventory, txn: Transaction, records: Iterable[Record],
+def _decoded(records: Iterable[Record] | Prepared) -> Iterator[tuple[Record, tuple[str, DataObject] | None]]:
+    if isinstance(records, Prepared):
+        if records.error is not None:
+            raise records.error
+        yield from zip(records.records, records.decoded, strict=True)
+    else:
+        for record in records:
+            yield record, None
+
+
+def _apply_records(inventory: Inventory, txn: Transaction, records: Iterable[Record] | Prepared,
                    journal: JournalWriter) -> None:
     update, delete = inventory.update, inventory.delete
-    for index, record in enumerate(records):
+    for index, (record, decoded) in enumerate(_decoded(records)):
         txn.record_index = index
         try:
-            op, obj = decode(record)
+            op, obj = decode(record) if decoded is None else decoded
             live = update(obj) if op == UPDATE else delete(obj)
             journal.add(_normalized(op, record, obj, live))
         except (CodecError, ObjectError, InventoryError) as exc:
@@ -99,7 +136,7 @@ def _check_blocks(inventory: Inventory, txn: Transaction) -> None:
         block._pack()
 
 
-def apply_change_set(inventory: Inventory, store: InventoryStore | None, records: Iterable[Record],
+def apply_change_set(inventory: Inventory, store: InventoryStore | None, records: Iterable[Record] | Prepared,
                      meta: ChangeMeta | None = None) -> Transaction:
     """Validate, persist (when ``store`` is given) and apply a change set, all or nothing.
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
 from dynamo.apps.runner import ChildSpec, child_main
-from dynamo.core.codec import Record
+from dynamo.core.changeset import Prepared
 from dynamo.core.inventory import Inventory
 from dynamo.protocol import framing
 from dynamo.store.registry import AppRecord
@@ -56,7 +56,7 @@ class Child:
     stop_reason: str | None = None  # "killed" or "timeout" once dynamod decided to stop it
     term_sent: float | None = None
     kill_sent: bool = False
-    records: list[Record] = field(default_factory=list)
+    records: Prepared = field(default_factory=Prepared)
     commit_count: int | None = None
     change_error: str | None = None
     connection: Any = None        # the client connection streaming this child's output, if any

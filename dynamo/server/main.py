@@ -29,7 +29,7 @@ from dynamo.apps.states import AppState
 from dynamo.appserver import connection as C
 from dynamo.appserver.handlers import Handlers
 from dynamo.config import Config
-from dynamo.core.changeset import apply_change_set
+from dynamo.core.changeset import Prepared, apply_change_set
 from dynamo.core.codec import Record
 from dynamo.core.documents import parse_delete, parse_inject
 from dynamo.core.inventory import Inventory
@@ -93,6 +93,7 @@ class Dynamod:
         self.readers: deque[Pending] = deque()
         self.writes: deque[Pending | InjectJob] = deque()
         self.writer: K.Child | None = None
+        self.after_reply: deque[Callable[[], None]] = deque()
         self.stopping = False
         self.exit_code = 0
         self.pidfile = PidFile(config.path(config.server.pid_file))
@@ -239,6 +240,8 @@ class Dynamod:
             self._unregister(listener)
             listener.close()
         self.stop_all_children()
+        while self.after_reply:
+            self.after_reply.popleft()()
         for pending in [*self.readers, *self.writes]:
             if isinstance(pending, Pending):
                 self._finish_record(pending.record, AppState.KILLED, None, "the server stopped before it ran")
@@ -445,7 +448,7 @@ class Dynamod:
             return
         records = frame.get("records")
         if isinstance(records, list) and child.commit_count is None:
-            child.records.extend(records)
+            child.records.extend(records)  # decoded now, while the application runs
             if len(child.records) > self.config.applications.max_changes:
                 child.change_error = f"more than {self.config.applications.max_changes} changes"
                 child.stop("killed")
@@ -565,7 +568,7 @@ class Dynamod:
         state, message = self._apply(child.records, meta, f"app {record.id} ({record.title}) {record.user}")
         self._finish_record(record, state, 0, message, version=self.inventory.version)
 
-    def _apply(self, records: list[Record], meta: ChangeMeta, who: str) -> tuple[AppState, str]:
+    def _apply(self, records: list[Record] | Prepared, meta: ChangeMeta, who: str) -> tuple[AppState, str]:
         """Apply a change set; returns the outcome for the record. The loop does nothing else meanwhile."""
         started = time.monotonic()
         try:
@@ -577,12 +580,15 @@ class Dynamod:
             log.error("%s: the store failed, nothing applied: %s", who, exc)
             return AppState.FAILED, f"the store failed, nothing applied: {exc}"
         elapsed = time.monotonic() - started
-        log.info("%s: %d change(s) applied and committed as version %d in %.2f s", who, len(records),
-                 self.inventory.version, elapsed)
-        self.changelog.write(self.inventory.version, who, records)
-        gc.collect()
-        gc.freeze()
-        return AppState.DONE, f"{len(records)} change(s) applied: inventory version {self.inventory.version}"
+        version = self.inventory.version
+        log.info("%s: %d change(s) applied and committed as version %d in %.2f s", who, len(records), version,
+                 elapsed)
+        # after the client has its answer (periodic_work): the change log, then the new objects join the
+        # frozen generation shared with children
+        plain = records.records if isinstance(records, Prepared) else records
+        self.after_reply.append(lambda: self.changelog.write(version, who, plain))
+        self.after_reply.append(_refreeze)
+        return AppState.DONE, f"{len(records)} change(s) applied: inventory version {version}"
 
     def _finish_record(self, record: AppRecord, state: AppState, code: int | None, message: str,
                        version: int | None = None) -> None:
@@ -780,6 +786,8 @@ class Dynamod:
     # =====================================================================
 
     def periodic_work(self) -> None:
+        while self.after_reply:
+            self.after_reply.popleft()()
         try:
             self.store.maintain()
         except StoreError as exc:
@@ -825,6 +833,11 @@ class Dynamod:
         if old:
             log.info("removed %d finished application(s) older than %.0f days", len(old),
                      self.config.applications.retain_days)
+
+
+def _refreeze() -> None:
+    gc.collect()
+    gc.freeze()
 
 
 def _flush_now(conn: C.Connection) -> None:

@@ -150,3 +150,21 @@ def test_journal_records_are_the_encoded_live_objects(seed: int) -> None:
         cs_module._normalized = original
         inv._tracker = cs_module.NO_TRACKING
     assert len(expected) == len(records)
+
+
+def test_prepared_records_apply_like_plain_ones() -> None:
+    from dynamo.core.changeset import Prepared
+
+    a, b = generate(scaled(0.001), 9), generate(scaled(0.001), 9)
+    records = change_records(a, 300, seed=9)
+    prepared = Prepared()
+    prepared.extend(records[:100])
+    prepared.extend(records[100:])
+    apply_change_set(a, None, records)
+    apply_change_set(b, None, prepared)
+    assert fingerprint(a) == fingerprint(b)
+    bad = Prepared()
+    bad.extend([encode(UPDATE, Site("A")), ["update", "site", {"name": "B"}], encode(UPDATE, Site("C"))])
+    assert len(bad) == 3 and len(bad.decoded) == 1
+    with pytest.raises(ChangeSetError, match="record 1 .*missing field"):
+        apply_change_set(fresh(), None, bad)
