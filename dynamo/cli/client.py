@@ -48,7 +48,17 @@ class Client:
         self.sock = sock
 
     def send(self, message: dict[str, Any]) -> None:
-        framing.send(self.sock, message)
+        try:
+            framing.send(self.sock, message)
+        except OSError as exc:
+            # the server may have refused us and hung up before reading: its reason is waiting to be read
+            try:
+                last = framing.receive(self.sock)
+            except (OSError, framing.ProtocolError):
+                last = None
+            if last is not None and last.get("type") == "error":
+                refused(last)
+            fail(f"connection to the server failed: {exc}", ClientExit.UNAVAILABLE)
 
     def receive(self) -> dict[str, Any]:
         try:

@@ -131,16 +131,19 @@ def shell(client: Client) -> int:
         _readline()
     client.send({"op": "shell", "tty": tty})
     while True:
-        message = client.receive()
-        kind = message.get("type")
-        if relay(message):
-            continue
-        if kind == "prompt":
-            client.send(_next_line(message.get("text", ""), tty))
-        elif kind == "exit":
-            return 0 if message.get("status") == "done" else exit_code(message)
-        elif kind == "error":
-            refused(message)
+        try:
+            message = client.receive()
+            kind = message.get("type")
+            if relay(message):
+                continue
+            if kind == "prompt":
+                client.send(_next_line(message.get("text", ""), tty))
+            elif kind == "exit":
+                return 0 if message.get("status") == "done" else exit_code(message)
+            elif kind == "error":
+                refused(message)
+        except KeyboardInterrupt:  # while a statement runs: interrupt it, as Python's console does
+            client.send({"op": "interrupt"})
 
 
 def _next_line(prompt: str, tty: bool) -> dict[str, Any]:

@@ -108,7 +108,13 @@ def spawn(spec: ChildSpec, inventory: Inventory, now: float, timeout: float | No
     control_r, control_w = os.pipe() if spec.kind == "shell" else (-1, -1)
     input_r, input_w = os.pipe() if spec.kind == "shell" else (-1, -1)
     gc.freeze()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        for fd in (out_r, out_w, err_r, err_w, change_r, change_w, control_r, control_w, input_r, input_w):
+            if fd >= 0:
+                os.close(fd)
+        raise
     if pid == 0:  # the child
         try:
             os.setpgid(0, 0)

@@ -368,12 +368,22 @@ class Dynamod:
             conn = C.Connection(sock, listener.kind, self.config.listen.max_frame)
             self.connections.add(conn)
             if listener.kind == "unix":
-                conn.identify_local()
+                try:
+                    conn.identify_local()
+                except OSError as exc:
+                    log.warning("local connection without peer credentials: %s", exc)
+                    self._drop(conn)
+                    continue
                 self.identify(conn)
 
     def identify(self, conn: C.Connection) -> None:
-        user = (self.registry.user_by_name(conn.identity) if conn.kind == "unix"
-                else self.registry.user_by_dn(conn.identity))
+        try:
+            user = (self.registry.user_by_name(conn.identity) if conn.kind == "unix"
+                    else self.registry.user_by_dn(conn.identity))
+        except StoreError as exc:
+            log.error("%s: cannot look the user up: %s", conn, exc)
+            Handlers.refuse(conn, f"the store is unavailable, try again later: {exc}", "unavailable")
+            return
         if user is None:
             what = "local user" if conn.kind == "unix" else "certificate DN"
             Handlers.refuse(conn, f"unknown {what} {conn.identity!r}: ask an administrator to register you "
@@ -387,9 +397,12 @@ class Dynamod:
                 conn.discard_input()
                 return
             if conn.handshaking:
-                if conn.handshake():
-                    self.identify(conn)
-                return
+                if not conn.handshake():
+                    return
+                self.identify(conn)
+                # the request may have arrived with the handshake's last flight and sit in
+                # OpenSSL's buffer, where select() cannot see it: read now
+                mask |= selectors.EVENT_READ
             if mask & selectors.EVENT_WRITE:
                 conn.flush()
             if mask & selectors.EVENT_READ and conn.wants_read():
@@ -401,6 +414,9 @@ class Dynamod:
         except C.ConnectionClosed as exc:
             log.debug("%s closed: %s", conn, exc)
             self._drop(conn)
+        except StoreError as exc:
+            log.error("%s: the store failed: %s", conn, exc)
+            Handlers.refuse(conn, f"the store is unavailable, try again later: {exc}", "unavailable")
 
     def _drop(self, conn: C.Connection) -> None:
         self._unregister(conn)
@@ -562,7 +578,11 @@ class Dynamod:
             reason = child.change_error or "the application ended without committing its changes"
             self._finish_record(record, AppState.FAILED, 0, reason + "; nothing applied")
             return
-        self.registry.update_application(record, status=AppState.APPLYING)
+        try:
+            self.registry.update_application(record, status=AppState.APPLYING)
+        except StoreError as exc:
+            log.error("app %d: cannot record its state: %s", record.id, exc)
+            record.status = AppState.APPLYING
         meta = ChangeMeta(user=record.user, dn=(child.connection.user.dn or "") if child.connection else "",
                           title=record.title, checksum=record.checksum, run_id=record.id)
         state, message = self._apply(child.records, meta, f"app {record.id} ({record.title}) {record.user}")
@@ -642,10 +662,8 @@ class Dynamod:
         limit = self.config.applications.max_running
         while self.readers and self._running_readers() < limit:
             pending = self.readers.popleft()
-            if pending.conn is not None and pending.conn.closed and pending.kind == "shell":
-                self._finish_record(pending.record, AppState.KILLED, None, "the client left before it started")
-                continue
-            self._spawn(pending)
+            if not self._client_left(pending):
+                self._spawn(pending)
 
     def _running_readers(self) -> int:
         return sum(1 for c in self.children.values() if c is not self.writer)
@@ -654,9 +672,17 @@ class Dynamod:
         while self.writer is None and self.writes:
             job = self.writes.popleft()
             if isinstance(job, InjectJob):
-                self._run_inject(job)
-            else:
+                if not job.conn.closed:
+                    self._run_inject(job)
+            elif not self._client_left(job):
                 self.writer = self._spawn(job)
+
+    def _client_left(self, pending: Pending) -> bool:
+        """A synchronous client that left before its application started has cancelled it."""
+        if pending.conn is None or not pending.conn.closed:
+            return False
+        self._finish_record(pending.record, AppState.KILLED, None, "the client left before it started")
+        return True
 
     def _spawn(self, pending: Pending) -> K.Child | None:
         record, request = pending.record, pending.request
@@ -678,15 +704,26 @@ class Dynamod:
                          source=request.get("script", ""), args=tuple(request.get("args", ())),
                          write=record.write, work_area=str(work), uid=self.uid, gid=self.gid,
                          tty=bool(request.get("tty", False)))
-        child = K.spawn(spec, self.inventory, time.monotonic(), timeout, record)
+        try:
+            child = K.spawn(spec, self.inventory, time.monotonic(), timeout, record)
+        except OSError as exc:
+            log.error("app %d (%s): cannot fork: %s", record.id, record.title, exc)
+            self._finish_record(record, AppState.FAILED, None, f"the server could not start it: {exc}")
+            if pending.conn is not None:
+                self._send_exit(pending.conn, record)
+            return None
         self.children[child.pid] = child
         for stream in child.streams:
             if stream.kind in ("out", "err"):
                 stream.log = open(work / f"_std{stream.kind}", "a", encoding="utf-8")  # noqa: SIM115
         if child.stdin_fd is not None:
             os.set_blocking(child.stdin_fd, False)
-        self.registry.update_application(record, status=AppState.RUNNING, pid=child.pid, started=time.time(),
-                                         work_area=str(work), version=self.inventory.version)
+        try:
+            self.registry.update_application(record, status=AppState.RUNNING, pid=child.pid, started=time.time(),
+                                             work_area=str(work), version=self.inventory.version)
+        except StoreError as exc:  # the application runs anyway; its record catches up when it ends
+            log.error("app %d: cannot record its start: %s", record.id, exc)
+            record.status, record.pid, record.work_area = AppState.RUNNING, child.pid, str(work)
         log.info("app %d (%s): started, pid %d, inventory version %d", record.id, record.title, child.pid,
                  self.inventory.version)
         if pending.conn is not None and not pending.conn.closed:
