@@ -105,6 +105,11 @@ class InventoryStore(ABC):
     def maintain(self) -> None:  # noqa: B027 - optional hook; most stores have nothing to do
         """Deferrable housekeeping after commits (the server calls it once its replies are sent)."""
 
+    def advice(self) -> list[str]:
+        """Settings of the database that will make this store slow, in words an operator can act on
+        (the server logs them after loading)."""
+        return []
+
     @abstractmethod
     def close(self) -> None: ...
 

@@ -67,3 +67,23 @@ def test_foreign_tables_are_not_touched(mysql_url: str) -> None:
 def test_unwritable_sqlite_location() -> None:
     with pytest.raises(StoreUnavailable):
         open_store("sqlite:///proc/no/such/dir/inventory.db")
+
+
+@pytest.mark.mysql
+def test_buffer_pool_advice(mysql_url: str, monkeypatch: Any) -> None:
+    """The server warns when InnoDB's buffer pool is smaller than the inventory tables."""
+    store = open_store(mysql_url)
+    assert isinstance(store, MySQLStore)
+    store.import_image(generate(scaled(0.001), 23), ChangeMeta())
+    assert store.advice() == []  # a tiny inventory fits in any pool
+    original = store._execute
+
+    def small_pool(sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        if "@@innodb_buffer_pool_size" in sql:
+            return [(8192,)]  # what the server would report if configured far too small
+        return original(sql, params)
+
+    monkeypatch.setattr(store, "_execute", small_pool)
+    advice = store.advice()
+    assert len(advice) == 1 and "innodb_buffer_pool_size" in advice[0] and "(0 MiB)" in advice[0]
+    store.close()
