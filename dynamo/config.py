@@ -64,6 +64,11 @@ class ListenConfig:
     """CA bundle (file) client certificates must chain to."""
     max_frame: int = 16 << 20
     """Largest protocol frame accepted, in bytes."""
+    client_timeout: float = 60.0
+    """Seconds a client may take to complete its TLS handshake and send its request, or to take
+    output the server is holding for it; after that the connection is dropped. A client that
+    stops reading an application's output holds up the end of that application (and, for a
+    writer, the next writer), so it may not do so for ever."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ they occur, with ``raise ... from``, so callers never catch driver exceptions::
     ├── ChangeSetError         a change set was refused; names the offending record
     ├── DocumentError          an inject/delete JSON document is invalid; names the place
     ├── ConfigurationError     configuration is missing or invalid
+    ├── StartupError           dynamod cannot start (a port in use, an unreadable certificate)
     └── StoreError             the persistent store failed
         ├── StoreUnavailable   cannot connect, or the connection went away
         ├── StoreConflict      another writer committed first (version moved)
@@ -76,6 +77,10 @@ class DocumentError(DynamoError, ValueError):
 
 class ConfigurationError(DynamoError):
     """The configuration is missing or invalid."""
+
+
+class StartupError(DynamoError):
+    """dynamod cannot start: an operating-system resource it needs is unavailable."""
 
 
 class StoreError(DynamoError):

@@ -144,9 +144,12 @@ class _FrameWriter:
         self.fd = fd
         self.kind = kind
 
+    # a character takes at most 6 bytes in a frame (a JSON escape): pieces stay far below the frame limit
+    PIECE = 1 << 20
+
     def write(self, text: str) -> int:
-        if text:
-            framing.write_fd(self.fd, {self.kind: text})
+        for start in range(0, len(text), self.PIECE):
+            framing.write_fd(self.fd, {self.kind: text[start:start + self.PIECE]})
         return len(text)
 
     def flush(self) -> None:

@@ -13,10 +13,12 @@ import os
 import socket
 import ssl
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
 from dynamo.appserver import identity
+from dynamo.errors import StartupError
 from dynamo.protocol import framing
 from dynamo.protocol.framing import ProtocolError
 
@@ -60,7 +62,11 @@ def unix_listener(path: Path) -> Listener:
             raise OSError(f"{path} exists and is not a socket")
         path.unlink()  # a stale socket: the pid file lock guarantees no other dynamod is using it
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(path))
+    try:
+        sock.bind(str(path))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {path}: {exc}") from exc
     # any local user may connect; each is identified by uid and checked against the registry
     os.chmod(path, 0o666)
     sock.listen(128)
@@ -71,9 +77,18 @@ def unix_listener(path: Path) -> Listener:
 def tls_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(cert), str(key))
-    context.load_verify_locations(cafile=str(ca))
+    try:
+        context.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"TLS certificate {cert} with key {key}: {exc}") from exc
+    try:
+        context.load_verify_locations(cafile=str(ca))
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"TLS CA bundle {ca}: {exc}") from exc
     context.verify_mode = ssl.CERT_REQUIRED  # users are their certificates
+    # grid users present RFC 3820 proxy certificates signed by their own certificate;
+    # identity.subject_dn maps a proxy's DN back to its owner's
+    context.verify_flags |= ssl.VERIFY_ALLOW_PROXY_CERTS
     return context
 
 
@@ -82,7 +97,11 @@ def tls_listener(address: str, context: ssl.SSLContext) -> Listener:
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host.strip("[]"), int(port)))
+    try:
+        sock.bind((host.strip("[]"), int(port)))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {address}: {exc}") from exc
     sock.listen(128)
     sock.setblocking(False)
     return Listener(sock, "tls", context=context)
@@ -111,6 +130,8 @@ class Connection:
         self.close_when_flushed = False
         self.draining_since: float | None = None  # half-closed, waiting for the client to hang up
         self.closed = False
+        self.opened = time.monotonic()
+        self.last_sent = self.opened  # the last time the client took some output (or when it had none)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -205,7 +226,19 @@ class Connection:
 
     def send(self, message: dict[str, Any]) -> None:
         if not self.closed:
+            if not self.out:
+                self.last_sent = time.monotonic()
             self.out += framing.encode(message, self.max_frame)
+
+    def stalled(self, now: float, timeout: float) -> str | None:
+        """Why the connection should be dropped (no request in time, or output not taken in time)."""
+        if self.draining_since is not None or self.closed:
+            return None
+        if self.request is None and now > self.opened + timeout:
+            return f"no request within {timeout:g} s"
+        if self.out and now > self.last_sent + timeout:
+            return f"the client took no output for {timeout:g} s"
+        return None
 
     def flush(self) -> None:
         while self.out and not self.closed:
@@ -216,6 +249,7 @@ class Connection:
             except (ssl.SSLError, OSError) as exc:
                 raise ConnectionClosed(str(exc)) from exc
             del self.out[:sent]
+            self.last_sent = time.monotonic()
 
     def close(self) -> None:
         if not self.closed:

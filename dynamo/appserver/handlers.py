@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 from typing import Any, Protocol
 
@@ -42,7 +43,7 @@ class Upload:
 
     def __init__(self, delete: bool, size: int, limit: int):
         if size > limit:
-            raise ProtocolError(f"document of {size} bytes exceeds the limit of {limit}")
+            raise ProtocolError(f"document of {size} characters exceeds the limit of {limit}")
         self.delete = delete
         self.size = size
         self.limit = limit
@@ -52,7 +53,7 @@ class Upload:
     def add(self, text: str) -> None:
         self.received += len(text)
         if self.received > self.limit:
-            raise ProtocolError(f"document exceeds the limit of {self.limit} bytes")
+            raise ProtocolError(f"document exceeds the limit of {self.limit} characters")
         self.parts.append(text)
 
 
@@ -102,8 +103,8 @@ class Handlers:
         if not TITLE.fullmatch(title):
             return self.refuse(conn, f"title {title!r}: use 1-128 letters, digits and ._+-", "protocol")
         timeout = message.get("timeout")
-        if timeout is not None and timeout < 0:
-            return self.refuse(conn, "timeout must not be negative", "protocol")
+        if timeout is not None and not (math.isfinite(timeout) and timeout >= 0):
+            return self.refuse(conn, f"timeout {timeout!r}: expected a number of seconds >= 0", "protocol")
         digest = checksum(message["script"])
         if message["write"]:
             problem = self.write_refusal(conn.user, title, digest)

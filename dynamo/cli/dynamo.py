@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
@@ -22,6 +23,16 @@ from dynamo.apps.exitcodes import ClientExit
 from dynamo.cli.client import Client, add_connection_options, configuration, connect, fail, refused, request
 
 
+def hours(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of hours") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of hours >= 0")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dynamo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -29,8 +40,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-W", "--write-request", action="store_true", help="run with write access")
     p.add_argument("-t", "--title", help="application title (required with --write-request)")
     p.add_argument("-A", "--asynchronous", action="store_true", help="print the application id and return")
-    p.add_argument("-m", "--timeout", type=float, help="hours the application may run (0: no limit; "
-                   "default: the server's)")
+    p.add_argument("-m", "--timeout", type=hours, help="hours the application may run, at most the server's "
+                   "limit (default and 0: the server's limit)")
     p.add_argument("-p", "--poll", type=int, metavar="ID", help="show an application's status and output")
     p.add_argument("-x", "--kill", type=int, metavar="ID", help="stop an application")
     p.add_argument("-l", "--list", action="store_true", help="list queued and running applications")

@@ -28,19 +28,22 @@ def main(argv: list[str] | None = None) -> None:
     except UnicodeDecodeError:
         fail(f"{args.file} is not UTF-8 text", ClientExit.USAGE)
     client = connect(args, config)
+    # the size announced and the chunks are counted in characters, which is what the server counts
     client.send({"op": "inject", "delete": args.delete, "size": len(text)})
     reply = client.receive()
     if reply.get("type") == "error":
         refused(reply)
-    progress = len(text) > PROGRESS_ABOVE and sys.stderr.isatty() or len(text) > PROGRESS_ABOVE
+    progress = len(text) > PROGRESS_ABOVE
+    tty = sys.stderr.isatty()  # on a terminal one line that updates; in a log one line per step
     for start in range(0, len(text), CHUNK):
         client.send({"op": "data", "text": text[start:start + CHUNK]})
-        if progress:
-            done = min(len(text), start + CHUNK)
-            print(f"\rdynamo-inject: sent {done >> 20} of {len(text) >> 20} MiB ({100 * done // len(text)} %)",
-                  end="", file=sys.stderr, flush=True)
+        done = min(len(text), start + CHUNK)
+        if progress and (tty or done == len(text) or (start // CHUNK) % 16 == 15):
+            line = f"dynamo-inject: sent {done >> 20} of {len(text) >> 20} MiB ({100 * done // len(text)} %)"
+            print("\r" + line if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
     if progress:
-        print("\ndynamo-inject: sent; the server is checking and applying the document", file=sys.stderr)
+        print(("\n" if tty else "") + "dynamo-inject: sent; the server is checking and applying the document",
+              file=sys.stderr)
     client.send({"op": "end"})
     while True:
         reply = client.receive()

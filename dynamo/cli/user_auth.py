@@ -39,35 +39,40 @@ def main(argv: list[str] | None = None) -> None:
     try:
         store = open_store(config.store.url)
         assert isinstance(store, SQLStore)
-        registry = Registry(store)
-        if args.list:
-            for user in registry.users():
-                roles = ", ".join(f"{r} on {t}" for r, t in sorted(user.roles)) or "no roles"
-                print(f"{user.name:16} {user.dn or '-':48} {user.email or '-':24} {roles}")
-            return
-        if not args.user:
-            fail("--user is required (or --list)", ClientExit.USAGE)
-        if args.delete:
-            print(f"deleted user {args.user!r}" if registry.delete_user(args.user) else f"no user {args.user!r}")
-            return
-        if (args.role is None) != (args.target is None):
-            fail("--role and --target go together", ClientExit.USAGE)
-        if args.revoke:
-            if args.role is None:
-                fail("--revoke needs --role and --target", ClientExit.USAGE)
-            registry.revoke(args.user, args.role, args.target)
-        else:
-            registry.add_user(args.user, args.dn, args.email)
-            if args.role:
-                registry.grant(args.user, args.role, args.target)
-        found = registry.user_by_name(args.user)
-        if found is None:
-            fail(f"no user {args.user!r}", 1)
-        roles = ", ".join(f"{r} on {t}" for r, t in sorted(found.roles)) or "no roles"
-        print(f"{found.name}: dn {found.dn or '-'}, email {found.email or '-'}; {roles}")
-        store.close()
+        try:
+            manage(args, Registry(store))
+        finally:
+            store.close()
     except (DynamoError, ValueError) as exc:
         fail(str(exc), 1)
+
+
+def manage(args: argparse.Namespace, registry: Registry) -> None:
+    if args.list:
+        for user in registry.users():
+            roles = ", ".join(f"{r} on {t}" for r, t in sorted(user.roles)) or "no roles"
+            print(f"{user.name:16} {user.dn or '-':48} {user.email or '-':24} {roles}")
+        return
+    if not args.user:
+        fail("--user is required (or --list)", ClientExit.USAGE)
+    if args.delete:
+        print(f"deleted user {args.user!r}" if registry.delete_user(args.user) else f"no user {args.user!r}")
+        return
+    if (args.role is None) != (args.target is None):
+        fail("--role and --target go together", ClientExit.USAGE)
+    if args.revoke:
+        if args.role is None:
+            fail("--revoke needs --role and --target", ClientExit.USAGE)
+        registry.revoke(args.user, args.role, args.target)
+    else:
+        registry.add_user(args.user, args.dn, args.email)
+        if args.role:
+            registry.grant(args.user, args.role, args.target)
+    found = registry.user_by_name(args.user)
+    if found is None:
+        fail(f"no user {args.user!r}", 1)
+    roles = ", ".join(f"{r} on {t}" for r, t in sorted(found.roles)) or "no roles"
+    print(f"{found.name}: dn {found.dn or '-'}, email {found.email or '-'}; {roles}")
 
 
 if __name__ == "__main__":

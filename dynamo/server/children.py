@@ -52,7 +52,10 @@ class Child:
     deadline: float | None
     streams: list[Stream] = field(default_factory=list)
     stdin_fd: int | None = None   # the console's input (shell only)
+    stdin_pending: bytearray = field(default_factory=bytearray)  # input the console has not read yet
+    stdin_eof: bool = False       # the client ended its input: close stdin_fd once pending is written
     exit_status: int | None = None  # os.waitpid status once reaped
+    exited_at: float | None = None  # monotonic time it was reaped
     stop_reason: str | None = None  # "killed" or "timeout" once dynamod decided to stop it
     term_sent: float | None = None
     kill_sent: bool = False
@@ -60,6 +63,7 @@ class Child:
     commit_count: int | None = None
     change_error: str | None = None
     connection: Any = None        # the client connection streaming this child's output, if any
+    dn: str = ""                  # the submitter's certificate DN (journaled with a writer's changes)
 
     @property
     def running(self) -> bool:
@@ -107,6 +111,9 @@ def spawn(spec: ChildSpec, inventory: Inventory, now: float, timeout: float | No
     change_r, change_w = os.pipe() if spec.write and spec.kind == "app" else (-1, -1)
     control_r, control_w = os.pipe() if spec.kind == "shell" else (-1, -1)
     input_r, input_w = os.pipe() if spec.kind == "shell" else (-1, -1)
+    # Collect first: garbage cycles left by earlier applications would otherwise join the frozen
+    # generation for good. This only walks objects created since the last freeze (milliseconds).
+    gc.collect()
     gc.freeze()
     try:
         pid = os.fork()

@@ -17,6 +17,7 @@ import selectors
 import shutil
 import signal
 import socket
+import stat
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from dynamo.core.codec import Record
 from dynamo.core.documents import parse_delete, parse_inject
 from dynamo.core.inventory import Inventory
 from dynamo.core.journal import ChangeMeta
-from dynamo.errors import ChangeSetError, ConfigurationError, DocumentError, StoreError
+from dynamo.errors import ChangeSetError, ConfigurationError, DocumentError, DynamoError, StartupError, StoreError
 from dynamo.protocol.framing import ProtocolError
 from dynamo.protocol.messages import error, result
 from dynamo.server import children as K
@@ -51,6 +52,7 @@ MAINTENANCE_GC_EVERY = 6 * 3600.0   # full collection of frozen objects (deleted
 CLEANUP_EVERY = 3600.0
 PIPE_DRAIN_GRACE = 5.0             # an exited child's descendants may hold its pipes this long
 LINGER = 5.0                       # a half-closed TLS connection is dropped after this
+MAX_CONSOLE_INPUT = 1 << 20        # console input waiting for the console to read it
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Pending:
     request: dict[str, Any]
     conn: C.Connection | None
     kind: str = "app"
+    dn: str = ""                  # the submitter's certificate DN, for the journal
 
 
 @dataclass
@@ -109,12 +112,17 @@ class Dynamod:
     # =====================================================================
 
     def run(self) -> int:
-        self.start()
+        try:
+            self.start()
+        except BaseException as exc:
+            self._failed_start(exc)
+            raise
         try:
             while not self.stopping:
                 events = self.wait_for_events()
                 self.handle_signals()
                 self.dispatch(events)
+                self.feed_consoles()
                 self.reap_children()
                 self.enforce_deadlines()
                 self.finish_children()
@@ -170,6 +178,27 @@ class Dynamod:
         if self.on_ready is not None:
             self.on_ready(self)
 
+    def _failed_start(self, exc: BaseException) -> None:
+        """Log why the server could not start (the log is the first place an operator looks), release
+        what was taken, and turn OS errors (a port in use, a missing certificate) into a DynamoError
+        with a plain message rather than a traceback."""
+        if logging.getLogger("dynamo").handlers:  # else the server log is not open yet: stderr tells
+            if isinstance(exc, (DynamoError, OSError)):
+                log.error("dynamod cannot start: %s", exc)
+            else:
+                log.exception("dynamod cannot start")
+        for listener in self.listeners:
+            listener.close()
+        store = getattr(self, "store", None)
+        if store is not None:
+            try:
+                store.close()
+            except StoreError:
+                pass
+        self.pidfile.release()
+        if isinstance(exc, OSError):  # ssl.SSLError is an OSError too
+            raise StartupError(f"cannot start: {exc}") from exc
+
     def _service_ids(self) -> tuple[int | None, int | None]:
         if os.getuid() != 0:
             return None, None
@@ -197,6 +226,8 @@ class Dynamod:
         counts = self.inventory.counts()
         log.info("inventory loaded in %.1f s: version %d, %s", time.monotonic() - started, self.inventory.version,
                  ", ".join(f"{v} {k}" for k, v in counts.items()))
+        for advice in self.store.advice():
+            log.warning("store: %s", advice)
 
     def bootstrap_registry(self) -> None:
         lost = self.registry.mark_lost(self.hostname)
@@ -352,7 +383,11 @@ class Dynamod:
                 self.read_stream(target)
         now = time.monotonic()
         for conn in list(self.connections):
-            if conn.draining_since is not None:
+            stalled = conn.stalled(now, self.config.listen.client_timeout)
+            if stalled is not None:
+                log.info("%s: dropped: %s", conn, stalled)
+                self._drop(conn)
+            elif conn.draining_since is not None:
                 if now > conn.draining_since + LINGER:
                     self._drop(conn)
             elif conn.close_when_flushed and not conn.out:
@@ -443,13 +478,14 @@ class Dynamod:
             text = stream.text.decode(data)
             if stream.log is not None:
                 stream.log.write(text)
+                stream.log.flush()  # --poll shows a running application's output
             if text and child.connection is not None:
                 child.connection.send({"type": stream.kind, "data": text})
             return
         assert stream.frames is not None
         try:
             for frame in stream.frames.feed(data):
-                self._child_frame(child, stream.kind, frame)
+                self._child_frame(child, stream.kind, frame)  # ProtocolError too if a frame cannot be relayed
         except ProtocolError as exc:
             child.change_error = f"malformed frame from the application: {exc}"
             child.stop("killed")
@@ -516,7 +552,7 @@ class Dynamod:
                     pid, status = child.pid, -1
                 if pid:
                     child.exit_status = status
-                    child.exited_at = time.monotonic()  # type: ignore[attr-defined]
+                    child.exited_at = time.monotonic()
 
     def enforce_deadlines(self) -> None:
         now = time.monotonic()
@@ -531,8 +567,9 @@ class Dynamod:
                 child.signal_group(signal.SIGKILL)
                 child.kill_sent = True
             if not child.running and child.pipes_open:
-                exited = getattr(child, "exited_at", now)
-                if now > exited + PIPE_DRAIN_GRACE:
+                if child.connection is not None and child.connection.backlogged:
+                    child.exited_at = now  # its client is still taking the output: the grace starts later
+                if now > (child.exited_at or now) + PIPE_DRAIN_GRACE:
                     # descendants of the child keep its pipes open: end them
                     child.signal_group(signal.SIGKILL)
                     for stream in child.streams:
@@ -558,7 +595,7 @@ class Dynamod:
                                              else "killed")
             self._finish_record(record, state, code, message)
         elif code != 0:
-            message = f"exit code {code}" if code > 0 else f"killed by signal {signal.Signals(-code).name}"
+            message = f"exit code {code}" if code > 0 else f"killed by signal {signal_name(-code)}"
             self._finish_record(record, AppState.FAILED, code, message + ("; nothing applied" if record.write
                                                                          else ""))
         elif record.write and child.spec.kind == "app":
@@ -583,8 +620,8 @@ class Dynamod:
         except StoreError as exc:
             log.error("app %d: cannot record its state: %s", record.id, exc)
             record.status = AppState.APPLYING
-        meta = ChangeMeta(user=record.user, dn=(child.connection.user.dn or "") if child.connection else "",
-                          title=record.title, checksum=record.checksum, run_id=record.id)
+        meta = ChangeMeta(user=record.user, dn=child.dn, title=record.title, checksum=record.checksum,
+                          run_id=record.id)
         state, message = self._apply(child.records, meta, f"app {record.id} ({record.title}) {record.user}")
         self._finish_record(record, state, 0, message, version=self.inventory.version)
 
@@ -639,7 +676,7 @@ class Dynamod:
                                                script=request["name"], checksum=checksum,
                                                args=list(request["args"]), server=self.hostname)
         is_async = bool(request.get("async"))
-        pending = Pending(record, request, None if is_async else conn)
+        pending = Pending(record, request, None if is_async else conn, dn=user.dn or "")
         log.info("app %d (%s): submitted by %s (%s)", record.id, record.title, user.name,
                  "write" if record.write else "read-only")
         if is_async:
@@ -659,6 +696,8 @@ class Dynamod:
         self.readers.append(Pending(record, {"tty": tty}, conn, kind="shell"))
 
     def start_readers(self) -> None:
+        if self.stopping:  # SIGTERM arrived this turn: shutdown() settles the queue
+            return
         limit = self.config.applications.max_running
         while self.readers and self._running_readers() < limit:
             pending = self.readers.popleft()
@@ -669,6 +708,8 @@ class Dynamod:
         return sum(1 for c in self.children.values() if c is not self.writer)
 
     def start_next_write(self) -> None:
+        if self.stopping:
+            return
         while self.writer is None and self.writes:
             job = self.writes.popleft()
             if isinstance(job, InjectJob):
@@ -686,9 +727,14 @@ class Dynamod:
 
     def _spawn(self, pending: Pending) -> K.Child | None:
         record, request = pending.record, pending.request
-        work = self.config.path(self.config.applications.work_area) / str(record.id)
+        # <work_area>/<id>/ belongs to the server and keeps the output logs; the application gets
+        # <id>/work/ (its current directory), so it cannot swap the logs for links to files only the
+        # server may read, which --poll would then show
+        run_dir = self.config.path(self.config.applications.work_area) / str(record.id)
+        work = run_dir / "work"
         try:
-            work.mkdir(parents=True, exist_ok=True)
+            run_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
+            work.mkdir(exist_ok=True)
             if pending.kind == "app":
                 (work / record.script).write_text(request["script"])
             if self.uid is not None:
@@ -698,8 +744,7 @@ class Dynamod:
             if pending.conn is not None:
                 self._send_exit(pending.conn, record)
             return None
-        timeout = request.get("timeout")
-        timeout = self.config.applications.timeout if timeout is None else float(timeout)
+        timeout = effective_timeout(self.config.applications.timeout, request.get("timeout"))
         spec = ChildSpec(app_id=record.id, title=record.title, kind=pending.kind, script_name=record.script,
                          source=request.get("script", ""), args=tuple(request.get("args", ())),
                          write=record.write, work_area=str(work), uid=self.uid, gid=self.gid,
@@ -713,9 +758,10 @@ class Dynamod:
                 self._send_exit(pending.conn, record)
             return None
         self.children[child.pid] = child
+        child.dn = pending.dn
         for stream in child.streams:
             if stream.kind in ("out", "err"):
-                stream.log = open(work / f"_std{stream.kind}", "a", encoding="utf-8")  # noqa: SIM115
+                stream.log = open(run_dir / f"_std{stream.kind}", "a", encoding="utf-8")  # noqa: SIM115
         if child.stdin_fd is not None:
             os.set_blocking(child.stdin_fd, False)
         try:
@@ -737,28 +783,50 @@ class Dynamod:
     # =====================================================================
 
     def send_input(self, conn: C.Connection, data: str | None) -> None:
+        """Queue console input; ``feed_consoles`` writes it as the console reads (never blocking the loop)."""
         child = conn.child
-        if child is None or child.stdin_fd is None:
+        if child is None or child.stdin_fd is None or child.stdin_eof:
             return
         if data is None:
-            os.close(child.stdin_fd)
-            child.stdin_fd = None
+            child.stdin_eof = True
+        else:
+            child.stdin_pending += data.encode()
+            if len(child.stdin_pending) > MAX_CONSOLE_INPUT:
+                # a client that sends lines the console does not ask for: it is not our shell client
+                log.warning("app %d (%s): more than %d bytes of console input waiting: stopping it",
+                            child.record.id, child.record.title, MAX_CONSOLE_INPUT)
+                child.stdin_pending.clear()
+                child.stdin_eof = True
+                child.stop("killed")
+        self._feed_console(child)
+
+    def feed_consoles(self) -> None:
+        for child in self.children.values():
+            if child.stdin_fd is not None and (child.stdin_pending or child.stdin_eof):
+                self._feed_console(child)
+
+    @staticmethod
+    def _feed_console(child: K.Child) -> None:
+        fd = child.stdin_fd
+        if fd is None:
             return
-        payload = memoryview(data.encode())
         try:
-            while payload:
-                written = os.write(child.stdin_fd, payload)
-                payload = payload[written:]
+            while child.stdin_pending:
+                written = os.write(fd, child.stdin_pending)
+                del child.stdin_pending[:written]
         except BlockingIOError:
-            os.set_blocking(child.stdin_fd, True)  # console input is small; let the console catch up
-            os.write(child.stdin_fd, payload)
-            os.set_blocking(child.stdin_fd, False)
-        except BrokenPipeError:
-            pass
+            return  # the console is busy; the rest goes when it reads again
+        except OSError:  # the console is gone
+            child.stdin_pending.clear()
+            child.stdin_eof = True
+        if child.stdin_eof:
+            os.close(fd)
+            child.stdin_fd = None
 
     def interrupt(self, conn: C.Connection) -> None:
         child = conn.child
-        if child is None:
+        if child is None:  # still queued: Ctrl-C cancels it
+            self._cancel_queued(lambda p: p.conn is conn, "cancelled by its client while queued")
             return
         if child.spec.kind == "shell":
             child.signal_group(signal.SIGINT)  # interrupts the running statement, as in Python's console
@@ -772,15 +840,22 @@ class Dynamod:
                 log.info("app %d (%s): kill requested by %s", app_id, child.record.title, user.name)
                 child.stop("killed")
                 return {"id": app_id, "result": "stopping"}
+        if self._cancel_queued(lambda p: p.record.id == app_id, f"killed by {user.name} while queued"):
+            return {"id": app_id, "result": "killed"}
+        return {"id": app_id, "result": "noaction", "detail": "the application is not queued or running"}
+
+    def _cancel_queued(self, match: Callable[[Pending], bool], reason: str) -> bool:
+        """Take the first queued application that ``match``es out of its queue, as killed."""
         for queue in (self.readers, self.writes):
-            for pending in list(queue):
-                if isinstance(pending, Pending) and pending.record.id == app_id:
+            for pending in queue:
+                if isinstance(pending, Pending) and match(pending):
                     queue.remove(pending)
-                    self._finish_record(pending.record, AppState.KILLED, None, f"killed by {user.name} while queued")
+                    log.info("app %d (%s): %s", pending.record.id, pending.record.title, reason)
+                    self._finish_record(pending.record, AppState.KILLED, None, reason)
                     if pending.conn is not None:
                         self._send_exit(pending.conn, pending.record)
-                    return {"id": app_id, "result": "killed"}
-        return {"id": app_id, "result": "noaction", "detail": "the application is not queued or running"}
+                    return True
+        return False
 
     def poll(self, app_id: int) -> dict[str, Any] | None:
         record = self.registry.application(app_id)
@@ -789,7 +864,7 @@ class Dynamod:
         data = record.to_json()
         if record.work_area:
             for name in ("_stdout", "_stderr"):
-                data[name.strip("_")] = _tail(Path(record.work_area) / name)
+                data[name.strip("_")] = _tail(Path(record.work_area).parent / name)
         return data
 
     def list_applications(self, show_all: bool) -> list[dict[str, Any]]:
@@ -864,12 +939,28 @@ class Dynamod:
             return
         base = self.config.path(self.config.applications.work_area).resolve()
         for record in old:
-            area = Path(record.work_area).resolve() if record.work_area else None
-            if area is not None and area.parent == base:
-                shutil.rmtree(area, ignore_errors=True)
+            run_dir = Path(record.work_area).parent.resolve() if record.work_area else None
+            if run_dir is not None and run_dir.parent == base:
+                shutil.rmtree(run_dir, ignore_errors=True)
         if old:
             log.info("removed %d finished application(s) older than %.0f days", len(old),
                      self.config.applications.retain_days)
+
+
+def effective_timeout(limit: float, asked: float | None) -> float:
+    """The server's limit (0 = none) caps what a client asks for (None or 0 = as long as allowed)."""
+    if not asked:
+        return limit
+    return float(asked) if not limit else min(float(asked), limit)
+
+
+def signal_name(signum: int) -> str:
+    """``SIGKILL`` for 9; the number for signals without a name (real-time ones: an application may die of
+    any signal, and the server must be able to say so)."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
 
 
 def _refreeze() -> None:
@@ -887,7 +978,11 @@ def _flush_now(conn: C.Connection) -> None:
 
 def _tail(path: Path, size: int = 8192) -> str:
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # the server's own regular file only
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return ""
+        with open(fd, "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - size))
             return f.read().decode(errors="replace")

@@ -144,6 +144,28 @@ class Server:
         return path
 
 
+def run_as_nobody(server: Server, module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m module args`` as the Unix user nobody (tests run as root), with Dynamo from this
+    source tree; skips when no Python >= 3.11 is usable by nobody (a root-only installation)."""
+    import pwd
+    if os.getuid() != 0:
+        pytest.skip("needs root to run a client as another local user")
+    nobody = pwd.getpwnam("nobody")
+
+    def usable(python: str) -> bool:
+        try:
+            return subprocess.run([python, "-c", "import sys; assert sys.version_info >= (3, 11)"],
+                                  user=nobody.pw_uid, capture_output=True, cwd="/").returncode == 0
+        except OSError:
+            return False
+
+    python = next((p for p in (sys.executable, "/usr/bin/python3") if usable(p)), None)
+    if python is None:
+        pytest.skip("no Python >= 3.11 that user nobody may run")
+    return subprocess.run([python, "-m", module, *args], env=server.env(PYTHONPATH=str(ROOT)), capture_output=True,
+                          text=True, user=nobody.pw_uid, group=nobody.pw_gid, cwd="/", timeout=60)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
 def store_url_e2e(request: Any) -> str:
     if request.param == "sqlite":
