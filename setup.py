@@ -20,6 +20,7 @@ setup(
         "PyMySQL>=1.1",
         "CherryPy>=18.8",
         "pyOpenSSL>=23.0",
+        "cryptography>=41",  # X.509 extensions (proxy certificates); pyOpenSSL needs it anyway
         "setproctitle>=1.3",
     ],
     extras_require={

@@ -87,7 +87,7 @@ def tls_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
         raise StartupError(f"TLS CA bundle {ca}: {exc}") from exc
     context.verify_mode = ssl.CERT_REQUIRED  # users are their certificates
     # grid users present RFC 3820 proxy certificates signed by their own certificate;
-    # identity.subject_dn maps a proxy's DN back to its owner's
+    # identity.peer_dn names them by the certificate that signed the proxy
     context.verify_flags |= ssl.VERIFY_ALLOW_PROXY_CERTS
     return context
 
@@ -170,10 +170,10 @@ class Connection:
         except (ssl.SSLError, OSError) as exc:
             raise ConnectionClosed(f"TLS handshake failed: {exc}") from exc
         self.handshaking = False
-        cert = self.sock.getpeercert()
-        if not cert:
+        dn = identity.peer_dn(self.sock)
+        if not dn:
             raise ConnectionClosed("no client certificate")
-        self.identity = identity.subject_dn(cert)
+        self.identity = dn
         return True
 
     def identify_local(self) -> int:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import _ssl
 import pwd
 import socket
+import ssl
 import struct
 from typing import Any
+
+from cryptography import x509
+
+# RFC 3820 proxyCertInfo: the certificate is a proxy speaking for the one that signed it
+PROXY_CERT_INFO = "1.3.6.1.5.5.7.1.14"
 
 # OpenSSL short names for the attributes Python's ssl module reports
 _SHORT = {"countryName": "C", "stateOrProvinceName": "ST", "localityName": "L", "organizationName": "O",
@@ -24,6 +31,24 @@ def unix_name(uid: int) -> str:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return f"uid{uid}"
+
+
+def peer_dn(sock: ssl.SSLSocket) -> str | None:
+    """The subject DN of the client's end-entity certificate.
+
+    Grid users connect with proxy certificates (RFC 3820) that their own certificate
+    signed; OpenSSL has verified the chain (proxies included) against the CA, so the
+    user is the first certificate in it that is not a proxy. Deriving the identity
+    from the verified chain, not by trimming ``/CN=...`` off the leaf's DN, means a
+    certificate whose DN merely looks like a proxy's cannot pass for someone else.
+    """
+    # public in Python 3.13; the method of the underlying _ssl object before that
+    getter = getattr(sock, "get_verified_chain", None) or sock._sslobj.get_verified_chain  # type: ignore[attr-defined]
+    for cert in getter():
+        parsed = x509.load_der_x509_certificate(cert.public_bytes(_ssl.ENCODING_DER))
+        if not any(ext.oid.dotted_string == PROXY_CERT_INFO for ext in parsed.extensions):
+            return subject_dn(cert.get_info())
+    return None
 
 
 def subject_dn(cert: dict[str, Any]) -> str:

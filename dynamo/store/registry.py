@@ -72,17 +72,6 @@ _APP_COLUMNS = ("id, title, user, write_access, script, checksum, args, status, 
                 "work_area, submitted, started, ended, version")
 
 
-def dn_candidates(dn: str) -> list[str]:
-    """A DN, then the same with trailing proxy components (``/CN=<digits>``) removed."""
-    out = [dn]
-    while True:
-        head, sep, last = dn.rpartition("/CN=")
-        if not sep or not last.isdigit() or not head:
-            return out
-        dn = head
-        out.append(dn)
-
-
 class Registry:
     def __init__(self, store: SQLStore):
         self.store = store
@@ -106,11 +95,7 @@ class Registry:
         return self._user("name", name)
 
     def user_by_dn(self, dn: str) -> User | None:
-        for candidate in dn_candidates(dn):
-            user = self._user("dn", candidate)
-            if user is not None:
-                return user
-        return None
+        return self._user("dn", dn)
 
     def users(self) -> list[User]:
         names = [row[0] for row in self._q("SELECT name FROM users ORDER BY name")]

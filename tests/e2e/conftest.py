@@ -198,7 +198,7 @@ def _name(cn: str) -> Any:
     from cryptography.x509.oid import NameOID
     return x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Dynamo Test"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+                      *(x509.NameAttribute(NameOID.COMMON_NAME, part) for part in cn.split("/"))])
 
 
 def _issue(directory: Path, stem: str, cn: str, issuer: tuple[Any, Any] | None, server: bool = False) -> \
@@ -242,8 +242,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     _issue(d, "server", "localhost", ca, server=True)
     _issue(d, "alice", "alice", ca)
     _issue(d, "mallory", "mallory", ca)
+    _issue(d, "lookalike", "alice/123", ca)  # a DN that looks like a proxy of alice's
     _issue(d, "other-ca", "Some Other CA", None)
     return {"ca": d / "ca.pem", "server_cert": d / "server.pem", "server_key": d / "server.key",
             "alice": d / "alice.pem", "alice_key": d / "alice.key", "mallory": d / "mallory.pem",
             "mallory_key": d / "mallory.key", "other_ca": d / "other-ca.pem",
+            "lookalike": d / "lookalike.pem", "lookalike_key": d / "lookalike.key",
             "alice_dn": Path("/C=US/O=Dynamo Test/CN=alice")}

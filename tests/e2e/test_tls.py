@@ -66,7 +66,55 @@ def test_wrong_server_certificate_is_refused(tls_server: Server, pki: dict[str, 
     assert "TLS handshake failed" in tls_server.log()  # the server saw the client abort the handshake
 
 
-def test_proxy_certificate_dn_components_are_stripped() -> None:
-    from dynamo.store.registry import dn_candidates
-    assert dn_candidates("/C=US/O=X/CN=alice/CN=12345/CN=678") == [
-        "/C=US/O=X/CN=alice/CN=12345/CN=678", "/C=US/O=X/CN=alice/CN=12345", "/C=US/O=X/CN=alice"]
+def make_proxy(pki: dict[str, Path], owner: str, directory: Path) -> Path:
+    """An RFC 3820 proxy certificate signed by ``owner``'s certificate, written as grid tools write
+    them: proxy certificate, its key, then the owner's certificate, in one file."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    issuer = x509.load_pem_x509_certificate(pki[owner].read_bytes())
+    issuer_key = serialization.load_pem_private_key(pki[f"{owner}_key"].read_bytes(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([*issuer.subject, x509.NameAttribute(NameOID.COMMON_NAME, "1234567890")])
+    now = datetime.datetime.now(datetime.UTC)
+    # ProxyCertInfo ::= SEQUENCE { proxyPolicy SEQUENCE { policyLanguage id-ppl-inheritAll } }
+    proxy_cert_info = bytes.fromhex("300c300a06082b06010505071501")
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(hours=12))
+            .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.5.5.7.1.14"), proxy_cert_info),
+                           critical=True)
+            .sign(issuer_key, hashes.SHA256()))  # type: ignore[arg-type]
+    path = directory / f"x509up_{owner}"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM)
+                     + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption())
+                     + pki[owner].read_bytes())
+    path.chmod(0o600)
+    return path
+
+
+def test_a_proxy_certificate_speaks_for_its_owner(tls_server: Server, pki: dict[str, Path]) -> None:
+    tls_server.run("--user", "alice", "--dn", str(pki["alice_dn"]), cmd="dynamo-user-auth")
+    proxy = make_proxy(pki, "alice", tls_server.home)
+    server = ["--server", f"tls://localhost:{tls_server.tls_port}", "--ca", str(pki["ca"])]
+    done = tls_server.run(str(tls_server.script("hi.py", "print('hi')\n")), *server,
+                          env=tls_server.env(X509_USER_PROXY=str(proxy)))
+    assert done.code == 0, done.err
+    assert done.out == "hi\n"
+    assert "alice" in tls_server.run("--list", "--all").out
+    # mallory's proxy is mallory, however its DN looks: unknown here
+    mallory = make_proxy(pki, "mallory", tls_server.home)
+    refused = tls_server.run("--list", *server, env=tls_server.env(X509_USER_PROXY=str(mallory)))
+    assert refused.code == 77 and "unknown certificate DN '/C=US/O=Dynamo Test/CN=mallory'" in refused.err
+
+
+def test_a_dn_that_only_looks_like_a_proxy_is_not_its_prefix(tls_server: Server, pki: dict[str, Path]) -> None:
+    # a certificate the CA issued to "/.../CN=alice/CN=123" is not alice's proxy
+    tls_server.run("--user", "alice", "--dn", str(pki["alice_dn"]), cmd="dynamo-user-auth")
+    done = tls_server.run("--list", *tls_args(tls_server, pki, who="lookalike"))
+    assert done.code == 77 and "unknown certificate DN '/C=US/O=Dynamo Test/CN=alice/CN=123'" in done.err
