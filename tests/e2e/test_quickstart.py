@@ -68,3 +68,12 @@ def test_the_readme_quick_start(home: Path) -> None:
     wait_for(lambda: not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text())
     assert not (home / "dynamod.pid").exists()
     assert (home / "inventory.db").exists()
+
+
+def test_the_commands_run_from_a_source_checkout() -> None:
+    import sys
+    for name in ("dynamod", "dynamo", "dynamo-inject", "dynamo-exec-auth", "dynamo-user-auth"):
+        done = subprocess.run([sys.executable, str(ROOT / "bin" / name), "--help"], capture_output=True, text=True,
+                              timeout=60, cwd="/")
+        assert done.returncode == 0, (name, done.stderr)
+        assert done.stdout.startswith(f"usage: {name} "), (name, done.stdout[:80])
