@@ -75,3 +75,16 @@ def test_interrupting_the_client_stops_the_application(server: Server) -> None:
     assert client.wait(20) == 137
     assert client.stderr is not None and "killed" in client.stderr.read()
     wait_for(lambda: not server.children())
+
+
+def test_sigterm_with_a_writer_running_applies_nothing(server: Server) -> None:
+    from tests.e2e.test_applications import WRITER, authorize, sites
+    script = server.script("writer.py", WRITER + "import time\nprint('changes made', flush=True)\ntime.sleep(60)\n")
+    authorize(server, str(script), "writer")
+    app_id = int(server.run("-A", str(script), "--write-request", "--title", "writer").out)
+    wait_for(lambda: "changes made" in server.run("--poll", str(app_id)).out)
+    assert server.stop() == 0
+    server.start()
+    assert sites(server) == "[]\n"
+    polled = server.run("--poll", str(app_id)).out
+    assert "status     killed" in polled and "version    0" in polled
