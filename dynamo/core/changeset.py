@@ -118,6 +118,11 @@ def _apply_records(inventory: Inventory, txn: Transaction, records: Iterable[Rec
             journal.add(_normalized(op, record, obj, live))
         except (CodecError, ObjectError, InventoryError) as exc:
             raise ChangeSetError(str(exc), index, describe(record)) from exc
+        except (TypeError, AttributeError, ValueError, KeyError) as exc:
+            # A value that slipped past every check (a bug, but one record's): the change set is
+            # refused like any bad one, naming the record, instead of an unnamed exception taking
+            # the server's main loop down. apply_change_set rolls back on any exception.
+            raise ChangeSetError(f"unexpected {type(exc).__name__}: {exc}", index, describe(record)) from exc
 
 
 def _check_blocks(inventory: Inventory, txn: Transaction) -> None:
@@ -149,6 +154,11 @@ def apply_change_set(inventory: Inventory, store: InventoryStore | None, records
         raise RuntimeError("a change set is already being applied to this inventory")
     if inventory.recorder is not None:
         raise RuntimeError("apply_change_set runs on the server's inventory, which records nothing")
+    if store is not None and inventory.ids is None:
+        # Without an allocator every new object gets id 0, and the store, which keys its rows by
+        # id, would overwrite one row with the next. A stored image comes from store.load().
+        raise ChangeSetError("the inventory has no id allocator (inventory.ids is None), so it cannot "
+                             "commit to a store; load it with store.load()")
     txn = Transaction(inventory.ids)
     journal = JournalWriter()
     inventory._tracker = txn

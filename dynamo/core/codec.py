@@ -110,7 +110,8 @@ def encode(op: str, obj: DataObject) -> Record:
         try:
             fields.update(_VALUES[t](obj))
         except AttributeError as exc:
-            # an application assigned a plain value where an enum belongs
+            # an application assigned a value of the wrong kind to a plain attribute
+            # (``replica.group = 5``); enum attributes coerce or refuse on assignment
             raise CodecError(f"{t} {fields}: invalid attribute value ({exc})") from exc
     elif op != DELETE:
         raise CodecError(f"unknown operation {op!r}")
@@ -119,8 +120,29 @@ def encode(op: str, obj: DataObject) -> Record:
     return [op, t, fields]
 
 
-def _block_ref(f: dict[str, Any]) -> str:
-    return f"{f['dataset']}#{f['block']}"
+def _block_ref(type_name: str, f: dict[str, Any]) -> str:
+    """The 'dataset#block' reference of a file or block replica record.
+
+    The one reference the codec assembles itself, so the one whose parts it checks itself: dataset
+    5 would otherwise become the text '5#b', and a '#' in either part would make the reference
+    ambiguous. Every other name or reference field goes to a constructor as it is, which refuses
+    anything but a valid name (or, in a reference position, a live object, which JSON cannot give).
+    """
+    dataset, block = f["dataset"], f["block"]
+    if type(dataset) is not str or type(block) is not str or "#" in dataset or "#" in block:
+        for name, value in (("dataset", dataset), ("block", block)):
+            if type(value) is not str:
+                raise CodecError(f"{type_name} {name}: expected a string, got {_kind(value)}")
+            if "#" in value:
+                raise CodecError(f"{type_name} {name}: {value!r} must not contain '#'")
+    return f"{dataset}#{block}"
+
+
+def _group_name(f: dict[str, Any]) -> str:
+    name = f["name"]
+    if name is None:
+        raise CodecError("group name: the null group cannot appear in a record")
+    return name  # anything but a valid name is refused by Group()
 
 
 # type -> (construct from a full update record, construct from a delete record's key)
@@ -138,26 +160,32 @@ _CONSTRUCT: dict[str, tuple[Callable[[dict[str, Any]], DataObject], Callable[[di
     "block": (lambda f: Block(f["name"], f["dataset"], f["size"], f["num_files"], f["is_open"], f["last_update"],
                               f.get("id", 0)),
               lambda f: Block(f["name"], f["dataset"], id=f.get("id", 0))),
-    "file": (lambda f: File(f["name"], _block_ref(f), f["size"], f["checksum"], f.get("id", 0)),
-             lambda f: File(f["name"], _block_ref(f), id=f.get("id", 0))),
+    "file": (lambda f: File(f["name"], _block_ref("file", f), f["size"], f["checksum"], f.get("id", 0)),
+             lambda f: File(f["name"], _block_ref("file", f), id=f.get("id", 0))),
     "datasetreplica": (lambda f: DatasetReplica(f["dataset"], f["site"], f["growing"], f["group"]),
                        lambda f: DatasetReplica(f["dataset"], f["site"])),
-    "blockreplica": (lambda f: BlockReplica(_block_ref(f), f["site"], f["group"], f["is_custodial"],
+    "blockreplica": (lambda f: BlockReplica(_block_ref("blockreplica", f), f["site"], f["group"], f["is_custodial"],
                                             f["last_update"], _files(f["files"])),
-                     lambda f: BlockReplica(_block_ref(f), f["site"])),
+                     lambda f: BlockReplica(_block_ref("blockreplica", f), f["site"])),
 }
 
 
-def _group_name(f: dict[str, Any]) -> str:
-    if f["name"] is None:
-        raise CodecError("group name: the null group cannot appear in a record")
-    return str(f["name"])
-
-
 def _files(files: Any) -> list[str] | None:
-    if files is not None and not isinstance(files, list):
-        raise CodecError("files: expected a list or null")
+    if files is None:
+        return None
+    if not isinstance(files, list):
+        raise CodecError(f"blockreplica files: expected a list or null, got {_kind(files)}")
+    for index, lfn in enumerate(files):
+        if not isinstance(lfn, str):
+            raise CodecError(f"blockreplica files[{index}]: expected a string, got {_kind(lfn)}")
     return files
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "an object"}.get(type(value), type(value).__name__)
 
 
 def _shape(op: str, type_name: str) -> tuple[frozenset[str], frozenset[str]]:
@@ -184,15 +212,18 @@ def decode(record: Any) -> tuple[str, DataObject]:
         raise CodecError(f"{type_name}: fields must be an object")
     allowed, required = _SHAPE[op, type_name]
     if not allowed.issuperset(fields):
-        unknown = sorted(set(fields) - allowed)
+        unknown = sorted(map(str, set(fields) - allowed))
         raise CodecError(f"{type_name}: unknown field(s) {', '.join(unknown)}")
     if not required.issubset(fields):
         missing = [k for k in spec[1] + (spec[2] if op == UPDATE else ()) if k not in fields]
         raise CodecError(f"{type_name}: missing field(s) {', '.join(missing)}")
     try:
         return op, _CONSTRUCT[type_name][0 if op == UPDATE else 1](fields)
-    except (ObjectError, TypeError) as exc:
+    except (ObjectError, CodecError) as exc:  # these name the field
         raise CodecError(f"{type_name}: {exc}") from exc
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        # a value no check foresaw: still a refused record, not an exception escaping unnamed
+        raise CodecError(f"{type_name}: unexpected {type(exc).__name__}: {exc}") from exc
 
 
 def describe(record: Any) -> str:

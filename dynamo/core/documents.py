@@ -49,6 +49,7 @@ from dynamo.dataformat import (
     SitePartition,
 )
 from dynamo.dataformat._base import DataObject
+from dynamo.dataformat._common import MAX_GROUP_NAME, check_block_name, check_dataset_name, check_name
 from dynamo.dataformat.file import CHECKSUM_ALGORITHMS, format_checksums
 from dynamo.errors import DocumentError, ObjectError
 
@@ -89,14 +90,15 @@ class _Node:
     def __init__(self, path: str, value: Any, allowed: tuple[str, ...]):
         if not isinstance(value, dict):
             raise DocumentError(path, f"expected an object, got {_kind(value)}")
-        unknown = [k for k in value if k not in allowed]
-        if unknown:
-            raise DocumentError(f"{path}.{unknown[0]}", f"unknown key (expected one of: {', '.join(allowed)})")
         self.path = path
         self.value = value
+        unknown = [k for k in value if k not in allowed]
+        if unknown:
+            raise DocumentError(self.at(unknown[0]), f"unknown key (expected one of: {', '.join(allowed)})")
 
     def at(self, key: str) -> str:
-        return f"{self.path}.{key}"
+        # the document itself has the empty path: its keys are named bare ("sites", not ".sites")
+        return f"{self.path}.{key}" if self.path else key
 
     def has(self, key: str) -> bool:
         return key in self.value
@@ -160,9 +162,7 @@ def _kind(value: Any) -> str:
 
 
 def _top(document: Any, allowed: tuple[str, ...]) -> _Node:
-    node = _Node("", document, allowed)
-    node.path = ""
-    return node
+    return _Node("", document, allowed)
 
 
 def _items(root: _Node, key: str, allowed: tuple[str, ...]) -> Iterator[_Node]:
@@ -188,11 +188,15 @@ class _Seen:
         self.what = what
         self.places: dict[Any, str] = {}
 
-    def check(self, key: Any, path: str) -> None:
+    def check(self, key: Any, path: str, label: str | None = None) -> None:
         first = self.places.get(key)
         if first is not None:
-            raise DocumentError(path, f"duplicate {self.what} {key!r} (also at {first})")
+            raise DocumentError(path, f"duplicate {self.what} {label or repr(key)} (also at {first})")
         self.places[key] = path
+
+
+def _replica_label(dataset: str, site: str) -> str:
+    return f"{dataset!r} at site {site!r}"
 
 
 # ---------------------------------------------------------------------------
@@ -216,6 +220,8 @@ class _Injector:
         self.out = ParsedDocument()
         self.sites: dict[str, Site] = {}
         self.groups: set[str] = set()
+        self.partitions = _Seen("partition")
+        self.replicas = _Seen("dataset replica")
         self.datasets: dict[str, tuple[Dataset, dict[str, dict[str, int]]]] = {}
 
     def run(self, document: Any) -> ParsedDocument:
@@ -233,12 +239,13 @@ class _Injector:
         return self.out
 
     def group(self, node: _Node) -> None:
-        name = node.name()
+        name = _make(node.at("name"), check_name, node.name(), "group name", MAX_GROUP_NAME)
         if name in self.groups:
             raise DocumentError(node.at("name"), f"duplicate group {name!r}")
         self.groups.add(name)
         old = self.inv.groups.get(name)
         olevel = node.string("olevel", old.olevel if old else "Block")
+        # the name is valid: an error here is the olevel's
         self.out.add(UPDATE, _make(node.at("olevel"), Group, name, olevel))
 
     def site(self, node: _Node) -> None:
@@ -261,6 +268,7 @@ class _Injector:
 
     def partition(self, node: _Node) -> None:
         name = node.name()
+        self.partitions.check(name, node.at("name"))
         self.out.add(UPDATE, _make(node.at("name"), Partition, name))
         quota = node.value.get("quota", {})
         if not isinstance(quota, dict):
@@ -274,7 +282,8 @@ class _Injector:
             self.out.add(UPDATE, SitePartition(site, name, value))
 
     def dataset(self, node: _Node) -> None:
-        name = node.name()
+        # checked here rather than by the Dataset below, to name the place precisely
+        name = _make(node.at("name"), check_dataset_name, node.name(), "dataset name")
         if name in self.datasets:
             raise DocumentError(node.at("name"), f"duplicate dataset {name!r}")
         old = self.inv.datasets.get(name)
@@ -288,8 +297,11 @@ class _Injector:
         blocks: dict[str, dict[str, int]] = {}
         self.datasets[name] = (dataset, blocks)
         self.out.add(UPDATE, dataset)
+        # an LFN may appear once per dataset entry: LFNs are unique per block in the image, and
+        # one in two blocks of a dataset is a mistake in the document
+        lfns = _Seen("file")
         for block_node in node.items("blocks", BLOCK_KEYS):
-            self.block(block_node, name, old, blocks)
+            self.block(block_node, name, old, blocks, lfns)
 
     @staticmethod
     def _software_version(node: _Node, default: str | None) -> str | None:
@@ -304,18 +316,19 @@ class _Injector:
             raise DocumentError(node.at("software_version"), f"expected a string, got {_kind(value)}")
         return value
 
-    def block(self, node: _Node, dataset: str, old_dataset: Dataset | None, blocks: dict[str, dict[str, int]]) -> None:
-        name = node.name()
+    def block(self, node: _Node, dataset: str, old_dataset: Dataset | None, blocks: dict[str, dict[str, int]],
+              lfns: _Seen) -> None:
+        # checked before the files, whose references 'dataset#block' it is part of
+        name = _make(node.at("name"), check_block_name, node.name(), "block name")
         if name in blocks:
             raise DocumentError(node.at("name"), f"duplicate block {name!r} in dataset {dataset!r}")
         old = old_dataset.find_block(name) if old_dataset else None
         existing = {f.lfn: f.size for f in old.files} if old else {}
         files: list[File] = []
-        seen = _Seen("file")
         full = f"{dataset}#{name}"
         for file_node in node.items("files", FILE_KEYS):
             lfn = file_node.name()
-            seen.check(lfn, file_node.at("name"))
+            lfns.check(lfn, file_node.at("name"))
             size = file_node.integer("size", 0, required=True)
             checksums = {a: file_node.string(a, None) for a in CHECKSUM_ALGORITHMS if file_node.has(a)}
             try:
@@ -356,6 +369,7 @@ class _Injector:
             raise DocumentError(node.at("dataset"), f"unknown dataset {dataset!r}")
         if not self._site_exists(site):
             raise DocumentError(node.at("site"), f"unknown site {site!r}")
+        self.replicas.check((dataset, site), node.path, _replica_label(dataset, site))
         live_site = self.inv.sites.get(site)
         old = live_site.find_dataset_replica(dataset) if live_site else None
         group = node.optional_string("group", old.group_name if old else None)
@@ -422,7 +436,7 @@ def parse_delete(document: Any, inventory: Inventory) -> ParsedDocument:
     seen_dr = _Seen("dataset replica")
     for node in _items(root, "datasetreplica", DEL_DATASETREPLICA_KEYS):
         dataset, site = node.name("dataset"), node.name("site")
-        seen_dr.check((dataset, site), node.path)
+        seen_dr.check((dataset, site), node.path, _replica_label(dataset, site))
         live_site = inv.sites.get(site)
         if live_site is None:
             raise DocumentError(node.at("site"), f"unknown site {site!r}")

@@ -7,15 +7,14 @@ from typing import TYPE_CHECKING, Any
 from dynamo.dataformat import filetable
 from dynamo.dataformat._base import DataObject
 from dynamo.dataformat._common import (
-    MAX_BLOCK_NAME,
-    MAX_DATASET_NAME,
+    check_block_name,
     check_bool,
+    check_dataset_name,
     check_int,
-    check_name,
+    check_link,
 )
 from dynamo.dataformat.file import File
 from dynamo.dataformat.filetable import FileEntries
-from dynamo.errors import ObjectError
 
 if TYPE_CHECKING:
     from dynamo.dataformat.blockreplica import BlockReplica
@@ -44,11 +43,11 @@ class Block(DataObject):
 
     def __init__(self, name: str, dataset: Dataset | str, size: int = 0, num_files: int = 0,
                  is_open: bool = False, last_update: int = 0, id: int = 0, internal_name: bool = False):
-        self._name = check_name(name, "block name", MAX_BLOCK_NAME)
-        if "#" in name:
-            raise ObjectError(f"block name {name!r}: must not contain '#'")
+        self._name = check_block_name(name, "block name")
         if isinstance(dataset, str):
-            check_name(dataset, "block dataset", MAX_DATASET_NAME)
+            check_dataset_name(dataset, "block dataset")
+        else:
+            check_link(dataset, "block dataset", "dataset")
         self._dataset = dataset
         self.size = check_int(size, "block size")
         self.num_files = check_int(num_files, "block num_files")

@@ -11,6 +11,7 @@ from dynamo.dataformat._common import (
     MAX_SITE_NAME,
     check_bool,
     check_int,
+    check_link,
     check_name,
     split_block_full_name,
 )
@@ -53,10 +54,16 @@ class BlockReplica(DataObject):
                  is_custodial: bool = False, last_update: int = 0, files: Iterable[str] | None = None):
         if isinstance(block, str):
             split_block_full_name(block)
+        else:
+            check_link(block, "blockreplica block", "block")
         if isinstance(site, str):
             check_name(site, "blockreplica site", MAX_SITE_NAME)
+        else:
+            check_link(site, "blockreplica site", "site")
         if isinstance(group, str):
             check_name(group, "blockreplica group", MAX_GROUP_NAME)
+        else:
+            check_link(group, "blockreplica group", "group", nullable=True)
         self._block = block
         self._site = site
         self.group = group

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from dynamo.dataformat._base import DataObject
 from dynamo.dataformat._common import (
-    MAX_DATASET_NAME,
     MAX_SOFTWARE_VERSION,
+    EnumAttribute,
     check_bool,
+    check_dataset_name,
     check_enum,
     check_int,
-    check_name,
     check_text,
 )
 from dynamo.dataformat._views import ObjectSet
@@ -54,18 +54,22 @@ class Dataset(DataObject):
     by site name respectively.
     """
 
-    __slots__ = ("_name", "id", "status", "data_type", "software_version", "last_update", "is_open",
+    __slots__ = ("_name", "id", "_status", "_data_type", "software_version", "last_update", "is_open",
                  "_blocks", "_replicas")
 
     TYPE = "dataset"
     ATTRS = ("status", "data_type", "software_version", "last_update", "is_open")
 
+    # assigning a value string stores the member (see EnumAttribute)
+    status = EnumAttribute("_status", DatasetStatus, "dataset status")
+    data_type = EnumAttribute("_data_type", DataType, "dataset data_type")
+
     def __init__(self, name: str, status: DatasetStatus | str = DatasetStatus.UNKNOWN,
                  data_type: DataType | str = DataType.UNKNOWN, software_version: str | None = None,
                  last_update: int = 0, is_open: bool = True, id: int = 0):
-        self._name = check_name(name, "dataset name", MAX_DATASET_NAME)
-        self.status = check_enum(DatasetStatus, status, "dataset status")
-        self.data_type = check_enum(DataType, data_type, "dataset data_type")
+        self._name = check_dataset_name(name, "dataset name")
+        self._status = check_enum(DatasetStatus, status, "dataset status")
+        self._data_type = check_enum(DataType, data_type, "dataset data_type")
         if software_version is not None:
             check_text(software_version, "dataset software_version", MAX_SOFTWARE_VERSION)
         self.software_version = software_version
@@ -80,8 +84,8 @@ class Dataset(DataObject):
               last_update: int, is_open: bool, id: int) -> Dataset:
         obj = cls.__new__(cls)
         obj._name = name
-        obj.status = status
-        obj.data_type = data_type
+        obj._status = status  # unchecked, like the rest of _make: the slot, not the checking attribute
+        obj._data_type = data_type
         obj.software_version = software_version
         obj.last_update = last_update
         obj.is_open = is_open
@@ -99,7 +103,7 @@ class Dataset(DataObject):
         return (self._name,)
 
     def __repr__(self) -> str:
-        return (f"Dataset({self._name!r},'{self.status.value}','{self.data_type.value}',"
+        return (f"Dataset({self._name!r},'{self._status.value}','{self._data_type.value}',"
                 f"{self.software_version!r},{self.last_update},{self.is_open},{self.id})")
 
     @property

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dynamo.dataformat._base import DataObject
-from dynamo.dataformat._common import MAX_DATASET_NAME, MAX_GROUP_NAME, MAX_SITE_NAME, check_bool, check_name
+from dynamo.dataformat._common import (
+    MAX_GROUP_NAME,
+    MAX_SITE_NAME,
+    check_bool,
+    check_dataset_name,
+    check_link,
+    check_name,
+)
 from dynamo.dataformat._views import ObjectSet
 
 if TYPE_CHECKING:
@@ -41,11 +48,17 @@ class DatasetReplica(DataObject):
     def __init__(self, dataset: Dataset | str, site: Site | str, growing: bool = False,
                  group: Group | str | None = None):
         if isinstance(dataset, str):
-            check_name(dataset, "datasetreplica dataset", MAX_DATASET_NAME)
+            check_dataset_name(dataset, "datasetreplica dataset")
+        else:
+            check_link(dataset, "datasetreplica dataset", "dataset")
         if isinstance(site, str):
             check_name(site, "datasetreplica site", MAX_SITE_NAME)
+        else:
+            check_link(site, "datasetreplica site", "site")
         if isinstance(group, str):
             check_name(group, "datasetreplica group", MAX_GROUP_NAME)
+        else:
+            check_link(group, "datasetreplica group", "group", nullable=True)
         self._dataset = dataset
         self._site = site
         self.growing = check_bool(growing, "datasetreplica growing")

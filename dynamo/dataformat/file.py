@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from dynamo.dataformat._base import DataObject
-from dynamo.dataformat._common import MAX_LFN, check_int, check_name, split_block_full_name
+from dynamo.dataformat._common import MAX_LFN, check_int, check_link, check_name, split_block_full_name
 from dynamo.errors import ObjectError
 
 if TYPE_CHECKING:
@@ -72,6 +72,8 @@ class File(DataObject):
         self._lfn = check_name(lfn, "file name", MAX_LFN)
         if isinstance(block, str):
             split_block_full_name(block)
+        else:
+            check_link(block, "file block", "block", nullable=True)
         self._block = block
         self.size = check_int(size, "file size")
         if checksum is not None:

@@ -6,7 +6,7 @@ from enum import StrEnum
 from typing import Any
 
 from dynamo.dataformat._base import DataObject
-from dynamo.dataformat._common import MAX_GROUP_NAME, check_enum, check_int, check_name
+from dynamo.dataformat._common import MAX_GROUP_NAME, EnumAttribute, check_enum, check_int, check_name
 
 
 class OwnershipLevel(StrEnum):
@@ -21,14 +21,17 @@ class Group(DataObject):
     every inventory holds it under ``inventory.groups[None]`` and it cannot be
     changed or deleted."""
 
-    __slots__ = ("_name", "olevel", "id")
+    __slots__ = ("_name", "_olevel", "id")
 
     TYPE = "group"
     ATTRS = ("olevel",)
 
+    # assigning a value string stores the member (see EnumAttribute)
+    olevel = EnumAttribute("_olevel", OwnershipLevel, "group olevel")
+
     def __init__(self, name: str | None, olevel: OwnershipLevel | str = OwnershipLevel.BLOCK, id: int = 0):
         self._name = None if name is None else check_name(name, "group name", MAX_GROUP_NAME)
-        self.olevel = check_enum(OwnershipLevel, olevel, "group olevel")
+        self._olevel = check_enum(OwnershipLevel, olevel, "group olevel")
         self.id = check_int(id, "group id")
 
     @property
@@ -44,7 +47,7 @@ class Group(DataObject):
         return self._name is None
 
     def __repr__(self) -> str:
-        return f"Group({self._name!r},'{self.olevel.value}',{self.id})"
+        return f"Group({self._name!r},'{self._olevel.value}',{self.id})"
 
 
 def null_group() -> Group:

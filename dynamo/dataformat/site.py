@@ -10,6 +10,7 @@ from dynamo.dataformat._common import (
     MAX_BACKEND,
     MAX_HOST,
     MAX_SITE_NAME,
+    EnumAttribute,
     check_enum,
     check_int,
     check_name,
@@ -45,19 +46,23 @@ class Site(DataObject):
     are few sites, but the rule is uniform across the model.
     """
 
-    __slots__ = ("_name", "id", "host", "storage_type", "backend", "status",
+    __slots__ = ("_name", "id", "host", "_storage_type", "backend", "_status",
                  "_dataset_replicas", "_partitions")
 
     TYPE = "site"
     ATTRS = ("host", "storage_type", "backend", "status")
 
+    # assigning a value string stores the member (see EnumAttribute)
+    storage_type = EnumAttribute("_storage_type", StorageType, "site storage_type")
+    status = EnumAttribute("_status", SiteStatus, "site status")
+
     def __init__(self, name: str, host: str = "", storage_type: StorageType | str = StorageType.DISK,
                  backend: str = "", status: SiteStatus | str = SiteStatus.READY, id: int = 0):
         self._name = check_name(name, "site name", MAX_SITE_NAME)
         self.host = check_text(host, "site host", MAX_HOST)
-        self.storage_type = check_enum(StorageType, storage_type, "site storage_type")
+        self._storage_type = check_enum(StorageType, storage_type, "site storage_type")
         self.backend = check_text(backend, "site backend", MAX_BACKEND)
-        self.status = check_enum(SiteStatus, status, "site status")
+        self._status = check_enum(SiteStatus, status, "site status")
         self.id = check_int(id, "site id")
         self._dataset_replicas: dict[str, DatasetReplica] | None = None
         self._partitions: dict[str, SitePartition] | None = None
@@ -71,8 +76,8 @@ class Site(DataObject):
         return (self._name,)
 
     def __repr__(self) -> str:
-        return (f"Site({self._name!r},{self.host!r},'{self.storage_type.value}',"
-                f"{self.backend!r},'{self.status.value}',{self.id})")
+        return (f"Site({self._name!r},{self.host!r},'{self._storage_type.value}',"
+                f"{self.backend!r},'{self._status.value}',{self.id})")
 
     def to_pfn(self, lfn: str) -> str:
         """The physical file name: the LFN attached to the site's backend."""

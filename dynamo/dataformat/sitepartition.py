@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dynamo.dataformat._base import DataObject
-from dynamo.dataformat._common import MAX_PARTITION_NAME, MAX_SITE_NAME, check_int, check_name
+from dynamo.dataformat._common import MAX_PARTITION_NAME, MAX_SITE_NAME, check_int, check_link, check_name
 
 if TYPE_CHECKING:
     from dynamo.dataformat.partition import Partition
@@ -29,8 +29,12 @@ class SitePartition(DataObject):
     def __init__(self, site: Site | str, partition: Partition | str, quota: int = 0):
         if isinstance(site, str):
             check_name(site, "sitepartition site", MAX_SITE_NAME)
+        else:
+            check_link(site, "sitepartition site", "site")
         if isinstance(partition, str):
             check_name(partition, "sitepartition partition", MAX_PARTITION_NAME)
+        else:
+            check_link(partition, "sitepartition partition", "partition")
         self._site = site
         self._partition = partition
         self.quota = check_int(quota, "sitepartition quota", minimum=UNLIMITED)

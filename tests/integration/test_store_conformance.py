@@ -15,7 +15,7 @@ from dynamo.core.documents import parse_inject
 from dynamo.core.export import fingerprint
 from dynamo.core.inventory import Inventory
 from dynamo.core.journal import ChangeMeta
-from dynamo.dataformat import Block, Dataset, File, Group, Site
+from dynamo.dataformat import Block, BlockReplica, Dataset, File, Group, Partition, Site, SitePartition
 from dynamo.errors import ChangeSetError, JournalPruned, SchemaError, StoreConflict, StoreError
 from dynamo.store import InventoryStore, JournalRetention, open_store
 
@@ -167,3 +167,84 @@ def test_schema_is_created_once_and_checked(store: InventoryStore, store_url: st
     store._execute("UPDATE store_meta SET value = 99 WHERE name = 'schema_version'")  # type: ignore[attr-defined]
     with pytest.raises(SchemaError, match="schema version is 99"):
         open_store(store_url)
+
+
+def test_an_inventory_without_id_allocator_cannot_commit(store: InventoryStore) -> None:
+    inv = Inventory()  # not from store.load(): no ids, so every new row would be id 0
+    with pytest.raises(ChangeSetError, match="no id allocator"):
+        apply_change_set(inv, store, [encode(UPDATE, Site("A"))])
+    assert inv.sites == {} and store.version() == 0 and store.load().sites == {}
+
+
+# --- cascades, as the store sees them ---------------------------------------------------------
+
+def _cascade_image(store: InventoryStore) -> Inventory:
+    """Two sites with quotas in two partitions; dataset D: block b1 (3 files) complete at S1 and
+    partly (2 files) at S2, block b2 (2 files) at S1 only. D's replica at S2 holds only b1."""
+    inv = store.load()
+    objects: list[Any] = [Site("S1"), Site("S2"), Group("G"), Partition("P1"), Partition("P2")]
+    objects += [SitePartition(s, p, 10) for s in ("S1", "S2") for p in ("P1", "P2")]
+    objects += [Dataset("D"), Block("b1", "D", 6, 3), Block("b2", "D", 30, 2)]
+    objects += [File(f"/D/b1/{i}", "D#b1", i) for i in (1, 2, 3)]
+    objects += [File(f"/D/b2/{i}", "D#b2", 10 * i) for i in (1, 2)]
+    objects += [BlockReplica("D#b1", "S1", "G", True, 1), BlockReplica("D#b2", "S1", None, False, 2),
+                BlockReplica("D#b1", "S2", "G", False, 3, ["/D/b1/1", "/D/b1/2"])]
+    apply_change_set(inv, store, [encode(UPDATE, o) for o in objects])
+    return inv
+
+
+def _check_block_deleted(fresh: Inventory) -> None:
+    dataset = fresh.datasets["D"]
+    assert [b.name for b in dataset.blocks] == ["b2"]
+    assert fresh.sites["S2"].find_dataset_replica("D") is None  # it held only b1
+    replica = fresh.sites["S1"].find_dataset_replica("D")
+    assert replica is not None and [r.block_name for r in replica.block_replicas] == ["b2"]
+    assert fresh.counts()["files"] == 2
+
+
+def _check_file_deleted(fresh: Inventory) -> None:
+    block = fresh.find_block("D", "b1")
+    assert block is not None and block.file_names() == ["/D/b1/2", "/D/b1/3"]
+    assert (block.num_files, block.size) == (2, 5)
+    partial = block.find_replica("S2")
+    assert partial is not None and partial.files == ("/D/b1/2",)  # it no longer lists the deleted file
+    assert fresh.find_block("D", "b2").files_count() == 2  # type: ignore[union-attr]
+
+
+def _check_partition_deleted(fresh: Inventory) -> None:
+    assert list(fresh.partitions) == ["P2"]
+    assert {s.name: sorted(s.partitions) for s in fresh.sites.values()} == {"S1": ["P2"], "S2": ["P2"]}
+
+
+def _check_sitepartition_deleted(fresh: Inventory) -> None:
+    assert sorted(fresh.partitions) == ["P1", "P2"]
+    assert {s.name: sorted(s.partitions) for s in fresh.sites.values()} == {"S1": ["P1", "P2"], "S2": ["P2"]}
+
+
+def _check_last_block_replica_deleted(fresh: Inventory) -> None:
+    assert fresh.sites["S2"].find_dataset_replica("D") is None
+    assert [r.site_name for r in fresh.datasets["D"].replicas] == ["S1"]
+    assert fresh.find_block("D", "b1").find_replica("S2") is None  # type: ignore[union-attr]
+
+
+CASCADES: dict[str, tuple[list[Any], Any]] = {
+    "block": ([encode(DELETE, Block("b1", "D"))], _check_block_deleted),
+    "file": ([encode(DELETE, File("/D/b1/1", "D#b1")), encode(UPDATE, Block("b1", "D", 5, 2))],
+             _check_file_deleted),
+    "partition": ([encode(DELETE, Partition("P1"))], _check_partition_deleted),
+    "sitepartition": ([encode(DELETE, SitePartition("S2", "P1"))], _check_sitepartition_deleted),
+    "last block replica": ([encode(DELETE, BlockReplica("D#b1", "S2"))], _check_last_block_replica_deleted),
+}
+
+
+@pytest.mark.parametrize("case", list(CASCADES))
+def test_delete_cascades_reach_the_store(store: InventoryStore, store_url: str, case: str) -> None:
+    inv = _cascade_image(store)
+    records, check = CASCADES[case]
+    apply_change_set(inv, store, records, ChangeMeta(title=f"delete {case}"))
+    check(inv)
+    with open_store(store_url) as other:
+        fresh = other.load()  # a fresh inventory, from the rows alone
+    check(fresh)
+    assert fingerprint(fresh) == fingerprint(inv)
+    assert fresh.version == inv.version == 2

@@ -168,3 +168,21 @@ def test_prepared_records_apply_like_plain_ones() -> None:
     assert len(bad) == 3 and len(bad.decoded) == 1
     with pytest.raises(ChangeSetError, match="record 1 .*missing field"):
         apply_change_set(fresh(), None, bad)
+
+
+class RefusingStore:
+    """Stands for a store that must not be reached."""
+
+    def commit(self, *args: object) -> int:
+        raise AssertionError("the store was written to")
+
+
+def test_committing_an_inventory_without_an_id_allocator_is_refused_before_anything() -> None:
+    inv = Inventory()  # no inv.ids: every new object would get id 0, one row overwriting the next
+    with pytest.raises(ChangeSetError, match=r"^the inventory has no id allocator") as info:
+        apply_change_set(inv, RefusingStore(), [encode(UPDATE, Site("A"))])  # type: ignore[arg-type]
+    assert info.value.index is None
+    assert inv.sites == {} and inv.version == 0 and not inv._tracker.active
+    # without a store (an application's own image), ids simply stay 0
+    apply_change_set(inv, None, [encode(UPDATE, Site("A"))])
+    assert inv.sites["A"].id == 0

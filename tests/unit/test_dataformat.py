@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import dynamo.dataformat as df
@@ -144,3 +146,120 @@ def test_checksums_canonical_form() -> None:
 def test_detached_replica_has_no_size() -> None:
     with pytest.raises(TypeError, match="inside an inventory"):
         _ = BlockReplica("d#b", "S").size
+
+
+# --- enum attributes coerce on assignment ---------------------------------------------------
+
+ENUM_ATTRIBUTES = [
+    (lambda: Site("T2_X", "h", "disk", "root://x/", "ready", 3), "status", "waitroom", df.SiteStatus.WAITROOM),
+    (lambda: Site("T2_X", "h", "disk", "root://x/", "ready", 3), "storage_type", "mss", df.StorageType.MSS),
+    (lambda: Dataset("/A/B/RAW", "valid", "production", "v1", 5, True, 2), "status", "deprecated",
+     df.DatasetStatus.DEPRECATED),
+    (lambda: Dataset("/A/B/RAW", "valid", "production", "v1", 5, True, 2), "data_type", "test", df.DataType.TEST),
+    (lambda: Group("AnalysisOps", "Block", 4), "olevel", "Dataset", df.OwnershipLevel.DATASET),
+]
+
+
+@pytest.mark.parametrize(("factory", "attr", "text", "member"), ENUM_ATTRIBUTES,
+                         ids=[f"{type(f()).__name__}.{a}" for f, a, _, _ in ENUM_ATTRIBUTES])
+def test_enum_attribute_assigned_a_value_string_holds_the_member(factory: Any, attr: str, text: str,
+                                                                  member: object) -> None:
+    from dynamo.core.codec import UPDATE, decode, encode
+
+    obj = factory()
+    setattr(obj, attr, text)  # what an application naturally writes
+    assert getattr(obj, attr) is member
+    clone = evaluate(repr(obj))
+    assert clone == obj and repr(clone) == repr(obj)
+    record = encode(UPDATE, obj)
+    assert record[2][attr] == text
+    assert decode(record)[1] == obj
+    setattr(obj, attr, member)  # a member is taken as it is
+    assert getattr(obj, attr) is member
+
+
+@pytest.mark.parametrize(("factory", "attr", "text", "member"), ENUM_ATTRIBUTES,
+                         ids=[f"{type(f()).__name__}.{a}" for f, a, _, _ in ENUM_ATTRIBUTES])
+def test_enum_attribute_refuses_a_bad_value_and_keeps_the_old_one(factory: Any, attr: str, text: str,
+                                                                  member: object) -> None:
+    obj = factory()
+    before = getattr(obj, attr)
+    what = f"{obj.TYPE} {attr}"
+    for bad in ("bogus", "WAITROOM", None, 3, [text]):
+        with pytest.raises(ObjectError, match=f"^{what}: .* is not one of"):
+            setattr(obj, attr, bad)
+        assert getattr(obj, attr) is before
+
+
+def test_enum_attributes_keep_copy_snapshot_restore_and_equality_working() -> None:
+    a = Site("S", "h", "disk", "", "ready", 1)
+    b = Site("S", "h", "mss", "", "morgue", 2)
+    a.copy_from(b)
+    assert a == b and a.storage_type is df.StorageType.MSS and a.status is df.SiteStatus.MORGUE
+    saved = a.snapshot()
+    a.status = "ready"
+    assert a != b
+    a.restore(saved)
+    assert a == b and a.status is df.SiteStatus.MORGUE
+    d = Dataset("D", "valid")
+    d.status = "invalid"
+    assert d == Dataset("D", "invalid")
+    made = Dataset._make("D", df.DatasetStatus.INVALID, df.DataType.UNKNOWN, None, 0, True, 0)
+    assert made == d and made.status is df.DatasetStatus.INVALID
+    assert not hasattr(d, "__dict__") and not hasattr(a, "__dict__")
+
+
+def test_enum_assigned_on_a_live_object_travels_through_a_change_set() -> None:
+    from dynamo.core.changeset import ChangeSet, apply_change_set
+    from dynamo.core.inventory import Inventory
+
+    server, child = Inventory(), Inventory()
+    for inv in (server, child):
+        inv.update(Site("S"))
+        inv.update(Dataset("D"))
+    child.recorder = recorder = ChangeSet()
+    site, dataset = child.sites["S"], child.datasets["D"]
+    site.status = "waitroom"
+    dataset.status = "production"
+    child.update(site)
+    child.update(dataset)
+    apply_change_set(server, None, recorder.records)
+    assert server.sites["S"].status is df.SiteStatus.WAITROOM
+    assert server.datasets["D"].status is df.DatasetStatus.PRODUCTION
+
+
+# --- names and references -------------------------------------------------------------------
+
+@pytest.mark.parametrize(("factory", "message"), [
+    (lambda: Dataset("a#b"), "dataset name: 'a#b' must not contain '#'"),
+    (lambda: Block("b#c", "d"), "block name: 'b#c' must not contain '#'"),
+    (lambda: Block("b", "a#d"), "block dataset: 'a#d' must not contain '#'"),
+    (lambda: DatasetReplica("a#d", "S"), "datasetreplica dataset: 'a#d' must not contain '#'"),
+    (lambda: File("/f", "a#b#c"), "block reference 'a#b#c': expected 'dataset#block'"),
+    (lambda: BlockReplica("a#b#c", "S"), "block reference 'a#b#c': expected 'dataset#block'"),
+    (lambda: SitePartition(5, "P"), "sitepartition site: expected a string or a Site, got int"),
+    (lambda: SitePartition("S", None), "sitepartition partition: expected a string or a Partition, got NoneType"),
+    (lambda: Block("b", 5), "block dataset: expected a string or a Dataset, got int"),
+    (lambda: File("/f", 5), "file block: expected a string, None or a Block, got int"),
+    (lambda: File("/f", Dataset("D")), "file block: expected a string, None or a Block, got Dataset"),
+    (lambda: DatasetReplica(["D"], "S"), "datasetreplica dataset: expected a string or a Dataset, got list"),
+    (lambda: DatasetReplica("D", Group("S")), "datasetreplica site: expected a string or a Site, got Group"),
+    (lambda: DatasetReplica("D", "S", group=["x"]),
+     "datasetreplica group: expected a string, None or a Group, got list"),
+    (lambda: BlockReplica("d#b", 7), "blockreplica site: expected a string or a Site, got int"),
+    (lambda: BlockReplica("d#b", "S", 5), "blockreplica group: expected a string, None or a Group, got int"),
+    (lambda: BlockReplica(5, "S"), "blockreplica block: expected a string or a Block, got int"),
+])
+def test_bad_names_and_references_are_refused_naming_the_attribute(factory: Any, message: str) -> None:
+    with pytest.raises(ObjectError) as info:
+        factory()
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_live_objects_are_accepted_as_references() -> None:
+    site, dataset, group = Site("S"), Dataset("D"), Group("G")
+    block = Block("b", dataset)
+    assert DatasetReplica(dataset, site, False, group).key == ("D", "S")
+    assert BlockReplica(block, site, None).key == ("D", "b", "S")
+    assert File("/f", block).block_full_name == "D#b"
+    assert SitePartition(site, Partition("P")).key == ("S", "P")
