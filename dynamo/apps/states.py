@@ -24,7 +24,8 @@ ALLOWED: dict[AppState, frozenset[AppState]] = {
     AppState.QUEUED: frozenset({AppState.RUNNING, AppState.KILLED, AppState.LOST, AppState.FAILED}),
     AppState.RUNNING: frozenset({AppState.APPLYING, AppState.DONE, AppState.FAILED, AppState.KILLED,
                                  AppState.TIMEOUT, AppState.LOST}),
-    AppState.APPLYING: frozenset({AppState.DONE, AppState.REFUSED, AppState.FAILED}),
+    # LOST: the server died while applying, and the journal has no entry of the application's
+    AppState.APPLYING: frozenset({AppState.DONE, AppState.REFUSED, AppState.FAILED, AppState.LOST}),
 }
 
 

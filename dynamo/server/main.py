@@ -35,7 +35,15 @@ from dynamo.core.codec import Record
 from dynamo.core.documents import parse_delete, parse_inject
 from dynamo.core.inventory import Inventory
 from dynamo.core.journal import ChangeMeta
-from dynamo.errors import ChangeSetError, ConfigurationError, DocumentError, DynamoError, StartupError, StoreError
+from dynamo.errors import (
+    ChangeSetError,
+    ConfigurationError,
+    DocumentError,
+    DynamoError,
+    JournalPruned,
+    StartupError,
+    StoreError,
+)
 from dynamo.protocol.framing import ProtocolError
 from dynamo.protocol.messages import error, result
 from dynamo.server import children as K
@@ -43,6 +51,7 @@ from dynamo.server.logs import ChangeLog, setup_server_log
 from dynamo.server.pidfile import PidFile
 from dynamo.server.signals import SignalQueue
 from dynamo.store import JournalRetention, open_store
+from dynamo.store.catchup import catch_up
 from dynamo.store.registry import AppRecord, Registry, User
 from dynamo.store.sql import SQLStore
 
@@ -635,6 +644,7 @@ class Dynamod:
             return AppState.REFUSED, f"changes refused, nothing applied: {exc}"
         except StoreError as exc:
             log.error("%s: the store failed, nothing applied: %s", who, exc)
+            self.resync()
             return AppState.FAILED, f"the store failed, nothing applied: {exc}"
         elapsed = time.monotonic() - started
         version = self.inventory.version
@@ -646,6 +656,27 @@ class Dynamod:
         self.after_reply.append(lambda: self.changelog.write(version, who, plain))
         self.after_reply.append(_refreeze)
         return AppState.DONE, f"{len(records)} change(s) applied: inventory version {version}"
+
+    def resync(self) -> None:
+        """After a failed commit: if the store moved on without the image (a COMMIT that went
+        through although its acknowledgement was lost, or another writer), replay the journal
+        entries the image lacks, or, when they cannot be replayed, load the image again."""
+        try:
+            replayed = catch_up(self.inventory, self.store)
+        except JournalPruned as exc:
+            log.warning("the image cannot catch up with the store from the journal (%s): loading it again", exc)
+            try:
+                self.load_inventory()
+            except StoreError as error:
+                log.error("reloading the image failed, will try after the next failed commit: %s", error)
+            return
+        except StoreError as exc:
+            log.error("cannot compare the image with the store, will try after the next failed commit: %s", exc)
+            return
+        if replayed:
+            self.after_reply.append(_refreeze)
+            log.warning("the store was %d change set(s) ahead of the image (a commit whose acknowledgement was "
+                        "lost?): replayed from the journal, now at version %d", replayed, self.inventory.version)
 
     def _finish_record(self, record: AppRecord, state: AppState, code: int | None, message: str,
                        version: int | None = None) -> None:

@@ -205,12 +205,24 @@ class Registry:
         self._q(f"UPDATE applications SET {assignments} WHERE id = %s", (*columns.values(), record.id))
 
     def mark_lost(self, server: str) -> int:
-        """Applications this server left queued or running when it stopped."""
+        """Settle the applications this server left unfinished when it stopped; returns how many
+        were lost. A writer that was being applied is done if the journal has its change set (the
+        commit landed before the server died), and lost otherwise."""
         active = [r for r in self.applications(active_only=True) if r.server == server]
+        lost = 0
         for record in active:
-            self.update_application(record, status=AppState.LOST, ended=time.time(),
-                                    message="the server stopped before the application finished")
-        return len(active)
+            committed = self._q("SELECT seq FROM journal WHERE run_id = %s", (record.id,)) \
+                if record.status == AppState.APPLYING else []
+            if committed:
+                self.update_application(record, status=AppState.DONE, exit_code=0, ended=time.time(),
+                                        version=int(committed[0][0]),
+                                        message=f"applied as inventory version {committed[0][0]} before the "
+                                                "server stopped")
+            else:
+                lost += 1
+                self.update_application(record, status=AppState.LOST, ended=time.time(),
+                                        message="the server stopped before the application finished")
+        return lost
 
     def purge_applications(self, older_than: float) -> list[AppRecord]:
         rows = self._q(f"SELECT {_APP_COLUMNS} FROM applications WHERE ended IS NOT NULL AND ended < %s",

@@ -87,3 +87,71 @@ def test_buffer_pool_advice(mysql_url: str, monkeypatch: Any) -> None:
     advice = store.advice()
     assert len(advice) == 1 and "innodb_buffer_pool_size" in advice[0] and "(0 MiB)" in advice[0]
     store.close()
+
+
+def _seeded(store: Any) -> Any:
+    """A store holding a small image committed as change sets (so the journal can replay it)."""
+    from dynamo.core.export import export_records
+    from dynamo.core.inventory import Inventory
+    source = generate(scaled(0.0005), 31)
+    inv = store.load()
+    assert isinstance(inv, Inventory)
+    apply_change_set(inv, store, list(export_records(source)), ChangeMeta(title="seed"))
+    return inv
+
+
+def test_a_commit_whose_acknowledgement_is_lost_is_caught_up_from_the_journal(store: Any) -> None:
+    from dynamo.store.catchup import catch_up
+    inv = _seeded(store)
+    records = change_records(inv, 200, seed=32)
+    original = store._commit
+
+    def commit_then_lose_the_answer() -> None:
+        original()
+        raise StoreUnavailable("connection lost while waiting for the COMMIT's answer")
+
+    store._commit = commit_then_lose_the_answer
+    with pytest.raises(StoreUnavailable):
+        apply_change_set(inv, store, records, ChangeMeta(title="lost ack"))
+    store._commit = original
+    assert inv.version == store.version() - 1  # the image rolled back; the store did commit
+    assert catch_up(inv, store) == 1
+    assert inv.version == store.version()
+    assert fingerprint(inv) == fingerprint(store.load())  # ids included
+    more = change_records(inv, 50, seed=33)
+    apply_change_set(inv, store, more, ChangeMeta(title="after"))  # no conflict: writing goes on
+    assert fingerprint(inv) == fingerprint(store.load())
+
+
+def test_catch_up_refuses_what_it_cannot_replay(store: Any) -> None:
+    from dynamo.errors import JournalPruned
+    from dynamo.store.base import JournalRetention
+    from dynamo.store.catchup import catch_up
+    stale = store.load()
+    _seeded(store)
+    store.compact_journal(JournalRetention(keep_days=0, keep_entries=0))
+    with pytest.raises(JournalPruned):
+        catch_up(stale, store)
+    assert catch_up(store.load(), store) == 0  # an image loaded from the store needs nothing
+
+
+def test_a_writer_the_server_died_applying_is_settled_from_the_journal(store: Any) -> None:
+    from dynamo.apps.states import AppState
+    from dynamo.store.registry import Registry
+    registry = Registry(store)
+    inv = store.load()
+    records = []
+    for committed in (True, False):
+        record = registry.new_application(title="w", user="u", write=True, script="w.py", checksum="0" * 64,
+                                          args=[], server="host")
+        registry.update_application(record, status=AppState.RUNNING)
+        registry.update_application(record, status=AppState.APPLYING)
+        if committed:
+            apply_change_set(inv, store, [["update", "site", {"name": "T1_X", "host": "", "storage_type": "disk",
+                                                              "backend": "", "status": "ready"}]],
+                             ChangeMeta(user="u", title="w", run_id=record.id))
+        records.append(record)
+    assert registry.mark_lost("host") == 1
+    done, lost = (registry.application(r.id) for r in records)
+    assert done is not None and done.status == AppState.DONE and done.version == store.version()
+    assert lost is not None and lost.status == AppState.LOST
