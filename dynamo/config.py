@@ -85,6 +85,9 @@ class ApplicationsConfig:
     """Work areas and records of finished applications are removed after this."""
     max_changes: int = 20_000_000
     """Records a write application may send."""
+    max_output: int = 64 << 20
+    """Bytes of an application's stdout (and as many of its stderr) the server keeps for --poll;
+    its client still receives all of it."""
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,9 @@ def _run_script(spec: ChildSpec, inventory: Inventory) -> int:
     _wire(spec, inventory)
     path = os.path.join(spec.work_area, spec.script_name)
     sys.argv = [path, *spec.args]
-    sys.path[0] = spec.work_area
+    # The work area is deliberately not put on sys.path (Python would put a script's directory
+    # there): nothing but the script is in it, and a module planted there must never be imported
+    # by an authorized writer.
     namespace: dict[str, Any] = {"__name__": "__main__", "__file__": path, "__builtins__": builtins}
     try:
         compiled = compile(spec.source, path, "exec")

@@ -37,6 +37,7 @@ class Stream:
     text: Any = None              # incremental UTF-8 decoder for out/err
     frames: framing.Decoder | None = None
     log: IO[str] | None = None    # the work area's _stdout / _stderr
+    logged: int = 0               # characters written to log
     open: bool = True
 
     def fileno(self) -> int:

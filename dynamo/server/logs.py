@@ -17,6 +17,7 @@ from typing import IO, Iterable
 from dynamo.core.codec import FIELDS, Record
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+log = logging.getLogger("dynamo.server")
 
 
 def setup_server_log(path: Path, level: str) -> logging.Handler:
@@ -36,17 +37,28 @@ class ChangeLog:
         self.stream: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held open by dynamod
 
     def reopen(self) -> None:
+        try:
+            stream = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            log.error("change log %s: cannot reopen, keeping the old file: %s", self.path, exc)
+            return
         self.stream.close()
-        self.stream = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        self.stream = stream
 
     def write(self, version: int, who: str, records: Iterable[Record]) -> None:
+        """One line per change. The changes are committed already: a full disk costs log lines
+        (said in the server log), never the server."""
         prefix = f"v{version} {who}: "
         lines = []
         for op, type_name, fields in records:
             key = " ".join(f"{k}={fields.get(k)!r}" for k in FIELDS[type_name][1])
             lines.append(f"{prefix}{op} {type_name} {key}\n")
-        self.stream.write("".join(lines))
-        self.stream.flush()
+        try:
+            self.stream.write("".join(lines))
+            self.stream.flush()
+        except OSError as exc:
+            log.error("change log %s: %d line(s) of version %d not written: %s", self.path, len(lines), version,
+                      exc)
 
     def close(self) -> None:
         self.stream.close()

@@ -13,6 +13,7 @@ import gc
 import logging
 import os
 import pwd
+import secrets
 import selectors
 import shutil
 import signal
@@ -219,6 +220,8 @@ class Dynamod:
             entry = pwd.getpwnam(name)
         except KeyError:
             raise ConfigurationError(f"[server] service_user {name!r} does not exist") from None
+        if entry.pw_uid == 0:
+            raise ConfigurationError(f"[server] service_user {name!r} is root: applications must not run as root")
         return entry.pw_uid, entry.pw_gid
 
     def open_store(self) -> None:
@@ -486,8 +489,7 @@ class Dynamod:
         if stream.kind in ("out", "err"):
             text = stream.text.decode(data)
             if stream.log is not None:
-                stream.log.write(text)
-                stream.log.flush()  # --poll shows a running application's output
+                self._keep_output(stream, text)
             if text and child.connection is not None:
                 child.connection.send({"type": stream.kind, "data": text})
             return
@@ -499,6 +501,26 @@ class Dynamod:
             child.change_error = f"malformed frame from the application: {exc}"
             child.stop("killed")
             self._close_stream(stream)
+
+    def _keep_output(self, stream: K.Stream, text: str) -> None:
+        """Append to the server's copy of the output (flushed: --poll shows a running application's),
+        up to ``max_output``: a chatty application must not fill the server's disk."""
+        assert stream.log is not None
+        limit = self.config.applications.max_output
+        room = limit - stream.logged
+        try:
+            stream.log.write(text[:room])
+            stream.logged += min(len(text), room)
+            if len(text) > room:
+                stream.log.write(f"\n[dynamo: the server keeps only the first {limit} characters of this output]\n")
+                stream.log.close()
+                stream.log = None
+            else:
+                stream.log.flush()
+        except OSError as exc:  # a full disk: the client still gets the output
+            log.error("app %d (%s): cannot keep its output: %s", stream.child.record.id, stream.child.record.title,
+                      exc)
+            stream.log = None
 
     def _child_frame(self, child: K.Child, kind: str, frame: dict[str, Any]) -> None:
         if kind == "control":  # the console: out/err/prompt, in order
@@ -546,7 +568,7 @@ class Dynamod:
                     self._close_stream(stream)
                     break
                 if stream.log is not None and stream.text is not None:
-                    stream.log.write(stream.text.decode(data))
+                    self._keep_output(stream, stream.text.decode(data))
 
     # =====================================================================
     # children
@@ -761,7 +783,9 @@ class Dynamod:
         # <work_area>/<id>/ belongs to the server and keeps the output logs; the application gets
         # <id>/work/ (its current directory), so it cannot swap the logs for links to files only the
         # server may read, which --poll would then show
-        run_dir = self.config.path(self.config.applications.work_area) / str(record.id)
+        # the name has a random part: the directory above is not listable, so applications (which
+        # all run as the service user) cannot find each other's work areas
+        run_dir = self.config.path(self.config.applications.work_area) / f"{record.id}-{secrets.token_hex(8)}"
         work = run_dir / "work"
         try:
             run_dir.mkdir(mode=0o711, parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ and checks that the server stays up, keeps serving others, and tells the truth.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import signal
@@ -230,3 +231,47 @@ def test_startup_failures_are_reported_and_logged(server_home: Path) -> None:
     assert "Traceback" not in done.stderr
     assert "/nonexistent/cert.pem" in done.stderr or "cert" in done.stderr
     assert "cert" in server.log()
+
+
+@ROOT_ONLY
+def test_applications_cannot_find_each_others_work_areas(server: Server) -> None:
+    script = server.script("look.py", """
+import os, sys
+print(os.getcwd().rsplit('/', 2)[-2].split('-')[0], sys.path.count(os.getcwd()))
+for where in ('..', '../..'):
+    try:
+        os.listdir(where)
+        print(where, 'listable')
+    except PermissionError:
+        print(where, 'hidden')
+""")
+    done = server.run(str(script))
+    assert done.code == 0, done.err
+    app_id, on_path = done.out.split("\n")[0].split()
+    assert on_path == "0"  # the work area is not on sys.path
+    assert done.out.split("\n")[1:3] == [".. hidden", "../.. hidden"]
+    assert server.run("--poll", app_id).code == 0
+
+
+def test_the_server_keeps_only_max_output_of_an_applications_output(server_home: Path) -> None:
+    server = Server(server_home, f"sqlite:///{server_home}/inventory.db", extra="max_output = 1000")
+    server.start()
+    try:
+        script = server.script("chatty.py", "for i in range(1000):\n    print(f'line {i:04d}')\n")
+        done = server.run(str(script))
+        assert done.code == 0 and done.out.count("\n") == 1000  # the client gets everything
+        app_id = json.loads(server.run("--list", "--all", "--json").out)[0]["id"]
+        polled = server.run("--poll", str(app_id)).out
+        assert "line 0000" in polled and "line 0999" not in polled
+        assert "the server keeps only the first 1000 characters of this output" in polled
+    finally:
+        assert server.stop() == 0
+
+
+@ROOT_ONLY
+def test_root_is_refused_as_the_service_user(server_home: Path) -> None:
+    server = Server(server_home, f"sqlite:///{server_home}/inventory.db")
+    server.config.write_text(server.config.read_text().replace("[server]\n", '[server]\nservice_user = "root"\n'))
+    done = subprocess.run([command("dynamod"), "--config", str(server.config)], capture_output=True, text=True,
+                          timeout=60, env=server.env())
+    assert done.returncode != 0 and "service_user 'root' is root" in done.stderr
