@@ -8,6 +8,7 @@ from urllib.parse import unquote, urlsplit
 
 import pymysql
 import pymysql.cursors
+from pymysql.cursors import RE_INSERT_VALUES
 
 from dynamo.errors import ConfigurationError, StoreError, StoreUnavailable
 from dynamo.store.sql import SQLStore, fetch_batches
@@ -15,6 +16,9 @@ from dynamo.store.sql import SQLStore, fetch_batches
 # client-side codes for a lost or refused connection, and server-side ones for
 # a killed connection or shutdown
 _CONNECTION_LOST = {2003, 2006, 2013, 2055, 1053, 1927, 4031}
+# multi-row statements of about this many characters (PyMySQL's own executemany: 1 MB); far
+# below max_allowed_packet (16 MiB by default) even for rows of many-byte characters
+STATEMENT_BYTES = 1 << 20
 
 
 def parse_mysql_url(url: str) -> dict[str, Any]:
@@ -130,6 +134,28 @@ class MySQLStore(SQLStore):
         if rows:
             with self._connection().cursor() as cur:
                 cur.executemany(sql, rows)
+
+    def _render(self, sql: str, rows: Sequence[Sequence[Any]]) -> Iterator[SQLStore.Statement]:
+        """Multi-row INSERTs of ~1 MB rendered here, in the producer thread of ``_execute_all``
+        (escaping needs no I/O), as PyMySQL's executemany would render them between round trips."""
+        match = RE_INSERT_VALUES.match(sql)
+        if match is None:
+            yield sql, rows
+            return
+        prefix, values, postfix = match.group(1), match.group(2).rstrip(), match.group(3) or ""
+        cursor = self._connection().cursor()
+        mogrify = cursor.mogrify
+        parts: list[str] = []
+        size = 0
+        for row in rows:
+            part = mogrify(values, row)
+            parts.append(part)
+            size += len(part) + 1
+            if size > STATEMENT_BYTES:
+                yield prefix + ",".join(parts) + postfix, None
+                parts, size = [], 0
+        if parts:
+            yield prefix + ",".join(parts) + postfix, None
 
     def _stream(self, sql: str) -> Iterator[tuple[Any, ...]]:
         cur = self._connection().cursor(pymysql.cursors.SSCursor)  # unbuffered: rows as they arrive

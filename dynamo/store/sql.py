@@ -8,6 +8,7 @@ written with ``%s`` placeholders; SQLite's dialect rewrites them.
 from __future__ import annotations
 
 import gc
+import queue
 import sys
 import threading
 import time
@@ -95,6 +96,62 @@ class Background:
         if self._error is not None:
             raise self._error
         return self._value
+
+
+class Pipeline:
+    """Iterate ``items`` in a thread, handing them over in order through a short queue.
+
+    Errors in the producer are raised to the consumer; a consumer that stops early (an
+    error of its own) stops the producer, which is joined on exit either way.
+    """
+
+    _DONE = object()
+
+    def __init__(self, items: Iterator[Any], depth: int = 4):
+        self._items = items
+        self._queue: queue.Queue[Any] = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._produce, name="dynamo-rows", daemon=True)
+
+    def __enter__(self) -> Pipeline:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        while self._thread.is_alive():  # unblock a producer waiting for room
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                self._thread.join(0.01)
+
+    def _produce(self) -> None:
+        try:
+            for item in self._items:
+                if not self._put(item):
+                    return
+        except BaseException as exc:  # handed to the consumer
+            self._error = exc
+        self._put(self._DONE)
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            item = self._queue.get()
+            if item is self._DONE:
+                if self._error is not None:
+                    raise self._error
+                return
+            yield item
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -232,8 +289,7 @@ class SQLStore(InventoryStore):
                 self._begin_write()
                 try:
                     seq = self._next_version(inventory.version)
-                    self._write_deletions(txn.deleted_rows)
-                    self._write_dirty(inventory, txn)
+                    self._execute_all(self._data_statements(inventory, txn))
                     self._write_journal(seq, meta, journal.num_records, encoder.result())
                     self._write_meta(seq, inventory.ids)
                     self._commit()
@@ -254,23 +310,32 @@ class SQLStore(InventoryStore):
                                 "another writer committed; reload before writing")
         return current + 1
 
-    def _write_deletions(self, deleted: dict[str, list[tuple[int, ...]]]) -> None:
+    # A statement is (sql, params): params a list of rows for executemany, or None for SQL that
+    # is complete as it is (a dialect may render rows into the text ahead of time).
+    Statement = tuple[str, "Sequence[Sequence[Any]] | None"]
+
+    def _execute_all(self, statements: Iterator[SQLStore.Statement]) -> None:
+        """Execute ``statements`` in order, producing them in a thread meanwhile.
+
+        Building rows from the image and rendering them is Python work; executing them is
+        mostly waiting for the database with the GIL released. Overlapping the two saves
+        ~0.4 s of a 100k-record MariaDB commit. The image does not change meanwhile: the
+        caller is here, and the producer is joined before this returns or raises (a
+        rollback of the image must not race with it).
+        """
+        with Pipeline(statements) as pipeline:
+            for sql, params in pipeline:
+                if params is None:
+                    self._execute(sql)
+                else:
+                    self._executemany(sql, params)
+
+    def _data_statements(self, inventory: Inventory, txn: Transaction) -> Iterator[SQLStore.Statement]:
+        """Deletions children first, then upserts parents first (foreign keys hold throughout)."""
         for table in reversed(R.WRITE_ORDER):
-            keys = deleted.get(table)
+            keys = txn.deleted_rows.get(table)
             if keys:
-                self._delete_rows(R.TABLE_OF[table], keys)
-
-    def _delete_rows(self, sql_table: str, keys: Sequence[tuple[int, ...]]) -> None:
-        key_columns = R.PRIMARY_KEYS[sql_table]
-        for chunk in _chunks(sorted(set(keys)), DELETE_CHUNK):  # key order, as in _upsert
-            if len(key_columns) == 1:
-                marks = ",".join(["%s"] * len(chunk))
-                self._execute(f"DELETE FROM {sql_table} WHERE {key_columns[0]} IN ({marks})", [k[0] for k in chunk])
-            else:
-                self._execute(self._delete_composite_sql(sql_table, key_columns, len(chunk)),
-                              [v for k in chunk for v in k])
-
-    def _write_dirty(self, inventory: Inventory, txn: Transaction) -> None:
+                yield from self._delete_statements(R.TABLE_OF[table], keys)
         for table in R.WRITE_ORDER:
             objects = [o for o in txn.dirty[table].values() if inventory.is_alive(table, o)]
             if not objects:
@@ -285,18 +350,32 @@ class SQLStore(InventoryStore):
                     else:
                         rows.append(row)
                 if emptied:
-                    self._delete_rows("block_files", emptied)
+                    yield from self._delete_statements("block_files", emptied)
             else:
                 rows = [make_row(o) for o in objects]
-            self._upsert(R.TABLE_OF[table], rows)
+            if rows:
+                yield from self._upsert_statements(R.TABLE_OF[table], rows)
 
-    def _upsert(self, sql_table: str, rows: list[tuple[Any, ...]]) -> None:
-        if rows:
-            keys = R.PRIMARY_KEYS[sql_table]
-            # in primary-key order: InnoDB then walks its clustered index forwards instead of
-            # jumping around it (2x faster at W10 when the table exceeds the buffer pool)
-            rows.sort(key=itemgetter(*range(len(keys))))
-            self._executemany(self._upsert_sql(sql_table, R.COLUMNS[sql_table], keys), rows)
+    def _delete_statements(self, sql_table: str, keys: Sequence[tuple[int, ...]]) -> Iterator[SQLStore.Statement]:
+        key_columns = R.PRIMARY_KEYS[sql_table]
+        for chunk in _chunks(sorted(set(keys)), DELETE_CHUNK):  # key order, as in _upsert_statements
+            if len(key_columns) == 1:
+                marks = ",".join(["%s"] * len(chunk))
+                yield f"DELETE FROM {sql_table} WHERE {key_columns[0]} IN ({marks})", [[k[0] for k in chunk]]
+            else:
+                yield (self._delete_composite_sql(sql_table, key_columns, len(chunk)),
+                       [[v for k in chunk for v in k]])
+
+    def _upsert_statements(self, sql_table: str, rows: list[tuple[Any, ...]]) -> Iterator[SQLStore.Statement]:
+        keys = R.PRIMARY_KEYS[sql_table]
+        # in primary-key order: InnoDB then walks its clustered index forwards instead of
+        # jumping around it (2x faster at W10 when the table exceeds the buffer pool)
+        rows.sort(key=itemgetter(*range(len(keys))))
+        yield from self._render(self._upsert_sql(sql_table, R.COLUMNS[sql_table], keys), rows)
+
+    def _render(self, sql: str, rows: Sequence[Sequence[Any]]) -> Iterator[SQLStore.Statement]:
+        """Statements that run ``sql`` for every row (a dialect may render multi-row SQL)."""
+        yield sql, rows
 
     def _write_journal(self, seq: int, meta: ChangeMeta, num_records: int, chunks: list[bytes]) -> None:
         self._execute(f"INSERT INTO journal ({_JOURNAL_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
