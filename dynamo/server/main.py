@@ -780,11 +780,10 @@ class Dynamod:
 
     def _spawn(self, pending: Pending) -> K.Child | None:
         record, request = pending.record, pending.request
-        # <work_area>/<id>/ belongs to the server and keeps the output logs; the application gets
-        # <id>/work/ (its current directory), so it cannot swap the logs for links to files only the
-        # server may read, which --poll would then show
-        # the name has a random part: the directory above is not listable, so applications (which
-        # all run as the service user) cannot find each other's work areas
+        # <work_area>/<id>-<random>/ belongs to the server and keeps the output logs; the application
+        # gets its work/ (the current directory), so it cannot swap the logs for links to files only
+        # the server may read, which --poll would then show. The random part: <work_area> is not
+        # listable, so applications (all running as the service user) cannot find each other's.
         run_dir = self.config.path(self.config.applications.work_area) / f"{record.id}-{secrets.token_hex(8)}"
         work = run_dir / "work"
         try:
