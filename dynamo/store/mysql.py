@@ -48,6 +48,7 @@ def parse_mysql_url(url: str) -> dict[str, Any]:
 class MySQLStore(SQLStore):
     kind = "mysql"
     SCHEMA_FILE = "mysql.sql"
+    PIPELINED = True
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 3306, user: str = "root", password: str = "",
                  database: str = "dynamo", unix_socket: str | None = None, connect_timeout: float = 10):
