@@ -32,10 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.store_bench import fresh_mysql_url, save_results
 from bench.workload import W10, change_records, generate, scaled
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 
 FIRST_LINE = "print('first line', flush=True)\n"
 MEMORY = """
@@ -173,7 +171,6 @@ def main() -> None:
             if kind == "sqlite":
                 url = f"sqlite:///{home}/inventory.db"
             else:
-                from bench.store_bench import fresh_mysql_url
                 url = fresh_mysql_url(args.mysql, args.mysql_db)
             print(f"== {kind}: scale {args.scale} ...", flush=True)
             r = measure(kind, url, home, args.scale, args.changes, args.runs, args.seed)
@@ -184,10 +181,7 @@ def main() -> None:
                   f"{r['write_exit_to_done_s']:.2f} s from exit to done", flush=True)
         finally:
             shutil.rmtree(home, ignore_errors=True)
-    RESULTS.mkdir(exist_ok=True)
-    path = Path(args.json) if args.json else RESULTS / f"server-{int(results['time'])}.json"
-    path.write_text(json.dumps(results, indent=1))
-    print(f"results: {path}")
+    save_results(results, "server", args.json)
 
 
 if __name__ == "__main__":

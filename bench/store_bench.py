@@ -132,6 +132,14 @@ def buffer_pool_mb(url: str) -> float:
     return int(value) / 2**20
 
 
+def save_results(results: dict[str, Any], name: str, path: str | None) -> None:
+    """Write a benchmark's results to ``path``, else to bench/results/<name>-<time>.json."""
+    RESULTS.mkdir(exist_ok=True)
+    target = Path(path) if path else RESULTS / f"{name}-{int(results['time'])}.json"
+    target.write_text(json.dumps(results, indent=1))
+    print(f"results: {target}")
+
+
 def fresh_mysql_url(base: str, database: str = "dynamo_bench") -> str:
     import pymysql
 
@@ -185,10 +193,7 @@ def main() -> None:
                   f"RSS {r['rss_mb']:.0f} MB; change set of {r['records']}: {r['total_s']:.2f} s "
                   f"(apply {r['apply_s']:.2f} s + database {r['db_commit_s']:.2f} s); "
                   f"import {r['import_s']:.1f} s", flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    path = Path(args.json) if args.json else RESULTS / f"store-{int(results['time'])}.json"
-    path.write_text(json.dumps(results, indent=1))
-    print(f"results: {path}")
+    save_results(results, "store", args.json)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,16 @@ class Server:
         path = self.home / name
         path.write_text(body)
         return path
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 15) -> None:
+    """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"condition not reached within {timeout} s")
 
 
 def run_as_nobody(server: Server, module: str, *args: str) -> subprocess.CompletedProcess[str]:

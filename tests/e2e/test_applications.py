@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.e2e.conftest import Server, run_as_nobody
+from tests.e2e.conftest import Server, run_as_nobody, wait_for
 from tests.e2e.test_seed_transcript import inject_seed
 
 WRITER = """
@@ -132,30 +132,19 @@ def test_timeout_kill_poll_async(server: Server) -> None:
     assert timed_out.out == "sleeping\n"
     assert time.monotonic() - started < 20
     app_id = int(server.run("--asynchronous", str(sleeper)).out.strip())
-    for _ in range(100):
-        polled = server.run("--poll", str(app_id))
-        if "status     running" in polled.out and "sleeping" in polled.out:
-            break
-        time.sleep(0.1)
-    assert "status     running" in polled.out and "sleeping" in polled.out
+
+    def polled(*expected: str) -> bool:
+        out = server.run("--poll", str(app_id)).out
+        return all(text in out for text in expected)
+
+    wait_for(lambda: polled("status     running", "sleeping"))  # its output while it runs, too
     assert f"{app_id}  running" in server.run("--list").out
     killed = server.run("--kill", str(app_id))
     assert killed.code == 0 and "stopping" in killed.out
-    for _ in range(100):
-        polled = server.run("--poll", str(app_id))
-        if "status     killed" in polled.out:
-            break
-        time.sleep(0.1)
-    assert "status     killed" in polled.out
+    wait_for(lambda: polled("status     killed"))
     assert server.run("--poll", "99999").code == 1
-    quick = server.script("quick.py", "print('done quickly')\n")
-    app_id = int(server.run("-A", str(quick)).out)
-    for _ in range(100):
-        polled = server.run("--poll", str(app_id))
-        if "status     done" in polled.out:
-            break
-        time.sleep(0.1)
-    assert "done quickly" in polled.out
+    app_id = int(server.run("-A", str(server.script("quick.py", "print('done quickly')\n"))).out)
+    wait_for(lambda: polled("status     done", "done quickly"))
 
 
 def test_readers_run_while_a_writer_works_and_writers_queue(server: Server) -> None:
@@ -167,10 +156,7 @@ def test_readers_run_while_a_writer_works_and_writers_queue(server: Server) -> N
     from tests.e2e.conftest import command
     writer = subprocess.Popen([command("dynamo"), str(slow), "-W", "-t", "slow"], env=server.env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for _ in range(100):
-        if "running   w" in server.run("--list").out:
-            break
-        time.sleep(0.05)
+    wait_for(lambda: "running   w" in server.run("--list").out)
     queued = subprocess.Popen([command("dynamo"), str(second), "-W", "-t", "second"], env=server.env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)

@@ -19,9 +19,8 @@ from pathlib import Path
 import pytest
 
 from dynamo.protocol import framing
-from tests.e2e.conftest import Server, command, run_as_nobody
+from tests.e2e.conftest import Server, command, run_as_nobody, wait_for
 from tests.e2e.test_applications import WRITER, authorize, sites
-from tests.e2e.test_lifecycle import wait_for
 
 ROOT_ONLY = pytest.mark.skipif(os.getuid() != 0, reason="needs root: dynamod drops applications to a service user")
 

@@ -7,20 +7,11 @@ import signal
 import time
 from pathlib import Path
 
-from tests.e2e.conftest import Server, command
+from tests.e2e.conftest import Server, command, wait_for
 
 
 def cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-
-
-def wait_for(predicate: object, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached")
 
 
 def test_stop_with_running_applications_then_restart(server: Server) -> None:

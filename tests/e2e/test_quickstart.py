@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import EXAMPLES, ROOT, command
-from tests.e2e.test_lifecycle import wait_for
+from tests.e2e.conftest import EXAMPLES, ROOT, command, wait_for
 from tests.e2e.test_seed_transcript import BLOCKS, DS, SITES
 
 

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,16 +20,21 @@ from tests.conftest import MYSQL_SERVER, drop_mysql_database
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
-def test_store_bench_runs(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    args = [sys.executable, "-m", "bench.store_bench", "--scale", "0.0002", "--changes", "300", "--stores", kind,
-            "--json", str(tmp_path / "out.json")]
+def run_bench(module: str, kind: str, tmp_path: Path, request: pytest.FixtureRequest, *extra: str) -> Any:
+    """One tiny run of ``bench.<module>`` on one store; its results for that store."""
+    args = [sys.executable, "-m", f"bench.{module}", "--scale", "0.0002", "--changes", "300", "--stores", kind,
+            "--json", str(tmp_path / "out.json"), *extra]
     if kind == "mysql":
-        database = f"dynamo_bench_smoke_{os.getpid()}"
+        database = f"dynamo_{module}_smoke_{os.getpid()}"
         args += ["--mysql", request.getfixturevalue("mysql_server"), "--mysql-db", database]
         request.addfinalizer(lambda: drop_mysql_database(f"{MYSQL_SERVER}/{database}"))
     subprocess.run(args, check=True, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    result = json.loads((tmp_path / "out.json").read_text())["stores"][kind]
+    return json.loads((tmp_path / "out.json").read_text())["stores"][kind]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def test_store_bench_runs(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    result = run_bench("store_bench", kind, tmp_path, request)
     assert result["counts"]["datasets"] == 20 and result["counts"]["files"] == 2000
     assert result["records"] >= 300
     for key in ("load_s", "floor_s", "rss_mb", "total_s", "apply_s", "db_commit_s", "import_s"):
@@ -37,15 +43,7 @@ def test_store_bench_runs(kind: str, tmp_path: Path, request: pytest.FixtureRequ
 
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
 def test_server_bench_runs(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    args = [sys.executable, "-m", "bench.server_bench", "--scale", "0.0002", "--changes", "300", "--runs", "2",
-            "--stores", kind, "--json", str(tmp_path / "out.json")]
-    if kind == "mysql":
-        database = f"dynamo_server_bench_smoke_{os.getpid()}"
-        args += ["--mysql", request.getfixturevalue("mysql_server"), "--mysql-db", database]
-        request.addfinalizer(lambda: drop_mysql_database(f"{MYSQL_SERVER}/{database}"))
-    subprocess.run(args, check=True, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    result = json.loads((tmp_path / "out.json").read_text())["stores"][kind]
+    result = run_bench("server_bench", kind, tmp_path, request, "--runs", "2")
     assert result["records"] == 300
     for key in ("ready_s", "first_line_ms_median", "child_private_mb", "write_exit_to_done_s"):
         assert result[key] > 0, key
-    assert result["gc_dirty_mb"] >= 0
