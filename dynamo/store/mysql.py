@@ -144,8 +144,12 @@ class MySQLStore(SQLStore):
             yield sql, rows
             return
         prefix, values, postfix = match.group(1), match.group(2).rstrip(), match.group(3) or ""
-        cursor = self._connection().cursor()
-        mogrify = cursor.mogrify
+        # the transaction's own connection, for its escaping rules only (no I/O here); never
+        # _connection(), which would open a fresh one from this thread if that one was lost
+        conn = self._conn
+        if conn is None:
+            raise StoreUnavailable("MySQL connection lost during the commit")
+        mogrify = conn.cursor().mogrify
         parts: list[str] = []
         size = 0
         for row in rows:
