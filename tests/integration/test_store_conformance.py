@@ -9,7 +9,7 @@ import pytest
 
 import dynamo.core.journal as journal_module
 from bench.workload import change_records, generate, scaled
-from dynamo.core.changeset import apply_change_set
+from dynamo.core.changeset import Prepared, apply_change_set
 from dynamo.core.codec import DELETE, UPDATE, encode
 from dynamo.core.documents import parse_inject
 from dynamo.core.export import fingerprint
@@ -85,6 +85,22 @@ def test_journal_records_meta_and_replays(store: InventoryStore) -> None:
         apply_change_set(replay, None, list(store.journal_records(entry.seq)))
     assert fingerprint(replay) == fingerprint(store.load())
     assert store.version() == 2
+
+
+def test_an_empty_change_set_changes_nothing(store: InventoryStore) -> None:
+    """A write application that changed nothing: no journal row, no new version, and the caller is told."""
+    inv = store.load()
+    assert apply_change_set(inv, store, [encode(UPDATE, Site("A"))], ChangeMeta(user="alice")) is True
+    image_before, entries_before = fingerprint(inv), store.journal_entries()
+    prepared = Prepared()
+    prepared.extend([])
+    for empty in ([], iter([]), prepared):
+        assert apply_change_set(inv, store, empty, ChangeMeta(user="bob", title="no-op")) is False
+        assert inv.version == store.version() == 1
+        assert store.journal_entries() == entries_before
+        assert fingerprint(inv) == image_before
+    assert apply_change_set(inv, store, [encode(UPDATE, Site("B"))]) is True  # the image still matches the store
+    assert inv.version == store.version() == 2
 
 
 def test_big_change_sets_are_journaled_in_chunks(store: InventoryStore, monkeypatch: Any) -> None:

@@ -92,6 +92,13 @@ def test_rollback_restores_the_exact_image(seed: int) -> None:
     assert fingerprint(inv) != before
 
 
+def test_an_empty_change_set_leaves_the_version() -> None:
+    inv = fresh()
+    assert apply_change_set(inv, None, [encode(UPDATE, Site("A"))]) is True
+    assert apply_change_set(inv, None, []) is False
+    assert inv.version == 1 and list(inv.sites) == ["A"]
+
+
 def test_replaying_the_journal_records_reproduces_the_image() -> None:
     inv = generate(scaled(0.001), 4)
     copy = fresh()
