@@ -4,18 +4,18 @@ Requires the role admin on inventory."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from dynamo.apps.exitcodes import ClientExit
 from dynamo.cli.client import add_connection_options, configuration, connect, fail, refused
+from dynamo.cli.usage import UsageParser
 
 CHUNK = 1 << 20
 PROGRESS_ABOVE = 4 << 20
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="dynamo-inject", description=__doc__)
+    p = UsageParser(prog="dynamo-inject", description=__doc__)
     p.add_argument("file", help="the JSON document, or - for standard input")
     p.add_argument("-X", "--delete", action="store_true", help="the document lists objects to delete")
     add_connection_options(p)
