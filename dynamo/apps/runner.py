@@ -29,6 +29,7 @@ from dynamo.apps.exitcodes import ChildExit
 from dynamo.apps.recorder import PipeRecorder
 from dynamo.core import executable
 from dynamo.core.inventory import Inventory
+from dynamo.proctitle import set_title
 from dynamo.protocol import framing
 
 
@@ -83,18 +84,10 @@ def _setup(spec: ChildSpec) -> None:
         os.setgid(spec.gid)
         os.setuid(spec.uid)
     os.chdir(spec.work_area)
-    _set_title(f"dynamo: {spec.kind} {spec.app_id} {spec.title}")
+    set_title(f"dynamo: {spec.kind} {spec.app_id} {spec.title}")
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
     sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
-
-
-def _set_title(title: str) -> None:
-    try:
-        import setproctitle
-    except ImportError:  # optional at run time: titles are a convenience
-        return
-    setproctitle.setproctitle(title)
 
 
 def _wire(spec: ChildSpec, inventory: Inventory) -> None:

@@ -63,22 +63,6 @@ class Prepared:
         return len(self.records)
 
 
-class ChangeSet:
-    """Records update/delete calls in order (install as ``inventory.recorder``)."""
-
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    def record(self, op: str, obj: DataObject) -> None:
-        self.records.append(encode(op, obj))
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self.records)
-
-
 def _normalized(op: str, record: Record, obj: DataObject, live: Any) -> Record:
     """The journal's form of an applied record: ``encode(op, live)``.
 

@@ -132,7 +132,7 @@ def _block_ref(type_name: str, f: dict[str, Any]) -> str:
     if type(dataset) is not str or type(block) is not str or "#" in dataset or "#" in block:
         for name, value in (("dataset", dataset), ("block", block)):
             if type(value) is not str:
-                raise CodecError(f"{type_name} {name}: expected a string, got {_kind(value)}")
+                raise CodecError(f"{type_name} {name}: expected a string, got {json_kind(value)}")
             if "#" in value:
                 raise CodecError(f"{type_name} {name}: {value!r} must not contain '#'")
     return f"{dataset}#{block}"
@@ -174,14 +174,15 @@ def _files(files: Any) -> list[str] | None:
     if files is None:
         return None
     if not isinstance(files, list):
-        raise CodecError(f"blockreplica files: expected a list or null, got {_kind(files)}")
+        raise CodecError(f"blockreplica files: expected a list or null, got {json_kind(files)}")
     for index, lfn in enumerate(files):
         if not isinstance(lfn, str):
-            raise CodecError(f"blockreplica files[{index}]: expected a string, got {_kind(lfn)}")
+            raise CodecError(f"blockreplica files[{index}]: expected a string, got {json_kind(lfn)}")
     return files
 
 
-def _kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """How an error message names a JSON value's type: 'an integer', 'a list', 'null'."""
     if value is None:
         return "null"
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",

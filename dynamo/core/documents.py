@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from dynamo.core.codec import DELETE, UPDATE, Record, encode
+from dynamo.core.codec import DELETE, UPDATE, Record, encode, json_kind
 from dynamo.core.inventory import Inventory
 from dynamo.dataformat import (
     Block,
@@ -89,7 +89,7 @@ def load_json(text: str | bytes) -> Any:
 class _Node:
     def __init__(self, path: str, value: Any, allowed: tuple[str, ...]):
         if not isinstance(value, dict):
-            raise DocumentError(path, f"expected an object, got {_kind(value)}")
+            raise DocumentError(path, f"expected an object, got {json_kind(value)}")
         self.path = path
         self.value = value
         unknown = [k for k in value if k not in allowed]
@@ -108,7 +108,7 @@ class _Node:
             raise DocumentError(self.at(key), "missing")
         value = self.value[key]
         if not isinstance(value, str):
-            raise DocumentError(self.at(key), f"expected a string, got {_kind(value)}")
+            raise DocumentError(self.at(key), f"expected a string, got {json_kind(value)}")
         if not value:
             raise DocumentError(self.at(key), "must not be empty")
         return value
@@ -116,7 +116,7 @@ class _Node:
     def string(self, key: str, default: Any) -> Any:
         value = self.value.get(key, default)
         if key in self.value and not isinstance(value, str):
-            raise DocumentError(self.at(key), f"expected a string, got {_kind(value)}")
+            raise DocumentError(self.at(key), f"expected a string, got {json_kind(value)}")
         return value
 
     def optional_string(self, key: str, default: Any) -> Any:
@@ -131,7 +131,7 @@ class _Node:
             return default
         value = self.value[key]
         if isinstance(value, bool) or not isinstance(value, int):
-            raise DocumentError(self.at(key), f"expected an integer, got {_kind(value)}")
+            raise DocumentError(self.at(key), f"expected an integer, got {json_kind(value)}")
         if value < 0:
             raise DocumentError(self.at(key), f"must not be negative, got {value}")
         return value
@@ -139,7 +139,7 @@ class _Node:
     def boolean(self, key: str, default: Any) -> Any:
         value = self.value.get(key, default)
         if key in self.value and not isinstance(value, bool):
-            raise DocumentError(self.at(key), f"expected true or false, got {_kind(value)}")
+            raise DocumentError(self.at(key), f"expected true or false, got {json_kind(value)}")
         return value
 
     def items(self, key: str, allowed: tuple[str, ...]) -> Iterator[_Node]:
@@ -149,16 +149,9 @@ class _Node:
     def elements(self, key: str) -> Iterator[tuple[str, Any]]:
         values = self.value.get(key, [])
         if not isinstance(values, list):
-            raise DocumentError(self.at(key), f"expected a list, got {_kind(values)}")
+            raise DocumentError(self.at(key), f"expected a list, got {json_kind(values)}")
         for index, value in enumerate(values):
             yield f"{self.at(key)}[{index}]", value
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
-            dict: "an object"}.get(type(value), type(value).__name__)
 
 
 def _top(document: Any, allowed: tuple[str, ...]) -> _Node:
@@ -168,7 +161,7 @@ def _top(document: Any, allowed: tuple[str, ...]) -> _Node:
 def _items(root: _Node, key: str, allowed: tuple[str, ...]) -> Iterator[_Node]:
     values = root.value.get(key, [])
     if not isinstance(values, list):
-        raise DocumentError(key, f"expected a list, got {_kind(values)}")
+        raise DocumentError(key, f"expected a list, got {json_kind(values)}")
     for index, value in enumerate(values):
         yield _Node(f"{key}[{index}]", value, allowed)
 
@@ -272,7 +265,7 @@ class _Injector:
         self.out.add(UPDATE, _make(node.at("name"), Partition, name))
         quota = node.value.get("quota", {})
         if not isinstance(quota, dict):
-            raise DocumentError(node.at("quota"), f"expected an object of site: bytes, got {_kind(quota)}")
+            raise DocumentError(node.at("quota"), f"expected an object of site: bytes, got {json_kind(quota)}")
         for site, value in quota.items():
             path = f"{node.at('quota')}.{site}"
             if not self._site_exists(site):
@@ -313,7 +306,7 @@ class _Injector:
                 raise DocumentError(node.at("software_version"), "expected a string or a list of one string")
             value = value[0]
         if value is not None and not isinstance(value, str):
-            raise DocumentError(node.at("software_version"), f"expected a string, got {_kind(value)}")
+            raise DocumentError(node.at("software_version"), f"expected a string, got {json_kind(value)}")
         return value
 
     def block(self, node: _Node, dataset: str, old_dataset: Dataset | None, blocks: dict[str, dict[str, int]],
@@ -397,7 +390,7 @@ class _Injector:
             held = []
             for path, lfn in node.elements("files"):
                 if not isinstance(lfn, str):
-                    raise DocumentError(path, f"expected a file name, got {_kind(lfn)}")
+                    raise DocumentError(path, f"expected a file name, got {json_kind(lfn)}")
                 if lfn not in files:
                     raise DocumentError(path, f"file {lfn!r} is not in block {dataset}#{block}")
                 held.append(lfn)

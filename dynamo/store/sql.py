@@ -13,10 +13,11 @@ import sys
 import threading
 import time
 from abc import abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from dynamo.core.codec import Record
 from dynamo.core.ids import ID_KINDS, IdAllocator
@@ -71,31 +72,6 @@ def fetch_batches(cursor: Any, size: int = 20000) -> Iterator[tuple[Any, ...]]:
             yield from batch
     finally:
         cursor.close()
-
-
-class Background:
-    """Run ``func`` in a thread; ``result()`` joins it and returns its value or raises its error."""
-
-    def __init__(self, func: Callable[[], Any]):
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(func,), name="dynamo-journal", daemon=True)
-        self._thread.start()
-
-    def _run(self, func: Callable[[], Any]) -> None:
-        try:
-            self._value = func()
-        except BaseException as exc:  # handed to the caller by result()
-            self._error = exc
-
-    def join(self) -> None:
-        self._thread.join()
-
-    def result(self) -> Any:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 class Pipeline:
@@ -283,22 +259,21 @@ class SQLStore(InventoryStore):
     # ------------------------------------------------------------------
 
     def commit(self, inventory: Inventory, txn: Transaction, journal: JournalWriter, meta: ChangeMeta) -> int:
-        # The journal is encoded while the database executes the data statements.
-        encoder = Background(journal.finish)
-        try:
+        # The journal is encoded while the database executes the data statements; leaving the
+        # executor waits for the encoder, also when the commit failed.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dynamo-journal") as encoder:
+            chunks = encoder.submit(journal.finish)
             with self._errors():
                 self._begin_write()
                 try:
                     seq = self._next_version(inventory.version)
                     self._execute_all(self._data_statements(inventory, txn))
-                    self._write_journal(seq, meta, journal.num_records, encoder.result())
+                    self._write_journal(seq, meta, journal.num_records, chunks.result())
                     self._write_meta(seq, inventory.ids)
                     self._commit()
                 except BaseException:
                     self._rollback()
                     raise
-        finally:
-            encoder.join()
         return seq
 
     def _next_version(self, expected: int) -> int:

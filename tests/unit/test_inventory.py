@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from dynamo.core.changeset import ChangeSet
 from dynamo.core.codec import decode
 from dynamo.core.inventory import Inventory
 from dynamo.dataformat import (
@@ -19,6 +18,7 @@ from dynamo.dataformat import (
     SitePartition,
 )
 from dynamo.errors import MissingReference, ObjectError, ProtectedObject
+from tests.unit.recording import PipeCapture
 
 
 def build() -> Inventory:
@@ -182,14 +182,14 @@ def test_block_replica_creates_its_dataset_replica() -> None:
 
 def test_recorder_keeps_call_order_and_full_state() -> None:
     inv = build()
-    changes = ChangeSet()
-    inv.recorder = changes
+    capture = PipeCapture()
+    inv.recorder = capture.recorder
     inv.update(Site("S3", "h3"))
     live = inv.sites["S1"]
     live.host = "edited-in-place"
     inv.update(live)  # recorded even though nothing needs copying
     inv.delete(Block("b2", "D"))
-    ops = [(op, obj) for op, obj in map(decode, changes.records)]
+    ops = [(op, obj) for op, obj in map(decode, capture.records())]
     assert [(op, type(o).__name__, o.key) for op, o in ops] == [
         ("update", "Site", ("S3",)), ("update", "Site", ("S1",)), ("delete", "Block", ("D", "b2"))]
     assert ops[1][1].host == "edited-in-place"
