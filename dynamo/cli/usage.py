@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import NoReturn
 
-from dynamo.apps.exitcodes import ClientExit
+from dynamo.cli.client import ClientExit
 
 
 class UsageParser(argparse.ArgumentParser):

@@ -114,10 +114,7 @@ class _Node:
         return value
 
     def string(self, key: str, default: Any) -> Any:
-        value = self.value.get(key, default)
-        if key in self.value and not isinstance(value, str):
-            raise DocumentError(self.at(key), f"expected a string, got {json_kind(value)}")
-        return value
+        return self._optional(key, default, str, "a string")
 
     def optional_string(self, key: str, default: Any) -> Any:
         if self.value.get(key, "") is None:
@@ -137,9 +134,12 @@ class _Node:
         return value
 
     def boolean(self, key: str, default: Any) -> Any:
+        return self._optional(key, default, bool, "true or false")
+
+    def _optional(self, key: str, default: Any, kind: type, expected: str) -> Any:
         value = self.value.get(key, default)
-        if key in self.value and not isinstance(value, bool):
-            raise DocumentError(self.at(key), f"expected true or false, got {json_kind(value)}")
+        if key in self.value and not isinstance(value, kind):
+            raise DocumentError(self.at(key), f"expected {expected}, got {json_kind(value)}")
         return value
 
     def items(self, key: str, allowed: tuple[str, ...]) -> Iterator[_Node]:

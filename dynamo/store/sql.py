@@ -259,21 +259,23 @@ class SQLStore(InventoryStore):
     # ------------------------------------------------------------------
 
     def commit(self, inventory: Inventory, txn: Transaction, journal: JournalWriter, meta: ChangeMeta) -> int:
-        # The journal is encoded while the database executes the data statements; leaving the
-        # executor waits for the encoder, also when the commit failed.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dynamo-journal") as encoder:
-            chunks = encoder.submit(journal.finish)
+        # The journal is encoded while the database executes the data statements.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dynamo-journal")
+        encoder = pool.submit(journal.finish)
+        try:
             with self._errors():
                 self._begin_write()
                 try:
                     seq = self._next_version(inventory.version)
                     self._execute_all(self._data_statements(inventory, txn))
-                    self._write_journal(seq, meta, journal.num_records, chunks.result())
+                    self._write_journal(seq, meta, journal.num_records, encoder.result())
                     self._write_meta(seq, inventory.ids)
                     self._commit()
                 except BaseException:
                     self._rollback()
                     raise
+        finally:
+            pool.shutdown()  # waits for the encoder, also when the commit failed
         return seq
 
     def _next_version(self, expected: int) -> int:

@@ -11,8 +11,8 @@ from typing import Any, Callable
 
 import pytest
 
-from dynamo.apps.exitcodes import ClientExit
 from dynamo.cli import dynamo, exec_auth, inject, user_auth
+from dynamo.cli.client import ClientExit
 
 
 def usage_error(main: Callable[[list[str]], None], argv: list[str], capsys: Any) -> str:
