@@ -7,13 +7,13 @@ written with ``%s`` placeholders; SQLite's dialect rewrites them.
 
 from __future__ import annotations
 
+import concurrent.futures
 import gc
 import queue
 import sys
 import threading
 import time
 from abc import abstractmethod
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from operator import itemgetter
 from pathlib import Path
@@ -260,7 +260,7 @@ class SQLStore(InventoryStore):
 
     def commit(self, inventory: Inventory, txn: Transaction, journal: JournalWriter, meta: ChangeMeta) -> int:
         # The journal is encoded while the database executes the data statements.
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dynamo-journal")
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dynamo-journal")
         encoder = pool.submit(journal.finish)
         try:
             with self._errors():
