@@ -14,10 +14,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
-
-if TYPE_CHECKING:
-    from dynamo.dataformat.site import Site
+from typing import Any, ClassVar
 
 
 class DataObject:
@@ -54,35 +51,3 @@ class DataObject:
     def restore(self, values: tuple[Any, ...]) -> None:
         for attr, value in zip(self.ATTRS, values, strict=True):
             setattr(self, attr, value)
-
-
-class NamedObject(DataObject):
-    """An object whose key is its name alone (Dataset, Site, Partition), held in the slot ``_name``."""
-
-    __slots__ = ()
-    _name: str
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def key(self) -> tuple[Any, ...]:
-        return (self._name,)
-
-
-class AtSite(DataObject):
-    """An object that lives at a site (replicas, a site's share of a partition), linked in the slot
-    ``_site``: the live Site inside an inventory, its name in a detached object."""
-
-    __slots__ = ()
-    _site: Site | str
-
-    @property
-    def site(self) -> Site | str:
-        return self._site
-
-    @property
-    def site_name(self) -> str:
-        s = self._site
-        return s if isinstance(s, str) else s.name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable
 
-from dynamo.dataformat._base import AtSite
+from dynamo.dataformat._base import DataObject
 from dynamo.dataformat._common import (
     MAX_GROUP_NAME,
     MAX_LFN,
@@ -36,7 +36,7 @@ def normalize_files(files: Iterable[str] | None) -> tuple[str, ...] | None:
     return names
 
 
-class BlockReplica(AtSite):
+class BlockReplica(DataObject):
     """``BlockReplica(block, site, group, is_custodial, last_update, files)``.
 
     Key is (dataset name, block name, site name). ``block`` is a Block inside an
@@ -88,6 +88,10 @@ class BlockReplica(AtSite):
         return self._block
 
     @property
+    def site(self) -> Site | str:
+        return self._site
+
+    @property
     def block_full_name(self) -> str:
         b = self._block
         return b if isinstance(b, str) else b.full_name
@@ -101,6 +105,11 @@ class BlockReplica(AtSite):
     def dataset_name(self) -> str:
         b = self._block
         return split_block_full_name(b)[0] if isinstance(b, str) else b.dataset_name
+
+    @property
+    def site_name(self) -> str:
+        s = self._site
+        return s if isinstance(s, str) else s.name
 
     @property
     def group_name(self) -> str | None:

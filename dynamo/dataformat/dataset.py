@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from dynamo.dataformat._base import NamedObject
+from dynamo.dataformat._base import DataObject
 from dynamo.dataformat._common import (
     MAX_SOFTWARE_VERSION,
     EnumAttribute,
@@ -47,7 +47,7 @@ def _replica_site_name(replica: DatasetReplica) -> str:
     return replica.site_name
 
 
-class Dataset(NamedObject):
+class Dataset(DataObject):
     """``Dataset(name, status, data_type, software_version, last_update, is_open, id)``.
 
     ``blocks`` and ``replicas`` are read-only set views keyed by block name and
@@ -93,6 +93,14 @@ class Dataset(NamedObject):
         obj._blocks = None
         obj._replicas = None
         return obj
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return (self._name,)
 
     def __repr__(self) -> str:
         return (f"Dataset({self._name!r},'{self._status.value}','{self._data_type.value}',"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dynamo.dataformat._base import AtSite
+from dynamo.dataformat._base import DataObject
 from dynamo.dataformat._common import (
     MAX_GROUP_NAME,
     MAX_SITE_NAME,
@@ -31,7 +31,7 @@ def group_name(group: Group | str | None) -> str | None:
     return group if group is None or isinstance(group, str) else group.name
 
 
-class DatasetReplica(AtSite):
+class DatasetReplica(DataObject):
     """``DatasetReplica(dataset, site, growing, group)``; key is (dataset name, site name).
 
     ``growing``: new blocks of the dataset are expected to appear here too.
@@ -80,9 +80,18 @@ class DatasetReplica(AtSite):
         return self._dataset
 
     @property
+    def site(self) -> Site | str:
+        return self._site
+
+    @property
     def dataset_name(self) -> str:
         d = self._dataset
         return d if isinstance(d, str) else d.name
+
+    @property
+    def site_name(self) -> str:
+        s = self._site
+        return s if isinstance(s, str) else s.name
 
     @property
     def group_name(self) -> str | None:

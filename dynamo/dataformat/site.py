@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Iterator
 
-from dynamo.dataformat._base import NamedObject
+from dynamo.dataformat._base import DataObject
 from dynamo.dataformat._common import (
     MAX_BACKEND,
     MAX_HOST,
@@ -38,7 +38,7 @@ class SiteStatus(StrEnum):
     UNKNOWN = "unknown"
 
 
-class Site(NamedObject):
+class Site(DataObject):
     """``Site(name, host, storage_type, backend, status, id)``.
 
     ``_dataset_replicas`` (dataset name -> DatasetReplica) and ``_partitions``
@@ -66,6 +66,14 @@ class Site(NamedObject):
         self.id = check_int(id, "site id")
         self._dataset_replicas: dict[str, DatasetReplica] | None = None
         self._partitions: dict[str, SitePartition] | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return (self._name,)
 
     def __repr__(self) -> str:
         return (f"Site({self._name!r},{self.host!r},'{self._storage_type.value}',"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dynamo.dataformat._base import AtSite
+from dynamo.dataformat._base import DataObject
 from dynamo.dataformat._common import MAX_PARTITION_NAME, MAX_SITE_NAME, check_int, check_link, check_name
 
 if TYPE_CHECKING:
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 UNLIMITED = -1
 
 
-class SitePartition(AtSite):
+class SitePartition(DataObject):
     """``SitePartition(site, partition, quota)``; key is (site name, partition name).
 
     ``quota`` is in bytes; ``-1`` (``UNLIMITED``) means no limit, 0 means no space.
@@ -40,8 +40,16 @@ class SitePartition(AtSite):
         self.quota = check_int(quota, "sitepartition quota", minimum=UNLIMITED)
 
     @property
+    def site(self) -> Site | str:
+        return self._site
+
+    @property
     def partition(self) -> Partition | str:
         return self._partition
+
+    @property
+    def site_name(self) -> str:
+        return self._site if isinstance(self._site, str) else self._site.name
 
     @property
     def partition_name(self) -> str:
