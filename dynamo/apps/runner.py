@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from dynamo import __version__
-from dynamo.apps.exitcodes import ChildExit
 from dynamo.apps.recorder import PipeRecorder
 from dynamo.core import executable
 from dynamo.core.inventory import Inventory
+from dynamo.exitcodes import ChildExit
 from dynamo.protocol import framing
 
 

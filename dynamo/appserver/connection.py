@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from dynamo.appserver import identity
-from dynamo.errors import StartupError
+from dynamo.errors import ConnectionClosed, ProtocolError, StartupError
 from dynamo.protocol import framing
-from dynamo.protocol.framing import ProtocolError
 
 READ_SIZE = 256 * 1024
 # Stop reading an application's output while this much is waiting to be sent to its client.
@@ -105,10 +104,6 @@ def tls_listener(address: str, context: ssl.SSLContext) -> Listener:
     sock.listen(128)
     sock.setblocking(False)
     return Listener(sock, "tls", context=context)
-
-
-class ConnectionClosed(Exception):
-    pass
 
 
 class Connection:
