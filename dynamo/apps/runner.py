@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from dynamo import __version__
-from dynamo.apps.exitcodes import ChildExit
+from dynamo.apps import containment
 from dynamo.apps.recorder import PipeRecorder
 from dynamo.core import executable
 from dynamo.core.inventory import Inventory
+from dynamo.exitcodes import ChildExit
 from dynamo.proctitle import set_title
 from dynamo.protocol import framing
 
@@ -48,6 +49,7 @@ class ChildSpec:
     change_fd: int | None = None
     control_fd: int | None = None
     tty: bool = False
+    limits: containment.Limits = containment.Limits()
 
 
 def child_main(spec: ChildSpec, inventory: Inventory) -> NoReturn:
@@ -66,6 +68,10 @@ def child_main(spec: ChildSpec, inventory: Inventory) -> NoReturn:
                 stream.flush()
             except BaseException:  # noqa: S110
                 pass
+        try:
+            containment.kill_descendants()  # nothing the application started outlives it
+        except BaseException:  # noqa: S110 - leaving is what matters now
+            pass
         os._exit(status)
 
 
@@ -83,6 +89,9 @@ def _setup(spec: ChildSpec) -> None:
         os.setgroups([])
         os.setgid(spec.gid)
         os.setuid(spec.uid)
+    containment.apply_limits(spec.limits)
+    # a descendant that leaves the process group (double fork, setsid) stays ours, and is killed at the end
+    containment.become_subreaper()
     os.chdir(spec.work_area)
     set_title(f"dynamo: {spec.kind} {spec.app_id} {spec.title}")
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115

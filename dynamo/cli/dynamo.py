@@ -19,9 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dynamo.apps.exitcodes import ClientExit
 from dynamo.cli.client import Client, add_connection_options, configuration, connect, fail, refused, request
 from dynamo.cli.usage import UsageParser, refuse_unused
+from dynamo.exitcodes import ClientExit
+from dynamo.protocol.replies import Reply
 
 
 def hours(text: str) -> float:
@@ -116,14 +117,14 @@ def run(args: argparse.Namespace, client: Client) -> int:
             kind = message.get("type")
             if relay(message):
                 continue
-            if kind == "accepted":
+            if kind == Reply.ACCEPTED:
                 print(message["id"])
                 return 0
-            elif kind == "queued":
+            elif kind == Reply.QUEUED:
                 print(f"dynamo: application {message.get('id')} queued: {message.get('reason')}", file=sys.stderr)
-            elif kind == "exit":
+            elif kind == Reply.EXIT:
                 return exit_code(message)
-            elif kind == "error":
+            elif kind == Reply.ERROR:
                 refused(message)
         except KeyboardInterrupt:
             if interrupted:  # a second Ctrl-C: leave the application to its fate
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace, client: Client) -> int:
 
 def relay(message: dict[str, Any]) -> bool:
     """Print an application's output frame; False for any other message."""
-    stream = {"out": sys.stdout, "err": sys.stderr}.get(message.get("type", ""))
+    stream = {Reply.OUT: sys.stdout, Reply.ERR: sys.stderr}.get(message.get("type", ""))
     if stream is None:
         return False
     stream.write(message["data"])
@@ -170,11 +171,11 @@ def shell(client: Client) -> int:
             kind = message.get("type")
             if relay(message):
                 continue
-            if kind == "prompt":
+            if kind == Reply.PROMPT:
                 client.send(_next_line(message.get("text", ""), tty))
-            elif kind == "exit":
+            elif kind == Reply.EXIT:
                 return 0 if message.get("status") == "done" else exit_code(message)
-            elif kind == "error":
+            elif kind == Reply.ERROR:
                 refused(message)
         except KeyboardInterrupt:  # while a statement runs: interrupt it, as Python's console does
             client.send({"op": "interrupt"})

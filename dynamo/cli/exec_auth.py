@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from dynamo.apps.exitcodes import ClientExit
 from dynamo.cli.client import add_connection_options, configuration, fail, request
 from dynamo.cli.usage import UsageParser, refuse_unused
+from dynamo.exitcodes import ClientExit
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import sys
 
-from dynamo.apps.exitcodes import ClientExit
 from dynamo.cli.client import add_connection_options, configuration, connect, fail, refused
 from dynamo.cli.usage import UsageParser
+from dynamo.exitcodes import ClientExit
+from dynamo.protocol.replies import Reply
 
 CHUNK = 1 << 20
 PROGRESS_ABOVE = 4 << 20
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     # the size announced and the chunks are counted in characters, which is what the server counts
     client.send({"op": "inject", "delete": args.delete, "size": len(text)})
     reply = client.receive()
-    if reply.get("type") == "error":
+    if reply.get("type") == Reply.ERROR:
         refused(reply)
     progress = len(text) > PROGRESS_ABOVE
     tty = sys.stderr.isatty()  # on a terminal one line that updates; in a log one line per step
@@ -48,11 +49,11 @@ def main(argv: list[str] | None = None) -> None:
     while True:
         reply = client.receive()
         kind = reply.get("type")
-        if kind == "queued":
+        if kind == Reply.QUEUED:
             print(f"dynamo-inject: {reply.get('reason')}", file=sys.stderr)
-        elif kind == "error":
+        elif kind == Reply.ERROR:
             refused(reply)
-        elif kind == "result":
+        elif kind == Reply.RESULT:
             data = reply["data"]
             print(f"Number of {'deleted' if data['delete'] else 'injected'} objects:")
             for name, count in data["counts"].items():

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import NoReturn
 
-from dynamo.cli.client import ClientExit
+from dynamo.exitcodes import ClientExit
 
 
 class UsageParser(argparse.ArgumentParser):

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 
-from dynamo.apps.exitcodes import ClientExit
 from dynamo.cli.client import configuration, fail
 from dynamo.cli.usage import UsageParser, refuse_unused
 from dynamo.errors import DynamoError
+from dynamo.exitcodes import ClientExit
 from dynamo.store import open_store
 from dynamo.store.registry import ROLES, TARGETS, Registry
 from dynamo.store.sql import SQLStore

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import pytest
 
 from dynamo.cli import dynamo, exec_auth, inject, user_auth
-from dynamo.cli.client import ClientExit
+from dynamo.exitcodes import ClientExit
 
 
 def usage_error(main: Callable[[list[str]], None], argv: list[str], capsys: Any) -> str:
