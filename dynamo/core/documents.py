@@ -392,7 +392,7 @@ class _Injector:
         group = node.optional_string("group", old.group_name if old else dr_group)
         if not self._group_exists(group):
             raise DocumentError(node.at("group"), f"unknown group {group!r}")
-        held: list[str] | None = None if old is None or old.files is None else list(old.files)
+        held: list[str] | None = None if old is None or old.lfns is None else list(old.lfns)
         if node.has("files"):
             held = []
             for path, lfn in node.elements("files"):
@@ -495,8 +495,8 @@ def _delete_block(out: ParsedDocument, dataset: Dataset, node: _Node, seen: _See
         lfn = file_node.name()
         seen_files.check(lfn, file_node.at("name"))
         if lfn not in sizes:
-            raise DocumentError(file_node.at("name"), f"file {lfn!r} is not in block {block.full_name}")
-        out.add(DELETE, File(lfn, block.full_name))
+            raise DocumentError(file_node.at("name"), f"file {lfn!r} is not in block {block.full_name()}")
+        out.add(DELETE, File(lfn, block.full_name()))
         del sizes[lfn]
     # the block's counts follow its files (not counted: the document deletes, it does not inject)
     out.add(UPDATE, Block(name, dataset.name, sum(sizes.values()), len(sizes), block.is_open, block.last_update),

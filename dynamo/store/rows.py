@@ -108,7 +108,7 @@ def partition_row(p: Partition) -> tuple[Any, ...]:
 def site_partition_row(sp: SitePartition) -> tuple[Any, ...]:
     site, partition = sp.site, sp.partition
     assert isinstance(site, Site) and isinstance(partition, Partition)
-    return (site.id, partition.id, sp.quota)
+    return (site.id, partition.id, sp.own_quota)
 
 
 def dataset_row(d: Dataset) -> tuple[Any, ...]:
@@ -133,18 +133,18 @@ def pack_block_replicas(replicas: Iterable[BlockReplica]) -> bytes:
     reps = list(replicas)
     tail = []
     for r in reps:
-        if r.files is not None:
+        if r.lfns is not None:
             block = r.block
             assert isinstance(block, Block)
             file_ids = {lfn: e.id for lfn, e in block._iter_entries()}
-            tail.append(_U32.pack(len(r.files)))
-            tail.append(array("q", [file_ids[lfn] for lfn in r.files]).tobytes())
+            tail.append(_U32.pack(len(r.lfns)))
+            tail.append(array("q", [file_ids[lfn] for lfn in r.lfns]).tobytes())
     return b"".join((
         _BR_HEAD.pack(BR_VERSION, len(reps)),
         array("q", [r._block.id for r in reps]).tobytes(),  # type: ignore[union-attr]
         array("q", [r.last_update for r in reps]).tobytes(),
         array("i", [r.group.id for r in reps]).tobytes(),  # type: ignore[union-attr]
-        bytes([_FLAGS[r.is_custodial, r.files is not None] for r in reps]),
+        bytes([_FLAGS[r.is_custodial, r.lfns is not None] for r in reps]),
         *tail,
     ))
 
@@ -348,9 +348,9 @@ class ImageBuilder:
                     file_ids = view[at + 4:at + 4 + 8 * k].cast("q").tolist()
                     at += 4 + 8 * k
                     names = {e.id: lfn for lfn, e in block._iter_entries()}
-                    r.files = tuple(sorted(names[f] for f in file_ids))
+                    r.lfns = tuple(sorted(names[f] for f in file_ids))
                 else:
-                    r.files = None
+                    r.lfns = None
                 members[block._name] = r
                 reps = block._replicas
                 if reps is None:

@@ -207,7 +207,7 @@ def _check_file_deleted(fresh: Inventory) -> None:
     assert block is not None and block.file_names() == ["/D/b1/2", "/D/b1/3"]
     assert (block.num_files, block.size) == (2, 5)
     partial = block.find_replica("S2")
-    assert partial is not None and partial.files == ("/D/b1/2",)  # it no longer lists the deleted file
+    assert partial is not None and partial.lfns == ("/D/b1/2",)  # it no longer lists the deleted file
     assert fresh.find_block("D", "b2").files_count() == 2  # type: ignore[union-attr]
 
 
