@@ -213,12 +213,12 @@ def _check_file_deleted(fresh: Inventory) -> None:
 
 def _check_partition_deleted(fresh: Inventory) -> None:
     assert list(fresh.partitions) == ["P2"]
-    assert {s.name: sorted(s.partitions) for s in fresh.sites.values()} == {"S1": ["P2"], "S2": ["P2"]}
+    assert {s.name: sorted(p.name for p in s.partitions) for s in fresh.sites.values()} == {"S1": ["P2"], "S2": ["P2"]}
 
 
 def _check_sitepartition_deleted(fresh: Inventory) -> None:
     assert sorted(fresh.partitions) == ["P1", "P2"]
-    assert {s.name: sorted(s.partitions) for s in fresh.sites.values()} == {"S1": ["P1", "P2"], "S2": ["P2"]}
+    assert {s.name: sorted(p.name for p in s.partitions) for s in fresh.sites.values()} == {"S1": ["P1", "P2"], "S2": ["P2"]}
 
 
 def _check_last_block_replica_deleted(fresh: Inventory) -> None:
