@@ -36,9 +36,9 @@ Record = list[Any]  # [op, type, fields]
 
 # type name -> (class, key fields, other fields)
 FIELDS: dict[str, tuple[type[DataObject], tuple[str, ...], tuple[str, ...]]] = {
-    "site": (Site, ("name",), ("host", "storage_type", "backend", "status")),
+    "site": (Site, ("name",), ("host", "storage_type", "backend", "status", "filename_mapping", "x509proxy")),
     "group": (Group, ("name",), ("olevel",)),
-    "partition": (Partition, ("name",), ()),
+    "partition": (Partition, ("name",), ("condition", "parent")),
     "sitepartition": (SitePartition, ("site", "partition"), ("quota",)),
     "dataset": (Dataset, ("name",), ("status", "data_type", "software_version", "last_update", "is_open")),
     "block": (Block, ("dataset", "name"), ("size", "num_files", "is_open", "last_update")),
@@ -47,6 +47,11 @@ FIELDS: dict[str, tuple[type[DataObject], tuple[str, ...], tuple[str, ...]]] = {
     "blockreplica": (BlockReplica, ("dataset", "block", "site"), ("group", "is_custodial", "last_update", "files")),
 }
 TYPES = tuple(FIELDS)
+# fields added after the first journals were written: an update record may lack them
+OPTIONAL: dict[str, dict[str, Any]] = {
+    "site": {"filename_mapping": {}, "x509proxy": None},
+    "partition": {"condition": None, "parent": None},
+}
 HAS_ID = frozenset({"site", "group", "partition", "dataset", "block", "file"})
 _HAS_ID = HAS_ID
 
@@ -78,9 +83,10 @@ _KEY: dict[str, Callable[[Any], dict[str, Any]]] = {
 
 _VALUES: dict[str, Callable[[Any], dict[str, Any]]] = {
     "site": lambda o: {"host": o.host, "storage_type": o.storage_type.value, "backend": o.backend,
-                       "status": o.status.value},
+                       "status": o.status.value, "filename_mapping": o.filename_mapping_chains(),
+                       "x509proxy": o.x509proxy},
     "group": lambda o: {"olevel": o.olevel.value},
-    "partition": lambda o: {},
+    "partition": lambda o: {"condition": o.condition, "parent": o.parent_name},
     "sitepartition": lambda o: {"quota": o.own_quota},
     "dataset": lambda o: {"status": o.status.value, "data_type": o.data_type.value,
                           "software_version": o.software_version, "last_update": o.last_update,
@@ -156,11 +162,14 @@ def _group_name(f: dict[str, Any]) -> str:
 
 # type -> (construct from a full update record, construct from a delete record's key)
 _CONSTRUCT: dict[str, tuple[Callable[[dict[str, Any]], DataObject], Callable[[dict[str, Any]], DataObject]]] = {
-    "site": (lambda f: Site(f["name"], f["host"], f["storage_type"], f["backend"], f["status"], ident(f, "site")),
+    "site": (lambda f: Site(f["name"], f["host"], f["storage_type"], f["backend"], f["status"], ident(f, "site"),
+                            f.get("x509proxy"), filename_mapping=_mapping(f.get("filename_mapping", {}))),
              lambda f: Site(f["name"], id=ident(f, "site"))),
     "group": (lambda f: Group(_group_name(f), f["olevel"], ident(f, "group")),
               lambda f: Group(_group_name(f), id=ident(f, "group"))),
-    "partition": (lambda f: Partition(f["name"], ident(f, "partition")), lambda f: Partition(f["name"], ident(f, "partition"))),
+    "partition": (lambda f: Partition(f["name"], ident(f, "partition"), condition=f.get("condition"),
+                                      parent=f.get("parent")),
+                  lambda f: Partition(f["name"], ident(f, "partition"))),
     "sitepartition": (lambda f: SitePartition(f["site"], f["partition"], f["quota"]),
                       lambda f: SitePartition(f["site"], f["partition"])),
     "dataset": (lambda f: Dataset(f["name"], f["status"], f["data_type"], f["software_version"], f["last_update"],
@@ -177,6 +186,12 @@ _CONSTRUCT: dict[str, tuple[Callable[[dict[str, Any]], DataObject], Callable[[di
                                             f["last_update"], _files(f["files"])),
                      lambda f: BlockReplica(_block_ref("blockreplica", f), f["site"])),
 }
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise CodecError(f"site filename_mapping: expected an object, got {_kind(value)}")
+    return value
 
 
 def _files(files: Any) -> list[str] | None:
@@ -199,8 +214,9 @@ def _kind(value: Any) -> str:
 
 def _shape(op: str, type_name: str) -> tuple[frozenset[str], frozenset[str]]:
     _, keys, values = FIELDS[type_name]
-    required = frozenset(keys + (values if op == UPDATE else ()))
-    return (required | {"id"} if type_name in HAS_ID else required), required
+    allowed = frozenset(keys + (values if op == UPDATE else ()))
+    required = allowed - set(OPTIONAL.get(type_name, ()))
+    return (allowed | {"id"} if type_name in HAS_ID else allowed), required
 
 
 # (op, type) -> (allowed fields, required fields)

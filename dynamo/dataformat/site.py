@@ -59,19 +59,19 @@ class FileNameMapping:
         if isinstance(chains, FileNameMapping):
             chains = chains.chains()
         if not isinstance(chains, (list, tuple)):
-            raise ObjectError(f"filename mapping: expected a list of chains, got {type(chains).__name__}")
+            raise ObjectError(f"filename_mapping: expected a list of chains, got {type(chains).__name__}")
         self._chains: list[list[tuple[str, str]]] = []
         self._re_chains: list[list[tuple[re.Pattern[str], str]]] = []
         for chain in chains:
             steps = []
             for step in chain:
                 if not (isinstance(step, (list, tuple)) and len(step) == 2 and all(isinstance(x, str) for x in step)):
-                    raise ObjectError(f"filename mapping: {step!r} is not a pair (lfn pattern, pfn replacement)")
+                    raise ObjectError(f"filename_mapping: {step!r} is not a pair (lfn pattern, pfn replacement)")
                 steps.append((step[0], step[1]))
             try:
                 self._re_chains.append([(re.compile(lfn), pfn) for lfn, pfn in steps])
             except re.error as exc:
-                raise ObjectError(f"filename mapping: bad pattern in {steps!r} ({exc})") from exc
+                raise ObjectError(f"filename_mapping: bad pattern in {steps!r} ({exc})") from exc
             self._chains.append(steps)
 
     def chains(self) -> list[list[tuple[str, str]]]:
