@@ -308,3 +308,34 @@ def test_injections_and_deletions_through_the_object_api(server: Server) -> None
         f"[('DataOps', {50 * 10**12}), ('Physics', {100 * 10**12})]",
         f"{{'srmv2': [[('/store/(.*)', '{T3_SRM}/store/{{0}}')]]}} /tmp/x509up_u500",
     ]
+
+
+def test_dynamo_inject_builder_options(server: Server) -> None:
+    inject_seed(server)
+    steps = [
+        ["--site", "T9_XX_NEW,se.new.org,disk,gsiftp://se.new.org/cms,ready"],
+        ["--group", "Higgs,dataset"],
+        ["--dataset", "/X/Y/Z,valid,production", "--block", "b1", "--file", "/store/x/1.root,10", "/store/x/2.root,20"],
+        ["--dataset-replica", "T9_XX_NEW:/X/Y/Z,Higgs", "--block-replica", "b1,Higgs",
+         "--block-replica-file", "/store/x/2.root"],
+    ]
+    for args in steps:
+        done = server.run(*args, cmd="dynamo-inject")
+        assert done.code == 0, done.err
+        assert done.out.startswith("Number of injected objects:")
+    shown = server.shell("print(inventory.sites['T9_XX_NEW'], inventory.groups['Higgs'])\n"
+                         "print(inventory.datasets['/X/Y/Z'], inventory.datasets['/X/Y/Z'].blocks)\n"
+                         "print(inventory.sites['T9_XX_NEW'].find_dataset_replica('/X/Y/Z').block_replicas)\n")
+    assert shown.code == 0, shown.err
+    lines = shown.out.splitlines()
+    assert lines[0] == "Site('T9_XX_NEW','se.new.org','disk','gsiftp://se.new.org/cms','ready',3) Group('Higgs','Dataset',1)"
+    assert lines[1].startswith("Dataset('/X/Y/Z','valid','production',None,") and "Block('b1','/X/Y/Z',30,2," in lines[1]
+    assert lines[2].startswith("set([BlockReplica('/X/Y/Z#b1','T9_XX_NEW','Higgs',False,") and \
+        lines[2].endswith(",('/store/x/2.root',))])")
+    gone = server.run("--delete", "--dataset-replica", "T9_XX_NEW:/X/Y/Z", cmd="dynamo-inject")
+    assert gone.code == 0, gone.err
+    assert server.shell("print(inventory.datasets['/X/Y/Z'].replicas)\n").out == "set([])\n"
+    both = server.run(str(server.home / "x.json"), "--site", "S", cmd="dynamo-inject")
+    assert both.code != 0 and "not both" in both.err
+    bad = server.run("--file", "/f,1", cmd="dynamo-inject")
+    assert bad.code != 0 and "--block and --file need --dataset" in bad.err
