@@ -173,10 +173,10 @@ def _items(root: _Node, key: str, allowed: tuple[str, ...]) -> Iterator[_Node]:
         yield _Node(f"{key}[{index}]", value, allowed)
 
 
-def _make(path: str, factory: Any, *args: Any) -> Any:
+def _make(path: str, factory: Any, *args: Any, **kwargs: Any) -> Any:
     """Construct an object, turning a value error into a DocumentError at ``path``."""
     try:
-        return factory(*args)
+        return factory(*args, **kwargs)
     except ObjectError as exc:
         raise DocumentError(path, str(exc)) from exc
 
@@ -257,6 +257,8 @@ class _Injector:
         for key, default in (("host", ""), ("storage_type", "disk"), ("backend", ""), ("status", "ready")):
             args.append(node.string(key, getattr(old, key) if old else default))
         site = _make(node.path, Site, *args)
+        if old is not None:  # settings the document cannot express stay as they are
+            site.filename_mapping, site.x509proxy = old.filename_mapping, old.x509proxy
         self.sites[name] = site
         self.out.add(UPDATE, site)
 
@@ -269,7 +271,9 @@ class _Injector:
     def partition(self, node: _Node) -> None:
         name = node.name()
         self.partitions.check(name, node.at("name"))
-        self.out.add(UPDATE, _make(node.at("name"), Partition, name))
+        old = self.inv.partitions.get(name)  # its condition and parent stay as they are
+        self.out.add(UPDATE, _make(node.at("name"), Partition, name, condition=old.condition if old else None,
+                                   parent=old.parent_name if old else None))
         quota = node.value.get("quota", {})
         if not isinstance(quota, dict):
             raise DocumentError(node.at("quota"), f"expected an object of site: bytes, got {_kind(quota)}")

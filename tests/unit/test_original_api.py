@@ -332,3 +332,17 @@ def test_authorized_and_make_standard_logger(capsys: Any) -> None:
         logger.setLevel(logging.WARNING)
     with pytest.raises(ValueError, match="unknown level"):
         executable.make_standard_logger("loud")
+
+
+def test_injecting_a_site_or_partition_again_keeps_the_original_settings() -> None:
+    from dynamo.core.changeset import apply_change_set
+    from dynamo.core.documents import parse_inject
+
+    inv = build()
+    site = inv.sites["S1"]
+    site.filename_mapping = {"srm": [[("/(.*)", "srm://x/{0}")]]}
+    site.x509proxy = "/p"
+    doc = {"site": [{"name": "S1", "host": "new-host"}], "partition": [{"name": "Ops"}]}
+    apply_change_set(inv, None, parse_inject(doc, inv).records)
+    assert site.host == "new-host" and site.x509proxy == "/p" and site.to_pfn("/a", "srm") == "srm://x/a"
+    assert inv.partitions["Ops"].condition == "blockreplica.owner == B" and inv.partitions["Ops"].parent_name == "All"
