@@ -22,6 +22,7 @@ from dynamo.dataformat._views import ObjectSet
 if TYPE_CHECKING:
     from dynamo.dataformat.block import Block
     from dynamo.dataformat.datasetreplica import DatasetReplica
+    from dynamo.dataformat.file import File
     from dynamo.dataformat.site import Site
 
 
@@ -160,6 +161,18 @@ class Dataset(DataObject):
         if not self._replicas:
             return None
         return self._replicas.get(site if isinstance(site, str) else site.name)
+
+    @property
+    def files(self) -> set[File]:
+        """Every file of every block (the original's property; builds File objects)."""
+        return {f for b in self._blocks.values() for f in b.files} if self._blocks else set()
+
+    def find_file(self, lfn: str) -> File | None:
+        for block in self._blocks.values() if self._blocks else ():
+            found = block.find_file(lfn)
+            if found is not None:
+                return found
+        return None
 
     @property
     def size(self) -> int:

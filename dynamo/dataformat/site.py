@@ -256,6 +256,11 @@ class Site(DataObject):
         return self._partitions.get(name)
 
 
+# the original's nested class name, Site.FileNameMapping (set here: inside the class body the name
+# would shadow the type in the annotations)
+setattr(Site, "FileNameMapping", FileNameMapping)  # noqa: B010
+
+
 class SitePartitions(Mapping[Any, "SitePartition"]):
     """``site.partitions``: keyed by Partition (the original's way) or by name.
 

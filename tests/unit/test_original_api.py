@@ -202,6 +202,14 @@ def test_dataset_replica_size_is_a_method() -> None:
     inv.update(BlockReplica("D#b1", "S1", "A", False, 0, ["/D/b1/1"]))
     replica = inv.sites["S1"].find_dataset_replica("D")
     assert replica.size() == 10 + 5 and replica.size(physical=False) == 60 + 5 and replica.is_last_copy()
+    assert not replica.is_partial() and not replica.is_full() and replica.last_block_created() == 0
+    inv.update(Block("b3", "D"))
+    assert not replica.is_partial()  # b1 is incomplete here
+    inv.update(BlockReplica("D#b1", "S1", "A"))
+    assert replica.is_partial()
+    dataset = inv.datasets["D"]
+    assert {f.lfn for f in dataset.files} == {"/D/b1/1", "/D/b1/2", "/D/b1/3", "/D/b2/1"}
+    assert dataset.find_file("/D/b2/1").size == 5 and dataset.find_file("/x") is None  # type: ignore[union-attr]
 
 
 def test_block_replica_original_constructor_forms() -> None:
@@ -260,7 +268,8 @@ def test_filename_mapping_and_to_pfn() -> None:
     assert site.to_pfn("/other/a.root", "xrootd") is None and site.to_pfn("/store/a", "gfal") is None
     assert site.to_pfn("/store/a.root") == "gsiftp://se//store/a.root"  # no protocol: backend + LFN
     assert Site("T", backend="gsiftp://t/").to_pfn("/store/a", "srm") == "gsiftp://t//store/a"  # no rules
-    assert isinstance(site.filename_mapping["srm"], FileNameMapping) and site.x509proxy == "/tmp/x509"
+    assert isinstance(site.filename_mapping["srm"], Site.FileNameMapping) and site.x509proxy == "/tmp/x509"
+    assert Site.FileNameMapping is FileNameMapping
     original_form = Site("S", "h", "disk", "gsiftp://se/", "ready", mapping, "/tmp/x509", 3)
     assert original_form == site and original_form.id == 3
     for bad in ({"srm": "nope"}, {"srm": [[("(", "x")]]}, {"srm": [[("a",)]]}):
