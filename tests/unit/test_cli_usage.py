@@ -72,5 +72,6 @@ def test_user_auth_refuses_conflicting_modes(argv: list[str], why: str, tmp_path
 
 
 def test_inject_usage_errors_have_the_usage_code(nowhere: list[str], capsys: Any) -> None:
-    assert "dynamo-inject: error: the following arguments are required: file" in \
-        usage_error(inject.main, nowhere, capsys)
+    assert "give a JSON file (or -) or builder options such as --dataset" in usage_error(inject.main, nowhere, capsys)
+    assert "dynamo-inject: error: unrecognized arguments: --bogus" in \
+        usage_error(inject.main, ["x.json", "--bogus", *nowhere], capsys)
