@@ -68,10 +68,10 @@ def _daemonize(log_file: Path) -> int:
         os.close(write_end)
         report = os.read(read_end, 4096).decode(errors="replace")
         if report.startswith("ready"):
-            print(f"dynamod: {report}")
+            print(f"dynamod: {report}", flush=True)  # os._exit does not flush a pipe's buffer
             os._exit(0)
         where = f" (see {log_file})" if log_file.exists() else ""
-        print(f"dynamod: failed to start: {report or 'no reason given'}{where}", file=sys.stderr)
+        print(f"dynamod: failed to start: {report or 'no reason given'}{where}", file=sys.stderr, flush=True)
         os._exit(1)
     os.close(read_end)
     os.setsid()

@@ -27,6 +27,10 @@ from dynamo.errors import StartupError
 # Run as the service user by the server's interpreter. Exit codes tell the server what failed.
 _PROBE = """
 import os, sys, sysconfig
+try:
+    os.chdir(sys.argv[2])  # as an application does, after it became the service user
+except OSError as exc:
+    print(exc.strerror); sys.exit(6)
 for key in ("stdlib", "platstdlib", "purelib", "platlib"):
     path = sysconfig.get_paths()[key]
     if os.path.isdir(path) and not os.access(path, os.R_OK | os.X_OK):
@@ -86,12 +90,10 @@ def _probe(work: Path, uid: int, gid: int) -> tuple[str, str] | None:
     python = sys.executable
     package_dir = str(Path(dynamo.__file__).resolve().parents[1])
     try:
-        done = subprocess.run([python, "-I", "-c", _PROBE, package_dir], check=False, cwd=work, user=uid, group=gid,
-                              extra_groups=[], capture_output=True, text=True, timeout=60,
+        done = subprocess.run([python, "-I", "-c", _PROBE, package_dir, str(work)], check=False, cwd="/",
+                              user=uid, group=gid, extra_groups=[], capture_output=True, text=True, timeout=60,
                               env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"})
-    except PermissionError as exc:
-        if exc.filename is not None and Path(exc.filename) == work:
-            return f"cannot reach the work area {work.parent.parent}", _reach_fix(work.parent.parent)
+    except PermissionError:
         return f"cannot run the interpreter {python}", _python_fix(python)
     except OSError as exc:
         return f"cannot run the interpreter {python} ({exc.strerror})", _python_fix(python)
@@ -100,6 +102,8 @@ def _probe(work: Path, uid: int, gid: int) -> tuple[str, str] | None:
     if done.returncode == 0:
         return None
     why = (done.stdout.strip() or done.stderr.strip() or f"exit code {done.returncode}").splitlines()[-1]
+    if done.returncode == 6:
+        return f"cannot reach the work area {work.parent.parent} ({why})", _reach_fix(work.parent.parent)
     if done.returncode == 5:
         return why, _reach_fix(work.parent.parent)
     return f"cannot use the interpreter {python} ({why})", _python_fix(python)
