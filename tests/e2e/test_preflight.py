@@ -82,7 +82,7 @@ def test_an_interpreter_the_service_user_cannot_run_is_refused(private_dir: Path
     stop(server_home)
 
 
-def test_the_embedded_default_as_root_does_not_drop_and_keeps_its_home_private(private_dir: Path) -> None:
+def test_the_embedded_default_runs_applications_as_its_user_root_too_in_a_private_home(private_dir: Path) -> None:
     """No file: applications run as the invoking user, whatever it is, in a home nobody else enters."""
     home = private_dir / "state"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAMO_")}
