@@ -55,15 +55,23 @@ def prepare(config: Config, uid: int | None, gid: int | None) -> None:
     work_area = config.path(config.applications.work_area)
     if config.single_user:
         # serves its user alone: nobody else reaches the socket, the store or the work areas
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _make(home, 0o700)
         home.chmod(0o700)
-        work_area.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _make(work_area, 0o700)
     else:
         # traversable (not listable) by applications running as the service user: they enter their work area
-        home.mkdir(parents=True, exist_ok=True, mode=0o711)
-        work_area.mkdir(parents=True, exist_ok=True, mode=0o711)
+        _make(home, 0o711)
+        _make(work_area, 0o711)
     if uid is not None:
         check_service_user(work_area, uid, gid if gid is not None else -1)
+
+
+def _make(path: Path, mode: int) -> None:
+    """A directory of this mode, whatever the umask, if it does not exist yet (an existing one is the
+    operator's, and the check below says if it does not do)."""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(mode)
 
 
 def check_service_user(work_area: Path, uid: int, gid: int) -> None:
