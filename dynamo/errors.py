@@ -14,6 +14,9 @@ they occur, with ``raise ... from``, so callers never catch driver exceptions::
     ├── DocumentError          an inject/delete JSON document is invalid; names the place
     ├── ConfigurationError     configuration is missing or invalid
     ├── StartupError           dynamod cannot start (a port in use, an unreadable certificate)
+    ├── NotFound               something asked for by name does not exist
+    │   └── UnknownUser        the registry has no such user
+    ├── TransitionError        an application record may not go from one state to the other
     └── StoreError             the persistent store failed
         ├── StoreUnavailable   cannot connect, or the connection went away
         ├── StoreConflict      another writer committed first (version moved)
@@ -81,6 +84,19 @@ class ConfigurationError(DynamoError):
 
 class StartupError(DynamoError):
     """dynamod cannot start: an operating-system resource it needs is unavailable."""
+
+
+class NotFound(DynamoError, LookupError):
+    """Something asked for by name does not exist."""
+
+
+class UnknownUser(NotFound):
+    """The registry has no user of that name."""
+
+
+class TransitionError(DynamoError):
+    """An application record may not go from its state to the one asked for
+    (``dynamo.core.appstate.ALLOWED``): a fault of the caller, not of the store."""
 
 
 class StoreError(DynamoError):
