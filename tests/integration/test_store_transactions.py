@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -195,4 +196,43 @@ def test_mysql_an_inner_block_that_cannot_be_undone_dooms_the_outer_one(mysql_ur
             store.execute(ADD, ("b",))
         store.execute(ADD, ("c",))
     assert names(mysql_url) == []
+    store.close()
+
+
+@pytest.mark.mysql
+def test_mysql_a_deadlock_victim_cannot_go_on_in_autocommit(mysql_url: str) -> None:
+    """InnoDB rolls back the whole transaction of a deadlock's victim, savepoints included. If the
+    outer block caught the inner block's error and went on, its statements would run in autocommit
+    and commit one by one; they must fail instead, and nothing of the transaction may land."""
+    store = open_store(mysql_url)
+    assert isinstance(store, MySQLStore)
+    store.executemany(ADD, [("r1",), ("r2",)])
+    grant = "INSERT INTO app_authorizations (title, user, checksum, authorized_by, time) VALUES (%s, '', '', '', 0)"
+    other = pymysql.connect(**parse_mysql_url(mysql_url), autocommit=False,
+                            init_command="SET SESSION innodb_lock_wait_timeout = 10")
+    cur = other.cursor()
+    # the other transaction changes more rows, so that InnoDB picks the store's as the victim
+    cur.executemany("INSERT INTO users (name, dn, email) VALUES (%s, NULL, '')", [(f"o{i}",) for i in range(20)])
+    cur.execute("UPDATE users SET email = 'other' WHERE name = 'r2'")
+    waiter = threading.Thread(target=cur.execute, args=("UPDATE users SET email = 'other' WHERE name = 'r1'",))
+    try:
+        with pytest.raises(StoreError), store.transaction():
+            store.execute(grant, ("a",))
+            with pytest.raises(StoreError, match="1213|[Dd]eadlock"), store.transaction():
+                store.execute("UPDATE users SET email = 'store' WHERE name = 'r1'")
+                waiter.start()
+                deadline = time.monotonic() + 15
+                while not store.query_all("SELECT 1 FROM information_schema.processlist WHERE id = %s "
+                                          "AND info LIKE 'UPDATE%%'", (other.thread_id(),)):
+                    assert time.monotonic() < deadline, "the other transaction never asked for r1"
+                    time.sleep(0.05)
+                time.sleep(0.3)  # its request for r1's lock is queued behind the store's
+                store.execute("UPDATE users SET email = 'store' WHERE name = 'r2'")  # the deadlock
+            store.execute(grant, ("c",))  # a careless caller goes on
+    finally:
+        waiter.join()
+        other.commit()
+        other.close()
+    assert store.query_all("SELECT title FROM app_authorizations") == []
+    assert len(names(mysql_url)) == 22
     store.close()
