@@ -88,6 +88,18 @@ class ApplicationsConfig:
     max_output: int = 64 << 20
     """Bytes of an application's stdout (and as many of its stderr) the server keeps for --poll;
     its client still receives all of it."""
+    max_memory: int = 8 << 30
+    """Bytes of address space an application may add to the image it inherits (RLIMIT_AS above the
+    server's size at fork time; 0 = no limit). A script that allocates past it gets MemoryError."""
+    max_cpu: int = 0
+    """CPU seconds an application may use (RLIMIT_CPU; 0 = only the wall-clock ``timeout``)."""
+    max_processes: int = 256
+    """Processes an application's user may have (RLIMIT_NPROC). Applied only when applications run
+    under a user of their own (``[server] service_user``), never to the user who runs dynamod."""
+    max_open_files: int = 1024
+    """Descriptors per process of an application (RLIMIT_NOFILE)."""
+    max_file_size: int = 4 << 30
+    """Largest file an application may write in its work area, in bytes (RLIMIT_FSIZE; 0 = no limit)."""
 
 
 @dataclass(frozen=True)

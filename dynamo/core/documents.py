@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from dynamo.core.codec import DELETE, UPDATE, Record, encode
+from dynamo.core.codec import DELETE, UPDATE, Record, encode, json_kind
 from dynamo.core.inventory import Inventory
 from dynamo.dataformat import (
     Block,
@@ -89,7 +89,7 @@ def load_json(text: str | bytes) -> Any:
 class _Node:
     def __init__(self, path: str, value: Any, allowed: tuple[str, ...]):
         if not isinstance(value, dict):
-            raise DocumentError(path, f"expected an object, got {_kind(value)}")
+            raise DocumentError(path, f"expected an object, got {json_kind(value)}")
         self.path = path
         self.value = value
         unknown = [k for k in value if k not in allowed]
@@ -108,16 +108,13 @@ class _Node:
             raise DocumentError(self.at(key), "missing")
         value = self.value[key]
         if not isinstance(value, str):
-            raise DocumentError(self.at(key), f"expected a string, got {_kind(value)}")
+            raise DocumentError(self.at(key), f"expected a string, got {json_kind(value)}")
         if not value:
             raise DocumentError(self.at(key), "must not be empty")
         return value
 
     def string(self, key: str, default: Any) -> Any:
-        value = self.value.get(key, default)
-        if key in self.value and not isinstance(value, str):
-            raise DocumentError(self.at(key), f"expected a string, got {_kind(value)}")
-        return value
+        return self._optional(key, default, str, "a string")
 
     def optional_string(self, key: str, default: Any) -> Any:
         if self.value.get(key, "") is None:
@@ -131,15 +128,18 @@ class _Node:
             return default
         value = self.value[key]
         if isinstance(value, bool) or not isinstance(value, int):
-            raise DocumentError(self.at(key), f"expected an integer, got {_kind(value)}")
+            raise DocumentError(self.at(key), f"expected an integer, got {json_kind(value)}")
         if value < 0:
             raise DocumentError(self.at(key), f"must not be negative, got {value}")
         return value
 
     def boolean(self, key: str, default: Any) -> Any:
+        return self._optional(key, default, bool, "true or false")
+
+    def _optional(self, key: str, default: Any, kind: type, expected: str) -> Any:
         value = self.value.get(key, default)
-        if key in self.value and not isinstance(value, bool):
-            raise DocumentError(self.at(key), f"expected true or false, got {_kind(value)}")
+        if key in self.value and not isinstance(value, kind):
+            raise DocumentError(self.at(key), f"expected {expected}, got {json_kind(value)}")
         return value
 
     def items(self, key: str, allowed: tuple[str, ...]) -> Iterator[_Node]:
@@ -149,16 +149,9 @@ class _Node:
     def elements(self, key: str) -> Iterator[tuple[str, Any]]:
         values = self.value.get(key, [])
         if not isinstance(values, list):
-            raise DocumentError(self.at(key), f"expected a list, got {_kind(values)}")
+            raise DocumentError(self.at(key), f"expected a list, got {json_kind(values)}")
         for index, value in enumerate(values):
             yield f"{self.at(key)}[{index}]", value
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
-            dict: "an object"}.get(type(value), type(value).__name__)
 
 
 def _top(document: Any, allowed: tuple[str, ...]) -> _Node:
@@ -168,15 +161,15 @@ def _top(document: Any, allowed: tuple[str, ...]) -> _Node:
 def _items(root: _Node, key: str, allowed: tuple[str, ...]) -> Iterator[_Node]:
     values = root.value.get(key, [])
     if not isinstance(values, list):
-        raise DocumentError(key, f"expected a list, got {_kind(values)}")
+        raise DocumentError(key, f"expected a list, got {json_kind(values)}")
     for index, value in enumerate(values):
         yield _Node(f"{key}[{index}]", value, allowed)
 
 
-def _make(path: str, factory: Any, *args: Any) -> Any:
+def _make(path: str, factory: Any, *args: Any, **kwargs: Any) -> Any:
     """Construct an object, turning a value error into a DocumentError at ``path``."""
     try:
-        return factory(*args)
+        return factory(*args, **kwargs)
     except ObjectError as exc:
         raise DocumentError(path, str(exc)) from exc
 
@@ -257,6 +250,8 @@ class _Injector:
         for key, default in (("host", ""), ("storage_type", "disk"), ("backend", ""), ("status", "ready")):
             args.append(node.string(key, getattr(old, key) if old else default))
         site = _make(node.path, Site, *args)
+        if old is not None:  # settings the document cannot express stay as they are
+            site.filename_mapping, site.x509proxy = old.filename_mapping, old.x509proxy
         self.sites[name] = site
         self.out.add(UPDATE, site)
 
@@ -269,10 +264,12 @@ class _Injector:
     def partition(self, node: _Node) -> None:
         name = node.name()
         self.partitions.check(name, node.at("name"))
-        self.out.add(UPDATE, _make(node.at("name"), Partition, name))
+        old = self.inv.partitions.get(name)  # its condition and parent stay as they are
+        self.out.add(UPDATE, _make(node.at("name"), Partition, name, condition=old.condition if old else None,
+                                   parent=old.parent_name if old else None))
         quota = node.value.get("quota", {})
         if not isinstance(quota, dict):
-            raise DocumentError(node.at("quota"), f"expected an object of site: bytes, got {_kind(quota)}")
+            raise DocumentError(node.at("quota"), f"expected an object of site: bytes, got {json_kind(quota)}")
         for site, value in quota.items():
             path = f"{node.at('quota')}.{site}"
             if not self._site_exists(site):
@@ -313,7 +310,7 @@ class _Injector:
                 raise DocumentError(node.at("software_version"), "expected a string or a list of one string")
             value = value[0]
         if value is not None and not isinstance(value, str):
-            raise DocumentError(node.at("software_version"), f"expected a string, got {_kind(value)}")
+            raise DocumentError(node.at("software_version"), f"expected a string, got {json_kind(value)}")
         return value
 
     def block(self, node: _Node, dataset: str, old_dataset: Dataset | None, blocks: dict[str, dict[str, int]],
@@ -392,12 +389,12 @@ class _Injector:
         group = node.optional_string("group", old.group_name if old else dr_group)
         if not self._group_exists(group):
             raise DocumentError(node.at("group"), f"unknown group {group!r}")
-        held: list[str] | None = None if old is None or old.files is None else list(old.files)
+        held: list[str] | None = None if old is None or old.lfns is None else list(old.lfns)
         if node.has("files"):
             held = []
             for path, lfn in node.elements("files"):
                 if not isinstance(lfn, str):
-                    raise DocumentError(path, f"expected a file name, got {_kind(lfn)}")
+                    raise DocumentError(path, f"expected a file name, got {json_kind(lfn)}")
                 if lfn not in files:
                     raise DocumentError(path, f"file {lfn!r} is not in block {dataset}#{block}")
                 held.append(lfn)
@@ -495,8 +492,8 @@ def _delete_block(out: ParsedDocument, dataset: Dataset, node: _Node, seen: _See
         lfn = file_node.name()
         seen_files.check(lfn, file_node.at("name"))
         if lfn not in sizes:
-            raise DocumentError(file_node.at("name"), f"file {lfn!r} is not in block {block.full_name}")
-        out.add(DELETE, File(lfn, block.full_name))
+            raise DocumentError(file_node.at("name"), f"file {lfn!r} is not in block {block.full_name()}")
+        out.add(DELETE, File(lfn, block.full_name()))
         del sizes[lfn]
     # the block's counts follow its files (not counted: the document deletes, it does not inject)
     out.add(UPDATE, Block(name, dataset.name, sum(sizes.values()), len(sizes), block.is_open, block.last_update),

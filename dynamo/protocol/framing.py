@@ -14,15 +14,12 @@ import socket
 import struct
 from typing import Any, Iterator
 
-from dynamo.errors import DynamoError
+from dynamo.errors import ProtocolError
 
 HEADER = struct.Struct(">I")
 DEFAULT_MAX_FRAME = 16 << 20
+__all__ = ["DEFAULT_MAX_FRAME", "Decoder", "ProtocolError", "encode", "receive", "send"]
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
-
-
-class ProtocolError(DynamoError):
-    """The peer sent something that is not a valid frame."""
 
 
 def encode(message: dict[str, Any], max_frame: int = DEFAULT_MAX_FRAME) -> bytes:

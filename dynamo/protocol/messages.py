@@ -12,8 +12,6 @@ from typing import Any
 
 from dynamo.protocol.framing import ProtocolError
 
-_OPTIONAL = object()
-
 # op -> {field: (accepted JSON types, required)}
 REQUESTS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "run": {"script": ((str,), True), "name": ((str,), True), "args": ((list,), True), "title": ((str,), True),

@@ -118,7 +118,7 @@ class Server:
             code = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            pytest.fail("dynamod did not stop within {timeout} s of SIGTERM")
+            pytest.fail(f"dynamod did not stop within {timeout} s of SIGTERM")
         for pid in children:
             assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text(), \
                 f"child {pid} survived dynamod"
