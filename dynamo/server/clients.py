@@ -1,4 +1,4 @@
-"""Client connections: accept, identify, serve, expire, drop (the set of connections has one owner)."""
+"""Client connections: listen, accept, identify, serve, expire, drop (the set of connections has one owner)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from dynamo.appserver import connection as C
 from dynamo.appserver.handlers import Handlers
-from dynamo.config import ListenConfig
+from dynamo.config import Config, ListenConfig
 from dynamo.errors import StoreError
 from dynamo.server.children import StopReason
 from dynamo.server.interest import READ, WRITE, Interest
@@ -123,6 +123,29 @@ class Clients:
             except C.ConnectionClosed:
                 pass
             self.drop(conn)
+
+
+def open_listeners(config: Config, listeners: list[C.Listener]) -> None:
+    """Open the configured listeners into ``listeners`` (filled as they open: a failure leaves the
+    opened ones there to be closed)."""
+    listen = config.listen
+    if listen.socket is not None:
+        listeners.append(C.unix_listener(config.path(listen.socket)))
+    if listen.tls_address is not None:
+        assert listen.tls_cert and listen.tls_key and listen.tls_ca
+        context = C.tls_context(config.path(listen.tls_cert), config.path(listen.tls_key), config.path(listen.tls_ca))
+        listeners.append(C.tls_listener(listen.tls_address, context))
+
+
+def listener_names(listeners: list[C.Listener]) -> list[str]:
+    names = []
+    for listener in listeners:
+        if listener.path is not None:
+            names.append(f"unix:{listener.path}")
+        else:
+            host, port = listener.sock.getsockname()[:2]
+            names.append(f"tls://{host}:{port}")
+    return names
 
 
 def flush_now(conn: C.Connection) -> None:

@@ -30,7 +30,7 @@ from dynamo.config import Config
 from dynamo.errors import ConfigurationError, DynamoError, StartupError, StoreError
 from dynamo.server import console
 from dynamo.server.children import Child, Children, Stream
-from dynamo.server.clients import Clients
+from dynamo.server.clients import Clients, listener_names, open_listeners
 from dynamo.server.committer import Committer
 from dynamo.server.exitcodes import ServerExit
 from dynamo.server.interest import READ, Interest
@@ -130,6 +130,7 @@ class Dynamod:
                 self.clients.serve(target, mask)
             elif isinstance(target, Stream):
                 self.pipes.read(target)
+        events.clear()  # its keys hold pipes of children that may end this turn: nothing of theirs outlives it
         self.clients.expire(self.system.monotonic())
 
     def enforce_deadlines(self) -> None:
@@ -240,26 +241,12 @@ class Dynamod:
                 self.registry.grant(name, "admin", target)
 
     def open_listeners(self) -> None:
-        listen = self.config.listen
-        if listen.socket is not None:
-            self.listeners.append(C.unix_listener(self.config.path(listen.socket)))
-        if listen.tls_address is not None:
-            assert listen.tls_cert and listen.tls_key and listen.tls_ca
-            context = C.tls_context(self.config.path(listen.tls_cert), self.config.path(listen.tls_key),
-                                    self.config.path(listen.tls_ca))
-            self.listeners.append(C.tls_listener(listen.tls_address, context))
+        open_listeners(self.config, self.listeners)
         for listener in self.listeners:
             self.interest.set(listener, READ)
 
     def _listener_names(self) -> list[str]:
-        names = []
-        for listener in self.listeners:
-            if listener.path is not None:
-                names.append(f"unix:{listener.path}")
-            else:
-                host, port = listener.sock.getsockname()[:2]
-                names.append(f"tls://{host}:{port}")
-        return names
+        return listener_names(self.listeners)
 
     def shutdown(self) -> None:
         log.info("stopping: %d application(s) running", len(self.children))
