@@ -14,7 +14,7 @@ class ServerExit(IntEnum):
     """``dynamod``'s exit status."""
 
     OK = 0                 # stopped by SIGTERM/SIGINT, cleanly
-    STARTUP = 1            # could not start (a port in use, another dynamod, the store unreachable, ...)
+    START_FAILED = 1       # could not start (a port in use, another dynamod, the store unreachable, ...)
     SOFTWARE = 70          # an unexpected error ended the main loop (EX_SOFTWARE); the log has the traceback
     CONFIG = 78            # the configuration is missing or invalid (EX_CONFIG)
 

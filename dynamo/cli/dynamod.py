@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dynamo.config import load_config
 from dynamo.errors import DynamoError
+from dynamo.exitcodes import ServerExit
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,13 +26,13 @@ def main(argv: list[str] | None = None) -> None:
         config = load_config(args.config)
     except DynamoError as exc:
         print(f"dynamod: {exc}", file=sys.stderr)
-        sys.exit(78)
+        sys.exit(ServerExit.CONFIG)
     # Imported before detaching: a broken installation says so on the terminal, not to /dev/null.
     try:
         from dynamo.server.main import Dynamod
     except ImportError as exc:
         print(f"dynamod: this installation of Dynamo is incomplete ({exc}): reinstall it", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(ServerExit.START_FAILED)
     # the descriptor the detached server reports on, until it has reported
     report: list[int] = [_daemonize(config.path(config.server.log_file))] if args.daemon else []
     try:
@@ -50,7 +51,7 @@ def _fail(report: list[int], reason: str) -> None:
     if report:
         os.write(report.pop(), reason.encode()[:4000])
     print(f"dynamod: {reason}", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(ServerExit.START_FAILED)
 
 
 def _report(report: list[int], server: object) -> None:
@@ -69,14 +70,14 @@ def _daemonize(log_file: Path) -> int:
         report = os.read(read_end, 4096).decode(errors="replace")
         if report.startswith("ready"):
             print(f"dynamod: {report}", flush=True)  # os._exit does not flush a pipe's buffer
-            os._exit(0)
+            os._exit(ServerExit.OK)
         where = f" (see {log_file})" if log_file.exists() else ""
         print(f"dynamod: failed to start: {report or 'no reason given'}{where}", file=sys.stderr, flush=True)
-        os._exit(1)
+        os._exit(ServerExit.START_FAILED)
     os.close(read_end)
     os.setsid()
     if os.fork() > 0:
-        os._exit(0)
+        os._exit(ServerExit.OK)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
