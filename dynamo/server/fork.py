@@ -17,7 +17,7 @@ import gc
 import os
 from dataclasses import replace
 
-from dynamo.apps.exitcodes import ChildExit
+from dynamo.exitcodes import ChildExit
 from dynamo.apps.runner import ChildSpec, child_main
 from dynamo.core.inventory import Inventory
 from dynamo.protocol import framing
