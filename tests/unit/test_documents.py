@@ -95,7 +95,7 @@ REPLICA = {"dataset": "d", "site": "T2_US_XYZ"}
 # Each message is the start of the error's text: the place, then what is wrong there.
 @pytest.mark.parametrize(("document", "message"), [
     ('{"site": [', "invalid JSON at line 1 column 11"),
-    (b"\xff\xfe", "invalid JSON"),
+    (b"\xff\xfe", "not UTF-8 text"),
     ("[]", "expected an object, got a list"),
     ({"sites": []}, "sites: unknown key (expected one of: group, site, partition, dataset, datasetreplica)"),
     ({"site": {}}, "site: expected a list, got an object"),
