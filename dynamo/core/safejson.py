@@ -99,7 +99,7 @@ def _depth_ok(raw: bytes, limit: int) -> bool:
     remains quoted holds brackets inside strings (rare) and goes by a regular expression. Each pass
     of ``replace("[]", "")`` then removes one level.
     """
-    if raw.count(b"[") + raw.count(b"{") <= limit:
+    if len(raw) < 1 << 16 and raw.count(b"[") + raw.count(b"{") <= limit:  # a typical request or reply
         return True
     if b"\\" in raw:
         raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
@@ -141,7 +141,7 @@ def loads(data: bytes | str, max_depth: int = MAX_DEPTH, unique_keys: bool = Fal
         raise
     except (ValueError, RecursionError, OverflowError) as exc:  # none expected: still a refusal, never a crash
         raise JSONRefused(f"cannot decode: {type(exc).__name__}: {exc}") from exc
-    if b"\\ud" in raw or b"\\uD" in raw:
+    if b"\\" in raw and (b"\\ud" in raw or b"\\uD" in raw):  # one byte is found much faster than three
         _check_strings(value)
     return value
 
