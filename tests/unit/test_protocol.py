@@ -201,3 +201,30 @@ def test_the_ranges_let_legitimate_requests_through() -> None:
     assert check({**RUN, "args": ["-v"] * 1024, "name": "ü.py"}, REQUESTS) == "run"
     assert check({"op": "stdin", "data": "a\x00b \U0001f600"}, STREAM) == "stdin"
     assert check({"op": "exec_auth", "action": "add", "title": "t", "script": "x", "user": None}, REQUESTS)
+
+
+def test_a_child_splits_only_frames_that_are_too_large() -> None:
+    from dynamo.apps.recorder import PipeRecorder
+    from dynamo.dataformat import Site
+
+    r, w = os.pipe()
+    try:
+        recorder = PipeRecorder(w, max_frame=200)
+        for i in range(4):  # four records do not fit in one 200-byte frame: they go in several
+            recorder.record("update", Site(f"S{i}", host="h"))
+        recorder.flush()
+        os.set_blocking(r, False)
+        frames = list(Decoder().feed(os.read(r, 1 << 16)))
+        assert len(frames) > 1 and sum(len(f["records"]) for f in frames) == 4
+        # a string that is not valid Unicode: a clear ProtocolError (before: UnicodeEncodeError), and no
+        # pointless splitting of the batch down to single records first
+        site = Site("S9")
+        site.host = "\ud800"  # a plain attribute: an application may assign it anything
+        recorder.record("update", site)
+        with pytest.raises(ProtocolError, match="not valid Unicode"):
+            recorder.flush()
+        with pytest.raises(BlockingIOError):
+            os.read(r, 1 << 16)
+    finally:
+        os.close(r)
+        os.close(w)
