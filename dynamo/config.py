@@ -6,8 +6,15 @@ With neither, it uses the **embedded default**, which needs nothing installed:
 * state under ``$DYNAMO_HOME`` (default ``~/.dynamo``);
 * the SQLite store ``$DYNAMO_HOME/inventory.db``;
 * the local socket ``$DYNAMO_HOME/dynamo.sock`` (no TLS listener);
-* the invoking Unix user as administrator;
-* when run as root, applications run as ``nobody``.
+* the invoking Unix user as administrator, and its only user: the state directory (and so the
+  socket in it) is private to that user (mode 0700), and applications run as that user, with no
+  privilege drop, even when it is root (``Config.single_user``).
+
+The trade-off: in the embedded default an application can read whatever the invoking user can,
+the store included. It is a single-user setup. A server shared by several users is configured:
+with a file, dynamod run as root runs applications as ``[server] service_user`` (``nobody``
+unless set; never root) and refuses to start when that user cannot reach the work area or use
+the interpreter (``dynamo.server.preflight``).
 
 ``etc/dynamo.toml`` documents every setting for a production server on MariaDB
 with TLS. Relative paths in a file are relative to ``server.home``.
@@ -33,7 +40,8 @@ class ServerConfig:
     """Unix users registered as administrators (roles admin on inventory and application) when
     the server starts and they are not registered yet."""
     service_user: str | None = None
-    """When dynamod runs as root, applications run as this user (required then)."""
+    """When a configured dynamod runs as root, applications run as this user (``nobody`` unless
+    set; never root). Not used by the embedded default, which serves the invoking user alone."""
     pid_file: Path = Path("dynamod.pid")
     log_file: Path = Path("log/server.log")
     change_log: Path = Path("log/changes.log")
@@ -88,6 +96,18 @@ class ApplicationsConfig:
     max_output: int = 64 << 20
     """Bytes of an application's stdout (and as many of its stderr) the server keeps for --poll;
     its client still receives all of it."""
+    max_memory: int = 8 << 30
+    """Bytes of address space an application may add to the image it inherits (RLIMIT_AS above the
+    server's size at fork time; 0 = no limit). A script that allocates past it gets MemoryError."""
+    max_cpu: int = 0
+    """CPU seconds an application may use (RLIMIT_CPU; 0 = only the wall-clock ``timeout``)."""
+    max_processes: int = 256
+    """Processes an application's user may have (RLIMIT_NPROC). Applied only when applications run
+    under a user of their own (``[server] service_user``), never to the user who runs dynamod."""
+    max_open_files: int = 1024
+    """Descriptors per process of an application (RLIMIT_NOFILE)."""
+    max_file_size: int = 4 << 30
+    """Largest file an application may write in its work area, in bytes (RLIMIT_FSIZE; 0 = no limit)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +128,9 @@ class Config:
     applications: ApplicationsConfig
     client: ClientConfig
     source: str = "embedded default"
+    single_user: bool = False
+    """Serve the invoking user alone: private state directory, applications run as that user (no
+    service user, even as root). True for the embedded default only; not a file setting."""
 
     def path(self, p: Path) -> Path:
         """A configured path, relative ones taken from ``server.home``."""
@@ -119,17 +142,25 @@ def default_home() -> Path:
 
 
 def embedded_default(home: Path | None = None) -> Config:
+    """The single-user server: see the module's docstring."""
     home = home or default_home()
     socket = home / "dynamo.sock"
-    # Run as root, the server still runs applications unprivileged.
-    service_user = "nobody" if os.geteuid() == 0 else None
     return Config(
-        server=ServerConfig(home=home, admins=(getpass.getuser(),), service_user=service_user),
+        server=ServerConfig(home=home, admins=(getpass.getuser(),)),
         store=StoreConfig(url=f"sqlite:///{home / 'inventory.db'}"),
         listen=ListenConfig(socket=socket),
         applications=ApplicationsConfig(),
         client=ClientConfig(server=f"unix:{socket}"),
+        single_user=True,
     )
+
+
+def _configured_base(home: Path | None) -> Config:
+    """What a configuration file starts from: the embedded default's paths, but a multi-user
+    server, which run as root runs applications as ``nobody`` unless told otherwise."""
+    base = embedded_default(home)
+    service_user = "nobody" if os.geteuid() == 0 else None
+    return replace(base, server=replace(base.server, service_user=service_user), single_user=False)
 
 
 _SECTIONS = {"server": ServerConfig, "store": StoreConfig, "listen": ListenConfig,
@@ -184,7 +215,7 @@ def parse_config(data: dict[str, Any], source: str) -> Config:
     if unknown:
         raise ConfigurationError(f"{source}: unknown section(s) {', '.join(sorted(unknown))}")
     server_home = data.get("server", {}).get("home")
-    base = embedded_default(Path(os.path.expandvars(server_home)).expanduser() if server_home else None)
+    base = _configured_base(Path(os.path.expandvars(server_home)).expanduser() if server_home else None)
     sections: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
         given = data.get(name, {})

@@ -6,14 +6,16 @@ they occur, with ``raise ... from``, so callers never catch driver exceptions::
 
     DynamoError
     ├── ObjectError            an object or value is malformed (bad name, bad enum, negative size)
-    ├── InventoryError         an operation is inconsistent with the inventory
+    ├── InventoryError         an operation is inconsistent with the inventory (alias IntegrityError)
     │   ├── MissingReference   a referenced object (site, dataset, block, group, ...) is absent
     │   └── ProtectedObject    the object may not be changed (the null group)
     ├── CodecError             a wire/journal record cannot be decoded
     ├── ChangeSetError         a change set was refused; names the offending record
     ├── DocumentError          an inject/delete JSON document is invalid; names the place
     ├── ConfigurationError     configuration is missing or invalid
-    ├── StartupError           dynamod cannot start (a port in use, an unreadable certificate)
+    ├── StartupError           dynamod cannot start (a port in use, an unreadable certificate, another dynamod)
+    ├── ProtocolError          a peer (client or child) sent something that is not a valid frame or request
+    ├── ConnectionClosed       a client connection ended (end of stream, reset, failed handshake)
     └── StoreError             the persistent store failed
         ├── StoreUnavailable   cannot connect, or the connection went away
         ├── StoreConflict      another writer committed first (version moved)
@@ -34,6 +36,10 @@ class ObjectError(DynamoError, ValueError):
 
 class InventoryError(DynamoError):
     """An operation is inconsistent with the current inventory."""
+
+
+IntegrityError = InventoryError
+"""The original Dynamo's name for an operation inconsistent with the inventory."""
 
 
 class MissingReference(InventoryError):
@@ -81,6 +87,14 @@ class ConfigurationError(DynamoError):
 
 class StartupError(DynamoError):
     """dynamod cannot start: an operating-system resource it needs is unavailable."""
+
+
+class ProtocolError(DynamoError):
+    """The peer sent something that is not a valid frame or request."""
+
+
+class ConnectionClosed(DynamoError):
+    """A client connection ended: end of stream, a reset, a failed TLS handshake, a bad frame."""
 
 
 class StoreError(DynamoError):

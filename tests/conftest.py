@@ -16,7 +16,17 @@ from typing import Any
 
 import pytest
 
-from dynamo.store import InventoryStore, open_store
+import dynamo
+
+# The suite tests Dynamo as `pip install .` installs it: a module left out of the package must
+# fail here, which an import from this checkout (an editable install, `python -m pytest`, the
+# default `prepend` import mode) would hide. tests/run installs it and runs pytest so.
+SOURCE = Path(__file__).resolve().parents[1] / "dynamo"
+if Path(dynamo.__file__).resolve().parent == SOURCE:
+    raise pytest.UsageError(f"dynamo is imported from the checkout ({SOURCE}), not from the installed package: "
+                            f"run ./tests/run (pip install . into .venv, then .venv/bin/pytest)")
+
+from dynamo.store import InventoryStore, open_store  # noqa: E402
 
 MYSQL_SERVER = os.environ.get("DYNAMO_TEST_MYSQL", "mysql://root@127.0.0.1:3306").rstrip("/")
 _counter = itertools.count()

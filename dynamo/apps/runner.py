@@ -25,10 +25,12 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from dynamo import __version__
-from dynamo.apps.exitcodes import ChildExit
+from dynamo.apps import containment
 from dynamo.apps.recorder import PipeRecorder
 from dynamo.core import executable
 from dynamo.core.inventory import Inventory
+from dynamo.exitcodes import ChildExit
+from dynamo.proctitle import set_title
 from dynamo.protocol import framing
 
 
@@ -47,6 +49,7 @@ class ChildSpec:
     change_fd: int | None = None
     control_fd: int | None = None
     tty: bool = False
+    limits: containment.Limits = containment.Limits()
 
 
 def child_main(spec: ChildSpec, inventory: Inventory) -> NoReturn:
@@ -65,6 +68,10 @@ def child_main(spec: ChildSpec, inventory: Inventory) -> NoReturn:
                 stream.flush()
             except BaseException:  # noqa: S110
                 pass
+        try:
+            containment.kill_descendants()  # nothing the application started outlives it
+        except BaseException:  # noqa: S110 - leaving is what matters now
+            pass
         os._exit(status)
 
 
@@ -82,24 +89,20 @@ def _setup(spec: ChildSpec) -> None:
         os.setgroups([])
         os.setgid(spec.gid)
         os.setuid(spec.uid)
+    containment.apply_limits(spec.limits)
+    # a descendant that leaves the process group (double fork, setsid) stays ours, and is killed at the end
+    containment.become_subreaper()
     os.chdir(spec.work_area)
-    _set_title(f"dynamo: {spec.kind} {spec.app_id} {spec.title}")
+    set_title(f"dynamo: {spec.kind} {spec.app_id} {spec.title}")
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
     sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
 
 
-def _set_title(title: str) -> None:
-    try:
-        import setproctitle
-    except ImportError:  # optional at run time: titles are a convenience
-        return
-    setproctitle.setproctitle(title)
-
-
 def _wire(spec: ChildSpec, inventory: Inventory) -> None:
     executable.inventory = inventory
     executable.read_only = not spec.write
+    executable.authorized = spec.write
     executable.app_id = spec.app_id
     inventory.recorder = PipeRecorder(spec.change_fd) if spec.write and spec.change_fd is not None else None
 

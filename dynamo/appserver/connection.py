@@ -9,6 +9,7 @@ connections by peer uid.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import ssl
@@ -18,13 +19,57 @@ from pathlib import Path
 from typing import Any
 
 from dynamo.appserver import identity
-from dynamo.errors import StartupError
+from dynamo.errors import ConnectionClosed, ProtocolError, StartupError
 from dynamo.protocol import framing
-from dynamo.protocol.framing import ProtocolError
 
 READ_SIZE = 256 * 1024
 # Stop reading an application's output while this much is waiting to be sent to its client.
 HIGH_WATER = 4 << 20
+# A client whose output is backlogged must take at least this many bytes a second, averaged over the
+# client timeout: reading a few bytes a minute must not keep a stalled application (and its memory) alive.
+MIN_RATE = 16 << 10
+# accept() failures that mean "no descriptor or buffer for a new connection now": pause, do not die
+EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+class Overloaded(ConnectionClosed):
+    """A connection is dropped because a limit of the server was reached (memory for incoming data,
+    connections of one peer); the message says which, and is sent to the client."""
+
+
+class IncomingBudget:
+    """Memory held for incomplete frames, in total and per user: a client that starts a large frame
+    and never finishes it holds that memory, and many such clients must not exhaust the server."""
+
+    def __init__(self, total: int, per_user: int):
+        self.total = total
+        self.per_user = per_user
+        self.held = 0
+        self.by_user: dict[str, int] = {}
+
+    def charge(self, conn: Connection, now_held: int) -> None:
+        """Record that ``conn`` now holds ``now_held`` bytes; Overloaded if a limit is passed."""
+        delta = now_held - conn.held
+        if delta == 0:
+            return
+        user = conn.identity
+        self.held += delta
+        self.by_user[user] = self.by_user.get(user, 0) + delta
+        conn.held = now_held
+        if not self.by_user[user]:
+            del self.by_user[user]
+        if delta > 0 and self.by_user.get(user, 0) > self.per_user:
+            raise Overloaded(f"incomplete requests of {user!r} hold more than {self.per_user} bytes: "
+                             "connection dropped")
+        if delta > 0 and self.held > self.total:
+            raise Overloaded(f"the server holds more than {self.total} bytes of incomplete requests: "
+                             "connection dropped, try again later")
+
+    def release(self, conn: Connection) -> None:
+        try:
+            self.charge(conn, 0)
+        except Overloaded:  # cannot happen when releasing
+            pass
 
 
 class Listener:
@@ -34,15 +79,25 @@ class Listener:
         self.kind = kind            # "unix" or "tls"
         self.context = context
         self.path = path
+        self.exhausted = False   # the last accept() found no descriptor (or memory) for a new connection
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def accept(self) -> socket.socket | None:
+        """A new connection, or None: none waiting, or, with ``exhausted`` set, none can be taken now
+        (the process or the system is out of descriptors or buffers): the caller pauses accepting
+        and sheds connections rather than spinning on a listener that stays readable."""
+        self.exhausted = False
         try:
             sock, _ = self.sock.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return None
+        except OSError as exc:
+            if exc.errno in EXHAUSTED:
+                self.exhausted = True
+                return None
+            raise
         sock.setblocking(False)
         return sock
 
@@ -107,10 +162,6 @@ def tls_listener(address: str, context: ssl.SSLContext) -> Listener:
     return Listener(sock, "tls", context=context)
 
 
-class ConnectionClosed(Exception):
-    pass
-
-
 class Connection:
     """One client: its socket, identity, request state and output buffer."""
 
@@ -132,6 +183,10 @@ class Connection:
         self.closed = False
         self.opened = time.monotonic()
         self.last_sent = self.opened  # the last time the client took some output (or when it had none)
+        self.backlogged_since: float | None = None  # when the output first passed HIGH_WATER
+        self.sent_in_backlog = 0    # bytes the client took since then
+        self.held = 0               # bytes of incomplete frames charged to the IncomingBudget
+        self.budget: IncomingBudget | None = None
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -220,25 +275,45 @@ class Connection:
         if not data:
             raise ConnectionClosed("end of stream")
         try:
-            return list(self.decoder.feed(data))
+            messages = list(self.decoder.feed(data))
         except ProtocolError as exc:
             raise ConnectionClosed(f"protocol error: {exc}") from exc
+        if self.budget is not None:
+            self.budget.charge(self, self.decoder.pending)  # Overloaded past a limit
+        return messages
 
     def send(self, message: dict[str, Any]) -> None:
         if not self.closed:
             if not self.out:
                 self.last_sent = time.monotonic()
             self.out += framing.encode(message, self.max_frame)
+            self._track_backlog(0)
 
-    def stalled(self, now: float, timeout: float) -> str | None:
-        """Why the connection should be dropped (no request in time, or output not taken in time)."""
+    def stalled(self, now: float, timeout: float, min_rate: int = MIN_RATE) -> str | None:
+        """Why the connection should be dropped: no request in time, output not taken in time, or output
+        taken too slowly while it is backlogged (a byte-rate rule: silence is not the only way to stall)."""
         if self.draining_since is not None or self.closed:
             return None
         if self.request is None and now > self.opened + timeout:
             return f"no request within {timeout:g} s"
         if self.out and now > self.last_sent + timeout:
             return f"the client took no output for {timeout:g} s"
+        if self.backlogged_since is not None and now > self.backlogged_since + timeout:
+            rate = self.sent_in_backlog / (now - self.backlogged_since)
+            if rate < min_rate:
+                return (f"the client took its output at {rate:.0f} bytes/s for {timeout:g} s while more than "
+                        f"{HIGH_WATER} bytes waited (at least {min_rate} bytes/s are needed)")
+            self.backlogged_since, self.sent_in_backlog = now, 0  # judged: start a new window
         return None
+
+    def _track_backlog(self, sent: int) -> None:
+        if len(self.out) > HIGH_WATER:
+            if self.backlogged_since is None:
+                self.backlogged_since, self.sent_in_backlog = time.monotonic(), 0
+            else:
+                self.sent_in_backlog += sent
+        else:
+            self.backlogged_since = None
 
     def flush(self) -> None:
         while self.out and not self.closed:
@@ -250,8 +325,11 @@ class Connection:
                 raise ConnectionClosed(str(exc)) from exc
             del self.out[:sent]
             self.last_sent = time.monotonic()
+            self._track_backlog(sent)
 
     def close(self) -> None:
+        if self.budget is not None:
+            self.budget.release(self)
         if not self.closed:
             self.closed = True
             try:

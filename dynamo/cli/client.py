@@ -13,14 +13,23 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from dynamo.apps.exitcodes import ClientExit
 from dynamo.config import Config, load_config
 from dynamo.errors import ConfigurationError
+from dynamo.exitcodes import ClientExit
 from dynamo.protocol import framing
+from dynamo.protocol.replies import ErrorCode, Reply
 
-ERROR_EXIT = {"permission": ClientExit.NO_PERMISSION, "invalid": ClientExit.CHANGES_REFUSED,
-              "protocol": ClientExit.SOFTWARE, "not_found": 1, "store": ClientExit.SOFTWARE,
-              "unavailable": ClientExit.UNAVAILABLE, "refused": ClientExit.NO_PERMISSION}
+ERROR_EXIT: dict[str, ClientExit] = {
+    ErrorCode.PERMISSION: ClientExit.NO_PERMISSION,
+    ErrorCode.INVALID: ClientExit.CHANGES_REFUSED,
+    ErrorCode.PROTOCOL: ClientExit.SOFTWARE,
+    ErrorCode.NOT_FOUND: ClientExit.NOT_FOUND,
+    ErrorCode.STORE: ClientExit.SOFTWARE,
+    ErrorCode.UNAVAILABLE: ClientExit.UNAVAILABLE,
+    ErrorCode.OVERLOADED: ClientExit.TEMPFAIL,
+    ErrorCode.INTERNAL: ClientExit.SOFTWARE,
+}
+"""The exit code for each refusal (an unknown code: a software error)."""
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -56,7 +65,7 @@ class Client:
                 last = framing.receive(self.sock)
             except (OSError, framing.ProtocolError):
                 last = None
-            if last is not None and last.get("type") == "error":
+            if last is not None and last.get("type") == Reply.ERROR:
                 refused(last)
             fail(f"connection to the server failed: {exc}", ClientExit.UNAVAILABLE)
 
@@ -119,7 +128,9 @@ def _tls(url: str, args: argparse.Namespace, config: Config) -> socket.socket:
 
 
 def refused(message: dict[str, Any]) -> NoReturn:
-    fail(message.get("message", "refused"), ERROR_EXIT.get(message.get("code", ""), ClientExit.SOFTWARE))
+    code = message.get("code")
+    fail(str(message.get("message", "refused")), ERROR_EXIT.get(code if isinstance(code, str) else "",
+                                                                 ClientExit.SOFTWARE))
 
 
 def request(args: argparse.Namespace, config: Config, message: dict[str, Any]) -> Any:
@@ -128,6 +139,6 @@ def request(args: argparse.Namespace, config: Config, message: dict[str, Any]) -
     client.send(message)
     reply = client.receive()
     client.close()
-    if reply.get("type") == "error":
+    if reply.get("type") == Reply.ERROR:
         refused(reply)
     return reply.get("data")

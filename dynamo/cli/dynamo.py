@@ -19,8 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dynamo.apps.exitcodes import ClientExit
 from dynamo.cli.client import Client, add_connection_options, configuration, connect, fail, refused, request
+from dynamo.cli.usage import UsageParser, refuse_unused
+from dynamo.exitcodes import ClientExit
+from dynamo.protocol.replies import Reply
 
 
 def hours(text: str) -> float:
@@ -33,26 +35,50 @@ def hours(text: str) -> float:
     return value
 
 
+_RUN_OPTIONS = {"write_request": "--write-request", "title": "--title", "asynchronous": "--asynchronous",
+                "timeout": "--timeout"}
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dynamo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("cmd", nargs="?", help="script path and its arguments, as one string")
+    p = UsageParser(prog="dynamo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # one mode per call: `dynamo --poll 1 --kill 2` used to poll and silently ignore the kill
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("cmd", nargs="?", metavar="script", help="script path and its arguments, as one string")
     p.add_argument("-W", "--write-request", action="store_true", help="run with write access")
     p.add_argument("-t", "--title", help="application title (required with --write-request)")
     p.add_argument("-A", "--asynchronous", action="store_true", help="print the application id and return")
     p.add_argument("-m", "--timeout", type=hours, help="hours the application may run, at most the server's "
                    "limit (default and 0: the server's limit)")
-    p.add_argument("-p", "--poll", type=int, metavar="ID", help="show an application's status and output")
-    p.add_argument("-x", "--kill", type=int, metavar="ID", help="stop an application")
-    p.add_argument("-l", "--list", action="store_true", help="list queued and running applications")
+    mode.add_argument("-p", "--poll", type=int, metavar="ID", help="show an application's status and output")
+    mode.add_argument("-x", "--kill", type=int, metavar="ID", help="stop an application")
+    mode.add_argument("-l", "--list", action="store_true", help="list queued and running applications")
     p.add_argument("--all", action="store_true", help="with --list: recent finished ones too")
     p.add_argument("--json", action="store_true", help="with --poll/--list: print JSON")
     add_connection_options(p)
     return p
 
 
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments, with every option the chosen mode would ignore refused as a usage error."""
+    p = parser()
+    args = p.parse_args(argv)
+    if args.poll is not None or args.kill is not None or args.list:
+        name = "--poll" if args.poll is not None else "--kill" if args.kill is not None else "--list"
+        refuse_unused(p, args, name, _RUN_OPTIONS)
+        if not args.list:
+            refuse_unused(p, args, name, {"all": "--all"})
+        if args.kill is not None:
+            refuse_unused(p, args, name, {"json": "--json"})
+    else:
+        refuse_unused(p, args, "a script or the shell", {"all": "--all", "json": "--json"})
+        if args.cmd is None:
+            refuse_unused(p, args, "the shell (it is read-only and interactive: give a script to run)",
+                          _RUN_OPTIONS)
+    return args
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+    args = parse(argv)
     config = configuration(args)
     if args.poll is not None:
         return show_poll(request(args, config, {"op": "poll", "id": args.poll}), args.json)
@@ -63,8 +89,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.list:
         return show_list(request(args, config, {"op": "list", "all": args.all}), args.json)
     if args.cmd is None:
-        if args.write_request or args.asynchronous:
-            fail("the shell is read-only and interactive: give a script to run", ClientExit.USAGE)
         sys.exit(shell(connect(args, config)))
     sys.exit(run(args, connect(args, config)))
 
@@ -93,14 +117,14 @@ def run(args: argparse.Namespace, client: Client) -> int:
             kind = message.get("type")
             if relay(message):
                 continue
-            if kind == "accepted":
+            if kind == Reply.ACCEPTED:
                 print(message["id"])
                 return 0
-            elif kind == "queued":
+            elif kind == Reply.QUEUED:
                 print(f"dynamo: application {message.get('id')} queued: {message.get('reason')}", file=sys.stderr)
-            elif kind == "exit":
+            elif kind == Reply.EXIT:
                 return exit_code(message)
-            elif kind == "error":
+            elif kind == Reply.ERROR:
                 refused(message)
         except KeyboardInterrupt:
             if interrupted:  # a second Ctrl-C: leave the application to its fate
@@ -112,7 +136,7 @@ def run(args: argparse.Namespace, client: Client) -> int:
 
 def relay(message: dict[str, Any]) -> bool:
     """Print an application's output frame; False for any other message."""
-    stream = {"out": sys.stdout, "err": sys.stderr}.get(message.get("type", ""))
+    stream = {Reply.OUT: sys.stdout, Reply.ERR: sys.stderr}.get(message.get("type", ""))
     if stream is None:
         return False
     stream.write(message["data"])
@@ -147,11 +171,11 @@ def shell(client: Client) -> int:
             kind = message.get("type")
             if relay(message):
                 continue
-            if kind == "prompt":
+            if kind == Reply.PROMPT:
                 client.send(_next_line(message.get("text", ""), tty))
-            elif kind == "exit":
+            elif kind == Reply.EXIT:
                 return 0 if message.get("status") == "done" else exit_code(message)
-            elif kind == "error":
+            elif kind == Reply.ERROR:
                 refused(message)
         except KeyboardInterrupt:  # while a statement runs: interrupt it, as Python's console does
             client.send({"op": "interrupt"})

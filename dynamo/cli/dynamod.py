@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from dynamo.config import load_config
 from dynamo.errors import DynamoError
@@ -25,25 +26,41 @@ def main(argv: list[str] | None = None) -> None:
     except DynamoError as exc:
         print(f"dynamod: {exc}", file=sys.stderr)
         sys.exit(78)
-    report_fd = _daemonize() if args.daemon else None
-    from dynamo.server.main import Dynamod
+    # Imported before detaching: a broken installation says so on the terminal, not to /dev/null.
     try:
-        server = Dynamod(config, on_ready=None if report_fd is None else lambda d: _report(report_fd, d))
+        from dynamo.server.main import Dynamod
+    except ImportError as exc:
+        print(f"dynamod: this installation of Dynamo is incomplete ({exc}): reinstall it", file=sys.stderr)
+        sys.exit(1)
+    # the descriptor the detached server reports on, until it has reported
+    report: list[int] = [_daemonize(config.path(config.server.log_file))] if args.daemon else []
+    try:
+        server = Dynamod(config, on_ready=(lambda d: _report(report, d)) if report else None)
         sys.exit(server.run())
     except DynamoError as exc:
-        if report_fd is not None:
-            os.write(report_fd, str(exc).encode()[:4000])
-        print(f"dynamod: {exc}", file=sys.stderr)
-        sys.exit(1)
+        _fail(report, str(exc))
+    except Exception as exc:
+        if not report:
+            raise  # in the foreground (or once ready) the traceback goes to stderr, as anywhere else
+        # detached and not ready: the report pipe is the only way to the terminal before the log is open
+        _fail(report, f"{type(exc).__name__}: {exc}")
 
 
-def _report(fd: int, server: object) -> None:
+def _fail(report: list[int], reason: str) -> None:
+    if report:
+        os.write(report.pop(), reason.encode()[:4000])
+    print(f"dynamod: {reason}", file=sys.stderr)
+    sys.exit(1)
+
+
+def _report(report: list[int], server: object) -> None:
     names = ", ".join(server._listener_names())  # type: ignore[attr-defined]
+    fd = report.pop()
     os.write(fd, f"ready, pid {os.getpid()}, {names}".encode())
     os.close(fd)
 
 
-def _daemonize() -> int:
+def _daemonize(log_file: Path) -> int:
     """Fork twice and detach; the first parent waits for the server's report and prints it.
     Returns the descriptor the server reports on."""
     read_end, write_end = os.pipe()
@@ -51,9 +68,10 @@ def _daemonize() -> int:
         os.close(write_end)
         report = os.read(read_end, 4096).decode(errors="replace")
         if report.startswith("ready"):
-            print(f"dynamod: {report}")
+            print(f"dynamod: {report}", flush=True)  # os._exit does not flush a pipe's buffer
             os._exit(0)
-        print(f"dynamod: failed to start{': ' + report if report else ''} (see the server log)", file=sys.stderr)
+        where = f" (see {log_file})" if log_file.exists() else ""
+        print(f"dynamod: failed to start: {report or 'no reason given'}{where}", file=sys.stderr, flush=True)
         os._exit(1)
     os.close(read_end)
     os.setsid()

@@ -13,20 +13,24 @@ from __future__ import annotations
 import argparse
 import time
 
-from dynamo.apps.exitcodes import ClientExit
 from dynamo.cli.client import add_connection_options, configuration, fail, request
+from dynamo.cli.usage import UsageParser, refuse_unused
+from dynamo.exitcodes import ClientExit
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="dynamo-exec-auth", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-x", "--executable", help="the script to authorize")
+    p = UsageParser(prog="dynamo-exec-auth", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = p.add_mutually_exclusive_group()  # authorize, list or revoke: one per call
+    mode.add_argument("-x", "--executable", help="the script to authorize")
     p.add_argument("-t", "--title", help="the application title")
     p.add_argument("-u", "--user", help="only this user may run it with write access (default: any user)")
-    p.add_argument("-L", "--list", action="store_true", help="list authorizations")
-    p.add_argument("-D", "--delete", action="store_true", help="revoke the title's authorization(s)")
+    mode.add_argument("-L", "--list", action="store_true", help="list authorizations")
+    mode.add_argument("-D", "--delete", action="store_true", help="revoke the title's authorization(s)")
     add_connection_options(p)
     args = p.parse_args(argv)
+    if args.list:
+        refuse_unused(p, args, "--list (it lists every user's authorizations)", {"user": "--user"})
     config = configuration(args)
     if args.list:
         rows = request(args, config, {"op": "exec_auth", "action": "list", "title": args.title})

@@ -14,27 +14,30 @@ from __future__ import annotations
 
 import argparse
 
-from dynamo.apps.exitcodes import ClientExit
 from dynamo.cli.client import configuration, fail
+from dynamo.cli.usage import UsageParser, refuse_unused
 from dynamo.errors import DynamoError
+from dynamo.exitcodes import ClientExit
 from dynamo.store import open_store
 from dynamo.store.registry import ROLES, TARGETS, Registry
 from dynamo.store.sql import SQLStore
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="dynamo-user-auth", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = UsageParser(prog="dynamo-user-auth", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="the server's configuration file (default: $DYNAMO_CONFIG or embedded)")
     p.add_argument("-u", "--user", help="user name (local users: their Unix login name)")
     p.add_argument("-n", "--dn", help="certificate subject, e.g. /C=US/O=Example/CN=Alice")
     p.add_argument("-m", "--email", default="")
     p.add_argument("-r", "--role", choices=ROLES)
     p.add_argument("-g", "--target", choices=TARGETS)
-    p.add_argument("-R", "--revoke", action="store_true", help="take the role away")
-    p.add_argument("-D", "--delete", action="store_true", help="delete the user")
-    p.add_argument("-L", "--list", action="store_true")
+    mode = p.add_mutually_exclusive_group()  # add or update (the default), revoke, delete or list: one per call
+    mode.add_argument("-R", "--revoke", action="store_true", help="take the role away")
+    mode.add_argument("-D", "--delete", action="store_true", help="delete the user")
+    mode.add_argument("-L", "--list", action="store_true")
     args = p.parse_args(argv)
+    refuse_ignored(p, args)
     config = configuration(args)
     try:
         store = open_store(config.store.url)
@@ -45,6 +48,17 @@ def main(argv: list[str] | None = None) -> None:
             store.close()
     except (DynamoError, ValueError) as exc:
         fail(str(exc), 1)
+
+
+def refuse_ignored(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What --list, --delete and --revoke would not use is a usage error, not silently dropped."""
+    details = {"dn": "--dn", "email": "--email"}
+    if args.list:
+        refuse_unused(p, args, "--list", {"user": "--user", **details, "role": "--role", "target": "--target"})
+    elif args.delete:
+        refuse_unused(p, args, "--delete", {**details, "role": "--role", "target": "--target"})
+    elif args.revoke:
+        refuse_unused(p, args, "--revoke", details)
 
 
 def manage(args: argparse.Namespace, registry: Registry) -> None:

@@ -1,6 +1,7 @@
 """Change sets: ordered update/delete records applied all or nothing.
 
-Applying a change set (``apply_change_set``) follows design.md §1:
+Applying a change set (``apply_change_set``; docs/journal.md tells why the
+image is changed first and undone on failure, rather than after the commit):
 
 1. every record is decoded and applied to the image under a ``Transaction``,
    which validates references and values and keeps an undo log;
@@ -9,6 +10,9 @@ Applying a change set (``apply_change_set``) follows design.md §1:
 3. the store writes the touched rows and one journal row in one transaction;
 4. only then is the undo log dropped. Any failure in 1-3 replays the undo
    log: the image is exactly as before, and the error names the record.
+
+An empty change set changes nothing: no store transaction, no journal row, the
+version unchanged.
 
 The journal receives the *normalized* records: the full state of each live
 object after the operation, ids included, so a replica replaying the journal
@@ -59,22 +63,6 @@ class Prepared:
         return len(self.records)
 
 
-class ChangeSet:
-    """Records update/delete calls in order (install as ``inventory.recorder``)."""
-
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    def record(self, op: str, obj: DataObject) -> None:
-        self.records.append(encode(op, obj))
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self.records)
-
-
 def _normalized(op: str, record: Record, obj: DataObject, live: Any) -> Record:
     """The journal's form of an applied record: ``encode(op, live)``.
 
@@ -85,7 +73,7 @@ def _normalized(op: str, record: Record, obj: DataObject, live: Any) -> Record:
     every file means complete).
     """
     type_name = record[1]
-    if op == UPDATE and (type_name != "blockreplica" or _same_files(record[2]["files"], live.files)):
+    if op == UPDATE and (type_name != "blockreplica" or _same_files(record[2]["files"], live.lfns)):
         fields = dict(record[2])
         if type_name in HAS_ID:
             fields["id"] = live.id
@@ -134,21 +122,22 @@ def _check_blocks(inventory: Inventory, txn: Transaction) -> None:
             count, size = block.files_count(), block.files_size()
             if (count, size) != (block.num_files, block.size):
                 raise ChangeSetError(
-                    f"block {block.full_name} declares num_files={block.num_files} size={block.size} "
-                    f"but holds {count} files of {size} bytes", index, f"last change to block {block.full_name}")
+                    f"block {block.full_name()} declares num_files={block.num_files} size={block.size} "
+                    f"but holds {count} files of {size} bytes", index, f"last change to block {block.full_name()}")
     for block in txn.dirty["block_files"].values():
         assert isinstance(block, Block)
         block._pack()
 
 
 def apply_change_set(inventory: Inventory, store: InventoryStore | None, records: Iterable[Record] | Prepared,
-                     meta: ChangeMeta | None = None) -> Transaction:
+                     meta: ChangeMeta | None = None) -> bool:
     """Validate, persist (when ``store`` is given) and apply a change set, all or nothing.
 
-    Returns the finished transaction (its ``dirty`` sets tell what changed).
-    ``inventory.version`` becomes the store's new version. Raises
-    ``ChangeSetError`` for a bad record, ``StoreError`` if the store fails;
-    in both cases nothing changed.
+    Returns True when the change set was committed: ``inventory.version`` is
+    then the store's new version. An empty change set (no records) changes
+    nothing and returns False: no journal entry, no store transaction, the
+    version unchanged. Raises ``ChangeSetError`` for a bad record,
+    ``StoreError`` if the store fails; in both cases nothing changed.
     """
     if inventory._tracker.active:
         raise RuntimeError("a change set is already being applied to this inventory")
@@ -170,11 +159,14 @@ def apply_change_set(inventory: Inventory, store: InventoryStore | None, records
     try:
         _apply_records(inventory, txn, records, journal)
         txn.record_index = -1
-        _check_blocks(inventory, txn)
-        if store is not None:
-            inventory.version = store.commit(inventory, txn, journal, meta or ChangeMeta())
-        else:
-            inventory.version += 1
+        # Records are only known once iterated (they may be a generator); without any, nothing was touched.
+        changed = journal.num_records > 0
+        if changed:
+            _check_blocks(inventory, txn)
+            if store is not None:
+                inventory.version = store.commit(inventory, txn, journal, meta or ChangeMeta())
+            else:
+                inventory.version += 1
     except BaseException:
         txn.rollback()
         raise
@@ -183,4 +175,4 @@ def apply_change_set(inventory: Inventory, store: InventoryStore | None, records
         if gc_was_enabled:
             gc.enable()
     txn.release()
-    return txn
+    return changed

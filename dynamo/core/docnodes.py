@@ -12,6 +12,7 @@ import re
 from typing import Any, Iterator
 
 from dynamo.core import safejson
+from dynamo.core.codec import json_kind as kind
 from dynamo.errors import DocumentError
 
 INT64_MAX = safejson.INT_MAX
@@ -27,23 +28,16 @@ def load_json(text: str | bytes) -> Any:
         raise DocumentError("", str(exc)) from exc
 
 
-def make(path: str, factory: Any, *args: Any) -> Any:
+def make(path: str, factory: Any, *args: Any, **kwargs: Any) -> Any:
     """Construct an object; any value error it raises becomes a DocumentError at ``path``.
 
     ObjectError is the object model's own; ValueError, OverflowError and TypeError are caught too, so
     that a check the object model adds later (or a value no check foresaw) still names its place.
     """
     try:
-        return factory(*args)
+        return factory(*args, **kwargs)
     except (ValueError, ArithmeticError, TypeError) as exc:
         raise DocumentError(path, str(exc)) from exc
-
-
-def kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
-            dict: "an object"}.get(type(value), type(value).__name__)
 
 
 def checked_string(path: str, value: Any) -> str:

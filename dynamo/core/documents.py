@@ -137,6 +137,8 @@ class _Injector:
         for key, default in (("host", ""), ("storage_type", "disk"), ("backend", ""), ("status", "ready")):
             args.append(node.string(key, getattr(old, key) if old else default))
         site = make(node.path, Site, *args)
+        if old is not None:  # settings the document cannot express stay as they are
+            site.filename_mapping, site.x509proxy = old.filename_mapping, old.x509proxy
         self.sites[name] = site
         self.out.add(UPDATE, site)
 
@@ -149,7 +151,9 @@ class _Injector:
     def partition(self, node: Node) -> None:
         name = node.name()
         self.partitions.check(name, node.at("name"))
-        self.out.add(UPDATE, make(node.at("name"), Partition, name))
+        old = self.inv.partitions.get(name)  # its condition and parent stay as they are
+        self.out.add(UPDATE, make(node.at("name"), Partition, name, condition=old.condition if old else None,
+                                  parent=old.parent_name if old else None))
         quota = node.value.get("quota", {})
         if not isinstance(quota, dict):
             raise DocumentError(node.at("quota"), f"expected an object of site: bytes, got {kind(quota)}")
@@ -270,7 +274,7 @@ class _Injector:
         group = node.optional_string("group", old.group_name if old else dr_group)
         if not self._group_exists(group):
             raise DocumentError(node.at("group"), f"unknown group {group!r}")
-        held: list[str] | None = None if old is None or old.files is None else list(old.files)
+        held: list[str] | None = None if old is None or old.lfns is None else list(old.lfns)
         if node.has("files"):
             held = []
             for path, lfn in node.elements("files"):
@@ -371,8 +375,8 @@ def _delete_block(out: ParsedDocument, dataset: Dataset, node: Node, seen: Seen)
         lfn = file_node.name()
         seen_files.check(lfn, file_node.at("name"))
         if lfn not in sizes:
-            raise DocumentError(file_node.at("name"), f"file {lfn!r} is not in block {block.full_name}")
-        out.add(DELETE, make(file_node.path, File, lfn, block.full_name))
+            raise DocumentError(file_node.at("name"), f"file {lfn!r} is not in block {block.full_name()}")
+        out.add(DELETE, make(file_node.path, File, lfn, block.full_name()))
         del sizes[lfn]
     # the block's counts follow its files (not counted: the document deletes, it does not inject)
     out.add(UPDATE, make(node.path, Block, name, dataset.name, sum(sizes.values()), len(sizes), block.is_open,

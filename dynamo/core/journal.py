@@ -86,13 +86,6 @@ class JournalWriter:
         return self.chunks
 
 
-def encode_chunks(records: Iterable[Record], chunk_bytes: int | None = None) -> list[bytes]:
-    writer = JournalWriter(chunk_bytes)
-    for record in records:
-        writer.add(record)
-    return writer.finish()
-
-
 def decode_chunks(chunks: Iterable[bytes]) -> Iterator[Record]:
     for chunk in chunks:
         try:

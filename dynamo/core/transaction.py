@@ -103,7 +103,3 @@ class Transaction(Tracker):
     def release(self) -> None:
         """The change set is committed: drop the undo information."""
         self._undo.clear()
-
-    @property
-    def num_undo(self) -> int:
-        return len(self._undo)

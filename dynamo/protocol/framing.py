@@ -20,15 +20,12 @@ import struct
 from typing import Any, Iterator
 
 from dynamo.core import safejson
-from dynamo.errors import DynamoError
+from dynamo.errors import ProtocolError
 
 HEADER = struct.Struct(">I")
 DEFAULT_MAX_FRAME = 16 << 20
+__all__ = ["DEFAULT_MAX_FRAME", "Decoder", "FrameTooLarge", "ProtocolError", "encode", "receive", "send"]
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
-
-
-class ProtocolError(DynamoError):
-    """The peer sent something that is not a valid frame."""
 
 
 class FrameTooLarge(ProtocolError):

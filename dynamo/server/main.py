@@ -48,6 +48,7 @@ from dynamo.errors import (
 from dynamo.protocol.framing import ProtocolError
 from dynamo.protocol.messages import error, result
 from dynamo.server import children as K
+from dynamo.server import preflight
 from dynamo.server.logs import ChangeLog, setup_server_log
 from dynamo.server.pidfile import PidFile
 from dynamo.server.signals import SignalQueue
@@ -167,10 +168,7 @@ class Dynamod:
     # =====================================================================
 
     def start(self) -> None:
-        home = self.config.server.home
-        # traversable (not listable) by applications running as the service user: they enter their work area
-        home.mkdir(parents=True, exist_ok=True, mode=0o711)
-        self.config.path(self.config.applications.work_area).mkdir(parents=True, exist_ok=True, mode=0o711)
+        preflight.prepare(self.config, self.uid, self.gid)  # state directories; can applications run?
         self.pidfile.acquire()
         setup_server_log(self.config.path(self.config.server.log_file), self.config.server.log_level)
         self.changelog = ChangeLog(self.config.path(self.config.server.change_log))
@@ -210,7 +208,7 @@ class Dynamod:
             raise StartupError(f"cannot start: {exc}") from exc
 
     def _service_ids(self) -> tuple[int | None, int | None]:
-        if os.getuid() != 0:
+        if os.getuid() != 0 or self.config.single_user:  # the embedded default runs applications as its user
             return None, None
         name = self.config.server.service_user
         if not name:

@@ -7,7 +7,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from dynamo.errors import ConfigurationError
+from dynamo.errors import StartupError
 
 
 class PidFile:
@@ -23,7 +23,7 @@ class PidFile:
         except BlockingIOError:
             other = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise ConfigurationError(f"another dynamod (pid {other}) holds {self.path}") from None
+            raise StartupError(f"another dynamod (pid {other}) holds {self.path}") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         os.set_inheritable(fd, False)
@@ -38,10 +38,3 @@ class PidFile:
             os.close(self.fd)
             self.fd = None
 
-
-def read_pid(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None

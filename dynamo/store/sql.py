@@ -7,6 +7,7 @@ written with ``%s`` placeholders; SQLite's dialect rewrites them.
 
 from __future__ import annotations
 
+import concurrent.futures
 import gc
 import queue
 import sys
@@ -16,7 +17,7 @@ from abc import abstractmethod
 from contextlib import AbstractContextManager, nullcontext
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from dynamo.core.codec import Record
 from dynamo.core.ids import ID_KINDS, IdAllocator
@@ -33,7 +34,9 @@ _JOURNAL_COLUMNS = "seq, time, user, dn, title, checksum, run_id, num_records, p
 _LOAD_QUERIES = (
     ("groups", "SELECT id, name, olevel FROM owner_groups"),
     ("sites", "SELECT id, name, host, storage_type, backend, status FROM sites"),
+    ("site_options", "SELECT site_id, filename_mapping, x509proxy FROM site_options"),
     ("partitions", "SELECT id, name FROM partitions"),
+    ("partition_options", "SELECT partition_id, cond, parent_id FROM partition_options"),
     ("site_partitions", "SELECT site_id, partition_id, quota FROM site_partitions"),
     ("datasets", "SELECT id, name, status, data_type, software_version, last_update, is_open FROM datasets"),
     # one row per block with its files: PyMySQL's cost is mostly per row (performance.md)
@@ -71,31 +74,6 @@ def fetch_batches(cursor: Any, size: int = 20000) -> Iterator[tuple[Any, ...]]:
             yield from batch
     finally:
         cursor.close()
-
-
-class Background:
-    """Run ``func`` in a thread; ``result()`` joins it and returns its value or raises its error."""
-
-    def __init__(self, func: Callable[[], Any]):
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(func,), name="dynamo-journal", daemon=True)
-        self._thread.start()
-
-    def _run(self, func: Callable[[], Any]) -> None:
-        try:
-            self._value = func()
-        except BaseException as exc:  # handed to the caller by result()
-            self._error = exc
-
-    def join(self) -> None:
-        self._thread.join()
-
-    def result(self) -> Any:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 class Pipeline:
@@ -284,7 +262,8 @@ class SQLStore(InventoryStore):
 
     def commit(self, inventory: Inventory, txn: Transaction, journal: JournalWriter, meta: ChangeMeta) -> int:
         # The journal is encoded while the database executes the data statements.
-        encoder = Background(journal.finish)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dynamo-journal")
+        encoder = pool.submit(journal.finish)
         try:
             with self._errors():
                 self._begin_write()
@@ -298,7 +277,7 @@ class SQLStore(InventoryStore):
                     self._rollback()
                     raise
         finally:
-            encoder.join()
+            pool.shutdown()  # waits for the encoder, also when the commit failed
         return seq
 
     def _next_version(self, expected: int) -> int:
@@ -335,11 +314,12 @@ class SQLStore(InventoryStore):
     def _data_statements(self, inventory: Inventory, txn: Transaction) -> Iterator[SQLStore.Statement]:
         """Deletions children first, then upserts parents first (foreign keys hold throughout)."""
         for table in reversed(R.WRITE_ORDER):
-            keys = txn.deleted_rows.get(table)
+            keys = txn.deleted_rows.get(table)  # site_options, partition_options: by foreign-key cascade
             if keys:
                 yield from self._delete_statements(R.TABLE_OF[table], keys)
         for table in R.WRITE_ORDER:
-            objects = [o for o in txn.dirty[table].values() if inventory.is_alive(table, o)]
+            source = R.WRITTEN_WITH.get(table, table)
+            objects = [o for o in txn.dirty[source].values() if inventory.is_alive(source, o)]
             if not objects:
                 continue
             make_row: Any = R.ROW_OF[table]

@@ -3,7 +3,7 @@
 Each test gets a server with a state directory of its own (short, under /tmp,
 because Unix socket paths are limited to 108 bytes), on the SQLite default or
 on a fresh MariaDB database. The commands are the console scripts installed
-next to the running Python (``pip install -e .``). A throwaway CA provides the
+next to the running Python (``pip install .``, by tests/run). A throwaway CA provides the
 certificates for the TLS tests.
 """
 
@@ -35,7 +35,7 @@ def command(name: str) -> str:
         return str(local)
     found = shutil.which(name)
     if found is None:
-        pytest.fail(f"the {name} command is not installed: pip install -e . first")
+        pytest.fail(f"the {name} command is not installed: pip install . first (tests/run does)")
     return found
 
 
@@ -118,7 +118,7 @@ class Server:
             code = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            pytest.fail("dynamod did not stop within {timeout} s of SIGTERM")
+            pytest.fail(f"dynamod did not stop within {timeout} s of SIGTERM")
         for pid in children:
             assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text(), \
                 f"child {pid} survived dynamod"
@@ -155,8 +155,8 @@ def wait_for(predicate: Callable[[], object], timeout: float = 15) -> None:
 
 
 def run_as_nobody(server: Server, module: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m module args`` as the Unix user nobody (tests run as root), with Dynamo from this
-    source tree; skips when no Python >= 3.11 is usable by nobody (a root-only installation)."""
+    """Run ``python -m module args`` as the Unix user nobody (tests run as root), with the installed Dynamo (this
+    source tree's when only /usr/bin/python3 is usable by nobody); skips when no Python >= 3.11 is."""
     import pwd
     if os.getuid() != 0:
         pytest.skip("needs root to run a client as another local user")
@@ -172,7 +172,9 @@ def run_as_nobody(server: Server, module: str, *args: str) -> subprocess.Complet
     python = next((p for p in (sys.executable, "/usr/bin/python3") if usable(p)), None)
     if python is None:
         pytest.skip("no Python >= 3.11 that user nobody may run")
-    return subprocess.run([python, "-m", module, *args], env=server.env(PYTHONPATH=str(ROOT)), capture_output=True,
+    # the installed package when nobody may run the tests' Python, else this tree's
+    env = server.env() if python == sys.executable else server.env(PYTHONPATH=str(ROOT))
+    return subprocess.run([python, "-m", module, *args], env=env, capture_output=True,
                           text=True, user=nobody.pw_uid, group=nobody.pw_gid, cwd="/", timeout=60)
 
 

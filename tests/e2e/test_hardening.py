@@ -37,7 +37,7 @@ def test_an_application_dying_of_a_realtime_signal_does_not_stop_the_server(serv
     script = server.script("rt.py", "import os\nprint('up', flush=True)\nos.kill(os.getpid(), 40)\n")
     done = server.run(str(script))
     assert done.code == 128 + 40, done.err
-    assert "killed by signal 40" in done.err or "SIGRTMIN+6" in done.err
+    assert "killed by signal 40" in done.err  # real-time signals have no name in Python's signal.Signals
     assert server.process is not None and server.process.poll() is None
     assert server.run("--list").code == 0
 
@@ -156,7 +156,7 @@ def test_an_idle_connection_is_dropped(server_home: Path) -> None:
             started = time.monotonic()
             data = sock.recv(65536)  # nothing sent: the server must give up on us
             assert time.monotonic() - started < 10
-            assert data == b"" or b"request" in data
+            assert data == b""  # dropped without a word: the log says why
     finally:
         assert server.stop() == 0
 
@@ -228,8 +228,9 @@ def test_startup_failures_are_reported_and_logged(server_home: Path) -> None:
                               text=True, timeout=60, env=server.env())
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
-    assert "/nonexistent/cert.pem" in done.stderr or "cert" in done.stderr
-    assert "cert" in server.log()
+    why = "TLS certificate /nonexistent/cert.pem with key /nonexistent/key.pem: [Errno 2] No such file or directory"
+    assert f"dynamod: {why}\n" in done.stderr, done.stderr
+    assert f"ERROR dynamo.server: dynamod cannot start: {why}\n" in server.log()
 
 
 @ROOT_ONLY

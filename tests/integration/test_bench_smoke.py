@@ -22,7 +22,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_bench(module: str, kind: str, tmp_path: Path, request: pytest.FixtureRequest, *extra: str) -> Any:
     """One tiny run of ``bench.<module>`` on one store; its results for that store."""
-    args = [sys.executable, "-m", f"bench.{module}", "--scale", "0.0002", "--changes", "300", "--stores", kind,
+    # `python -m bench.x` would put the checkout first on sys.path, and with it its dynamo/; the
+    # benchmark must run the installed package, so the checkout goes last (for bench/ alone).
+    runner = (f"import runpy, sys; sys.path.append({str(ROOT)!r}); "
+              f"runpy.run_module('bench.{module}', run_name='__main__', alter_sys=True)")
+    args = [sys.executable, "-P", "-c", runner, "--scale", "0.0002", "--changes", "300", "--stores", kind,
             "--json", str(tmp_path / "out.json"), *extra]
     if kind == "mysql":
         database = f"dynamo_{module}_smoke_{os.getpid()}"

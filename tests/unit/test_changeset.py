@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 
 from bench.workload import change_records, generate, scaled
-from dynamo.core.changeset import ChangeSet, apply_change_set
+from dynamo.core.changeset import apply_change_set
 from dynamo.core.codec import DELETE, UPDATE, encode
 from dynamo.core.export import export_records, fingerprint
 from dynamo.core.ids import IdAllocator
 from dynamo.core.inventory import Inventory
 from dynamo.dataformat import Block, BlockReplica, Dataset, File, Group, Site
 from dynamo.errors import ChangeSetError
+from tests.unit.recording import PipeCapture
 
 
 def fresh() -> Inventory:
@@ -92,6 +93,13 @@ def test_rollback_restores_the_exact_image(seed: int) -> None:
     assert fingerprint(inv) != before
 
 
+def test_an_empty_change_set_leaves_the_version() -> None:
+    inv = fresh()
+    assert apply_change_set(inv, None, [encode(UPDATE, Site("A"))]) is True
+    assert apply_change_set(inv, None, []) is False
+    assert inv.version == 1 and list(inv.sites) == ["A"]
+
+
 def test_replaying_the_journal_records_reproduces_the_image() -> None:
     inv = generate(scaled(0.001), 4)
     copy = fresh()
@@ -104,8 +112,8 @@ def test_write_application_changes_round_trip_in_order() -> None:
     """What a write-enabled child records is what the server applies."""
     server = generate(scaled(0.001), 6)
     child_image = generate(scaled(0.001), 6)  # a forked child holds an identical image
-    recorder = ChangeSet()
-    child_image.recorder = recorder
+    capture = PipeCapture()
+    child_image.recorder = capture.recorder
     dataset = next(iter(child_image.datasets.values()))
     block = next(iter(dataset.blocks))
     child_image.update(Site("T9_NEW", "new.host"))
@@ -113,7 +121,7 @@ def test_write_application_changes_round_trip_in_order() -> None:
     child_image.delete(BlockReplica(block, "T9_NEW"))
     child_image.update(BlockReplica(block, "T9_NEW", "group02", False, 2))
     child_image.delete(Dataset(next(iter(child_image.datasets))))
-    apply_change_set(server, None, recorder.records)
+    apply_change_set(server, None, capture.records())
     child_image.recorder = None
     assert fingerprint(server) == fingerprint(child_image)
 

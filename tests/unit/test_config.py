@@ -61,6 +61,10 @@ def test_unreadable_or_malformed_file(tmp_path: Path) -> None:
         load_config(bad)
 
 
-def test_root_runs_applications_unprivileged() -> None:
+def test_the_embedded_default_serves_its_user_alone_and_a_file_a_multi_user_server() -> None:
     import os
-    assert embedded_default().server.service_user == ("nobody" if os.geteuid() == 0 else None)
+    default = embedded_default()
+    assert default.single_user and default.server.service_user is None
+    configured = parse_config({}, "test.toml")
+    assert not configured.single_user
+    assert configured.server.service_user == ("nobody" if os.geteuid() == 0 else None)

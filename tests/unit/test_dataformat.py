@@ -210,20 +210,22 @@ def test_enum_attributes_keep_copy_snapshot_restore_and_equality_working() -> No
 
 
 def test_enum_assigned_on_a_live_object_travels_through_a_change_set() -> None:
-    from dynamo.core.changeset import ChangeSet, apply_change_set
+    from dynamo.core.changeset import apply_change_set
     from dynamo.core.inventory import Inventory
+    from tests.unit.recording import PipeCapture
 
     server, child = Inventory(), Inventory()
     for inv in (server, child):
         inv.update(Site("S"))
         inv.update(Dataset("D"))
-    child.recorder = recorder = ChangeSet()
+    capture = PipeCapture()
+    child.recorder = capture.recorder
     site, dataset = child.sites["S"], child.datasets["D"]
     site.status = "waitroom"
     dataset.status = "production"
     child.update(site)
     child.update(dataset)
-    apply_change_set(server, None, recorder.records)
+    apply_change_set(server, None, capture.records())
     assert server.sites["S"].status is df.SiteStatus.WAITROOM
     assert server.datasets["D"].status is df.DatasetStatus.PRODUCTION
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from dynamo.core.changeset import ChangeSet
 from dynamo.core.codec import decode
 from dynamo.core.inventory import Inventory
 from dynamo.dataformat import (
@@ -19,6 +18,7 @@ from dynamo.dataformat import (
     SitePartition,
 )
 from dynamo.errors import MissingReference, ObjectError, ProtectedObject
+from tests.unit.recording import PipeCapture
 
 
 def build() -> Inventory:
@@ -75,7 +75,7 @@ def test_navigation_both_ways() -> None:
     block = dataset.find_block("b1")
     assert {r.site_name for r in block.replicas} == {"S1", "S2"}
     assert inv.sites["S2"].find_block_replica(block).block is block
-    assert replica.size == 60 and replica.is_full()
+    assert replica.size() == 60 and replica.is_full()
     assert {f.lfn for f in block.files} == {"/D/b1/1", "/D/b1/2"}
     assert inv.counts() == {"sites": 2, "groups": 1, "partitions": 1, "datasets": 1, "blocks": 2, "files": 4,
                             "datasetreplicas": 2, "blockreplicas": 4}
@@ -158,10 +158,10 @@ def test_incomplete_replicas_and_file_deletion() -> None:
     replica = inv.update(BlockReplica("D#b1", "S1", "G", False, 6, ["/D/b1/1"]))
     assert not replica.is_complete() and replica.size == 10 and replica.num_files == 1
     # listing every file makes it complete
-    assert inv.update(BlockReplica("D#b1", "S1", "G", False, 6, ["/D/b1/2", "/D/b1/1"])).files is None
+    assert inv.update(BlockReplica("D#b1", "S1", "G", False, 6, ["/D/b1/2", "/D/b1/1"])).lfns is None
     inv.update(BlockReplica("D#b1", "S1", "G", False, 6, ["/D/b1/1"]))
     inv.delete(File("/D/b1/2", "D#b1"))
-    assert replica.files is None  # it now holds every remaining file
+    assert replica.lfns is None  # it now holds every remaining file
 
 
 def test_deleting_a_listed_file_shrinks_incomplete_replicas() -> None:
@@ -169,7 +169,7 @@ def test_deleting_a_listed_file_shrinks_incomplete_replicas() -> None:
     inv.update(File("/D/b1/3", "D#b1", 5))
     replica = inv.update(BlockReplica("D#b1", "S1", "G", False, 6, ["/D/b1/1", "/D/b1/3"]))
     inv.delete(File("/D/b1/3", "D#b1"))
-    assert replica.files == ("/D/b1/1",)
+    assert replica.lfns == ("/D/b1/1",)
 
 
 def test_block_replica_creates_its_dataset_replica() -> None:
@@ -182,14 +182,14 @@ def test_block_replica_creates_its_dataset_replica() -> None:
 
 def test_recorder_keeps_call_order_and_full_state() -> None:
     inv = build()
-    changes = ChangeSet()
-    inv.recorder = changes
+    capture = PipeCapture()
+    inv.recorder = capture.recorder
     inv.update(Site("S3", "h3"))
     live = inv.sites["S1"]
     live.host = "edited-in-place"
     inv.update(live)  # recorded even though nothing needs copying
     inv.delete(Block("b2", "D"))
-    ops = [(op, obj) for op, obj in map(decode, changes.records)]
+    ops = [(op, obj) for op, obj in map(decode, capture.records())]
     assert [(op, type(o).__name__, o.key) for op, o in ops] == [
         ("update", "Site", ("S3",)), ("update", "Site", ("S1",)), ("delete", "Block", ("D", "b2"))]
     assert ops[1][1].host == "edited-in-place"

@@ -1,0 +1,1 @@
+"""The application server side of dynamod: listeners, client connections, identities, request handlers."""
