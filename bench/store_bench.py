@@ -65,11 +65,10 @@ def worker_floor(url: str) -> dict[str, Any]:
     store: Any = open_store(url, create=False)
     t0 = time.perf_counter()
     rows = 0
-    store._begin_read()
-    for _, query in _LOAD_QUERIES:
-        for _ in store._stream(query):
-            rows += 1
-    store._rollback()
+    with store.transaction(read_only=True):
+        for _, query in _LOAD_QUERIES:
+            for _ in store._stream(query):
+                rows += 1
     return {"floor_s": time.perf_counter() - t0, "rows": rows}
 
 
@@ -127,7 +126,7 @@ def prepare(url: str, scale: float, seed: int) -> dict[str, Any]:
 def buffer_pool_mb(url: str) -> float:
     from dynamo.store import open_store
     store: Any = open_store(url, create=False)
-    value = store._execute("SELECT @@innodb_buffer_pool_size")[0][0]
+    value = store.query_all("SELECT @@innodb_buffer_pool_size")[0][0]
     store.close()
     return int(value) / 2**20
 

@@ -16,6 +16,9 @@ they occur, with ``raise ... from``, so callers never catch driver exceptions::
     ├── StartupError           dynamod cannot start (a port in use, an unreadable certificate, another dynamod)
     ├── ProtocolError          a peer (client or child) sent something that is not a valid frame or request
     ├── ConnectionClosed       a client connection ended (end of stream, reset, failed handshake)
+    ├── NotFound               something asked for by name does not exist
+    │   └── UnknownUser        the registry has no such user
+    ├── TransitionError        an application record may not go from one state to the other
     └── StoreError             the persistent store failed
         ├── StoreUnavailable   cannot connect, or the connection went away
         ├── StoreConflict      another writer committed first (version moved)
@@ -95,6 +98,19 @@ class ProtocolError(DynamoError):
 
 class ConnectionClosed(DynamoError):
     """A client connection ended: end of stream, a reset, a failed TLS handshake, a bad frame."""
+
+
+class NotFound(DynamoError, LookupError):
+    """Something asked for by name does not exist."""
+
+
+class UnknownUser(NotFound):
+    """The registry has no user of that name."""
+
+
+class TransitionError(DynamoError):
+    """An application record may not go from its state to the one asked for
+    (``dynamo.core.appstate.ALLOWED``): a fault of the caller, not of the store."""
 
 
 class StoreError(DynamoError):

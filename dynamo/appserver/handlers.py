@@ -10,6 +10,7 @@ import re
 from typing import Any, Protocol
 
 from dynamo.appserver.connection import Connection
+from dynamo.errors import UnknownUser
 from dynamo.protocol.framing import ProtocolError
 from dynamo.protocol.messages import REQUESTS, STREAM, check, error, result
 from dynamo.store.registry import Registry, User
@@ -170,10 +171,11 @@ class Handlers:
             script = message.get("script")
             if not title or not TITLE.fullmatch(title) or script is None:
                 return self.refuse(conn, "exec_auth add needs a valid title and the script", "protocol")
-            if user and registry.user_by_name(user) is None:
-                return self.refuse(conn, f"no user {user!r}", "not_found")
             digest = checksum(script)
-            registry.authorize(title, digest, user or "", conn.user.name)
+            try:
+                registry.authorize(title, digest, user or "", conn.user.name)
+            except UnknownUser:
+                return self.refuse(conn, f"no user {user!r}", "not_found")
             log.info("%s: authorized %r (sha256 %s) for %s", conn, title, digest, user or "any user")
             data = {"title": title, "user": user or "", "checksum": digest}
         elif action == "delete":

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
             manage(args, Registry(store))
         finally:
             store.close()
-    except (DynamoError, ValueError) as exc:
+    except DynamoError as exc:
         fail(str(exc), 1)
 
 

@@ -27,10 +27,10 @@ from typing import Any, Callable
 
 from dynamo import __version__
 from dynamo.apps.runner import ChildSpec
-from dynamo.apps.states import AppState
 from dynamo.appserver import connection as C
 from dynamo.appserver.handlers import Handlers
 from dynamo.config import Config
+from dynamo.core.appstate import AppState
 from dynamo.core.changeset import Prepared, apply_change_set
 from dynamo.core.codec import Record
 from dynamo.core.documents import parse_delete, parse_inject

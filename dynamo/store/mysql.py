@@ -12,6 +12,7 @@ from pymysql.cursors import RE_INSERT_VALUES
 
 from dynamo.errors import ConfigurationError, StoreError, StoreUnavailable
 from dynamo.store.sql import SQLStore, fetch_batches
+from dynamo.store.statements import Outcome, Row
 
 # client-side codes for a lost or refused connection, and server-side ones for
 # a killed connection or shutdown
@@ -85,6 +86,10 @@ class MySQLStore(SQLStore):
     def _connection(self) -> pymysql.connections.Connection:
         conn = self._conn
         if conn is None or not conn.open:
+            if self._depth:
+                # a new connection would run the rest of the transaction's statements in
+                # autocommit, one by one, without the ones before
+                raise StoreUnavailable("MySQL connection lost inside a transaction")
             conn = pymysql.connect(**self.params, charset="utf8mb4", autocommit=True,
                                    init_command="SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'")
             self._conn = conn
@@ -125,10 +130,12 @@ class MySQLStore(SQLStore):
             except pymysql.err.Error:
                 pass
 
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[Row], Outcome]:
         with self._connection().cursor() as cur:
             cur.execute(sql, params or None)
-            return list(cur.fetchall()) if cur.description else []
+            rows = list(cur.fetchall()) if cur.description else []
+            # the id this connection's INSERT got (LAST_INSERT_ID), whatever other connections do
+            return rows, Outcome(cur.rowcount, cur.lastrowid or None)
 
     def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         rows = list(rows)

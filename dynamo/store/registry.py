@@ -2,8 +2,10 @@
 
 It lives in the store's database (``users``, ``user_roles``,
 ``app_authorizations``, ``applications``) so that several servers can share
-it, and it uses the store's connection: dynamod touches it only from its main
-loop. Statements run in autocommit mode, one change per statement.
+it, and it uses the store's connection through its public statement API:
+dynamod touches it only from its main loop. Every operation is atomic: one
+statement, or several in one ``store.transaction()``, so an operation that
+fails halfway (a lost connection, a refused row) leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from dynamo.apps.states import AppState, check_transition
-from dynamo.errors import StoreError
+from dynamo.core.appstate import AppState, check_transition
+from dynamo.errors import ObjectError, UnknownUser
 from dynamo.store.sql import SQLStore
+from dynamo.store.statements import Row
 
 ROLES = ("admin", "operator")
 TARGETS = ("inventory", "application")
@@ -76,124 +79,141 @@ class Registry:
     def __init__(self, store: SQLStore):
         self.store = store
 
-    def _q(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
-        with self.store._errors():
-            return self.store._execute(sql, params)
-
     # ------------------------------------------------------------------ users
 
-    def _user(self, where: str, value: Any) -> User | None:
-        rows = self._q(f"SELECT id, name, dn, email FROM users WHERE {where} = %s", (value,))
-        if not rows:
-            return None
-        uid, name, dn, email = rows[0]
-        roles = frozenset((r, t) for r, t in self._q("SELECT role, target FROM user_roles WHERE user_id = %s",
-                                                     (uid,)))
-        return User(int(uid), name, dn, email, roles)
+    def _users(self, where: str, params: tuple[Any, ...]) -> list[User]:
+        """Users and their roles in one statement (one snapshot, one round trip)."""
+        rows = self.store.query_all(
+            "SELECT u.id, u.name, u.dn, u.email, r.role, r.target FROM users u "
+            f"LEFT JOIN user_roles r ON r.user_id = u.id {where} ORDER BY u.name", params)
+        found: dict[int, tuple[Row, set[tuple[str, str]]]] = {}
+        for uid, name, dn, email, role, target in rows:
+            _, roles = found.setdefault(int(uid), ((uid, name, dn, email), set()))
+            if role is not None:
+                roles.add((role, target))
+        return [User(int(u[0]), u[1], u[2], u[3], frozenset(roles)) for u, roles in found.values()]
 
     def user_by_name(self, name: str) -> User | None:
-        return self._user("name", name)
+        found = self._users("WHERE u.name = %s", (name,))
+        return found[0] if found else None
 
     def user_by_dn(self, dn: str) -> User | None:
-        return self._user("dn", dn)
+        found = self._users("WHERE u.dn = %s", (dn,))
+        return found[0] if found else None
 
     def users(self) -> list[User]:
-        names = [row[0] for row in self._q("SELECT name FROM users ORDER BY name")]
-        return [u for u in (self.user_by_name(n) for n in names) if u is not None]
+        return self._users("", ())
 
-    def add_user(self, name: str, dn: str | None = None, email: str = "") -> User:
-        existing = self.user_by_name(name)
-        if existing is None:
-            self._q("INSERT INTO users (name, dn, email) VALUES (%s, %s, %s)", (name, dn, email))
-        else:
-            self._q("UPDATE users SET dn = %s, email = %s WHERE id = %s",
-                    (dn if dn is not None else existing.dn, email or existing.email, existing.id))
-        user = self.user_by_name(name)
-        assert user is not None
-        return user
-
-    def delete_user(self, name: str) -> bool:
+    def _existing(self, name: str) -> User:
         user = self.user_by_name(name)
         if user is None:
-            return False
-        self._q("DELETE FROM user_roles WHERE user_id = %s", (user.id,))
-        self._q("DELETE FROM users WHERE id = %s", (user.id,))
-        self._q("DELETE FROM app_authorizations WHERE user = %s", (name,))
+            raise UnknownUser(f"no user {name!r}")
+        return user
+
+    def add_user(self, name: str, dn: str | None = None, email: str = "") -> User:
+        """Add a user, or change an existing user's DN and e-mail (those given)."""
+        with self.store.transaction():
+            existing = self.user_by_name(name)
+            if existing is None:
+                self.store.execute("INSERT INTO users (name, dn, email) VALUES (%s, %s, %s)", (name, dn, email))
+            else:
+                self.store.execute("UPDATE users SET dn = %s, email = %s WHERE id = %s",
+                                   (dn if dn is not None else existing.dn, email or existing.email, existing.id))
+            return self._existing(name)
+
+    def delete_user(self, name: str) -> bool:
+        with self.store.transaction():
+            user = self.user_by_name(name)
+            if user is None:
+                return False
+            self.store.execute("DELETE FROM user_roles WHERE user_id = %s", (user.id,))
+            self.store.execute("DELETE FROM users WHERE id = %s", (user.id,))
+            self.store.execute("DELETE FROM app_authorizations WHERE user = %s", (name,))
         return True
 
     def grant(self, name: str, role: str, target: str) -> None:
+        """Give a user a role on a target; ``UnknownUser`` if there is no such user."""
         self._check_role(role, target)
-        user = self.user_by_name(name)
-        if user is None:
-            raise StoreError(f"no user {name!r}")
-        if not user.has_role(role, target):
-            self._q("INSERT INTO user_roles (user_id, role, target) VALUES (%s, %s, %s)", (user.id, role, target))
+        with self.store.transaction():
+            user = self._existing(name)
+            if not user.has_role(role, target):
+                self.store.execute("INSERT INTO user_roles (user_id, role, target) VALUES (%s, %s, %s)",
+                                   (user.id, role, target))
 
     def revoke(self, name: str, role: str, target: str) -> None:
-        user = self.user_by_name(name)
-        if user is not None:
-            self._q("DELETE FROM user_roles WHERE user_id = %s AND role = %s AND target = %s",
-                    (user.id, role, target))
+        self.store.execute("DELETE FROM user_roles WHERE user_id = (SELECT id FROM users WHERE name = %s) "
+                           "AND role = %s AND target = %s", (name, role, target))
 
     @staticmethod
     def _check_role(role: str, target: str) -> None:
         if role not in ROLES:
-            raise ValueError(f"unknown role {role!r} (known: {', '.join(ROLES)})")
+            raise ObjectError(f"unknown role {role!r} (known: {', '.join(ROLES)})")
         if target not in TARGETS:
-            raise ValueError(f"unknown target {target!r} (known: {', '.join(TARGETS)})")
+            raise ObjectError(f"unknown target {target!r} (known: {', '.join(TARGETS)})")
 
     # --------------------------------------------------------- authorizations
 
     def authorize(self, title: str, checksum: str, user: str, by: str) -> None:
-        self._q("DELETE FROM app_authorizations WHERE title = %s AND user = %s", (title, user))
-        self._q("INSERT INTO app_authorizations (title, user, checksum, authorized_by, time) "
-                "VALUES (%s, %s, %s, %s, %s)", (title, user, checksum, by, time.time()))
+        """Authorize ``checksum`` for ``title`` and ``user`` ('' = any user), replacing an earlier
+        authorization; ``UnknownUser`` if ``user`` is not registered (checked in the same
+        transaction: ``dynamo-user-auth`` may delete users meanwhile, from another process)."""
+        with self.store.transaction():
+            if user:
+                self._existing(user)
+            self.store.execute("DELETE FROM app_authorizations WHERE title = %s AND user = %s", (title, user))
+            self.store.execute("INSERT INTO app_authorizations (title, user, checksum, authorized_by, time) "
+                               "VALUES (%s, %s, %s, %s, %s)", (title, user, checksum, by, time.time()))
 
     def revoke_authorization(self, title: str, user: str | None) -> int:
+        """Remove the authorizations of ``title`` (for ``user`` only, if given); return how many."""
         if user is None:
-            found = self._q("SELECT COUNT(*) FROM app_authorizations WHERE title = %s", (title,))[0][0]
-            self._q("DELETE FROM app_authorizations WHERE title = %s", (title,))
+            done = self.store.execute("DELETE FROM app_authorizations WHERE title = %s", (title,))
         else:
-            found = self._q("SELECT COUNT(*) FROM app_authorizations WHERE title = %s AND user = %s",
-                            (title, user))[0][0]
-            self._q("DELETE FROM app_authorizations WHERE title = %s AND user = %s", (title, user))
-        return int(found)
+            done = self.store.execute("DELETE FROM app_authorizations WHERE title = %s AND user = %s",
+                                      (title, user))
+        return done.rowcount
 
     def authorizations(self, title: str | None = None) -> list[Authorization]:
         sql = "SELECT title, user, checksum, authorized_by, time FROM app_authorizations"
-        rows = self._q(sql + " WHERE title = %s ORDER BY title, user", (title,)) if title else \
-            self._q(sql + " ORDER BY title, user")
+        rows = self.store.query_all(sql + " WHERE title = %s ORDER BY title, user", (title,)) if title else \
+            self.store.query_all(sql + " ORDER BY title, user")
         return [Authorization(t, u, c, b, float(tm)) for t, u, c, b, tm in rows]
 
     # ----------------------------------------------------------- applications
 
     def new_application(self, *, title: str, user: str, write: bool, script: str, checksum: str,
                         args: list[str], server: str) -> AppRecord:
-        now = time.time()
-        self._q("INSERT INTO applications (title, user, write_access, script, checksum, args, status, message, "
+        with self.store.transaction():
+            done = self.store.execute(
+                "INSERT INTO applications (title, user, write_access, script, checksum, args, status, message, "
                 "server, work_area, submitted) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (title, user, int(write), script, checksum, json.dumps(args), AppState.QUEUED.value, "", server,
-                 "", now))
-        found = self._q("SELECT MAX(id) FROM applications WHERE user = %s AND submitted = %s", (user, now))
-        record = self.application(int(found[0][0]))
-        assert record is not None
+                 "", time.time()))
+            record = self.application(done.lastrowid) if done.lastrowid is not None else None
+        assert record is not None, "the database gave the new application no id"
         return record
 
     def application(self, app_id: int) -> AppRecord | None:
-        rows = self._q(f"SELECT {_APP_COLUMNS} FROM applications WHERE id = %s", (app_id,))
-        return _record(rows[0]) if rows else None
+        row = self.store.query_one(f"SELECT {_APP_COLUMNS} FROM applications WHERE id = %s", (app_id,))
+        return _record(row) if row is not None else None
 
     def applications(self, *, limit: int = 50, active_only: bool = False) -> list[AppRecord]:
         if active_only:
-            rows = self._q(f"SELECT {_APP_COLUMNS} FROM applications WHERE status IN (%s, %s, %s) ORDER BY id",
-                           (AppState.QUEUED.value, AppState.RUNNING.value, AppState.APPLYING.value))
+            rows = self.store.query_all(
+                f"SELECT {_APP_COLUMNS} FROM applications WHERE status IN (%s, %s, %s) ORDER BY id",
+                (AppState.QUEUED.value, AppState.RUNNING.value, AppState.APPLYING.value))
         else:
-            rows = self._q(f"SELECT {_APP_COLUMNS} FROM applications ORDER BY id DESC LIMIT {int(limit)}")
+            rows = self.store.query_all(f"SELECT {_APP_COLUMNS} FROM applications ORDER BY id DESC LIMIT {int(limit)}")
             rows.reverse()
         return [_record(r) for r in rows]
 
     def update_application(self, record: AppRecord, **changes: Any) -> None:
-        """Change a record's fields; a status change must be an allowed transition."""
+        """Change a record's fields; a status change must be an allowed transition (else
+        ``TransitionError``, and nothing changes).
+
+        The record in memory changes even when the store then fails: dynamod goes on with
+        the application, and its next update (which writes every field it names) catches
+        the store up."""
         status = changes.get("status")
         if status is not None:
             check_transition(record.status, AppState(status))
@@ -202,32 +222,35 @@ class Registry:
         columns = {("write_access" if k == "write" else k): (v.value if isinstance(v, AppState) else v)
                    for k, v in changes.items()}
         assignments = ", ".join(f"{k} = %s" for k in columns)
-        self._q(f"UPDATE applications SET {assignments} WHERE id = %s", (*columns.values(), record.id))
+        self.store.execute(f"UPDATE applications SET {assignments} WHERE id = %s", (*columns.values(), record.id))
 
     def mark_lost(self, server: str) -> int:
         """Settle the applications this server left unfinished when it stopped; returns how many
         were lost. A writer that was being applied is done if the journal has its change set (the
-        commit landed before the server died), and lost otherwise."""
-        active = [r for r in self.applications(active_only=True) if r.server == server]
-        lost = 0
-        for record in active:
-            committed = self._q("SELECT seq FROM journal WHERE run_id = %s", (record.id,)) \
-                if record.status == AppState.APPLYING else []
-            if committed:
-                self.update_application(record, status=AppState.DONE, exit_code=0, ended=time.time(),
-                                        version=int(committed[0][0]),
-                                        message=f"applied as inventory version {committed[0][0]} before the "
-                                                "server stopped")
-            else:
-                lost += 1
-                self.update_application(record, status=AppState.LOST, ended=time.time(),
-                                        message="the server stopped before the application finished")
+        commit landed before the server died), and lost otherwise. All or none are settled."""
+        with self.store.transaction():
+            active = [r for r in self.applications(active_only=True) if r.server == server]
+            lost = 0
+            for record in active:
+                committed = self.store.query_one("SELECT seq FROM journal WHERE run_id = %s", (record.id,)) \
+                    if record.status == AppState.APPLYING else None
+                if committed is not None:
+                    self.update_application(record, status=AppState.DONE, exit_code=0, ended=time.time(),
+                                            version=int(committed[0]),
+                                            message=f"applied as inventory version {committed[0]} before the "
+                                                    "server stopped")
+                else:
+                    lost += 1
+                    self.update_application(record, status=AppState.LOST, ended=time.time(),
+                                            message="the server stopped before the application finished")
         return lost
 
     def purge_applications(self, older_than: float) -> list[AppRecord]:
-        rows = self._q(f"SELECT {_APP_COLUMNS} FROM applications WHERE ended IS NOT NULL AND ended < %s",
-                       (older_than,))
-        self._q("DELETE FROM applications WHERE ended IS NOT NULL AND ended < %s", (older_than,))
+        """Remove the records of applications that ended before ``older_than``; return them."""
+        with self.store.transaction():
+            rows = self.store.query_all(
+                f"SELECT {_APP_COLUMNS} FROM applications WHERE ended IS NOT NULL AND ended < %s", (older_than,))
+            self.store.execute("DELETE FROM applications WHERE ended IS NOT NULL AND ended < %s", (older_than,))
         return [_record(r) for r in rows]
 
 

@@ -1,8 +1,9 @@
 """What both SQL stores share: loading, committing, importing and the journal.
 
 Dialects (``mysql.py``, ``sqlite.py``) supply the connection, transaction
-starts, streaming reads, upsert syntax and error translation. SQL text here is
-written with ``%s`` placeholders; SQLite's dialect rewrites them.
+starts, streaming reads, upsert syntax and error translation. Statements and
+transactions go through ``statements.py``. SQL text here is written with ``%s``
+placeholders; SQLite's dialect rewrites them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 import threading
 import time
 from abc import abstractmethod
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -27,6 +28,7 @@ from dynamo.core.transaction import Transaction
 from dynamo.errors import JournalPruned, SchemaError, StoreConflict, StoreError
 from dynamo.store import rows as R
 from dynamo.store.base import SCHEMA_VERSION, InventoryStore, JournalEntry, JournalRetention
+from dynamo.store.statements import Statements
 
 DELETE_CHUNK = 500
 _JOURNAL_COLUMNS = "seq, time, user, dn, title, checksum, run_id, num_records, pruned"
@@ -137,41 +139,20 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[i:i + size]
 
 
-class SQLStore(InventoryStore):
+class SQLStore(Statements, InventoryStore):
+    """An InventoryStore on SQL, with the public statement API and ``transaction()`` of
+    ``statements.py`` (which the registry uses for its tables in the same database)."""
+
     SCHEMA_FILE = ""
     PIPELINED = False  # see _execute_all
 
     # ------------------------------------------------------------------
-    # dialect hooks
+    # dialect hooks (besides the statement hooks of Statements)
     # ------------------------------------------------------------------
-
-    @abstractmethod
-    def _errors(self) -> AbstractContextManager[None]:
-        """Translate driver exceptions into StoreError subclasses."""
-
-    @abstractmethod
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run one statement; return its rows (empty for non-queries)."""
-
-    @abstractmethod
-    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
 
     @abstractmethod
     def _stream(self, sql: str) -> Iterator[tuple[Any, ...]]:
         """Iterate a large result without buffering it all."""
-
-    @abstractmethod
-    def _begin_read(self) -> None:
-        """Start a read transaction that sees one consistent snapshot."""
-
-    @abstractmethod
-    def _begin_write(self) -> None: ...
-
-    @abstractmethod
-    def _commit(self) -> None: ...
-
-    @abstractmethod
-    def _rollback(self) -> None: ...
 
     @abstractmethod
     def _upsert_sql(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str: ...
@@ -204,15 +185,10 @@ class SQLStore(InventoryStore):
                                   "refusing to touch it")
             for statement in split_statements(schema_path(self.SCHEMA_FILE).read_text()):
                 self._execute(statement)
-            self._begin_write()
-            try:
+            with self.transaction():
                 self._executemany(self._upsert_sql("store_meta", ("name", "value"), ("name",)),
                                   [("schema_version", SCHEMA_VERSION), ("version", 0)]
                                   + [(f"next_{kind}_id", 1) for kind in ID_KINDS])
-                self._commit()
-            except BaseException:
-                self._rollback()
-                raise
 
     def _check_schema_version(self) -> None:
         found = self._execute("SELECT value FROM store_meta WHERE name = %s", ("schema_version",))
@@ -240,16 +216,12 @@ class SQLStore(InventoryStore):
         was_enabled = gc.isenabled()
         gc.disable()  # millions of objects: collection passes would cost seconds (performance.md)
         try:
-            with self._errors():
-                self._begin_read()
-                try:
-                    meta = self._meta()
-                    if meta.get("schema_version") != SCHEMA_VERSION:
-                        raise SchemaError(f"store schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}")
-                    for table, query in _LOAD_QUERIES:
-                        getattr(builder, table)(self._stream(query))
-                finally:
-                    self._rollback()
+            with self._errors(), self.transaction(read_only=True):
+                meta = self._meta()
+                if meta.get("schema_version") != SCHEMA_VERSION:
+                    raise SchemaError(f"store schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}")
+                for table, query in _LOAD_QUERIES:
+                    getattr(builder, table)(self._stream(query))
         finally:
             if was_enabled:
                 gc.enable()
@@ -265,17 +237,11 @@ class SQLStore(InventoryStore):
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dynamo-journal")
         encoder = pool.submit(journal.finish)
         try:
-            with self._errors():
-                self._begin_write()
-                try:
-                    seq = self._next_version(inventory.version)
-                    self._execute_all(self._data_statements(inventory, txn))
-                    self._write_journal(seq, meta, journal.num_records, encoder.result())
-                    self._write_meta(seq, inventory.ids)
-                    self._commit()
-                except BaseException:
-                    self._rollback()
-                    raise
+            with self._errors(), self.transaction():
+                seq = self._next_version(inventory.version)
+                self._execute_all(self._data_statements(inventory, txn))
+                self._write_journal(seq, meta, journal.num_records, encoder.result())
+                self._write_meta(seq, inventory.ids)
         finally:
             pool.shutdown()  # waits for the encoder, also when the commit failed
         return seq
@@ -380,20 +346,14 @@ class SQLStore(InventoryStore):
     def import_image(self, inventory: Inventory, meta: ChangeMeta) -> int:
         if inventory.ids is None:
             raise ValueError("import_image needs an inventory with an id allocator")
-        with self._errors():
-            self._begin_write()
-            try:
-                seq = self._next_version(0)
-                if any(self._execute(f"SELECT COUNT(*) FROM {t}")[0][0] for t in ("sites", "datasets")):
-                    raise StoreError("import_image needs an empty store")
-                for table, rows in R.image_rows(inventory).items():
-                    self._bulk_insert(R.TABLE_OF[table], rows)
-                self._write_journal(seq, meta, 0, [])
-                self._write_meta(seq, inventory.ids)
-                self._commit()
-            except BaseException:
-                self._rollback()
-                raise
+        with self._errors(), self.transaction():
+            seq = self._next_version(0)
+            if any(self._execute(f"SELECT COUNT(*) FROM {t}")[0][0] for t in ("sites", "datasets")):
+                raise StoreError("import_image needs an empty store")
+            for table, rows in R.image_rows(inventory).items():
+                self._bulk_insert(R.TABLE_OF[table], rows)
+            self._write_journal(seq, meta, 0, [])
+            self._write_meta(seq, inventory.ids)
         inventory.version = seq
         return seq
 
@@ -435,20 +395,14 @@ class SQLStore(InventoryStore):
 
     def compact_journal(self, retention: JournalRetention, now: float | None = None) -> int:
         cutoff = (time.time() if now is None else now) - retention.keep_days * 86400
-        with self._errors():
-            self._begin_write()
-            try:
-                newest = int(self._execute(self._lock_version_sql(), ("version",))[0][0])
-                protect_from = newest - retention.keep_entries + 1
-                seqs = [row[0] for row in self._execute(
-                    "SELECT seq FROM journal WHERE pruned = 0 AND seq < %s AND time < %s",
-                    (protect_from, cutoff))]
-                for chunk in _chunks(seqs, DELETE_CHUNK):
-                    marks = ",".join(["%s"] * len(chunk))
-                    self._execute(f"DELETE FROM journal_chunks WHERE seq IN ({marks})", list(chunk))
-                    self._execute(f"UPDATE journal SET pruned = 1 WHERE seq IN ({marks})", list(chunk))
-                self._commit()
-            except BaseException:
-                self._rollback()
-                raise
+        with self._errors(), self.transaction():
+            newest = int(self._execute(self._lock_version_sql(), ("version",))[0][0])
+            protect_from = newest - retention.keep_entries + 1
+            seqs = [row[0] for row in self._execute(
+                "SELECT seq FROM journal WHERE pruned = 0 AND seq < %s AND time < %s",
+                (protect_from, cutoff))]
+            for chunk in _chunks(seqs, DELETE_CHUNK):
+                marks = ",".join(["%s"] * len(chunk))
+                self._execute(f"DELETE FROM journal_chunks WHERE seq IN ({marks})", list(chunk))
+                self._execute(f"UPDATE journal SET pruned = 1 WHERE seq IN ({marks})", list(chunk))
         return len(seqs)

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from dynamo.errors import ConfigurationError, StoreError, StoreUnavailable
 from dynamo.store.sql import SQLStore, fetch_batches
+from dynamo.store.statements import Outcome, Row
 
 WAL_LIMIT = 1 << 30
 
@@ -89,9 +90,10 @@ class SQLiteStore(SQLStore):
     def _sql(sql: str) -> str:
         return sql.replace("%s", "?")
 
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[Row], Outcome]:
         cur = self._connection().execute(self._sql(sql), tuple(params))
-        return cur.fetchall() if cur.description else []
+        rows = cur.fetchall() if cur.description else []
+        return rows, Outcome(cur.rowcount, cur.lastrowid or None)
 
     def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         self._connection().executemany(self._sql(sql), rows)
@@ -100,7 +102,13 @@ class SQLiteStore(SQLStore):
         return fetch_batches(self._connection().execute(self._sql(sql)))
 
     def _begin_read(self) -> None:
-        self._execute("BEGIN DEFERRED")
+        # SQLite's read transactions would take writes; refuse them, as MariaDB's READ ONLY does
+        self._execute("PRAGMA query_only = 1")
+        try:
+            self._execute("BEGIN DEFERRED")
+        except BaseException:
+            self._execute("PRAGMA query_only = 0")
+            raise
 
     def _begin_write(self) -> None:
         self._execute("BEGIN IMMEDIATE")
@@ -119,8 +127,10 @@ class SQLiteStore(SQLStore):
 
     def _rollback(self) -> None:
         conn = self._conn
-        if conn is not None and conn.in_transaction:
-            conn.execute("ROLLBACK")
+        if conn is not None:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.execute("PRAGMA query_only = 0")
 
     def _upsert_sql(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)

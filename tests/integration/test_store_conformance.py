@@ -18,6 +18,7 @@ from dynamo.core.journal import ChangeMeta
 from dynamo.dataformat import Block, BlockReplica, Dataset, File, Group, Partition, Site, SitePartition
 from dynamo.errors import ChangeSetError, JournalPruned, SchemaError, StoreConflict, StoreError
 from dynamo.store import InventoryStore, JournalRetention, open_store
+from dynamo.store.sql import SQLStore
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DS = "pandaf/010/DoubleMuon+Run2017F-31Mar2018-v1+MINIAOD"
@@ -111,7 +112,8 @@ def test_big_change_sets_are_journaled_in_chunks(store: InventoryStore, monkeypa
     records += [encode(UPDATE, File(f"/store/big/load/{i:06d}.root", "/Big/Load/RAW#b", 1)) for i in range(20000)]
     apply_change_set(inv, store, records)
     assert store.journal_entries()[0].num_records == 20002
-    chunks = store._execute("SELECT COUNT(*) FROM journal_chunks")[0][0]  # type: ignore[attr-defined]
+    assert isinstance(store, SQLStore)
+    chunks = store.query_all("SELECT COUNT(*) FROM journal_chunks")[0][0]
     assert chunks > 20000 // 3000
     back = list(store.journal_records(1))
     assert len(back) == 20002 and back[-1][2]["name"] == "/store/big/load/019999.root"
@@ -180,7 +182,8 @@ def test_import_needs_an_empty_store(store: InventoryStore) -> None:
 
 def test_schema_is_created_once_and_checked(store: InventoryStore, store_url: str) -> None:
     store.create_schema()  # idempotent
-    store._execute("UPDATE store_meta SET value = 99 WHERE name = 'schema_version'")  # type: ignore[attr-defined]
+    assert isinstance(store, SQLStore)
+    store.execute("UPDATE store_meta SET value = 99 WHERE name = 'schema_version'")
     with pytest.raises(SchemaError, match="schema version is 99"):
         open_store(store_url)
 

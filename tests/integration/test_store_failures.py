@@ -136,7 +136,7 @@ def test_catch_up_refuses_what_it_cannot_replay(store: Any) -> None:
 
 
 def test_a_writer_the_server_died_applying_is_settled_from_the_journal(store: Any) -> None:
-    from dynamo.apps.states import AppState
+    from dynamo.core.appstate import AppState
     from dynamo.store.registry import Registry
     registry = Registry(store)
     inv = store.load()

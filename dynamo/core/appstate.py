@@ -1,8 +1,14 @@
-"""Application states and the transitions allowed between them (no dependencies)."""
+"""Application states and the transitions allowed between them.
+
+It depends on nothing but ``dynamo.errors``, so that both the registry (``store/``) and
+the server and the commands can import it (``store/`` must not import ``apps/``).
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
+
+from dynamo.errors import TransitionError
 
 
 class AppState(StrEnum):
@@ -17,9 +23,6 @@ class AppState(StrEnum):
     LOST = "lost"            # the server stopped while it was queued or running
 
 
-FINAL = frozenset({AppState.DONE, AppState.FAILED, AppState.KILLED, AppState.TIMEOUT, AppState.REFUSED,
-                   AppState.LOST})
-
 ALLOWED: dict[AppState, frozenset[AppState]] = {
     AppState.QUEUED: frozenset({AppState.RUNNING, AppState.KILLED, AppState.LOST, AppState.FAILED}),
     AppState.RUNNING: frozenset({AppState.APPLYING, AppState.DONE, AppState.FAILED, AppState.KILLED,
@@ -29,10 +32,10 @@ ALLOWED: dict[AppState, frozenset[AppState]] = {
 }
 
 
-class TransitionError(RuntimeError):
-    pass
-
-
 def check_transition(old: AppState, new: AppState) -> None:
+    """Raise ``TransitionError`` unless an application may go from ``old`` to ``new``."""
     if new not in ALLOWED.get(old, frozenset()):
         raise TransitionError(f"application cannot go from {old} to {new}")
+
+
+__all__ = ["ALLOWED", "AppState", "TransitionError", "check_transition"]
