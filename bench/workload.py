@@ -177,9 +177,9 @@ def change_records(inventory: Inventory, count: int, seed: int = 2) -> list[Reco
                     records.append(encode(DELETE, replica))
                 else:
                     records.append(encode(UPDATE, BlockReplica(block, replica.site, rng.choice(groups),
-                                                               replica.is_custodial, now, replica.files)))
-        elif kind == "modify_block" and block is not None and ("block", block.full_name) not in used:
-            used.add(("block", block.full_name))
+                                                               replica.is_custodial, now, replica.lfns)))
+        elif kind == "modify_block" and block is not None and ("block", block.full_name()) not in used:
+            used.add(("block", block.full_name()))
             records.append(encode(UPDATE, Block(block.name, dataset.name, block.size, block.num_files,
                                                 not block.is_open, now)))
         elif kind == "modify_dataset" and ("dataset", dataset.name) not in used:

@@ -6,7 +6,7 @@ they occur, with ``raise ... from``, so callers never catch driver exceptions::
 
     DynamoError
     ├── ObjectError            an object or value is malformed (bad name, bad enum, negative size)
-    ├── InventoryError         an operation is inconsistent with the inventory
+    ├── InventoryError         an operation is inconsistent with the inventory (alias IntegrityError)
     │   ├── MissingReference   a referenced object (site, dataset, block, group, ...) is absent
     │   └── ProtectedObject    the object may not be changed (the null group)
     ├── CodecError             a wire/journal record cannot be decoded
@@ -36,6 +36,10 @@ class ObjectError(DynamoError, ValueError):
 
 class InventoryError(DynamoError):
     """An operation is inconsistent with the current inventory."""
+
+
+IntegrityError = InventoryError
+"""The original Dynamo's name for an operation inconsistent with the inventory."""
 
 
 class MissingReference(InventoryError):

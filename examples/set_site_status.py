@@ -8,7 +8,7 @@
 import sys
 
 from dynamo.core.executable import inventory, read_only
-from dynamo.dataformat import Site, SiteStatus
+from dynamo.dataformat import SiteStatus
 
 if len(sys.argv) != 3:
     sys.exit(f"usage: {sys.argv[0]} SITE STATUS ({', '.join(s.value for s in SiteStatus)})")
@@ -17,7 +17,9 @@ site = inventory.sites.get(name)
 if site is None:
     sys.exit(f"no site {name!r}")
 print(f"{name}: {site.status} -> {status}")
-# update() copies the values of the object it is given onto the inventory's site
-inventory.update(Site(name, site.host, site.storage_type, site.backend, status))
+# a live object changed in place is recorded with update() (the original's register_update);
+# a new Site(...) would also carry its empty filename mappings and x509 proxy onto the site
+site.status = status
+inventory.update(site)
 if read_only:
     print("read-only run: the change is discarded")

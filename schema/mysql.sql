@@ -44,6 +44,23 @@ CREATE TABLE IF NOT EXISTS site_partitions (
   CONSTRAINT sp_partition FOREIGN KEY (partition_id) REFERENCES partitions (id) ON DELETE CASCADE
 ) ENGINE=InnoDB;
 
+-- The original Dynamo's per-site and per-partition settings (docs/migrating.md), in tables of
+-- their own so that a store created before them only gains tables: one row per site or
+-- partition, written with it. filename_mapping is JSON {protocol: [[[lfn pattern, pfn], ...], ...]}.
+CREATE TABLE IF NOT EXISTS site_options (
+  site_id INT UNSIGNED NOT NULL PRIMARY KEY,
+  filename_mapping MEDIUMTEXT NOT NULL,
+  x509proxy VARCHAR(1024) NULL,
+  CONSTRAINT so_site FOREIGN KEY (site_id) REFERENCES sites (id) ON DELETE CASCADE
+) ENGINE=InnoDB;
+
+CREATE TABLE IF NOT EXISTS partition_options (
+  partition_id INT UNSIGNED NOT NULL PRIMARY KEY,
+  cond TEXT NULL COMMENT 'membership condition (dataformat/condition.py), NULL = every block replica',
+  parent_id INT UNSIGNED NULL COMMENT 'the superpartition (a partition with subpartitions cannot be deleted)',
+  CONSTRAINT po_partition FOREIGN KEY (partition_id) REFERENCES partitions (id) ON DELETE CASCADE
+) ENGINE=InnoDB;
+
 CREATE TABLE IF NOT EXISTS datasets (
   id INT UNSIGNED NOT NULL PRIMARY KEY,
   name VARCHAR(512) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,

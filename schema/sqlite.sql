@@ -35,6 +35,19 @@ CREATE TABLE IF NOT EXISTS site_partitions (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS site_partitions_partition ON site_partitions (partition_id);
 
+-- the original Dynamo's site and partition settings (see mysql.sql)
+CREATE TABLE IF NOT EXISTS site_options (
+  site_id INTEGER NOT NULL PRIMARY KEY REFERENCES sites (id) ON DELETE CASCADE,
+  filename_mapping TEXT NOT NULL,
+  x509proxy TEXT NULL
+);
+
+CREATE TABLE IF NOT EXISTS partition_options (
+  partition_id INTEGER NOT NULL PRIMARY KEY REFERENCES partitions (id) ON DELETE CASCADE,
+  cond TEXT NULL,
+  parent_id INTEGER NULL
+);
+
 CREATE TABLE IF NOT EXISTS datasets (
   id INTEGER NOT NULL PRIMARY KEY,
   name TEXT NOT NULL UNIQUE,

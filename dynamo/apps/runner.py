@@ -102,6 +102,7 @@ def _setup(spec: ChildSpec) -> None:
 def _wire(spec: ChildSpec, inventory: Inventory) -> None:
     executable.inventory = inventory
     executable.read_only = not spec.write
+    executable.authorized = spec.write
     executable.app_id = spec.app_id
     inventory.recorder = PipeRecorder(spec.change_fd) if spec.write and spec.change_fd is not None else None
 

@@ -73,7 +73,7 @@ def _normalized(op: str, record: Record, obj: DataObject, live: Any) -> Record:
     every file means complete).
     """
     type_name = record[1]
-    if op == UPDATE and (type_name != "blockreplica" or _same_files(record[2]["files"], live.files)):
+    if op == UPDATE and (type_name != "blockreplica" or _same_files(record[2]["files"], live.lfns)):
         fields = dict(record[2])
         if type_name in HAS_ID:
             fields["id"] = live.id
@@ -122,8 +122,8 @@ def _check_blocks(inventory: Inventory, txn: Transaction) -> None:
             count, size = block.files_count(), block.files_size()
             if (count, size) != (block.num_files, block.size):
                 raise ChangeSetError(
-                    f"block {block.full_name} declares num_files={block.num_files} size={block.size} "
-                    f"but holds {count} files of {size} bytes", index, f"last change to block {block.full_name}")
+                    f"block {block.full_name()} declares num_files={block.num_files} size={block.size} "
+                    f"but holds {count} files of {size} bytes", index, f"last change to block {block.full_name()}")
     for block in txn.dirty["block_files"].values():
         assert isinstance(block, Block)
         block._pack()

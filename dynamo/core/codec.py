@@ -36,9 +36,9 @@ Record = list[Any]  # [op, type, fields]
 
 # type name -> (class, key fields, other fields)
 FIELDS: dict[str, tuple[type[DataObject], tuple[str, ...], tuple[str, ...]]] = {
-    "site": (Site, ("name",), ("host", "storage_type", "backend", "status")),
+    "site": (Site, ("name",), ("host", "storage_type", "backend", "status", "filename_mapping", "x509proxy")),
     "group": (Group, ("name",), ("olevel",)),
-    "partition": (Partition, ("name",), ()),
+    "partition": (Partition, ("name",), ("condition", "parent")),
     "sitepartition": (SitePartition, ("site", "partition"), ("quota",)),
     "dataset": (Dataset, ("name",), ("status", "data_type", "software_version", "last_update", "is_open")),
     "block": (Block, ("dataset", "name"), ("size", "num_files", "is_open", "last_update")),
@@ -47,6 +47,11 @@ FIELDS: dict[str, tuple[type[DataObject], tuple[str, ...], tuple[str, ...]]] = {
     "blockreplica": (BlockReplica, ("dataset", "block", "site"), ("group", "is_custodial", "last_update", "files")),
 }
 TYPES = tuple(FIELDS)
+# fields added after the first journals were written: an update record may lack them
+OPTIONAL: dict[str, dict[str, Any]] = {
+    "site": {"filename_mapping": {}, "x509proxy": None},
+    "partition": {"condition": None, "parent": None},
+}
 HAS_ID = frozenset({"site", "group", "partition", "dataset", "block", "file"})
 _HAS_ID = HAS_ID
 
@@ -78,20 +83,21 @@ _KEY: dict[str, Callable[[Any], dict[str, Any]]] = {
 
 _VALUES: dict[str, Callable[[Any], dict[str, Any]]] = {
     "site": lambda o: {"host": o.host, "storage_type": o.storage_type.value, "backend": o.backend,
-                       "status": o.status.value},
+                       "status": o.status.value, "filename_mapping": o.filename_mapping_chains(),
+                       "x509proxy": o.x509proxy},
     "group": lambda o: {"olevel": o.olevel.value},
-    "partition": lambda o: {},
-    "sitepartition": lambda o: {"quota": o.quota},
+    "partition": lambda o: {"condition": o.condition, "parent": o.parent_name},
+    "sitepartition": lambda o: {"quota": o.own_quota},
     "dataset": lambda o: {"status": o.status.value, "data_type": o.data_type.value,
                           "software_version": o.software_version, "last_update": o.last_update,
                           "is_open": o.is_open},
     "block": lambda o: {"size": o.size, "num_files": o.num_files, "is_open": o.is_open,
                         "last_update": o.last_update},
-    "file": lambda o: {"size": o.size, "checksum": o.checksum},
+    "file": lambda o: {"size": o.size, "checksum": o.checksum_text},
     "datasetreplica": lambda o: {"growing": o.growing, "group": o.group_name},
     "blockreplica": lambda o: {"group": o.group_name, "is_custodial": o.is_custodial,
                                "last_update": o.last_update,
-                               "files": None if o.files is None else list(o.files)},
+                               "files": None if o.lfns is None else list(o.lfns)},
 }
 
 
@@ -138,6 +144,15 @@ def _block_ref(type_name: str, f: dict[str, Any]) -> str:
     return f"{dataset}#{block}"
 
 
+def ident(f: dict[str, Any], type_name: str) -> int:
+    """The record's id, checked here: constructors that also take the original's positional
+    forms would read a non-integer there as another argument."""
+    value = f.get("id", 0)
+    if type(value) is not int:
+        raise CodecError(f"{type_name} id: expected an integer, got {_kind(value)}")
+    return value
+
+
 def _group_name(f: dict[str, Any]) -> str:
     name = f["name"]
     if name is None:
@@ -147,27 +162,36 @@ def _group_name(f: dict[str, Any]) -> str:
 
 # type -> (construct from a full update record, construct from a delete record's key)
 _CONSTRUCT: dict[str, tuple[Callable[[dict[str, Any]], DataObject], Callable[[dict[str, Any]], DataObject]]] = {
-    "site": (lambda f: Site(f["name"], f["host"], f["storage_type"], f["backend"], f["status"], f.get("id", 0)),
-             lambda f: Site(f["name"], id=f.get("id", 0))),
-    "group": (lambda f: Group(_group_name(f), f["olevel"], f.get("id", 0)),
-              lambda f: Group(_group_name(f), id=f.get("id", 0))),
-    "partition": (lambda f: Partition(f["name"], f.get("id", 0)), lambda f: Partition(f["name"], f.get("id", 0))),
+    "site": (lambda f: Site(f["name"], f["host"], f["storage_type"], f["backend"], f["status"], ident(f, "site"),
+                            f.get("x509proxy"), filename_mapping=_mapping(f.get("filename_mapping", {}))),
+             lambda f: Site(f["name"], id=ident(f, "site"))),
+    "group": (lambda f: Group(_group_name(f), f["olevel"], ident(f, "group")),
+              lambda f: Group(_group_name(f), id=ident(f, "group"))),
+    "partition": (lambda f: Partition(f["name"], ident(f, "partition"), condition=f.get("condition"),
+                                      parent=f.get("parent")),
+                  lambda f: Partition(f["name"], ident(f, "partition"))),
     "sitepartition": (lambda f: SitePartition(f["site"], f["partition"], f["quota"]),
                       lambda f: SitePartition(f["site"], f["partition"])),
     "dataset": (lambda f: Dataset(f["name"], f["status"], f["data_type"], f["software_version"], f["last_update"],
-                                  f["is_open"], f.get("id", 0)),
-                lambda f: Dataset(f["name"], id=f.get("id", 0))),
+                                  f["is_open"], ident(f, "dataset")),
+                lambda f: Dataset(f["name"], id=ident(f, "dataset"))),
     "block": (lambda f: Block(f["name"], f["dataset"], f["size"], f["num_files"], f["is_open"], f["last_update"],
-                              f.get("id", 0)),
-              lambda f: Block(f["name"], f["dataset"], id=f.get("id", 0))),
-    "file": (lambda f: File(f["name"], _block_ref("file", f), f["size"], f["checksum"], f.get("id", 0)),
-             lambda f: File(f["name"], _block_ref("file", f), id=f.get("id", 0))),
+                              ident(f, "block")),
+              lambda f: Block(f["name"], f["dataset"], id=ident(f, "block"))),
+    "file": (lambda f: File(f["name"], _block_ref("file", f), f["size"], f["checksum"], ident(f, "file")),
+             lambda f: File(f["name"], _block_ref("file", f), id=ident(f, "file"))),
     "datasetreplica": (lambda f: DatasetReplica(f["dataset"], f["site"], f["growing"], f["group"]),
                        lambda f: DatasetReplica(f["dataset"], f["site"])),
     "blockreplica": (lambda f: BlockReplica(_block_ref("blockreplica", f), f["site"], f["group"], f["is_custodial"],
                                             f["last_update"], _files(f["files"])),
                      lambda f: BlockReplica(_block_ref("blockreplica", f), f["site"])),
 }
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise CodecError(f"site filename_mapping: expected an object, got {_kind(value)}")
+    return value
 
 
 def _files(files: Any) -> list[str] | None:
@@ -191,8 +215,9 @@ def json_kind(value: Any) -> str:
 
 def _shape(op: str, type_name: str) -> tuple[frozenset[str], frozenset[str]]:
     _, keys, values = FIELDS[type_name]
-    required = frozenset(keys + (values if op == UPDATE else ()))
-    return (required | {"id"} if type_name in HAS_ID else required), required
+    allowed = frozenset(keys + (values if op == UPDATE else ()))
+    required = allowed - set(OPTIONAL.get(type_name, ()))
+    return (allowed | {"id"} if type_name in HAS_ID else allowed), required
 
 
 # (op, type) -> (allowed fields, required fields)

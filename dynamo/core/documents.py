@@ -166,10 +166,10 @@ def _items(root: _Node, key: str, allowed: tuple[str, ...]) -> Iterator[_Node]:
         yield _Node(f"{key}[{index}]", value, allowed)
 
 
-def _make(path: str, factory: Any, *args: Any) -> Any:
+def _make(path: str, factory: Any, *args: Any, **kwargs: Any) -> Any:
     """Construct an object, turning a value error into a DocumentError at ``path``."""
     try:
-        return factory(*args)
+        return factory(*args, **kwargs)
     except ObjectError as exc:
         raise DocumentError(path, str(exc)) from exc
 
@@ -250,6 +250,8 @@ class _Injector:
         for key, default in (("host", ""), ("storage_type", "disk"), ("backend", ""), ("status", "ready")):
             args.append(node.string(key, getattr(old, key) if old else default))
         site = _make(node.path, Site, *args)
+        if old is not None:  # settings the document cannot express stay as they are
+            site.filename_mapping, site.x509proxy = old.filename_mapping, old.x509proxy
         self.sites[name] = site
         self.out.add(UPDATE, site)
 
@@ -262,7 +264,9 @@ class _Injector:
     def partition(self, node: _Node) -> None:
         name = node.name()
         self.partitions.check(name, node.at("name"))
-        self.out.add(UPDATE, _make(node.at("name"), Partition, name))
+        old = self.inv.partitions.get(name)  # its condition and parent stay as they are
+        self.out.add(UPDATE, _make(node.at("name"), Partition, name, condition=old.condition if old else None,
+                                   parent=old.parent_name if old else None))
         quota = node.value.get("quota", {})
         if not isinstance(quota, dict):
             raise DocumentError(node.at("quota"), f"expected an object of site: bytes, got {json_kind(quota)}")
@@ -385,7 +389,7 @@ class _Injector:
         group = node.optional_string("group", old.group_name if old else dr_group)
         if not self._group_exists(group):
             raise DocumentError(node.at("group"), f"unknown group {group!r}")
-        held: list[str] | None = None if old is None or old.files is None else list(old.files)
+        held: list[str] | None = None if old is None or old.lfns is None else list(old.lfns)
         if node.has("files"):
             held = []
             for path, lfn in node.elements("files"):
@@ -488,8 +492,8 @@ def _delete_block(out: ParsedDocument, dataset: Dataset, node: _Node, seen: _See
         lfn = file_node.name()
         seen_files.check(lfn, file_node.at("name"))
         if lfn not in sizes:
-            raise DocumentError(file_node.at("name"), f"file {lfn!r} is not in block {block.full_name}")
-        out.add(DELETE, File(lfn, block.full_name))
+            raise DocumentError(file_node.at("name"), f"file {lfn!r} is not in block {block.full_name()}")
+        out.add(DELETE, File(lfn, block.full_name()))
         del sizes[lfn]
     # the block's counts follow its files (not counted: the document deletes, it does not inject)
     out.add(UPDATE, Block(name, dataset.name, sum(sizes.values()), len(sizes), block.is_open, block.last_update),

@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Any, Callable, Protocol
 
 from dynamo.core.ids import IdAllocator
+from dynamo.core.original_api import OriginalInventoryAPI
 from dynamo.core.transaction import NO_TRACKING, Tracker
 from dynamo.dataformat import (
     Block,
@@ -64,7 +65,7 @@ def _alive_sitepartition(inv: Inventory, sp: SitePartition) -> bool:
             and inv.partitions.get(sp.partition_name) is sp.partition)
 
 
-class Inventory:
+class Inventory(OriginalInventoryAPI):
     def __init__(self) -> None:
         self.sites: dict[str, Site] = {}
         self.groups: dict[str | None, Group] = {None: null_group()}
@@ -257,7 +258,7 @@ class Inventory:
         site = self.sites.get(obj.name)
         if site is None:
             site = Site(obj.name, obj.host, obj.storage_type, obj.backend, obj.status,
-                        self._new_id("site", obj.id))
+                        self._new_id("site", obj.id), obj.x509proxy, filename_mapping=obj.filename_mapping)
             self._put(self.sites, site.name, site)
         elif not self._copy(site, obj):
             return site
@@ -278,18 +279,39 @@ class Inventory:
 
     def _update_partition(self, obj: Partition) -> Partition:
         partition = self.partitions.get(obj.name)
+        parent = None if obj.parent_name is None else self._partition(obj.parent_name)
         if partition is None:
-            partition = Partition(obj.name, self._new_id("partition", obj.id))
+            partition = Partition(obj.name, self._new_id("partition", obj.id), condition=obj.condition)
             self._put(self.partitions, partition.name, partition)
-            self._tracker.touched("partitions", partition)
+        elif partition is obj or (partition.condition, partition.parent_name) == (obj.condition, obj.parent_name):
+            return partition
+        else:
+            self._set(partition, "condition", obj.condition)
+        if partition.parent is not parent:
+            self._relink_partition(partition, parent)
+        self._tracker.touched("partitions", partition)
         return partition
+
+    def _relink_partition(self, partition: Partition, parent: Partition | None) -> None:
+        """Move ``partition`` under ``parent``, keeping both parents' ``subpartitions``."""
+        ancestor = parent
+        while ancestor is not None:
+            if ancestor is partition:
+                raise ObjectError(f"partition {partition.name!r}: parent {parent.name!r} would make a cycle")  # type: ignore[union-attr]
+            ancestor = ancestor.parent  # type: ignore[assignment]
+        old = partition.parent
+        if isinstance(old, Partition):
+            self._set(old, "_subpartitions", tuple(p for p in old.subpartitions or () if p is not partition) or None)
+        if parent is not None:
+            self._set(parent, "_subpartitions", (*(parent.subpartitions or ()), partition))
+        self._set(partition, "_parent", parent)
 
     def _update_sitepartition(self, obj: SitePartition) -> SitePartition:
         site = self._site(obj.site_name)
         partition = self._partition(obj.partition_name)
         sp = site.find_partition(partition.name)
         if sp is None:
-            sp = SitePartition(site, partition, obj.quota)
+            sp = SitePartition(site, partition, obj.own_quota)
             self._child_put(site, "_partitions", partition.name, sp)
         elif not self._copy(sp, obj):
             return sp
@@ -329,11 +351,11 @@ class Inventory:
         entries = self._writable_files(block)
         old = entries.get(obj.lfn)
         if old is None:
-            entry = FileEntry(obj.size, obj.checksum, self._new_id("file", obj.id))
+            entry = FileEntry(obj.size, obj.checksum_text, self._new_id("file", obj.id))
             entries[obj.lfn] = entry
             self._tracker.push((_pop, entries, obj.lfn))
-        elif (old.size, old.checksum) != (obj.size, obj.checksum):
-            entry = FileEntry(obj.size, obj.checksum, old.id)
+        elif (old.size, old.checksum) != (obj.size, obj.checksum_text):
+            entry = FileEntry(obj.size, obj.checksum_text, old.id)
             entries[obj.lfn] = entry
             self._tracker.push((entries.__setitem__, obj.lfn, old))
         else:
@@ -369,7 +391,7 @@ class Inventory:
         known = set(block.file_names())
         for lfn in files:
             if lfn not in known:
-                raise MissingReference(f"file {lfn!r} is not in block {block.full_name}")
+                raise MissingReference(f"file {lfn!r} is not in block {block.full_name()}")
         if known and len(files) == len(known):
             return None
         return files
@@ -378,7 +400,7 @@ class Inventory:
         block = self._block_of(obj.block, "block replica")
         site = self._site(obj.site_name)
         group = self._group(obj.group_name)
-        files = None if obj.files is None else self._replica_files(block, obj.files)
+        files = None if obj.lfns is None else self._replica_files(block, obj.lfns)
         dataset: Any = block.dataset
         dataset_replica = site._dataset_replicas.get(dataset.name) if site._dataset_replicas else None
         if dataset_replica is None:
@@ -389,13 +411,13 @@ class Inventory:
             self._child_put(dataset_replica, "_block_replicas", block.name, replica)
             self._add_block_replica_link(block, replica)
         elif (replica.group is group and replica.is_custodial == obj.is_custodial
-              and replica.last_update == obj.last_update and replica.files == files):
+              and replica.last_update == obj.last_update and replica.lfns == files):
             return replica
         else:
             self._set(replica, "group", group)
             self._set(replica, "is_custodial", obj.is_custodial)
             self._set(replica, "last_update", obj.last_update)
-            self._set(replica, "files", files)
+            self._set(replica, "lfns", files)
         self._tracker.touched("dataset_replicas", dataset_replica)
         return replica
 
@@ -440,6 +462,11 @@ class Inventory:
 
     def _delete_partition(self, obj: Partition) -> Partition:
         partition = self._partition(obj.name)
+        if partition.subpartitions:
+            names = ", ".join(p.name for p in partition.subpartitions)
+            raise ProtectedObject(f"partition {partition.name!r} has subpartitions ({names}); delete them first")
+        if isinstance(partition.parent, Partition):
+            self._relink_partition(partition, None)
         for site in self.sites.values():
             if site.find_partition(partition.name) is not None:
                 self._child_drop(site, "_partitions", partition.name)
@@ -481,16 +508,16 @@ class Inventory:
         entries = self._writable_files(block)
         entry = entries.get(obj.lfn)
         if entry is None:
-            raise MissingReference(f"file {obj.lfn!r} is not in block {block.full_name}")
+            raise MissingReference(f"file {obj.lfn!r} is not in block {block.full_name()}")
         self._drop(entries, obj.lfn)
         for replica in block.replicas:
-            if replica.files is None:
+            if replica.lfns is None:
                 continue
-            remaining = tuple(f for f in replica.files if f != obj.lfn)
+            remaining = tuple(f for f in replica.lfns if f != obj.lfn)
             # holding every file that is left means the replica is now complete
             files = None if entries and len(remaining) == len(entries) else remaining
-            if files != replica.files:
-                self._set(replica, "files", files)
+            if files != replica.lfns:
+                self._set(replica, "lfns", files)
                 self._tracker.touched("dataset_replicas", self._dataset_replica_of(replica))
         self._tracker.files_touched(block)
         return File._make(obj.lfn, block, entry.size, entry.checksum, entry.id)
@@ -519,7 +546,7 @@ class Inventory:
         block = self._block_of(obj.block, "block replica")
         replica = block.find_replica(obj.site_name)
         if replica is None:
-            raise MissingReference(f"block {block.full_name} has no replica at site {obj.site_name!r}")
+            raise MissingReference(f"block {block.full_name()} has no replica at site {obj.site_name!r}")
         self._unlink_block_replica(replica)
         return replica
 

@@ -51,3 +51,43 @@ class DataObject:
     def restore(self, values: tuple[Any, ...]) -> None:
         for attr, value in zip(self.ATTRS, values, strict=True):
             setattr(self, attr, value)
+
+    # --- the original's object API (see docs/migrating.md) ---------------------
+
+    def embed_into(self, inventory: Any, check: bool = False) -> Any:
+        """``inventory.update(self)``: the live object (with ``check``, ``(live, changed)``)."""
+        if check:
+            before = _find_live(inventory, self)
+            state = None if before is None else before.snapshot()
+            live = inventory.update(self)
+            return live, before is None or state != live.snapshot() or live is self
+        return inventory.update(self)
+
+    def unlink_from(self, inventory: Any) -> Any:
+        """``inventory.delete(self)``; None when there is nothing to delete, as in the original."""
+        from dynamo.errors import MissingReference
+
+        try:
+            return inventory.delete(self)
+        except MissingReference:
+            return None
+
+    def unlink(self) -> Any:
+        """Delete this (live) object from the application's inventory, with the cascades of
+        ``inventory.delete`` (recorded in a write application, unlike the original's, which
+        only cut the links in memory)."""
+        from dynamo.core import executable  # the application's inventory, set by the runner
+
+        return executable.inventory.delete(self)
+
+
+def _find_live(inventory: Any, obj: DataObject) -> DataObject | None:
+    """The live object with ``obj``'s identifier, or None (for embed_into's ``check``)."""
+    finders = {
+        "site": lambda: inventory.sites.get(obj.key[0]),
+        "group": lambda: inventory.groups.get(obj.key[0]),
+        "partition": lambda: inventory.partitions.get(obj.key[0]),
+        "dataset": lambda: inventory.datasets.get(obj.key[0]),
+    }
+    finder = finders.get(obj.TYPE)
+    return finder() if finder is not None else None

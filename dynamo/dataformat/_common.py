@@ -151,3 +151,28 @@ class EnumAttribute(property, Generic[E]):
         def __get__(self, instance: object, owner: type | None = None, /) -> E: ...
 
         def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
+
+
+def enum_name(enum: type[E], arg: Any) -> Any:
+    """The original's ``status_name``-style helpers: a member (or its 1-based index, the
+    original's integer constants) -> its value string; anything else is returned unchanged."""
+    if isinstance(arg, enum):
+        return arg.value
+    if isinstance(arg, int) and not isinstance(arg, bool) and 1 <= arg <= len(enum):
+        return list(enum)[arg - 1].value
+    return arg
+
+
+def enum_val(enum: type[E], arg: Any) -> Any:
+    """The original's ``status_val``-style helpers: a value string (any case) or a 1-based index
+    -> the member; anything else is returned unchanged."""
+    if isinstance(arg, enum):
+        return arg
+    if isinstance(arg, str):
+        for member in enum:
+            if member.value.lower() == arg.lower():
+                return member
+        return arg
+    if isinstance(arg, int) and not isinstance(arg, bool) and 1 <= arg <= len(enum):
+        return list(enum)[arg - 1]
+    return arg

@@ -12,6 +12,7 @@ from dynamo.dataformat._common import (
     check_dataset_name,
     check_int,
     check_link,
+    split_block_full_name,
 )
 from dynamo.dataformat.file import File
 from dynamo.dataformat.filetable import FileEntries
@@ -86,9 +87,31 @@ class Block(DataObject):
         d = self._dataset
         return d if isinstance(d, str) else d.name
 
-    @property
     def full_name(self) -> str:
+        """``'dataset#block'`` (a method, as in the original)."""
         return f"{self.dataset_name}#{self._name}"
+
+    def real_name(self) -> str:
+        """The block name (the original could store it in a converted form; names here are kept as given)."""
+        return self._name
+
+    # The original's namespace hooks (identity in its generic namespace, as here)
+    @staticmethod
+    def to_internal_name(name: str) -> str:
+        return name
+
+    @staticmethod
+    def to_real_name(name: str) -> str:
+        return name
+
+    @staticmethod
+    def to_full_name(dataset_name: str, block_real_name: str) -> str:
+        return f"{dataset_name}#{block_real_name}"
+
+    @staticmethod
+    def from_full_name(full_name: str) -> tuple[str, str]:
+        """``'dataset#block'`` -> ``(dataset name, block name)``; ObjectError when malformed."""
+        return split_block_full_name(full_name)
 
     @property
     def key(self) -> tuple[Any, ...]:

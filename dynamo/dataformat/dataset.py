@@ -14,12 +14,15 @@ from dynamo.dataformat._common import (
     check_enum,
     check_int,
     check_text,
+    enum_name,
+    enum_val,
 )
 from dynamo.dataformat._views import ObjectSet
 
 if TYPE_CHECKING:
     from dynamo.dataformat.block import Block
     from dynamo.dataformat.datasetreplica import DatasetReplica
+    from dynamo.dataformat.file import File
     from dynamo.dataformat.site import Site
 
 
@@ -55,7 +58,7 @@ class Dataset(DataObject):
     """
 
     __slots__ = ("_name", "id", "_status", "_data_type", "software_version", "last_update", "is_open",
-                 "_blocks", "_replicas")
+                 "_blocks", "_replicas", "_attr")
 
     TYPE = "dataset"
     ATTRS = ("status", "data_type", "software_version", "last_update", "is_open")
@@ -63,6 +66,33 @@ class Dataset(DataObject):
     # assigning a value string stores the member (see EnumAttribute)
     status = EnumAttribute("_status", DatasetStatus, "dataset status")
     data_type = EnumAttribute("_data_type", DataType, "dataset data_type")
+
+    # The original's constants (integers there; the members here, see Site)
+    STAT_UNKNOWN, STAT_DELETED, STAT_DEPRECATED, STAT_INVALID, STAT_PRODUCTION, STAT_VALID, STAT_IGNORED = (
+        DatasetStatus.UNKNOWN, DatasetStatus.DELETED, DatasetStatus.DEPRECATED, DatasetStatus.INVALID,
+        DatasetStatus.PRODUCTION, DatasetStatus.VALID, DatasetStatus.IGNORED)
+    TYPE_UNKNOWN, TYPE_PRODUCTION, TYPE_TEST = DataType.UNKNOWN, DataType.PRODUCTION, DataType.TEST
+
+    @staticmethod
+    def status_name(arg: Any) -> Any:
+        return enum_name(DatasetStatus, arg)
+
+    @staticmethod
+    def status_val(arg: Any) -> Any:
+        return enum_val(DatasetStatus, arg)
+
+    @staticmethod
+    def data_type_name(arg: Any) -> Any:
+        return enum_name(DataType, arg)
+
+    @staticmethod
+    def data_type_val(arg: Any) -> Any:
+        return enum_val(DataType, arg)
+
+    @staticmethod
+    def format_software_version(value: Any) -> Any:
+        """The original's namespace hook; the generic namespace keeps the value as it is."""
+        return value
 
     def __init__(self, name: str, status: DatasetStatus | str = DatasetStatus.UNKNOWN,
                  data_type: DataType | str = DataType.UNKNOWN, software_version: str | None = None,
@@ -78,6 +108,7 @@ class Dataset(DataObject):
         self.id = check_int(id, "dataset id")
         self._blocks: dict[str, Block] | None = None
         self._replicas: dict[str, DatasetReplica] | None = None
+        self._attr: dict[str, Any] | None = None
 
     @classmethod
     def _make(cls, name: str, status: DatasetStatus, data_type: DataType, software_version: str | None,
@@ -92,6 +123,7 @@ class Dataset(DataObject):
         obj.id = id
         obj._blocks = None
         obj._replicas = None
+        obj._attr = None
         return obj
 
     @property
@@ -105,6 +137,14 @@ class Dataset(DataObject):
     def __repr__(self) -> str:
         return (f"Dataset({self._name!r},'{self._status.value}','{self._data_type.value}',"
                 f"{self.software_version!r},{self.last_update},{self.is_open},{self.id})")
+
+    @property
+    def attr(self) -> dict[str, Any]:
+        """Free-form key-value pairs for the running application, as in the original: transient
+        (never stored nor sent to the server), created empty on first use."""
+        if self._attr is None:
+            self._attr = {}
+        return self._attr
 
     @property
     def blocks(self) -> ObjectSet[Block]:
@@ -121,6 +161,18 @@ class Dataset(DataObject):
         if not self._replicas:
             return None
         return self._replicas.get(site if isinstance(site, str) else site.name)
+
+    @property
+    def files(self) -> set[File]:
+        """Every file of every block (the original's property; builds File objects)."""
+        return {f for b in self._blocks.values() for f in b.files} if self._blocks else set()
+
+    def find_file(self, lfn: str) -> File | None:
+        for block in self._blocks.values() if self._blocks else ():
+            found = block.find_file(lfn)
+            if found is not None:
+                return found
+        return None
 
     @property
     def size(self) -> int:

@@ -127,7 +127,27 @@ class DatasetReplica(DataObject):
             raise TypeError("is_full() needs a replica inside an inventory")
         return len(self.block_replicas) == len(dataset.blocks) and self.is_complete()
 
-    @property
-    def size(self) -> int:
-        """Bytes physically present."""
-        return sum(r.size for r in self.block_replicas)
+    def size(self, physical: bool = True) -> int:
+        """Bytes physically present (a method, as in the original); ``physical=False``: the
+        full sizes of the blocks that have a replica here."""
+        if physical:
+            return sum(r.size for r in self.block_replicas)
+        return sum(r._live_block().size for r in self.block_replicas)
+
+    def is_partial(self) -> bool:
+        """Some blocks of the dataset have no replica here, and those that have are complete."""
+        dataset = self._dataset
+        if isinstance(dataset, str):
+            raise TypeError("is_partial() needs a replica inside an inventory")
+        return len(self.block_replicas) != len(dataset.blocks) and self.is_complete()
+
+    def last_block_created(self) -> int:
+        """The newest last_update of the block replicas here (0 without any), as in the original."""
+        return max((r.last_update for r in self.block_replicas), default=0)
+
+    def is_last_copy(self) -> bool:
+        """No other site holds a replica of the dataset."""
+        dataset = self._dataset
+        if isinstance(dataset, str):
+            raise TypeError("is_last_copy() needs a replica inside an inventory")
+        return len(dataset.replicas) == 1

@@ -59,16 +59,36 @@ def parse_checksums(text: str | None) -> dict[str, str]:
     return values
 
 
+def checksum_text(value: Any) -> str | None:
+    """Any accepted checksum form -> the canonical text (validated)."""
+    if value is None or value == ():
+        return None
+    if isinstance(value, str):
+        parse_checksums(value)
+        return value
+    if isinstance(value, dict):
+        return format_checksums(value)
+    if isinstance(value, (tuple, list)):
+        if len(value) != len(CHECKSUM_ALGORITHMS):
+            raise ObjectError(f"checksum: expected {len(CHECKSUM_ALGORITHMS)} values "
+                              f"({', '.join(CHECKSUM_ALGORITHMS)}), got {len(value)}")
+        return format_checksums({a: v for a, v in zip(CHECKSUM_ALGORITHMS, value, strict=True) if v is not None})
+    raise ObjectError(f"checksum: expected text, a tuple, a dict or None, got {type(value).__name__}")
+
+
 class File(DataObject):
     """``File(lfn, block, size, checksum, id)``; ``block`` is a Block or ``'dataset#block'``."""
 
-    __slots__ = ("_lfn", "_block", "size", "checksum", "id")
+    __slots__ = ("_lfn", "_block", "size", "checksum_text", "id")
 
     TYPE = "file"
-    ATTRS = ("size", "checksum")
+    ATTRS = ("size", "checksum_text")
+
+    checksum_algorithms = CHECKSUM_ALGORITHMS
+    """The order of the values in ``checksum`` (the original's class attribute)."""
 
     def __init__(self, lfn: str, block: Block | str | None = None, size: int = 0,
-                 checksum: str | None = None, id: int = 0):
+                 checksum: Any = None, id: int = 0):
         self._lfn = check_name(lfn, "file name", MAX_LFN)
         if isinstance(block, str):
             split_block_full_name(block)
@@ -76,9 +96,7 @@ class File(DataObject):
             check_link(block, "file block", "block", nullable=True)
         self._block = block
         self.size = check_int(size, "file size")
-        if checksum is not None:
-            parse_checksums(checksum)
-        self.checksum = checksum
+        self.checksum_text: str | None = checksum_text(checksum)
         self.id = check_int(id, "file id")
 
     @classmethod
@@ -87,9 +105,21 @@ class File(DataObject):
         obj._lfn = lfn
         obj._block = block
         obj.size = size
-        obj.checksum = checksum
+        obj.checksum_text = checksum
         obj.id = id
         return obj
+
+    @property
+    def checksum(self) -> tuple[str | None, ...]:
+        """The original's tuple: one value (or None) per algorithm of ``checksum_algorithms``.
+        ``checksum_text`` holds the same as ``'adler32:0a1b2c3d'``; assigning a tuple, a dict
+        ``{algorithm: value}``, that text or None sets both."""
+        values = parse_checksums(self.checksum_text)
+        return tuple(values.get(a) for a in CHECKSUM_ALGORITHMS)
+
+    @checksum.setter
+    def checksum(self, value: Any) -> None:
+        self.checksum_text = checksum_text(value)
 
     @property
     def lfn(self) -> str:
@@ -104,14 +134,14 @@ class File(DataObject):
     @property
     def block_full_name(self) -> str | None:
         b = self._block
-        return b if b is None or isinstance(b, str) else b.full_name
+        return b if b is None or isinstance(b, str) else b.full_name()
 
     @property
     def key(self) -> tuple[Any, ...]:
         return (self._lfn,)
 
     def _values(self) -> tuple[Any, ...]:
-        return (self.block_full_name, self.size, self.checksum)
+        return (self.block_full_name, self.size, self.checksum_text)
 
     def __repr__(self) -> str:
-        return f"File({self._lfn!r},{self.block_full_name!r},{self.size},{self.checksum!r},{self.id})"
+        return f"File({self._lfn!r},{self.block_full_name!r},{self.size},{self.checksum_text!r},{self.id})"

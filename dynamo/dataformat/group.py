@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from dynamo.dataformat._base import DataObject
-from dynamo.dataformat._common import MAX_GROUP_NAME, EnumAttribute, check_enum, check_int, check_name
+from dynamo.dataformat._common import (
+    MAX_GROUP_NAME,
+    EnumAttribute,
+    check_enum,
+    check_int,
+    check_name,
+    enum_name,
+    enum_val,
+)
 
 
 class OwnershipLevel(StrEnum):
@@ -28,6 +36,19 @@ class Group(DataObject):
 
     # assigning a value string stores the member (see EnumAttribute)
     olevel = EnumAttribute("_olevel", OwnershipLevel, "group olevel")
+
+    OL_DATASET, OL_BLOCK = OwnershipLevel.DATASET, OwnershipLevel.BLOCK
+    null_group: ClassVar[Group]
+    """The original's ``Group.null_group``: a null group equal to every inventory's
+    ``groups[None]`` (each inventory holds its own live one)."""
+
+    @staticmethod
+    def olevel_name(arg: Any) -> Any:
+        return enum_name(OwnershipLevel, arg)
+
+    @staticmethod
+    def olevel_val(arg: Any) -> Any:
+        return enum_val(OwnershipLevel, arg)
 
     def __init__(self, name: str | None, olevel: OwnershipLevel | str = OwnershipLevel.BLOCK, id: int = 0):
         self._name = None if name is None else check_name(name, "group name", MAX_GROUP_NAME)
@@ -53,3 +74,6 @@ class Group(DataObject):
 def null_group() -> Group:
     """A fresh null group object (each inventory owns its own)."""
     return Group(None)
+
+
+Group.null_group = null_group()

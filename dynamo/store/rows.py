@@ -25,6 +25,7 @@ Block-replica blob layout (little-endian)::
 
 from __future__ import annotations
 
+import json
 import struct
 from array import array
 from typing import Any, Iterable
@@ -57,6 +58,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "sites": ("id", "name", "host", "storage_type", "backend", "status"),
     "partitions": ("id", "name"),
     "site_partitions": ("site_id", "partition_id", "quota"),
+    "site_options": ("site_id", "filename_mapping", "x509proxy"),
+    "partition_options": ("partition_id", "cond", "parent_id"),
     "datasets": ("id", "name", "status", "data_type", "software_version", "last_update", "is_open"),
     "blocks": ("id", "dataset_id", "name", "size", "num_files", "is_open", "last_update"),
     "block_files": ("block_id", "files"),
@@ -67,6 +70,8 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "sites": ("id",),
     "partitions": ("id",),
     "site_partitions": ("site_id", "partition_id"),
+    "site_options": ("site_id",),
+    "partition_options": ("partition_id",),
     "datasets": ("id",),
     "blocks": ("id",),
     "block_files": ("block_id",),
@@ -77,9 +82,13 @@ TABLE_OF = {
     "groups": "owner_groups", "sites": "sites", "partitions": "partitions",
     "site_partitions": "site_partitions", "datasets": "datasets", "blocks": "blocks",
     "block_files": "block_files", "dataset_replicas": "dataset_replicas",
+    "site_options": "site_options", "partition_options": "partition_options",
 }
+# tables written from another transaction table's objects (one row per site / partition)
+WRITTEN_WITH = {"site_options": "sites", "partition_options": "partitions"}
 # parents before children, for inserts
-WRITE_ORDER = ("groups", "sites", "partitions", "site_partitions", "datasets", "blocks", "block_files",
+WRITE_ORDER = ("groups", "sites", "site_options", "partitions", "partition_options", "site_partitions", "datasets",
+               "blocks", "block_files",
                "dataset_replicas")
 
 _SITE_STATUS = {m.value: m for m in SiteStatus}
@@ -105,10 +114,19 @@ def partition_row(p: Partition) -> tuple[Any, ...]:
     return (p.id, p.name)
 
 
+def site_options_row(s: Site) -> tuple[Any, ...]:
+    return (s.id, json.dumps(s.filename_mapping_chains()), s.x509proxy)
+
+
+def partition_options_row(p: Partition) -> tuple[Any, ...]:
+    parent = p.parent
+    return (p.id, p.condition, parent.id if isinstance(parent, Partition) else None)
+
+
 def site_partition_row(sp: SitePartition) -> tuple[Any, ...]:
     site, partition = sp.site, sp.partition
     assert isinstance(site, Site) and isinstance(partition, Partition)
-    return (site.id, partition.id, sp.quota)
+    return (site.id, partition.id, sp.own_quota)
 
 
 def dataset_row(d: Dataset) -> tuple[Any, ...]:
@@ -133,18 +151,18 @@ def pack_block_replicas(replicas: Iterable[BlockReplica]) -> bytes:
     reps = list(replicas)
     tail = []
     for r in reps:
-        if r.files is not None:
+        if r.lfns is not None:
             block = r.block
             assert isinstance(block, Block)
             file_ids = {lfn: e.id for lfn, e in block._iter_entries()}
-            tail.append(_U32.pack(len(r.files)))
-            tail.append(array("q", [file_ids[lfn] for lfn in r.files]).tobytes())
+            tail.append(_U32.pack(len(r.lfns)))
+            tail.append(array("q", [file_ids[lfn] for lfn in r.lfns]).tobytes())
     return b"".join((
         _BR_HEAD.pack(BR_VERSION, len(reps)),
         array("q", [r._block.id for r in reps]).tobytes(),  # type: ignore[union-attr]
         array("q", [r.last_update for r in reps]).tobytes(),
         array("i", [r.group.id for r in reps]).tobytes(),  # type: ignore[union-attr]
-        bytes([_FLAGS[r.is_custodial, r.files is not None] for r in reps]),
+        bytes([_FLAGS[r.is_custodial, r.lfns is not None] for r in reps]),
         *tail,
     ))
 
@@ -161,6 +179,7 @@ def dataset_replica_row(r: DatasetReplica) -> tuple[Any, ...]:
 
 ROW_OF = {
     "groups": group_row, "sites": site_row, "partitions": partition_row,
+    "site_options": site_options_row, "partition_options": partition_options_row,
     "site_partitions": site_partition_row, "datasets": dataset_row, "blocks": block_row,
     "block_files": block_files_row, "dataset_replicas": dataset_replica_row,
 }
@@ -192,6 +211,8 @@ def image_rows(inventory: Inventory) -> dict[str, Iterable[tuple[Any, ...]]]:
         "groups": (group_row(g) for g in inventory.groups.values() if g.name is not None),
         "sites": (site_row(s) for s in inventory.sites.values()),
         "partitions": (partition_row(p) for p in inventory.partitions.values()),
+        "site_options": (site_options_row(s) for s in inventory.sites.values()),
+        "partition_options": (partition_options_row(p) for p in inventory.partitions.values()),
         "site_partitions": (site_partition_row(sp) for sp in site_partitions()),
         "datasets": (dataset_row(d) for d in inventory.datasets.values()),
         "blocks": (block_row(b) for b in blocks()),
@@ -253,6 +274,22 @@ class ImageBuilder:
             p = Partition(name, pid)
             partitions[name] = p
             self.partitions_by_id[pid] = p
+
+    def site_options(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        for site_id, mapping, x509proxy in rows:
+            site = self.sites_by_id[site_id]
+            site.filename_mapping = json.loads(mapping)
+            site.x509proxy = x509proxy
+
+    def partition_options(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        by_id = self.partitions_by_id
+        for partition_id, cond, parent_id in rows:
+            partition = by_id[partition_id]
+            partition.condition = cond
+            if parent_id is not None:
+                parent = by_id[parent_id]
+                partition._parent = parent
+                parent._subpartitions = (*(parent._subpartitions or ()), partition)
 
     def site_partitions(self, rows: Iterable[tuple[Any, ...]]) -> None:
         for site_id, partition_id, quota in rows:
@@ -348,9 +385,9 @@ class ImageBuilder:
                     file_ids = view[at + 4:at + 4 + 8 * k].cast("q").tolist()
                     at += 4 + 8 * k
                     names = {e.id: lfn for lfn, e in block._iter_entries()}
-                    r.files = tuple(sorted(names[f] for f in file_ids))
+                    r.lfns = tuple(sorted(names[f] for f in file_ids))
                 else:
-                    r.files = None
+                    r.lfns = None
                 members[block._name] = r
                 reps = block._replicas
                 if reps is None:

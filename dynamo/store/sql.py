@@ -34,7 +34,9 @@ _JOURNAL_COLUMNS = "seq, time, user, dn, title, checksum, run_id, num_records, p
 _LOAD_QUERIES = (
     ("groups", "SELECT id, name, olevel FROM owner_groups"),
     ("sites", "SELECT id, name, host, storage_type, backend, status FROM sites"),
+    ("site_options", "SELECT site_id, filename_mapping, x509proxy FROM site_options"),
     ("partitions", "SELECT id, name FROM partitions"),
+    ("partition_options", "SELECT partition_id, cond, parent_id FROM partition_options"),
     ("site_partitions", "SELECT site_id, partition_id, quota FROM site_partitions"),
     ("datasets", "SELECT id, name, status, data_type, software_version, last_update, is_open FROM datasets"),
     # one row per block with its files: PyMySQL's cost is mostly per row (performance.md)
@@ -312,11 +314,12 @@ class SQLStore(InventoryStore):
     def _data_statements(self, inventory: Inventory, txn: Transaction) -> Iterator[SQLStore.Statement]:
         """Deletions children first, then upserts parents first (foreign keys hold throughout)."""
         for table in reversed(R.WRITE_ORDER):
-            keys = txn.deleted_rows.get(table)
+            keys = txn.deleted_rows.get(table)  # site_options, partition_options: by foreign-key cascade
             if keys:
                 yield from self._delete_statements(R.TABLE_OF[table], keys)
         for table in R.WRITE_ORDER:
-            objects = [o for o in txn.dirty[table].values() if inventory.is_alive(table, o)]
+            source = R.WRITTEN_WITH.get(table, table)
+            objects = [o for o in txn.dirty[source].values() if inventory.is_alive(source, o)]
             if not objects:
                 continue
             make_row: Any = R.ROW_OF[table]

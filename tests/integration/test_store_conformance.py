@@ -223,18 +223,19 @@ def _check_file_deleted(fresh: Inventory) -> None:
     assert block is not None and block.file_names() == ["/D/b1/2", "/D/b1/3"]
     assert (block.num_files, block.size) == (2, 5)
     partial = block.find_replica("S2")
-    assert partial is not None and partial.files == ("/D/b1/2",)  # it no longer lists the deleted file
+    assert partial is not None and partial.lfns == ("/D/b1/2",)  # it no longer lists the deleted file
     assert fresh.find_block("D", "b2").files_count() == 2  # type: ignore[union-attr]
 
 
 def _check_partition_deleted(fresh: Inventory) -> None:
     assert list(fresh.partitions) == ["P2"]
-    assert {s.name: sorted(s.partitions) for s in fresh.sites.values()} == {"S1": ["P2"], "S2": ["P2"]}
+    assert {s.name: sorted(p.name for p in s.partitions) for s in fresh.sites.values()} == {"S1": ["P2"], "S2": ["P2"]}
 
 
 def _check_sitepartition_deleted(fresh: Inventory) -> None:
     assert sorted(fresh.partitions) == ["P1", "P2"]
-    assert {s.name: sorted(s.partitions) for s in fresh.sites.values()} == {"S1": ["P1", "P2"], "S2": ["P2"]}
+    assert {s.name: sorted(p.name for p in s.partitions) for s in fresh.sites.values()} == \
+        {"S1": ["P1", "P2"], "S2": ["P2"]}
 
 
 def _check_last_block_replica_deleted(fresh: Inventory) -> None:
@@ -264,3 +265,34 @@ def test_delete_cascades_reach_the_store(store: InventoryStore, store_url: str, 
     check(fresh)
     assert fingerprint(fresh) == fingerprint(inv)
     assert fresh.version == inv.version == 2
+
+
+def test_original_site_and_partition_settings_persist(store: InventoryStore, store_url: str) -> None:
+    """filename_mapping, x509proxy, partition conditions and the partition tree survive a reload,
+    a change and a delete (site_options / partition_options rows)."""
+    inv = store.load()
+    mapping = {"gfal2": [[["/store/(.*)", "gsiftp://se.example.org/cms/store/{0}"]]]}
+    records = [encode(UPDATE, o) for o in (
+        Site("S1", filename_mapping=mapping, x509proxy="/tmp/x509up_u500"), Site("S2"),
+        Partition("All"), Partition("Physics", condition='blockreplica.owner in [AnalysisOps, Higgs]', parent="All"),
+        Partition("Ops", condition="blockreplica.owner == DataOps", parent="All"))]
+    apply_change_set(inv, store, records)
+    with open_store(store_url) as other:
+        fresh = other.load()
+    s1 = fresh.sites["S1"]
+    assert s1.x509proxy == "/tmp/x509up_u500" and fresh.sites["S2"].filename_mapping == {}
+    assert s1.to_pfn("/store/a/b.root", "gfal2") == "gsiftp://se.example.org/cms/store/a/b.root"
+    assert [p.name for p in fresh.partitions["All"].subpartitions or ()] == ["Physics", "Ops"]
+    assert fresh.partitions["Ops"].parent is fresh.partitions["All"]
+    assert fresh.partitions["Physics"].condition == "blockreplica.owner in [AnalysisOps, Higgs]"
+    assert fingerprint(fresh) == fingerprint(inv)
+    changes = [encode(UPDATE, Site("S1", x509proxy=None)), encode(UPDATE, Partition("Ops", condition=None)),
+               encode(DELETE, Partition("Physics")), encode(DELETE, Site("S2"))]
+    apply_change_set(inv, store, changes)
+    with open_store(store_url) as other:
+        fresh = other.load()
+    assert fresh.sites["S1"].x509proxy is None and fresh.sites["S1"].filename_mapping == {}
+    # an update carries the whole state: Ops given without a parent leaves All, which has no subpartition left
+    assert fresh.partitions["All"].subpartitions is None and "Physics" not in fresh.partitions
+    assert fresh.partitions["Ops"].condition is None and fresh.partitions["Ops"].parent_name is None
+    assert fingerprint(fresh) == fingerprint(inv)

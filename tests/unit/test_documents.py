@@ -67,7 +67,8 @@ def test_adding_files_to_an_existing_block_updates_its_counts() -> None:
     apply_change_set(inv, None, parse_inject(doc, inv).records)
     block = inv.datasets[DS].find_block(BLOCK)
     assert (block.num_files, block.size) == (3, 165443)
-    assert block.find_file("/store/new.root").checksum == "adler32:0000000a"
+    assert block.find_file("/store/new.root").checksum_text == "adler32:0000000a"
+    assert block.find_file("/store/new.root").checksum == ("0000000a", None, None)
 
 
 def test_groups_partitions_and_incomplete_replicas() -> None:

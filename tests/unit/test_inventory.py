@@ -75,7 +75,7 @@ def test_navigation_both_ways() -> None:
     block = dataset.find_block("b1")
     assert {r.site_name for r in block.replicas} == {"S1", "S2"}
     assert inv.sites["S2"].find_block_replica(block).block is block
-    assert replica.size == 60 and replica.is_full()
+    assert replica.size() == 60 and replica.is_full()
     assert {f.lfn for f in block.files} == {"/D/b1/1", "/D/b1/2"}
     assert inv.counts() == {"sites": 2, "groups": 1, "partitions": 1, "datasets": 1, "blocks": 2, "files": 4,
                             "datasetreplicas": 2, "blockreplicas": 4}
@@ -158,10 +158,10 @@ def test_incomplete_replicas_and_file_deletion() -> None:
     replica = inv.update(BlockReplica("D#b1", "S1", "G", False, 6, ["/D/b1/1"]))
     assert not replica.is_complete() and replica.size == 10 and replica.num_files == 1
     # listing every file makes it complete
-    assert inv.update(BlockReplica("D#b1", "S1", "G", False, 6, ["/D/b1/2", "/D/b1/1"])).files is None
+    assert inv.update(BlockReplica("D#b1", "S1", "G", False, 6, ["/D/b1/2", "/D/b1/1"])).lfns is None
     inv.update(BlockReplica("D#b1", "S1", "G", False, 6, ["/D/b1/1"]))
     inv.delete(File("/D/b1/2", "D#b1"))
-    assert replica.files is None  # it now holds every remaining file
+    assert replica.lfns is None  # it now holds every remaining file
 
 
 def test_deleting_a_listed_file_shrinks_incomplete_replicas() -> None:
@@ -169,7 +169,7 @@ def test_deleting_a_listed_file_shrinks_incomplete_replicas() -> None:
     inv.update(File("/D/b1/3", "D#b1", 5))
     replica = inv.update(BlockReplica("D#b1", "S1", "G", False, 6, ["/D/b1/1", "/D/b1/3"]))
     inv.delete(File("/D/b1/3", "D#b1"))
-    assert replica.files == ("/D/b1/1",)
+    assert replica.lfns == ("/D/b1/1",)
 
 
 def test_block_replica_creates_its_dataset_replica() -> None:
