@@ -1,5 +1,6 @@
 """One handler per request: check the request and the caller's rights, then act
-through the ``Service`` (implemented by dynamod's main loop)."""
+through the ``Service`` (dynamod's ``dynamo.server.service.AppService``): the handlers
+see the registry and these few operations, never the server itself."""
 
 from __future__ import annotations
 
