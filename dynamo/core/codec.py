@@ -149,7 +149,7 @@ def ident(f: dict[str, Any], type_name: str) -> int:
     forms would read a non-integer there as another argument."""
     value = f.get("id", 0)
     if type(value) is not int:
-        raise CodecError(f"{type_name} id: expected an integer, got {_kind(value)}")
+        raise CodecError(f"{type_name} id: expected an integer, got {json_kind(value)}")
     return value
 
 
@@ -190,7 +190,7 @@ _CONSTRUCT: dict[str, tuple[Callable[[dict[str, Any]], DataObject], Callable[[di
 
 def _mapping(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise CodecError(f"site filename_mapping: expected an object, got {_kind(value)}")
+        raise CodecError(f"site filename_mapping: expected an object, got {json_kind(value)}")
     return value
 
 
