@@ -22,7 +22,7 @@ def stacked_bars(title: str, rows: list[tuple[str, list[tuple[str, float]]]], un
     top = max((sum(v for _, v in parts) for _, parts in rows), default=0.) or 1.
     legend_rows = (len(keys) + 3) // 4
     height = 30 + ROW * len(rows) + 20 * legend_rows + 10
-    out = [f'<svg class="chart" role="img" aria-label="{esc(title)}" xmlns="http://www.w3.org/2000/svg" '
+    out = [f'<svg class="chart" role="img" aria-label="{esc(title)}" '
            f'width="{LABEL + WIDTH + 90}" height="{height}"><title>{esc(title)}</title>',
            f'<text x="0" y="16" font-weight="bold">{esc(title)}</text>']
     y = 30
