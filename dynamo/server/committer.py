@@ -49,6 +49,9 @@ class Committer:
         self.changelog = changelog
         self.inventory: Inventory
         self.after_reply: deque[Callable[[], None]] = deque()
+        # told the new version as soon as the image has it, before the writer's answer (web workers
+        # of an older version stop serving on it: a client that committed never reads an older image)
+        self.on_version: Callable[[int], None] | None = None
 
     def load(self) -> None:
         started = time.monotonic()
@@ -104,6 +107,8 @@ class Committer:
             return AppState.FAILED, f"the store failed, nothing applied: {exc}"
         elapsed = time.monotonic() - started
         version = self.inventory.version
+        if self.on_version is not None:
+            self.on_version(version)
         log.info("%s: %d change(s) applied and committed as version %d in %.2f s", who, len(records), version,
                  elapsed)
         plain = records.records if isinstance(records, Prepared) else records

@@ -86,7 +86,7 @@ class WebApp:
             version = getattr(inventory, "version", None)
             return self._serve(environ, start_response, inventory)
         except WebError as exc:
-            return self._error(start_response, exc.status, exc.result, exc.message, version)
+            return self._error(start_response, exc.status, exc.result, exc.message, version, exc.headers)
         except Exception:
             log.exception("web request %s %s failed", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
             message = "Internal server error"
@@ -160,13 +160,13 @@ class WebApp:
             raise AuthorizationError(f"{who} needs role {role[0]!r} on {role[1]!r}")
 
     def _error(self, start_response: StartResponse, code: int, result: str, message: str,
-               version: int | None) -> list[bytes]:
+               version: int | None, extra: tuple[tuple[str, str], ...] = ()) -> list[bytes]:
         envelope: dict[str, Any] = {"result": result, "message": message}
         if version is not None:
             envelope["inventory_version"] = version
         body = (json.dumps(envelope) + "\n").encode("utf-8")
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-                   ("Cache-Control", "no-store")]
+                   ("Cache-Control", "no-store"), *extra]
         if version is not None:
             headers.append(("X-Dynamo-Inventory-Version", str(version)))
         start_response(_status(code), headers)

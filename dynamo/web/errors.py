@@ -10,6 +10,7 @@ from typing import Any
 class WebError(Exception):
     status = 500
     result = "Error"
+    headers: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -68,3 +69,9 @@ class NotFound(WebError):
 class Unavailable(WebError):
     status = 503
     result = "Unavailable"
+
+
+class Stale(Unavailable):
+    """This worker's image is older than the inventory: the client should ask again at once."""
+
+    headers = (("Retry-After", "0"),)

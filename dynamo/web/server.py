@@ -87,6 +87,8 @@ class WebServer:
         self.server = _Server(sock, app, numthreads=threads, timeout=timeout, request_queue_size=128,
                               server_name="dynamo")
         self.server.max_request_header_size = MAX_HEADER
+        # the accept loop's select timeout: how long stop_accepting() may take
+        self.server.expiration_interval = 0.05
         self.server.max_request_body_size = max_body
         if tls is not None:
             self.server.ssl_adapter = _Adapter(web_tls_context(*tls), *tls)
@@ -105,6 +107,12 @@ class WebServer:
         self.server.prepare()
         self._thread = threading.Thread(target=self.server.serve, name="web", daemon=True)
         self._thread.start()
+
+    def stop_accepting(self) -> None:
+        """Take no new connection (returns once the accepting loop has ended); ``stop`` then
+        finishes the requests in hand. cheroot's own stop() does this first, privately."""
+        if self.server.ready:
+            getattr(self.server, "_connections").stop()  # noqa: B009 - private in cheroot
 
     def stop(self) -> None:
         self.server.stop()
