@@ -70,8 +70,3 @@ class Unavailable(WebError):
     status = 503
     result = "Unavailable"
 
-
-class Stale(Unavailable):
-    """This worker's image is older than the inventory: the client should ask again at once."""
-
-    headers = (("Retry-After", "0"),)

@@ -7,9 +7,10 @@ a change set commits, the committer calls ``step`` *before* the writer gets its 
 new version goes into a shared cell, the new generation is forked, and the old workers, which
 watch the cell, stop accepting and say so on a pipe; ``step`` waits for that (a fraction of a
 second) and only then does the writer hear that its change is in. So a client that committed
-version N and then reads gets >= N, and no request sees half a change set. A request an old
-worker had already accepted but not yet started is answered 503 with ``Retry-After: 0``
-(never from the older image).
+version N and then reads gets >= N, and no request sees half a change set. What an old
+worker read before it stopped accepting was sent before the writer's answer, so it may be
+answered from the older image (the two were concurrent); a worker that does not stop within
+a second is killed rather than waited for.
 
 A worker is replaced after ``max_requests`` requests or ``max_private_memory`` bytes of private
 memory; one that dies young is replaced no faster than once a second. Users and roles are
@@ -194,31 +195,39 @@ class WebGenerations:
         for _ in range(self.config.workers):
             self._spawn(inventory, now)
         if old_ack is not None:
-            self._await_stopped(old_ack, len(old))
+            self._await_stopped(old_ack, old)
         for worker in old:
             _signal(worker.pid, signal.SIGTERM)
         log.info("web generation %d: %d worker(s) at inventory version %d", self.generation, self.config.workers,
                  self.version)
 
-    def _await_stopped(self, ack: tuple[int, int], count: int) -> None:
-        """Until ``count`` old workers have stopped accepting (or died: then the pipe ends), bounded."""
+    def _await_stopped(self, ack: tuple[int, int], old: list[Worker]) -> None:
+        """Until every old worker has stopped accepting (each writes its pid) or died; one that has
+        not within STOP_ACCEPTING_WAIT is killed, requests in hand and all: it must not answer a
+        client that will have heard of the commit from an older image."""
         read_end, write_end = ack
         os.close(write_end)
+        waiting = {w.pid for w in old}
         deadline = time.monotonic() + STOP_ACCEPTING_WAIT
-        got = 0
+        data = b""
         try:
-            while got < count:
+            while waiting:
                 left = deadline - time.monotonic()
                 if left <= 0 or not select.select([read_end], [], [], left)[0]:
-                    log.warning("web: %d of %d old worker(s) still accepting after %.1f s", count - got, count,
-                                STOP_ACCEPTING_WAIT)
-                    return
-                data = os.read(read_end, 64)
-                if not data:
-                    return
-                got += len(data)
+                    break
+                chunk = os.read(read_end, 4096)
+                if not chunk:  # every holder of the write end is gone
+                    waiting.clear()
+                    break
+                data += chunk
+                while len(data) >= 4:
+                    waiting.discard(struct.unpack("i", data[:4])[0])
+                    data = data[4:]
         finally:
             os.close(read_end)
+        for pid in waiting:
+            log.warning("web worker %d still accepting %.1f s after a commit: killed", pid, STOP_ACCEPTING_WAIT)
+            _signal(pid, signal.SIGKILL)
 
     def _top_up(self, inventory: Any, now: float) -> None:
         current = sum(1 for w in self.workers.values() if w.generation == self.generation and w.stopping_since is None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import struct
 import threading
 import time
 from pathlib import Path
@@ -19,7 +20,6 @@ from typing import Any, NoReturn
 
 from dynamo.proctitle import set_title
 from dynamo.web.app import WebApp
-from dynamo.web.errors import Stale
 from dynamo.web.generations import VersionCell, WorkerSpec
 from dynamo.web.modules import server as status_module
 from dynamo.web.request import Limits
@@ -103,15 +103,9 @@ def _serve(spec: WorkerSpec, sock: Any, cell: VersionCell, ack_fd: int, inventor
 
     version = spec.version
 
-    def current() -> Any:
-        if cell.get() != version:
-            stop.set()
-            raise Stale("the inventory changed while this request waited: retry")
-        return inventory
-
     config = spec.config
     status_module.ServerStatus.generation = spec.generation
-    app = WebApp(spec.modules, spec.modules_config, current, spec.users.get,
+    app = WebApp(spec.modules, spec.modules_config, lambda: inventory, spec.users.get,
                  Limits(max_body=config.max_body), debug=config.debug)
     counted = _Counter(app)
     server = WebServer(counted, sock, threads=config.threads, timeout=config.timeout, max_body=config.max_body,
@@ -134,7 +128,7 @@ def _serve(spec: WorkerSpec, sock: Any, cell: VersionCell, ack_fd: int, inventor
     log.debug("web worker %d (generation %d): %s: draining", os.getpid(), spec.generation, reason)
     server.stop_accepting()
     try:
-        os.write(ack_fd, b"x")  # dynamod waits for this before it tells a writer its change is in
+        os.write(ack_fd, struct.pack("i", os.getpid()))  # dynamod waits for this before it answers a writer
     except OSError:
         pass
     server.stop()

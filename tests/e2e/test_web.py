@@ -107,8 +107,8 @@ def test_examples_through_the_data_service(web: Server) -> None:
 
 
 def test_reads_during_a_large_change_set_see_one_version(web: Server) -> None:
-    """While a change set of 20,000 files commits, every read answers from the old image or from the
-    new one: its file count always matches its version."""
+    """While a change set of 20,000 files commits, every read is answered, from the old image or from
+    the new one: its file count always matches its version."""
     port = web.web_port  # type: ignore[attr-defined]
     inject(web, json.dumps({"site": [{"name": "T2_BIG"}]}))
     files = [{"name": f"/store/big/f{i:06d}.root", "size": 1000} for i in range(20000)]
@@ -123,7 +123,7 @@ def test_reads_during_a_large_change_set_see_one_version(web: Server) -> None:
             r = get(port, "/data/server/status")
             if r.status == 200:
                 seen.append((r.json["inventory_version"], r.json["data"]["counts"]["files"]))
-            elif r.status != 503:
+            else:
                 bad.append(r)
 
     reader = threading.Thread(target=read)
