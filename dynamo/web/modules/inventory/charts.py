@@ -11,14 +11,24 @@ LABEL = 220
 WIDTH = 560
 
 
-def stacked_bars(title: str, rows: list[tuple[str, list[tuple[str, float]]]], unit: str) -> str:
-    """One horizontal bar per row, stacked by key; a legend of the keys below."""
+def key_order(rows: list[tuple[str, list[tuple[str, float]]]]) -> list[str]:
     keys: list[str] = []
     for _, parts in rows:
         for key, _ in parts:
             if key not in keys:
                 keys.append(key)
-    colour = {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(keys)}
+    return keys
+
+
+def stacked_bars(title: str, rows: list[tuple[str, list[tuple[str, float]]]], unit: str,
+                 colours_of: list[str] | None = None, legend: bool = True) -> str:
+    """One horizontal bar per row, stacked by key; a legend of the keys below. ``colours_of``: the
+    keys in the order that gives them their colours (so that two charts agree)."""
+    keys = key_order(rows)
+    order = colours_of or keys
+    colour = {k: PALETTE[order.index(k) % len(PALETTE)] if k in order else PALETTE[0] for k in keys}
+    if not legend:
+        keys = []
     top = max((sum(v for _, v in parts) for _, parts in rows), default=0.) or 1.
     legend_rows = (len(keys) + 3) // 4
     height = 30 + ROW * len(rows) + 20 * legend_rows + 10

@@ -12,7 +12,7 @@ from dynamo.web.errors import NotFound
 from dynamo.web.modules._base import WebModule
 from dynamo.web.modules._common import integer, one, required, select, yesno
 from dynamo.web.modules._html import HTMLMixin, esc
-from dynamo.web.modules.inventory.charts import stacked_bars
+from dynamo.web.modules.inventory.charts import key_order, stacked_bars
 from dynamo.web.modules.inventory.stats import CATEGORIES, usage_by_site
 
 PAGE = 100
@@ -176,9 +176,10 @@ class StatsPage(_Page):
                 f'<option value="y"{" selected" if physical else ""}>physical</option>'
                 f'<option value="n"{"" if physical else " selected"}>projected</option></select>'
                 '<input type="submit" value="Show"></form>')
+        order = key_order(rows)
         body = (form + '<div id="usage-by-site">' + stacked_bars(f"Usage per site by {title.lower()} (TB)", rows, "TB")
-                + '</div><div id="usage-by-key">' + stacked_bars(f"Usage per {title.lower()} (TB)", by_key, "TB")
-                + "</div>")
+                + '</div><div id="usage-by-key">'
+                + stacked_bars(f"Usage per {title.lower()} (TB)", by_key, "TB", order, legend=False) + "</div>")
         return self.render(body, inventory)
 
 
