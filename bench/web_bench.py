@@ -10,7 +10,8 @@ Reports, per store:
   over ``--procs`` client processes for ``--seconds``;
 * the same while write change sets of ``--changes`` records commit one after another
   (``busy_*``; ``busy_503`` counts the answers "this worker's image was replaced, retry");
-* ``dataset_blockreplicas_ms``: /data/inventory/blockreplicas of the dataset with most files;
+* ``dataset_blockreplicas_ms``: /data/inventory/blockreplicas of a 10,000-file dataset (10 blocks,
+  replicas at two sites, injected first);
 * ``site_blockreplicas_s`` / ``site_blockreplicas_mb`` / ``site_worker_private_mb``: every
   block replica at the busiest site, streamed, and the serving worker's private memory after.
 """
@@ -25,13 +26,14 @@ import os
 import shutil
 import socket
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.server_bench import START_TIMEOUT, Bench
+from bench.server_bench import START_TIMEOUT, Bench, command
 from bench.store_bench import fresh_mysql_url, save_results
 from bench.workload import W10, change_records, generate, scaled
 
@@ -148,10 +150,21 @@ def _private_mb(pid: int) -> float:
         return 0.
 
 
-def _largest(image: Any) -> tuple[str, str]:
-    dataset = max(image.datasets.values(), key=lambda d: d.num_files)
-    site = max(image.sites.values(), key=lambda s: s.num_dataset_replicas())
-    return dataset.name, site.name
+BIG = "/Bench/TenThousandFiles/RAW"
+
+
+def _busiest(image: Any) -> str:
+    return str(max(image.sites.values(), key=lambda s: s.num_dataset_replicas()).name)
+
+
+def _big_dataset(sites: list[str]) -> str:
+    """An inject document: a dataset of 10 blocks of 1,000 files, replicated at ``sites``."""
+    blocks = [{"name": f"b{b}", "files": [{"name": f"/store/bench/big/b{b}/f{i:04d}.root", "size": 2_000_000_000}
+                                          for i in range(1000)]} for b in range(10)]
+    return json.dumps({"dataset": [{"name": BIG, "status": "valid", "blocks": blocks}],
+                       "datasetreplica": [{"dataset": BIG, "site": site,
+                                           "blockreplicas": [{"block": f"b{b}"} for b in range(10)]}
+                                          for site in sites]})
 
 
 def measure(url: str, home: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -160,8 +173,8 @@ def measure(url: str, home: Path, args: argparse.Namespace) -> dict[str, Any]:
     from dynamo.core.journal import ChangeMeta
     from dynamo.store import open_store
     image = generate(W10 if args.scale == 1 else scaled(args.scale), args.seed)
-    dataset, site = _largest(image)
-    files = max(d.num_files for d in image.datasets.values())
+    site = _busiest(image)
+    big = _big_dataset(sorted(image.sites)[:2])
     store = open_store(url)
     store.import_image(image, ChangeMeta(title="web_bench import"))
     store.close()
@@ -173,6 +186,8 @@ def measure(url: str, home: Path, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"ready_s": bench.start()}
     try:
         bench.wait_web()
+        subprocess.run([command("dynamo-inject"), "-"], input=big, env=bench.env, check=True, capture_output=True,
+                       text=True)
         quiet = load(bench.port, TRIVIAL, args.connections, args.procs, args.seconds)
         result.update({f"trivial_{k}": v for k, v in quiet.items()})
         stop, writes = threading.Event(), [0]
@@ -186,8 +201,12 @@ def measure(url: str, home: Path, args: argparse.Namespace) -> dict[str, Any]:
         result.update({f"busy_{k}": v for k, v in busy.items()})
         result["busy_writes"] = writes[0]
         result["busy_503"] = busy["statuses"].get("503", 0)
-        status, _, elapsed = bench.get(f"/data/inventory/blockreplicas?dataset={quote(dataset, safe='')}")
-        result.update(dataset_files=files, dataset_blockreplicas_ms=1000 * elapsed, dataset_status=status)
+        times = []
+        for _ in range(5):
+            status, _, elapsed = bench.get(f"/data/inventory/blockreplicas?dataset={quote(BIG, safe='')}")
+            times.append(elapsed)
+        result.update(dataset_files=10_000, dataset_blockreplicas_ms=1000 * statistics.median(times),
+                      dataset_status=status)
         status, body, elapsed = bench.get(f"/data/inventory/blockreplicas?node={quote(site, safe='')}")
         worker = json.loads(bench.get("/data/server/status")[1])["data"]["worker_pid"]
         result.update(site_blockreplicas_s=elapsed, site_blockreplicas_mb=len(body) / 1e6,

@@ -188,3 +188,18 @@ def test_https_identifies_registered_users(tls_web: Server, pki: dict[str, Path]
         assert refused.status == 403 and refused.json["result"] == "AuthFailed", who
     assert "Unknown user" in get(port, "/data/testmod/echo", context=https(pki, "mallory")).json["message"]
 
+
+
+def test_https_rfc3820_proxy_speaks_for_its_owner(tls_web: Server, pki: dict[str, Path]) -> None:
+    from tests.e2e.test_tls import make_proxy
+
+    port = tls_web.web_port  # type: ignore[attr-defined]
+    tls_web.run("--user", "alice", "--dn", str(pki["alice_dn"]), cmd="dynamo-user-auth")
+    inject(tls_web, '{"site": [{"name": "T2_TLS"}]}')  # a new generation reads the users again
+    for owner, status in (("alice", 200), ("mallory", 403)):
+        context = ssl.create_default_context(cafile=str(pki["ca"]))
+        context.load_cert_chain(make_proxy(pki, owner, tls_web.home))
+        r = get(port, "/data/testmod/echo", context=context)
+        assert r.status == status, r.body
+        if status == 200:
+            assert r.json["data"]["caller"][:2] == ["alice", "/C=US/O=Dynamo Test/CN=alice"]
