@@ -12,8 +12,9 @@ Reports, per store:
   (``busy_*``; ``busy_503`` counts the answers "this worker's image was replaced, retry");
 * ``dataset_blockreplicas_ms``: /data/inventory/blockreplicas of a 10,000-file dataset (10 blocks,
   replicas at two sites, injected first);
-* ``site_blockreplicas_s`` / ``site_blockreplicas_mb`` / ``site_worker_private_mb``: every
-  block replica at the busiest site, streamed, and the serving worker's private memory after.
+* ``site_blockreplicas_s`` / ``site_blockreplicas_mb``: every block replica at the busiest site,
+  streamed; ``site_worker_private_mb``: the largest private memory of a worker before it, and
+  ``site_worker_grew_mb`` how much it grew in the worker that served it.
 """
 
 from __future__ import annotations
@@ -125,6 +126,18 @@ class WebBench(Bench):
                 time.sleep(0.05)
         raise SystemExit("the web server did not answer")
 
+    def workers(self) -> list[int]:
+        assert self.process is not None
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and f"\nPPid:\t{self.process.pid}\n" in (entry / "status").read_text() \
+                        and b"web worker" in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        return found
+
     def get(self, path: str) -> tuple[int, bytes, float]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
         started = time.perf_counter()
@@ -207,10 +220,12 @@ def measure(url: str, home: Path, args: argparse.Namespace) -> dict[str, Any]:
             times.append(elapsed)
         result.update(dataset_files=10_000, dataset_blockreplicas_ms=1000 * statistics.median(times),
                       dataset_status=status)
+        before = {pid: _private_mb(pid) for pid in bench.workers()}
         status, body, elapsed = bench.get(f"/data/inventory/blockreplicas?node={quote(site, safe='')}")
-        worker = json.loads(bench.get("/data/server/status")[1])["data"]["worker_pid"]
+        grown = max((_private_mb(pid) - mb for pid, mb in before.items()), default=0.)
         result.update(site_blockreplicas_s=elapsed, site_blockreplicas_mb=len(body) / 1e6,
-                      site_blocks=len(json.loads(body)["data"]["block"]), site_worker_private_mb=_private_mb(worker))
+                      site_blocks=len(json.loads(body)["data"]["block"]), site_worker_private_mb=max(before.values()),
+                      site_worker_grew_mb=grown)
         result["records"] = args.changes
     finally:
         bench.stop()
@@ -246,7 +261,8 @@ def main() -> None:
                   f"{r['busy_rps']:.0f} req/s, p99 {r['busy_p99_ms']:.1f} ms, {r['busy_503']} retries (503)\n"
                   f"   block replicas of a {r['dataset_files']}-file dataset: {r['dataset_blockreplicas_ms']:.0f} ms; "
                   f"all {r['site_blocks']} at one site: {r['site_blockreplicas_s']:.2f} s, "
-                  f"{r['site_blockreplicas_mb']:.1f} MB, worker private {r['site_worker_private_mb']:.0f} MB",
+                  f"{r['site_blockreplicas_mb']:.1f} MB; worker private {r['site_worker_private_mb']:.0f} MB, "
+                  f"grew {r['site_worker_grew_mb']:.0f} MB",
                   flush=True)
         finally:
             shutil.rmtree(home, ignore_errors=True)

@@ -100,7 +100,7 @@ def test_examples_through_the_data_service(web: Server) -> None:
         inject(web, (examples / name).read_text())
     blocks = get(port, "/data/inventory/blockreplicas?dataset=pandaf/*").json["data"]["block"]
     assert [(b["files"], [r["node"] for r in b["replica"]]) for b in blocks] == [(2, ["T2_US_XYZ"])]
-    status = get(port, "/data/server/status").json["data"]
+    status = get(port, "/data/server/status?full=y").json["data"]
     assert status["counts"]["files"] == 2 and status["inventory_version"] == 2
     page = get(port, "/web/inventory/stats")
     assert page.status == 200 and "T2_US_XYZ" in page.text
@@ -120,7 +120,7 @@ def test_reads_during_a_large_change_set_see_one_version(web: Server) -> None:
 
     def read() -> None:
         while not done.is_set():
-            r = get(port, "/data/server/status")
+            r = get(port, "/data/server/status?full=y")
             if r.status == 200:
                 seen.append((r.json["inventory_version"], r.json["data"]["counts"]["files"]))
             else:
