@@ -49,6 +49,7 @@ from dynamo.server.workareas import WorkAreas
 from dynamo.store import open_store
 from dynamo.store.registry import Registry
 from dynamo.store.sql import SQLStore
+from dynamo.web.generations import WebGenerations, registry_users
 
 log = logging.getLogger("dynamo.server")
 
@@ -67,6 +68,7 @@ class Dynamod:
         self.stopping = False
         self.exit_code = ServerExit.OK
         self.pidfile = PidFile(config.path(config.server.pid_file))
+        self.web = WebGenerations(config.web, config.path) if config.web.address else None
         uid, gid = self._service_ids()
         self.work_areas = WorkAreas(config.path(config.applications.work_area), uid, gid)
         # made by start(), once the store is open
@@ -141,6 +143,12 @@ class Dynamod:
     def periodic_work(self) -> None:
         self.committer.run_after_reply()
         self.maintenance.run()
+        self.serve_web()
+
+    def serve_web(self) -> None:
+        """Web workers for the current version of the image (a new generation after a commit)."""
+        if self.web is not None and not self.stopping:
+            self.web.step(self.committer.inventory, lambda: registry_users(self.registry))
 
     # =====================================================================
     # start and stop
@@ -157,8 +165,13 @@ class Dynamod:
         self.committer.load()
         self.bootstrap_registry()
         self.open_listeners()
+        if self.web is not None:
+            self.web.open()
+            # a new generation of web workers before the writer hears its change is in
+            self.committer.on_version = lambda version: self.serve_web()
         self.signals.install()
         self.interest.set(self.signals, READ)
+        self.serve_web()
         set_title("dynamod: main")
         log.info("server ready: inventory version %d, listening on %s", self.committer.inventory.version,
                  ", ".join(self._listener_names()))
@@ -193,6 +206,8 @@ class Dynamod:
                 log.exception("dynamod cannot start")
         for listener in self.listeners:
             listener.close()
+        if self.web is not None:
+            self.web.stop()
         store = getattr(self, "store", None)
         if store is not None:
             try:
@@ -237,7 +252,10 @@ class Dynamod:
             self.interest.set(listener, READ)
 
     def _listener_names(self) -> list[str]:
-        return listener_names(self.listeners)
+        names = listener_names(self.listeners)
+        if self.web is not None and self.web.sock is not None:
+            names.append(self.web.name())
+        return names
 
     def shutdown(self) -> None:
         log.info("stopping: %d application(s) running", len(self.children))
@@ -245,6 +263,8 @@ class Dynamod:
         for listener in self.listeners:
             self.interest.drop(listener)
             listener.close()
+        if self.web is not None:
+            self.web.stop()
         if hasattr(self, "scheduler"):
             self.stop_all_children()
             self.committer.run_after_reply()
