@@ -188,6 +188,15 @@ class Connection:
         self.held = 0               # bytes of incomplete frames charged to the IncomingBudget
         self.budget: IncomingBudget | None = None
 
+    @classmethod
+    def relayed(cls, sock: socket.socket, dn: str, max_frame: int) -> Connection:
+        """A TLS client whose handshake dynamod's keeper did (it holds the key): ``sock`` carries its
+        plaintext, ``dn`` is the identity the keeper verified. Served like any TLS client."""
+        conn = cls(sock, "tls", max_frame)
+        conn.handshaking = False
+        conn.identity = dn
+        return conn
+
     def fileno(self) -> int:
         return self.sock.fileno()
 
