@@ -102,7 +102,7 @@ class Relay:
             self.handshake_wants_write = True
             return
         except (ssl.SSLError, OSError) as exc:
-            log.debug("keeper: TLS client %s: handshake failed: %s", self.peer, exc)
+            log.debug("keeper: TLS client %s: TLS handshake failed: %s", self.peer, exc)
             self.done = True
             return
         self.handshaking = False
