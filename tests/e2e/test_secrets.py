@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -215,3 +216,17 @@ def test_keeper_absent_for_sqlite_without_tls(server_home: Path) -> None:
             s.connect(str(server.socket))
     finally:
         assert server.stop() == 0, server.output.read_text()
+
+
+def test_a_dead_keeper_stops_dynamod_cleanly(pki: dict[str, Path], server_home: Path) -> None:
+    server = Server(server_home, f"sqlite:///{server_home}/inventory.db", tls=pki)
+    server.start()
+    assert server.process is not None
+    keeper, = server.children()
+    os.kill(keeper, signal.SIGKILL)
+    code = server.process.wait(30)
+    server.process = None
+    assert code == 70
+    assert f"keeper (pid {keeper}) killed by SIGKILL" in server.log()
+    assert "dynamod stopped" in server.log()
+    assert not server.socket.exists()
