@@ -1,10 +1,12 @@
 """Listening sockets and client connections, non-blocking, for dynamod's single loop.
 
 A ``Connection`` turns readable bytes into validated messages and queues
-outgoing frames; the loop asks it which events it wants. TLS connections
-complete their handshake inside the loop (``do_handshake`` on a non-blocking
-socket) and then identify the user by certificate DN; local-socket
-connections by peer uid.
+outgoing frames; the loop asks it which events it wants. Local-socket
+connections identify the user by peer uid. In dynamod, TLS clients arrive from
+its keeper (``dynamo.server.keeper``), which holds the server's key, did the
+handshake and verified the certificate DN: ``Connection.relayed`` carries their
+plaintext. A ``Listener`` with an SSL context (TLS done in this process, by
+``Connection.handshake``) is what the keeper's listener is made of.
 """
 
 from __future__ import annotations

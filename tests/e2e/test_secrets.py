@@ -210,7 +210,7 @@ def test_keeper_absent_for_sqlite_without_tls(server_home: Path) -> None:
     server = Server(server_home, f"sqlite:///{server_home}/inventory.db")
     server.start()
     try:
-        assert server.children() == []
+        assert server.all_children() == []
         assert "keeper started" not in server.log()
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(str(server.socket))
@@ -222,7 +222,8 @@ def test_a_dead_keeper_stops_dynamod_cleanly(pki: dict[str, Path], server_home: 
     server = Server(server_home, f"sqlite:///{server_home}/inventory.db", tls=pki)
     server.start()
     assert server.process is not None
-    keeper, = server.children()
+    keeper = server.keeper()
+    assert keeper is not None and server.children() == []
     os.kill(keeper, signal.SIGKILL)
     code = server.process.wait(30)
     server.process = None
