@@ -45,6 +45,7 @@ log = logging.getLogger("dynamo.server")
 
 PR_SET_DUMPABLE = 4
 PAUSE = 0.5         # seconds without accepting after the keeper ran out of descriptors
+DRAIN = 2.0         # seconds the keeper goes on sending TLS clients their last bytes once the main process ends
 
 
 def serve(config: Config, requests: socket.socket, arrivals: socket.socket) -> int:
@@ -88,24 +89,42 @@ class Keeper:
         arrivals.setblocking(False)
 
     def run(self) -> int:
-        while True:
+        ending: float | None = None  # when the main process closed its end
+        while ending is None or (self.relays and time.monotonic() < ending + DRAIN):
             now = time.monotonic()
-            self._refresh(now)
-            for key, mask in self.selector.select(timeout=PAUSE):
+            self._refresh(now, ending is not None)
+            for key, mask in self.selector.select(timeout=PAUSE if ending is None else 0.05):
                 target = key.data
                 if target is self.requests:
                     if not self.answer():
-                        return self.stop("the main process closed its end")
+                        ending = self.closing(ending)
                 elif target is self.arrivals:
                     if mask & selectors.EVENT_READ and self._main_gone():
-                        return self.stop("the main process closed its end")
+                        ending = self.closing(ending)
                     self.hand_over()
-                elif target is self.listener:
-                    self.accept(time.monotonic())
-                else:
+                elif isinstance(target, tuple):
                     relay, side = target
                     self.relay_event(relay, side, mask)
+                elif target is self.listener and ending is None:
+                    self.accept(time.monotonic())
             self.finish_relays(time.monotonic())
+        return self.stop("the main process closed its end")
+
+    def closing(self, since: float | None) -> float:
+        """The main process has ended: take no more, but let the relays send what they hold (its last
+        answers to TLS clients) for up to DRAIN seconds."""
+        if since is None:
+            for sock in (self.requests, self.arrivals):
+                self._forget(sock)
+            if self.listener is not None:
+                self._forget(self.listener)
+                self.listener.close()
+                self.listener = None
+            self.handoffs.clear()
+            for relay in self.relays:
+                if relay.handoff is not None:  # the main process never got it: the client is dropped
+                    relay.done = True
+        return since if since is not None else time.monotonic()
 
     def _main_gone(self) -> bool:
         try:
@@ -141,10 +160,11 @@ class Keeper:
         else:
             del self.masks[fd]
 
-    def _refresh(self, now: float) -> None:
-        self._want(self.requests, self.requests, selectors.EVENT_READ)
-        self._want(self.arrivals, self.arrivals, selectors.EVENT_READ |
-                   (selectors.EVENT_WRITE if self.handoffs else 0))
+    def _refresh(self, now: float, ending: bool = False) -> None:
+        if not ending:
+            self._want(self.requests, self.requests, selectors.EVENT_READ)
+            self._want(self.arrivals, self.arrivals, selectors.EVENT_READ |
+                       (selectors.EVENT_WRITE if self.handoffs else 0))
         if self.listener is not None:
             self._want(self.listener, self.listener, selectors.EVENT_READ if now >= self.paused_until else 0)
         for relay in self.relays:
@@ -153,7 +173,7 @@ class Keeper:
             if relay.plain is not None:
                 self._want(relay.plain, (relay, "plain"), plain)
 
-    def _forget(self, sock: socket.socket | None) -> None:
+    def _forget(self, sock: socket.socket | C.Listener | None) -> None:
         if sock is not None and sock.fileno() >= 0:
             self._want(sock, None, 0)
 
@@ -171,12 +191,18 @@ class Keeper:
             op = json.loads(data).get("op")
         except (ValueError, AttributeError):
             op = None
-        if op == "db":
-            self.connect_db()
-        elif op == "listen":
-            self.reply(self.listen())
-        else:
-            self.reply({"error": f"unknown request {data[:100]!r}"})
+        try:
+            if op == "db":
+                self.connect_db()
+            elif op == "listen":
+                self.reply(self.listen())
+            else:
+                self.reply({"error": f"unknown request {data[:100]!r}"})
+        except OSError:
+            return False  # the answer could not be sent: the main process has gone
+        except Exception as exc:  # a bug or a surprise of a library: the request fails, not the keeper
+            log.exception("keeper: request %r failed", op)
+            self.reply({"error": f"the keeper failed: {exc}"})
         return True
 
     def reply(self, answer: dict[str, Any], fds: tuple[int, ...] = ()) -> None:

@@ -168,3 +168,25 @@ def test_listen_errors_are_reported(tmp_path: Path, keepers: list[KeeperLink], p
     with pytest.raises(StartupError, match="missing.key"):
         link.listen_tls()
     assert link.close() == "exited with 0"
+
+
+def test_last_bytes_reach_tls_clients_when_the_main_process_ends(
+        tmp_path: Path, keepers: list[KeeperLink], pki: dict[str, Path]) -> None:  # noqa: F811
+    link = keeper(keepers, config_for(tmp_path, "mysql://root@127.0.0.1:1/nothing", certs=pki))
+    port = int(link.listen_tls().rpartition(":")[2])
+    with tls_client(pki).wrap_socket(socket.create_connection(("127.0.0.1", port)),
+                                     server_hostname="localhost") as client:
+        client.sendall(b"bye?")
+        (plain, _info), = arrivals(link, 1)
+        plain.setblocking(True)
+        last = os.urandom(2 << 20)
+        plain.sendall(last[:1 << 20])
+        sender = __import__("threading").Thread(target=plain.sendall, args=(last[1 << 20:],))
+        sender.start()
+        received = bytearray(client.recv(1 << 16))
+        sender.join()
+        plain.close()
+        assert link.close() == "exited with 0"  # the keeper drained the relay before it ended
+        while chunk := client.recv(1 << 20):
+            received += chunk
+        assert bytes(received) == last
