@@ -51,7 +51,11 @@ class ServerConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     url: str
-    """``sqlite:///path`` or ``mysql://user:password@host:port/database``."""
+    """``sqlite:///path`` or ``mysql://user@host:port/database``. A password in the URL still works but
+    sits in dynamod's memory, which every application inherits: use ``password_file``."""
+    password_file: Path | None = None
+    """File holding the MySQL password (its first line). Read only by dynamod's keeper process, which
+    never forks applications (``dynamo.server.keeper``); keep it readable by root alone."""
     journal_keep_days: float = 30.0
     """Journal records older than this may be compacted away (headers stay); see docs/journal.md."""
     journal_keep_entries: int = 10000
@@ -290,6 +294,8 @@ def _validate(config: Config) -> None:
         raise ConfigurationError(f"{config.source}: [listen] needs a socket or a tls_address")
     if not config.store.url.startswith(("sqlite:", "mysql:", "mariadb:")):
         raise ConfigurationError(f"{config.source}: [store] url must start with sqlite: or mysql:")
+    if config.store.password_file is not None and not config.store.url.startswith(("mysql:", "mariadb:")):
+        raise ConfigurationError(f"{config.source}: [store] password_file is for MySQL URLs only")
     _validate_web(config)
     if config.server.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigurationError(f"{config.source}: [server] log_level must be DEBUG, INFO, WARNING or ERROR")

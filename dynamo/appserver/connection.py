@@ -1,10 +1,12 @@
 """Listening sockets and client connections, non-blocking, for dynamod's single loop.
 
 A ``Connection`` turns readable bytes into validated messages and queues
-outgoing frames; the loop asks it which events it wants. TLS connections
-complete their handshake inside the loop (``do_handshake`` on a non-blocking
-socket) and then identify the user by certificate DN; local-socket
-connections by peer uid.
+outgoing frames; the loop asks it which events it wants. Local-socket
+connections identify the user by peer uid. In dynamod, TLS clients arrive from
+its keeper (``dynamo.server.keeper``), which holds the server's key, did the
+handshake and verified the certificate DN: ``Connection.relayed`` carries their
+plaintext. A ``Listener`` with an SSL context (TLS done in this process, by
+``Connection.handshake``) is what the keeper's listener is made of.
 """
 
 from __future__ import annotations
@@ -187,6 +189,15 @@ class Connection:
         self.sent_in_backlog = 0    # bytes the client took since then
         self.held = 0               # bytes of incomplete frames charged to the IncomingBudget
         self.budget: IncomingBudget | None = None
+
+    @classmethod
+    def relayed(cls, sock: socket.socket, dn: str, max_frame: int) -> Connection:
+        """A TLS client whose handshake dynamod's keeper did (it holds the key): ``sock`` carries its
+        plaintext, ``dn`` is the identity the keeper verified. Served like any TLS client."""
+        conn = cls(sock, "tls", max_frame)
+        conn.handshaking = False
+        conn.identity = dn
+        return conn
 
     def fileno(self) -> int:
         return self.sock.fileno()

@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     refuse_ignored(p, args)
     config = configuration(args)
     try:
-        store = open_store(config.store.url)
+        password_file = config.store.password_file
+        store = open_store(config.store.url, password_file=str(config.path(password_file)) if password_file else None)
         assert isinstance(store, SQLStore)
         try:
             manage(args, Registry(store))

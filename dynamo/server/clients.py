@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -48,6 +49,12 @@ class Clients:
                     self.drop(conn)
                     continue
                 self.identify(conn)
+
+    def adopt(self, sock: socket.socket, dn: str) -> None:
+        """A TLS client handed over by the keeper, identified by the certificate DN it verified."""
+        conn = C.Connection.relayed(sock, dn, self.listen.max_frame)
+        self.connections.add(conn)
+        self.identify(conn)
 
     def identify(self, conn: C.Connection) -> None:
         try:
@@ -128,15 +135,11 @@ class Clients:
 
 
 def open_listeners(config: Config, listeners: list[C.Listener]) -> None:
-    """Open the configured listeners into ``listeners`` (filled as they open: a failure leaves the
-    opened ones there to be closed)."""
+    """Open the local listener into ``listeners``. The TLS listener is the keeper's
+    (``dynamo.server.keeper``): the main process never loads the server's private key."""
     listen = config.listen
     if listen.socket is not None:
         listeners.append(C.unix_listener(config.path(listen.socket)))
-    if listen.tls_address is not None:
-        assert listen.tls_cert and listen.tls_key and listen.tls_ca
-        context = C.tls_context(config.path(listen.tls_cert), config.path(listen.tls_key), config.path(listen.tls_ca))
-        listeners.append(C.tls_listener(listen.tls_address, context))
 
 
 def listener_names(listeners: list[C.Listener]) -> list[str]:

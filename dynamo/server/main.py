@@ -35,6 +35,9 @@ from dynamo.server.children import Child, Children, Stream
 from dynamo.server.clients import Clients, listener_names, open_listeners
 from dynamo.server.committer import Committer
 from dynamo.server.interest import READ, Interest
+from dynamo.server.keeper_link import KeeperGone, KeeperLink
+from dynamo.server.keeper_link import needed as keeper_needed
+from dynamo.server.keeper_link import start as start_keeper
 from dynamo.server.ledger import Ledger
 from dynamo.server.lifecycle import Lifecycle
 from dynamo.server.logs import ChangeLog, setup_server_log
@@ -47,6 +50,7 @@ from dynamo.server.signals import SignalQueue
 from dynamo.server.system import REAL, System
 from dynamo.server.workareas import WorkAreas
 from dynamo.store import open_store
+from dynamo.store.mysql import url_has_password
 from dynamo.store.registry import Registry
 from dynamo.store.sql import SQLStore
 from dynamo.web.generations import WebGenerations, registry_users
@@ -71,6 +75,8 @@ class Dynamod:
         self.web = WebGenerations(config.web, config.path) if config.web.address else None
         uid, gid = self._service_ids()
         self.work_areas = WorkAreas(config.path(config.applications.work_area), uid, gid)
+        self.keeper: KeeperLink | None = None   # holds the secrets: dynamo.server.keeper
+        self.tls_name: str | None = None        # the keeper's TLS listener
         # made by start(), once the store is open
         self.store: SQLStore
         self.registry: Registry
@@ -125,6 +131,8 @@ class Dynamod:
                 self.clients.serve(target, mask)
             elif isinstance(target, Stream):
                 self.pipes.read(target)
+            elif isinstance(target, KeeperLink):
+                self.from_keeper(target)
         events.clear()  # its keys hold pipes of children that may end this turn: nothing of theirs outlives it
         self.clients.expire(self.system.monotonic())
 
@@ -161,6 +169,7 @@ class Dynamod:
         self.changelog = ChangeLog(self.config.path(self.config.server.change_log))
         log.info("dynamod %s starting (pid %d, configuration: %s)", __version__, os.getpid(), self.config.source)
         set_title("dynamod: starting")
+        self.start_keeper()
         self.open_store()
         self.committer.load()
         self.bootstrap_registry()
@@ -178,9 +187,36 @@ class Dynamod:
         if self.on_ready is not None:
             self.on_ready(self)
 
+    def start_keeper(self) -> None:
+        """Fork the keeper before anything secret is opened: it alone reads the database password and
+        the TLS key, because applications are forks of this process and can read all its memory."""
+        if url_has_password(self.config.store.url):
+            log.warning("[store] url holds a password: every application can read it from its memory; "
+                        "put it in [store] password_file instead (docs/server.md)")
+        if keeper_needed(self.config):
+            self.keeper = start_keeper(self.config)
+            log.info("keeper started (pid %d)", self.keeper.pid)
+
+    def _db_connection(self) -> tuple[int, dict[str, Any]]:
+        if self.keeper is None:
+            raise StoreError("no keeper to connect to the database")
+        return self.keeper.connect_db(10)
+
+    def from_keeper(self, keeper: KeeperLink) -> None:
+        try:
+            for sock, info in keeper.accept():
+                self.clients.adopt(sock, str(info.get("dn", "")))
+        except KeeperGone as exc:
+            self.interest.drop(keeper)
+            log.error("keeper (pid %d) %s: %s: stopping", keeper.pid, keeper.close(), exc)
+            self.keeper = None
+            self.exit_code = ServerExit.SOFTWARE
+            self.stopping = True
+            self.scheduler.closed = True
+
     def open_store(self) -> None:
         """The store, and the rooms that work through it."""
-        store = open_store(self.config.store.url)
+        store = open_store(self.config.store.url, connector=self._db_connection if self.keeper else None)
         assert isinstance(store, SQLStore)
         self.store = store
         self.registry = Registry(store)
@@ -208,6 +244,7 @@ class Dynamod:
             listener.close()
         if self.web is not None:
             self.web.stop()
+        self.stop_keeper()
         store = getattr(self, "store", None)
         if store is not None:
             try:
@@ -250,12 +287,22 @@ class Dynamod:
         open_listeners(self.config, self.listeners)
         for listener in self.listeners:
             self.interest.set(listener, READ)
+        if self.keeper is not None:
+            if self.config.listen.tls_address is not None:
+                self.tls_name = self.keeper.listen_tls()
+            self.interest.set(self.keeper, READ)
 
     def _listener_names(self) -> list[str]:
-        names = listener_names(self.listeners)
+        names = listener_names(self.listeners) + ([self.tls_name] if self.tls_name else [])
         if self.web is not None and self.web.sock is not None:
             names.append(self.web.name())
         return names
+
+    def stop_keeper(self) -> None:
+        keeper, self.keeper = self.keeper, None
+        if keeper is not None:
+            self.interest.drop(keeper)
+            log.info("keeper (pid %d) %s", keeper.pid, keeper.close())
 
     def shutdown(self) -> None:
         log.info("stopping: %d application(s) running", len(self.children))
@@ -274,6 +321,7 @@ class Dynamod:
             self.store.close()
         except (AttributeError, StoreError):
             pass
+        self.stop_keeper()
         try:
             self.signals.restore()
         except (ValueError, OSError):

@@ -6,19 +6,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from dynamo.errors import ConfigurationError
 from dynamo.store.base import InventoryStore, JournalEntry, JournalRetention
 
 
-def open_store(url: str, *, create: bool = True) -> InventoryStore:
-    """Open the store at ``url``; with ``create``, make its schema if the database is empty."""
+def open_store(url: str, *, create: bool = True, password_file: str | None = None,
+               connector: Callable[[], tuple[int, dict[str, Any]]] | None = None) -> InventoryStore:
+    """Open the store at ``url``; with ``create``, make its schema if the database is empty.
+    MySQL only: ``password_file`` holds the password; ``connector`` gives logged-in sockets instead
+    (dynamod's keeper: ``dynamo.store.handover``)."""
     store: InventoryStore
     if url.startswith("sqlite:"):
         from dynamo.store.sqlite import SQLiteStore
         store = SQLiteStore.from_url(url)
     elif url.startswith(("mysql:", "mariadb:")):
         from dynamo.store.mysql import MySQLStore
-        store = MySQLStore.from_url(url)
+        store = MySQLStore.from_url(url, password_file=password_file, connector=connector)
     else:
         raise ConfigurationError(f"unknown store URL {url!r} (expected sqlite:... or mysql://...)")
     if create:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import unquote, urlsplit
@@ -11,6 +12,7 @@ import pymysql.cursors
 from pymysql.cursors import RE_INSERT_VALUES
 
 from dynamo.errors import ConfigurationError, StoreError, StoreUnavailable
+from dynamo.store.handover import SESSION, adopt
 from dynamo.store.sql import SQLStore, fetch_batches
 from dynamo.store.statements import Outcome, Row
 
@@ -20,6 +22,15 @@ _CONNECTION_LOST = {2003, 2006, 2013, 2055, 1053, 1927, 4031}
 # multi-row statements of about this many characters (PyMySQL's own executemany: 1 MB); far
 # below max_allowed_packet (16 MiB by default) even for rows of many-byte characters
 STATEMENT_BYTES = 1 << 20
+
+
+def read_password(path: str) -> str:
+    """The first line of ``path`` (only dynamod's keeper and the administrators' commands read it)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read the MySQL password file {path}: {exc}") from exc
 
 
 def parse_mysql_url(url: str) -> dict[str, Any]:
@@ -46,22 +57,37 @@ def parse_mysql_url(url: str) -> dict[str, Any]:
     return params
 
 
+def url_has_password(url: str) -> bool:
+    return urlsplit(url).password is not None
+
+
 class MySQLStore(SQLStore):
     kind = "mysql"
     SCHEMA_FILE = "mysql.sql"
     PIPELINED = True
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 3306, user: str = "root", password: str = "",
-                 database: str = "dynamo", unix_socket: str | None = None, connect_timeout: float = 10):
+                 database: str = "dynamo", unix_socket: str | None = None, connect_timeout: float = 10,
+                 connector: Callable[[], tuple[int, dict[str, Any]]] | None = None):
         self.params = {"host": host, "port": port, "user": user, "password": password, "database": database,
                        "unix_socket": unix_socket, "connect_timeout": connect_timeout}
+        # dynamod's store gets logged-in sockets from its keeper (a socket and PyMySQL's handshake
+        # state: dynamo.store.handover) and never authenticates itself: no credential is in the
+        # memory its applications inherit
+        self.connector = connector
         self._conn: pymysql.connections.Connection | None = None
         with self._errors():
             self._connection()
 
     @classmethod
-    def from_url(cls, url: str) -> MySQLStore:
-        return cls(**parse_mysql_url(url))
+    def from_url(cls, url: str, *, password_file: str | None = None,
+                 connector: Callable[[], tuple[int, dict[str, Any]]] | None = None) -> MySQLStore:
+        params = parse_mysql_url(url)
+        if connector is not None:
+            params["password"] = ""  # the keeper logs in, not this process
+        elif password_file is not None:
+            params["password"] = read_password(password_file)
+        return cls(**params, connector=connector)
 
     @staticmethod
     def create_database(url: str) -> None:
@@ -90,8 +116,10 @@ class MySQLStore(SQLStore):
                 # a new connection would run the rest of the transaction's statements in
                 # autocommit, one by one, without the ones before
                 raise StoreUnavailable("MySQL connection lost inside a transaction")
-            conn = pymysql.connect(**self.params, charset="utf8mb4", autocommit=True,
-                                   init_command="SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'")
+            if self.connector is not None:
+                conn = adopt(self.params, *self.connector())
+            else:
+                conn = pymysql.connect(**self.params, **SESSION)
             self._conn = conn
         return conn
 

@@ -97,6 +97,14 @@ class Server:
         pytest.fail("dynamod did not come up")
 
     def children(self) -> list[int]:
+        """dynamod's children but its keeper: the applications (and consoles) running."""
+        return [pid for pid in self.all_children() if not cmdline_of(pid).startswith("dynamod: keeper")]
+
+    def keeper(self) -> int | None:
+        """The keeper process (dynamo.server.keeper), which holds the secrets, if there is one."""
+        return next((pid for pid in self.all_children() if cmdline_of(pid).startswith("dynamod: keeper")), None)
+
+    def all_children(self) -> list[int]:
         assert self.process is not None
         pids = []
         for entry in Path("/proc").iterdir():
@@ -112,7 +120,7 @@ class Server:
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM, then wait: dynamod must leave no child behind."""
         assert self.process is not None
-        children = self.children()
+        children = self.all_children()
         self.process.send_signal(signal.SIGTERM)
         try:
             code = self.process.wait(timeout)
@@ -142,6 +150,13 @@ class Server:
         path = self.home / name
         path.write_text(body)
         return path
+
+
+def cmdline_of(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 15) -> None:

@@ -28,6 +28,13 @@ def test_the_shipped_example_is_valid() -> None:
     assert config.server.service_user == "dynamo"
     assert config.listen.tls_address == "0.0.0.0:39626"
     assert config.store.url.startswith("mysql://")
+    assert config.store.password_file == Path("/etc/dynamo/db.password")
+    assert ":" not in config.store.url.split("@")[0].removeprefix("mysql://")  # no password in the URL
+
+
+def test_a_password_file_is_for_mysql_only(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="password_file is for MySQL URLs only"):
+        parse_config({"store": {"url": f"sqlite:///{tmp_path}/x.db", "password_file": "/x"}}, "x")
 
 
 def test_home_moves_the_defaults(tmp_path: Path) -> None:
