@@ -11,9 +11,10 @@ import re
 from typing import Any, Protocol
 
 from dynamo.appserver.connection import Connection
-from dynamo.errors import UnknownUser
-from dynamo.protocol.framing import ProtocolError
-from dynamo.protocol.messages import REQUESTS, STREAM, check, error, result
+from dynamo.errors import ProtocolError, UnknownUser
+from dynamo.protocol import replies
+from dynamo.protocol.messages import REQUESTS, STREAM, check
+from dynamo.protocol.replies import ErrorCode
 from dynamo.store.registry import Registry, User
 
 log = logging.getLogger("dynamo.appserver")
@@ -91,43 +92,44 @@ class Handlers:
                 op = check(message, STREAM)
                 self.on_stream(conn, op, message)
         except ProtocolError as exc:
-            self.refuse(conn, str(exc), "protocol")
+            self.refuse(conn, str(exc), ErrorCode.PROTOCOL)
 
     @staticmethod
-    def refuse(conn: Connection, message: str, code: str = "refused") -> None:
+    def refuse(conn: Connection, message: str, code: ErrorCode) -> None:
         log.info("%s: refused: %s", conn, message)
-        conn.send(error(message, code))
+        conn.send(replies.error(message, code))
         conn.close_when_flushed = True
 
     def _require(self, conn: Connection, role: str, target: str) -> bool:
         user: User = conn.user
         if user.has_role(role, target):
             return True
-        self.refuse(conn, f"user {user.name!r} needs role {role!r} on {target!r}", "permission")
+        self.refuse(conn, f"user {user.name!r} needs role {role!r} on {target!r}", ErrorCode.PERMISSION)
         return False
 
     # --- requests ---------------------------------------------------------------
 
     def on_whoami(self, conn: Connection, message: dict[str, Any]) -> None:
         user: User = conn.user
-        conn.send(result({"user": user.name, "dn": user.dn, "roles": sorted(f"{r}:{t}" for r, t in user.roles),
+        conn.send(replies.result({"user": user.name, "dn": user.dn, "roles": sorted(f"{r}:{t}" for r, t in user.roles),
                           "identified_as": conn.identity}))
         conn.close_when_flushed = True
 
     def on_run(self, conn: Connection, message: dict[str, Any]) -> None:
         if not SCRIPT_NAME.fullmatch(message["name"]):
-            return self.refuse(conn, f"script name {message['name']!r}: use letters, digits and ._+-", "protocol")
+            return self.refuse(conn, f"script name {message['name']!r}: use letters, digits and ._+-",
+                               ErrorCode.PROTOCOL)
         title = message["title"]
         if not TITLE.fullmatch(title):
-            return self.refuse(conn, f"title {title!r}: use 1-128 letters, digits and ._+-", "protocol")
+            return self.refuse(conn, f"title {title!r}: use 1-128 letters, digits and ._+-", ErrorCode.PROTOCOL)
         timeout = message.get("timeout")
         if timeout is not None and not (math.isfinite(timeout) and timeout >= 0):
-            return self.refuse(conn, f"timeout {timeout!r}: expected a number of seconds >= 0", "protocol")
+            return self.refuse(conn, f"timeout {timeout!r}: expected a number of seconds >= 0", ErrorCode.PROTOCOL)
         digest = checksum(message["script"])
         if message["write"]:
             problem = self.write_refusal(conn.user, title, digest)
             if problem:
-                return self.refuse(conn, problem, "permission")
+                return self.refuse(conn, problem, ErrorCode.PERMISSION)
         self.service.submit(conn, message, digest)
 
     def write_refusal(self, user: User, title: str, digest: str) -> str | None:
@@ -152,36 +154,36 @@ class Handlers:
     def on_poll(self, conn: Connection, message: dict[str, Any]) -> None:
         found = self.service.poll(message["id"])
         if found is None:
-            return self.refuse(conn, f"no application {message['id']}", "not_found")
+            return self.refuse(conn, f"no application {message['id']}", ErrorCode.NOT_FOUND)
         if may_see(conn.user, found["user"]):
             found.update(self.service.output(found))
         else:
             found = public(found)
-        conn.send(result(found))
+        conn.send(replies.result(found))
         conn.close_when_flushed = True
 
     def on_kill(self, conn: Connection, message: dict[str, Any]) -> None:
         found = self.service.poll(message["id"])
         if found is None:
-            return self.refuse(conn, f"no application {message['id']}", "not_found")
+            return self.refuse(conn, f"no application {message['id']}", ErrorCode.NOT_FOUND)
         user: User = conn.user
         if found["user"] != user.name and not (user.has_role("admin", "application")
                                                or user.has_role("operator", "application")):
             return self.refuse(conn, f"application {message['id']} belongs to {found['user']!r}; killing it "
-                               "needs role admin or operator on 'application'", "permission")
-        conn.send(result(self.service.kill(user, message["id"])))
+                               "needs role admin or operator on 'application'", ErrorCode.PERMISSION)
+        conn.send(replies.result(self.service.kill(user, message["id"])))
         conn.close_when_flushed = True
 
     def on_list(self, conn: Connection, message: dict[str, Any]) -> None:
         user: User = conn.user
         rows = self.service.list_applications(bool(message.get("all", False)))
-        conn.send(result([row if may_see(user, row["user"]) else public(row) for row in rows]))
+        conn.send(replies.result([row if may_see(user, row["user"]) else public(row) for row in rows]))
         conn.close_when_flushed = True
 
     def on_inject(self, conn: Connection, message: dict[str, Any]) -> None:
         if self._require(conn, "admin", "inventory"):
             conn.upload = Upload(message["delete"], message["size"], self.max_inject)
-            conn.send({"type": "accepted"})
+            conn.send(replies.accepted())
 
     def on_exec_auth(self, conn: Connection, message: dict[str, Any]) -> None:
         if not self._require(conn, "admin", "application"):
@@ -193,21 +195,21 @@ class Handlers:
         elif action == "add":
             script = message.get("script")
             if not title or not TITLE.fullmatch(title) or script is None:
-                return self.refuse(conn, "exec_auth add needs a valid title and the script", "protocol")
+                return self.refuse(conn, "exec_auth add needs a valid title and the script", ErrorCode.PROTOCOL)
             digest = checksum(script)
             try:
                 registry.authorize(title, digest, user or "", conn.user.name)
             except UnknownUser:
-                return self.refuse(conn, f"no user {user!r}", "not_found")
+                return self.refuse(conn, f"no user {user!r}", ErrorCode.NOT_FOUND)
             log.info("%s: authorized %r (sha256 %s) for %s", conn, title, digest, user or "any user")
             data = {"title": title, "user": user or "", "checksum": digest}
         elif action == "delete":
             if not title:
-                return self.refuse(conn, "exec_auth delete needs a title", "protocol")
+                return self.refuse(conn, "exec_auth delete needs a title", ErrorCode.PROTOCOL)
             data = {"removed": registry.revoke_authorization(title, user)}
         else:
-            return self.refuse(conn, f"exec_auth: unknown action {action!r}", "protocol")
-        conn.send(result(data))
+            return self.refuse(conn, f"exec_auth: unknown action {action!r}", ErrorCode.PROTOCOL)
+        conn.send(replies.result(data))
         conn.close_when_flushed = True
 
     # --- stream frames ------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any
 
 from dynamo.cli.client import Client, add_connection_options, configuration, connect, fail, refused, request
 from dynamo.cli.usage import UsageParser, refuse_unused
+from dynamo.core.appstate import AppState
 from dynamo.exitcodes import ClientExit
 from dynamo.protocol.replies import Reply
 
@@ -147,17 +148,18 @@ def relay(message: dict[str, Any]) -> bool:
 def exit_code(message: dict[str, Any]) -> int:
     status, code = message.get("status"), message.get("code")
     text = message.get("message")
-    if status == "done":
+    if status == AppState.DONE:
         if text and message.get("version") is not None and "applied" in text:
             print(f"dynamo: {text}", file=sys.stderr)
         return 0
     print(f"dynamo: application {message.get('id')} {status}" + (f": {text}" if text else ""), file=sys.stderr)
-    if status == "failed" and isinstance(code, int) and code > 0:
+    if status == AppState.FAILED and isinstance(code, int) and code > 0:
         return code
-    if status == "failed" and isinstance(code, int) and code < 0:
+    if status == AppState.FAILED and isinstance(code, int) and code < 0:
         return 128 - code  # died of a signal: the shell's convention
-    return {"timeout": ClientExit.TIMEOUT, "killed": ClientExit.KILLED, "refused": ClientExit.CHANGES_REFUSED,
-            "lost": ClientExit.SOFTWARE}.get(str(status), ClientExit.SOFTWARE)
+    by_state: dict[str, ClientExit] = {AppState.TIMEOUT: ClientExit.TIMEOUT, AppState.KILLED: ClientExit.KILLED,
+                                       AppState.REFUSED: ClientExit.CHANGES_REFUSED, AppState.LOST: ClientExit.SOFTWARE}
+    return by_state.get(str(status), ClientExit.SOFTWARE)
 
 
 def shell(client: Client) -> int:
@@ -174,7 +176,7 @@ def shell(client: Client) -> int:
             if kind == Reply.PROMPT:
                 client.send(_next_line(message.get("text", ""), tty))
             elif kind == Reply.EXIT:
-                return 0 if message.get("status") == "done" else exit_code(message)
+                return 0 if message.get("status") == AppState.DONE else exit_code(message)
             elif kind == Reply.ERROR:
                 refused(message)
         except KeyboardInterrupt:  # while a statement runs: interrupt it, as Python's console does

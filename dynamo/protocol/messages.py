@@ -57,11 +57,3 @@ def check(message: dict[str, Any], table: dict[str, dict[str, tuple[tuple[type, 
     if op == "run" and not all(isinstance(a, str) for a in message["args"]):
         raise ProtocolError("run: args must be strings")
     return str(op)
-
-
-def error(message: str, code: str = "refused") -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message}
-
-
-def result(data: Any) -> dict[str, Any]:
-    return {"type": "result", "data": data}

@@ -10,6 +10,8 @@ from dynamo.appserver import connection as C
 from dynamo.appserver.handlers import Handlers
 from dynamo.config import Config, ListenConfig
 from dynamo.errors import StoreError
+from dynamo.protocol import replies
+from dynamo.protocol.replies import ErrorCode
 from dynamo.server.children import StopReason
 from dynamo.server.interest import READ, WRITE, Interest
 from dynamo.store.registry import AppRecord, Registry
@@ -53,12 +55,12 @@ class Clients:
                     else self.registry.user_by_dn(conn.identity))
         except StoreError as exc:
             log.error("%s: cannot look the user up: %s", conn, exc)
-            Handlers.refuse(conn, f"the store is unavailable, try again later: {exc}", "unavailable")
+            Handlers.refuse(conn, f"the store is unavailable, try again later: {exc}", ErrorCode.UNAVAILABLE)
             return
         if user is None:
             what = "local user" if conn.kind == "unix" else "certificate DN"
             Handlers.refuse(conn, f"unknown {what} {conn.identity!r}: ask an administrator to register you "
-                            "(dynamo-user-auth)", "permission")
+                            "(dynamo-user-auth)", ErrorCode.PERMISSION)
             return
         conn.user = user
 
@@ -87,7 +89,7 @@ class Clients:
             self.drop(conn)
         except StoreError as exc:
             log.error("%s: the store failed: %s", conn, exc)
-            Handlers.refuse(conn, f"the store is unavailable, try again later: {exc}", "unavailable")
+            Handlers.refuse(conn, f"the store is unavailable, try again later: {exc}", ErrorCode.UNAVAILABLE)
 
     def expire(self, now: float) -> None:
         """Drop stalled clients and those whose answer is complete (TLS ones after a half-close)."""
@@ -158,7 +160,6 @@ def flush_now(conn: C.Connection) -> None:
 
 def send_exit(conn: C.Connection, record: AppRecord) -> None:
     """The application's end, as its client's last message."""
-    conn.send({"type": "exit", "id": record.id, "status": record.status.value, "code": record.exit_code,
-               "message": record.message, "version": record.version})
+    conn.send(replies.exit_(record.id, record.status.value, record.exit_code, record.message, record.version))
     conn.close_when_flushed = True
     flush_now(conn)

@@ -25,7 +25,8 @@ from dynamo.core.documents import parse_delete, parse_inject
 from dynamo.core.inventory import Inventory
 from dynamo.core.journal import ChangeMeta
 from dynamo.errors import ChangeSetError, DocumentError, JournalPruned, StoreError
-from dynamo.protocol.messages import result
+from dynamo.protocol import replies
+from dynamo.protocol.replies import ErrorCode
 from dynamo.server.children import Child
 from dynamo.server.clients import flush_now
 from dynamo.server.ledger import Ledger
@@ -79,14 +80,14 @@ class Committer:
             parsed = (parse_delete if job.delete else parse_inject)(job.document, self.inventory)
         except DocumentError as exc:
             log.info("%s: document refused: %s", who, exc)
-            Handlers.refuse(conn, f"invalid document, nothing changed: {exc}", "invalid")
+            Handlers.refuse(conn, f"invalid document, nothing changed: {exc}", ErrorCode.INVALID)
             return
         meta = ChangeMeta(user=job.user.name, dn=job.user.dn or "", title="dynamo-inject")
         state, message = self.apply(parsed.records, meta, who)
         if state != AppState.DONE:
-            Handlers.refuse(conn, message, "invalid" if state == AppState.REFUSED else "store")
+            Handlers.refuse(conn, message, ErrorCode.INVALID if state == AppState.REFUSED else ErrorCode.STORE)
             return
-        conn.send(result({"counts": parsed.counts, "version": self.inventory.version, "delete": job.delete}))
+        conn.send(replies.result({"counts": parsed.counts, "version": self.inventory.version, "delete": job.delete}))
         conn.close_when_flushed = True
         flush_now(conn)
 

@@ -17,9 +17,9 @@ import gc
 import os
 from dataclasses import replace
 
-from dynamo.apps.exitcodes import ChildExit
 from dynamo.apps.runner import ChildSpec, child_main
 from dynamo.core.inventory import Inventory
+from dynamo.exitcodes import ChildExit
 from dynamo.protocol import framing
 from dynamo.server.children import Child, Stream
 from dynamo.server.system import System

@@ -9,6 +9,7 @@ from dynamo.apps.containment import Limits
 from dynamo.apps.runner import ChildSpec
 from dynamo.config import ApplicationsConfig
 from dynamo.core.appstate import AppState
+from dynamo.protocol import replies
 from dynamo.server import console
 from dynamo.server.children import Child, Children
 from dynamo.server.clients import send_exit
@@ -100,7 +101,7 @@ class Lifecycle:
         if conn is not None and not conn.closed:
             child.connection = conn
             conn.child = child
-            conn.send({"type": "started", "id": record.id, "version": inventory.version})
+            conn.send(replies.started(record.id, inventory.version))
         return child
 
     def _not_started(self, pending: Pending, message: str) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dynamo.appserver.connection import READ_SIZE
+from dynamo.protocol import replies
 from dynamo.protocol.framing import ProtocolError
 from dynamo.server.children import Child, Children, StopReason, Stream
 from dynamo.server.interest import READ, Interest
@@ -52,7 +53,7 @@ class Pipes:
             if stream.log is not None:
                 self._keep_output(stream, text)
             if text and child.connection is not None:
-                child.connection.send({"type": stream.kind, "data": text})
+                child.connection.send(replies.output(stream.kind, text))
             return
         assert stream.frames is not None
         try:
@@ -88,7 +89,7 @@ class Pipes:
             conn = child.connection
             for key in ("out", "err", "prompt"):
                 if key in frame and conn is not None:
-                    conn.send({"type": key, "text" if key == "prompt" else "data": frame[key]})
+                    conn.send(replies.prompt(frame[key]) if key == "prompt" else replies.output(key, frame[key]))
             return
         records = frame.get("records")
         if isinstance(records, list) and child.commit_count is None:
@@ -110,7 +111,7 @@ class Pipes:
             if stream.text is not None:
                 tail = stream.text.decode(b"", final=True)
                 if tail and stream.child.connection is not None:
-                    stream.child.connection.send({"type": stream.kind, "data": tail})
+                    stream.child.connection.send(replies.output(stream.kind, tail))
             if stream.log is not None:
                 stream.log.close()
                 stream.log = None

@@ -15,7 +15,8 @@ from typing import Any
 
 from dynamo.appserver.connection import Connection
 from dynamo.core.appstate import AppState
-from dynamo.protocol.messages import error
+from dynamo.protocol import replies
+from dynamo.protocol.replies import ErrorCode
 from dynamo.server.children import Child, Children
 from dynamo.server.clients import send_exit
 from dynamo.server.ledger import Ledger
@@ -62,12 +63,12 @@ class Scheduler:
             return
         self.writes.append(pending)
         if pending.conn is not None and (self.writer is not None or len(self.writes) > 1):
-            pending.conn.send({"type": "queued", "id": pending.record.id, "reason": "waiting for the current writer"})
+            pending.conn.send(replies.queued("waiting for the current writer", pending.record.id))
 
     def enqueue_inject(self, job: InjectJob) -> None:
         self.writes.append(job)
         if self.writer is not None:
-            job.conn.send({"type": "queued", "reason": "waiting for the current writer"})
+            job.conn.send(replies.queued("waiting for the current writer"))
 
     def start_next_write(self) -> None:
         """Fill the writer slot: injects run to their end at once; a write application holds the slot
@@ -123,6 +124,6 @@ class Scheduler:
                 if pending.conn is not None:
                     send_exit(pending.conn, pending.record)
             else:
-                pending.conn.send(error("the server stopped before the inject ran", "unavailable"))
+                pending.conn.send(replies.error("the server stopped before the inject ran", ErrorCode.UNAVAILABLE))
         self.readers.clear()
         self.writes.clear()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dynamo.appserver.connection import Connection
+from dynamo.protocol import replies
 from dynamo.server import console
 from dynamo.server.children import Children, StopReason
 from dynamo.server.pipes import tail
@@ -33,7 +34,7 @@ class AppService:
         log.info("app %d (%s): submitted by %s (%s)", record.id, record.title, user.name,
                  "write" if record.write else "read-only")
         if is_async:
-            conn.send({"type": "accepted", "id": record.id})
+            conn.send(replies.accepted(record.id))
             conn.close_when_flushed = True
         self.scheduler.enqueue(Pending(record, request, None if is_async else conn, dn=user.dn or ""))
 
