@@ -121,6 +121,23 @@ def test_applications_of_different_users_cannot_reach_each_other(uid_server: Ser
     assert server.run("--kill", str(victim_id)).code == 0
 
 
+def test_another_users_output_and_work_area_are_hidden_in_every_mode(server: Server) -> None:
+    """With the shared service user too: the random work area name and the output are the owner's."""
+    script = server.script("quiet.py", "import time\nprint('private words', flush=True)\ntime.sleep(60)\n")
+    app_id = int(server.run("-A", f"{script} an-argument").out)
+    wait_for(lambda: "private words" in server.run("--poll", str(app_id)).out)
+    work = field(server.run("--poll", str(app_id)).out, "work_area")
+    assert server.run("--user", "nobody", cmd="dynamo-user-auth").code == 0
+    polled = run_as_nobody(server, "dynamo.cli.dynamo", "--poll", str(app_id), "--json")
+    assert polled.returncode == 0, polled.stderr
+    assert '"status": "running"' in polled.stdout
+    for hidden in ("private words", work, "an-argument", '"pid"'):
+        assert hidden not in polled.stdout, hidden
+    listed = run_as_nobody(server, "dynamo.cli.dynamo", "--list", "--json")
+    assert str(app_id) in listed.stdout and work not in listed.stdout and "an-argument" not in listed.stdout
+    assert server.run("--kill", str(app_id)).code == 0
+
+
 ESCAPE = """
 import os, signal, sys, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
