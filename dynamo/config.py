@@ -12,9 +12,10 @@ With neither, it uses the **embedded default**, which needs nothing installed:
 
 The trade-off: in the embedded default an application can read whatever the invoking user can,
 the store included. It is a single-user setup. A server shared by several users is configured:
-with a file, dynamod run as root runs applications as ``[server] service_user`` (``nobody``
-unless set; never root) and refuses to start when that user cannot reach the work area or use
-the interpreter (``dynamo.server.preflight``).
+with a file, dynamod run as root runs each application as a uid of its own from
+``[applications] uid_range`` when set (``dynamo.server.identities``), else all of them as
+``[server] service_user`` (``nobody`` unless set; never root; the weaker mode), and refuses to
+start when they cannot reach the work area or use the interpreter (``dynamo.server.preflight``).
 
 ``etc/dynamo.toml`` documents every setting for a production server on MariaDB
 with TLS. Relative paths in a file are relative to ``server.home``.

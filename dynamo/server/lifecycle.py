@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from dynamo.apps.containment import Limits
 from dynamo.apps.runner import ChildSpec
@@ -119,6 +120,8 @@ class Lifecycle:
         # any outcome: nothing that runs as the application's own uid outlives it (a double-forked,
         # setsid descendant included), and the uid is free again only once nothing does
         self.identities.release(self.held.pop(record.id, None))
+        if child.spec.uid is not None:
+            self.work_areas.seal(Path(child.spec.work_area))
         result = outcome(child)
         if result.state is AppState.APPLYING:
             self.committer.apply_application(child)

@@ -46,6 +46,17 @@ class WorkAreas:
             os.chown(work, identity.uid, identity.gid)
         return run_dir
 
+    @staticmethod
+    def seal(work: Path) -> None:
+        """The application has ended and nothing runs as its uid any more: its ``work/`` becomes the
+        server's (0700), so that a later application given the same uid cannot enter it while it is
+        kept (``retain_days``)."""
+        try:
+            os.chown(work, 0, 0)
+            os.chmod(work, 0o700)
+        except OSError as exc:
+            log.warning("work area %s: cannot take it back from the application: %s", work, exc.strerror)
+
     def clean(self, registry: Registry, cutoff: float) -> int:
         """Forget finished applications older than ``cutoff`` (epoch seconds) and remove their run
         directories; returns how many. Raises StoreError."""

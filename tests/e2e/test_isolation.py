@@ -8,6 +8,7 @@ files are the server's alone, whatever its umask.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
@@ -166,6 +167,9 @@ def test_nothing_of_an_application_survives_its_end(uid_server: Server) -> None:
     assert in_range(uid, "escape")
     assert not processes_of((uid,)), "a process of the application's uid outlived it"
     assert "zombie" in _state(escaped) or not Path(f"/proc/{escaped}").exists()
+    work = Path(json.loads(server.run("--list", "--all", "--json").out)[0]["work_area"])
+    owner = os.stat(work)
+    assert (owner.st_uid, stat.S_IMODE(owner.st_mode)) == (0, 0o700)  # the next holder of the uid cannot enter it
 
 
 @pytest.mark.parametrize("uid_server", ["shutdown"], indirect=True)
