@@ -12,9 +12,10 @@ With neither, it uses the **embedded default**, which needs nothing installed:
 
 The trade-off: in the embedded default an application can read whatever the invoking user can,
 the store included. It is a single-user setup. A server shared by several users is configured:
-with a file, dynamod run as root runs applications as ``[server] service_user`` (``nobody``
-unless set; never root) and refuses to start when that user cannot reach the work area or use
-the interpreter (``dynamo.server.preflight``).
+with a file, dynamod run as root runs each application as a uid of its own from
+``[applications] uid_range`` when set (``dynamo.server.identities``), else all of them as
+``[server] service_user`` (``nobody`` unless set; never root; the weaker mode), and refuses to
+start when they cannot reach the work area or use the interpreter (``dynamo.server.preflight``).
 
 ``etc/dynamo.toml`` documents every setting for a production server on MariaDB
 with TLS. Relative paths in a file are relative to ``server.home``.
@@ -106,12 +107,20 @@ class ApplicationsConfig:
     max_cpu: int = 0
     """CPU seconds an application may use (RLIMIT_CPU; 0 = only the wall-clock ``timeout``)."""
     max_processes: int = 256
-    """Processes an application's user may have (RLIMIT_NPROC). Applied only when applications run
-    under a user of their own (``[server] service_user``), never to the user who runs dynamod."""
+    """Processes an application's user may have (RLIMIT_NPROC). Applied only when each application
+    runs under a uid of its own (``uid_range``): a shared user's count is every application's."""
     max_open_files: int = 1024
     """Descriptors per process of an application (RLIMIT_NOFILE)."""
     max_file_size: int = 4 << 30
     """Largest file an application may write in its work area, in bytes (RLIMIT_FSIZE; 0 = no limit)."""
+    uid_range: str | None = None
+    """``FIRST-LAST`` (e.g. ``61184-62183``, systemd's dynamic users): when dynamod runs as root, each
+    application runs as a uid of this range of its own, so applications cannot signal, trace or
+    enter each other, and everything of that uid is killed when the application ends. No uid of it
+    may belong to a user (or, unless ``group`` is set, its number to a group) or run processes.
+    Unset: every application runs as ``[server] service_user`` (the weaker mode, docs/server.md)."""
+    group: str | None = None
+    """Group the per-application uids run in; unset, a gid of the same number as the uid."""
 
 
 @dataclass(frozen=True)
@@ -281,7 +290,30 @@ def parse_config(data: dict[str, Any], source: str) -> Config:
     return config
 
 
+def parse_uid_range(text: str) -> range:
+    """``"61184-62183"`` -> range(61184, 62184). Raises ConfigurationError."""
+    first, sep, last = text.partition("-")
+    if not sep or not first.strip().isdigit() or not last.strip().isdigit():
+        raise ConfigurationError(f"[applications] uid_range {text!r}: expected FIRST-LAST, e.g. 61184-62183")
+    low, high = int(first), int(last)
+    if not 1 <= low <= high < 1 << 31:
+        raise ConfigurationError(f"[applications] uid_range {text!r}: uids must be within 1..{(1 << 31) - 1}, "
+                                 "the first not above the last")
+    return range(low, high + 1)
+
+
+def _validate_applications(config: Config) -> None:
+    apps = config.applications
+    if apps.uid_range is None:
+        return
+    pool = parse_uid_range(apps.uid_range)
+    if len(pool) < apps.max_running + 1:
+        raise ConfigurationError(f"{config.source}: [applications] uid_range holds {len(pool)} uid(s), fewer than "
+                                 f"max_running + 1 (a writer) = {apps.max_running + 1}")
+
+
 def _validate(config: Config) -> None:
+    _validate_applications(config)
     listen = config.listen
     if listen.tls_address is not None:
         missing = [n for n in ("tls_cert", "tls_key", "tls_ca") if getattr(listen, n) is None]
@@ -315,4 +347,4 @@ def _validate_web(config: Config) -> None:
         raise ConfigurationError(f"{config.source}: [web] workers and threads must be at least 1")
 
 
-__all__ = ["Config", "ConfigurationError", "embedded_default", "load_config", "parse_config"]
+__all__ = ["Config", "ConfigurationError", "embedded_default", "load_config", "parse_config", "parse_uid_range"]

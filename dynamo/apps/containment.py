@@ -19,6 +19,7 @@ import signal
 from dataclasses import dataclass
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_DUMPABLE = 4
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,17 @@ def become_subreaper() -> bool:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def forbid_tracing() -> bool:
+    """Not dumpable: no process of the same uid (another application, in the modes where they share
+    one) may ptrace this one or read its memory through /proc; the flag is inherited by forks and
+    reset by exec."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
 

@@ -89,6 +89,7 @@ def _setup(spec: ChildSpec) -> None:
         os.setgroups([])
         os.setgid(spec.gid)
         os.setuid(spec.uid)
+    containment.forbid_tracing()  # after setuid, which would reset it
     containment.apply_limits(spec.limits)
     # a descendant that leaves the process group (double fork, setsid) stays ours, and is killed at the end
     containment.become_subreaper()

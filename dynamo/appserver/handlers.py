@@ -21,6 +21,21 @@ log = logging.getLogger("dynamo.appserver")
 TITLE = re.compile(r"[A-Za-z0-9_.+-]{1,128}")
 SCRIPT_NAME = re.compile(r"[A-Za-z0-9_.+-]{1,200}")
 
+# What anyone may see of another user's application: its status line. Its output, arguments, work
+# area (whose random name is what keeps applications sharing a service user apart) and pid are for
+# its owner and administrators.
+PUBLIC_FIELDS = frozenset({"id", "title", "user", "write", "script", "checksum", "status", "exit_code", "message",
+                           "server", "submitted", "started", "ended", "version"})
+
+
+def may_see(user: User, owner: str) -> bool:
+    """Whether ``user`` sees all of an application of ``owner``'s: its own, or as administrator."""
+    return user.name == owner or user.has_role("admin", "application")
+
+
+def public(found: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in found.items() if key in PUBLIC_FIELDS}
+
 
 class Service(Protocol):
     registry: Registry
@@ -29,6 +44,7 @@ class Service(Protocol):
     def open_shell(self, conn: Connection, tty: bool) -> None: ...
     def kill(self, user: User, app_id: int) -> dict[str, Any]: ...
     def poll(self, app_id: int) -> dict[str, Any] | None: ...
+    def output(self, found: dict[str, Any]) -> dict[str, str]: ...
     def list_applications(self, show_all: bool) -> list[dict[str, Any]]: ...
     def queue_inject(self, conn: Connection, delete: bool, document: str) -> None: ...
     def send_input(self, conn: Connection, data: str | None) -> None: ...
@@ -135,6 +151,10 @@ class Handlers:
         found = self.service.poll(message["id"])
         if found is None:
             return self.refuse(conn, f"no application {message['id']}", ErrorCode.NOT_FOUND)
+        if may_see(conn.user, found["user"]):
+            found.update(self.service.output(found))
+        else:
+            found = public(found)
         conn.send(replies.result(found))
         conn.close_when_flushed = True
 
@@ -151,7 +171,9 @@ class Handlers:
         conn.close_when_flushed = True
 
     def on_list(self, conn: Connection, message: dict[str, Any]) -> None:
-        conn.send(replies.result(self.service.list_applications(bool(message.get("all", False)))))
+        user: User = conn.user
+        rows = self.service.list_applications(bool(message.get("all", False)))
+        conn.send(replies.result([row if may_see(user, row["user"]) else public(row) for row in rows]))
         conn.close_when_flushed = True
 
     def on_inject(self, conn: Connection, message: dict[str, Any]) -> None:

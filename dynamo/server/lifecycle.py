@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
+from dynamo.apps.containment import Limits
 from dynamo.apps.runner import ChildSpec
 from dynamo.config import ApplicationsConfig
 from dynamo.core.appstate import AppState
@@ -14,6 +16,7 @@ from dynamo.server.children import Child, Children
 from dynamo.server.clients import send_exit
 from dynamo.server.committer import Committer
 from dynamo.server.fork import spawn
+from dynamo.server.identities import Identities, Identity, NoIdentity
 from dynamo.server.ledger import Ledger
 from dynamo.server.outcome import outcome
 from dynamo.server.pipes import Pipes
@@ -31,10 +34,21 @@ def effective_timeout(limit: float, asked: float | None) -> float:
     return float(asked) if not limit else min(float(asked), limit)
 
 
+def limits_for(config: ApplicationsConfig, identity: Identity | None) -> Limits:
+    """The configured limits; RLIMIT_NPROC only for a uid of the application's own (a shared user's
+    count is every application's, and dynamod's own user's includes dynamod)."""
+    own = identity is not None and identity.own
+    return Limits(memory=config.max_memory, cpu_seconds=config.max_cpu,
+                  processes=config.max_processes if own else 0, open_files=config.max_open_files,
+                  file_size=config.max_file_size)
+
+
 class Lifecycle:
     def __init__(self, config: ApplicationsConfig, work_areas: WorkAreas, committer: Committer, ledger: Ledger,
-                 children: Children, pipes: Pipes, system: System):
+                 children: Children, pipes: Pipes, system: System, identities: Identities | None = None):
         self.config = config
+        self.identities = identities or Identities()
+        self.held: dict[int, Identity] = {}   # application id -> the uid of its own it runs as
         self.work_areas = work_areas
         self.committer = committer
         self.ledger = ledger
@@ -45,24 +59,35 @@ class Lifecycle:
     def start(self, pending: Pending) -> Child | None:
         record, request = pending.record, pending.request
         try:
+            identity = self.identities.acquire()
+        except NoIdentity as exc:
+            log.error("app %d (%s): not started: %s", record.id, record.title, exc)
+            self._not_started(pending, f"the server has no free identity to run it as: {exc}")
+            return None
+        try:
             run_dir = self.work_areas.prepare(record.id, record.script if pending.kind == "app" else None,
-                                              request.get("script", ""))
+                                              request.get("script", ""), identity)
         except OSError as exc:
+            self.identities.release(identity)
             self._not_started(pending, f"cannot prepare the work area: {exc}")
             return None
         work = run_dir / "work"
         spec = ChildSpec(app_id=record.id, title=record.title, kind=pending.kind, script_name=record.script,
                          source=request.get("script", ""), args=tuple(request.get("args", ())),
-                         write=record.write, work_area=str(work), uid=self.work_areas.uid, gid=self.work_areas.gid,
-                         tty=bool(request.get("tty", False)))
+                         write=record.write, work_area=str(work), uid=identity.uid if identity else None,
+                         gid=identity.gid if identity else None, tty=bool(request.get("tty", False)),
+                         limits=limits_for(self.config, identity))
         inventory = self.committer.inventory
         try:
             child = spawn(spec, inventory, self.system,
                           effective_timeout(self.config.timeout, request.get("timeout")), record)
         except OSError as exc:
             log.error("app %d (%s): cannot fork: %s", record.id, record.title, exc)
+            self.identities.release(identity)
             self._not_started(pending, f"the server could not start it: {exc}")
             return None
+        if identity is not None and identity.own:
+            self.held[record.id] = identity
         self.children.add(child)
         child.dn = pending.dn
         self.pipes.open_logs(child, run_dir)
@@ -71,8 +96,8 @@ class Lifecycle:
         # if the store is down, the application runs anyway; its record catches up when it ends
         self.ledger.mark(record, AppState.RUNNING, pid=child.pid, started=self.system.time(), work_area=str(work),
                          version=inventory.version)
-        log.info("app %d (%s): started, pid %d, inventory version %d", record.id, record.title, child.pid,
-                 inventory.version)
+        log.info("app %d (%s): started, pid %d%s, inventory version %d", record.id, record.title, child.pid,
+                 f" as uid {identity.uid}" if identity is not None else "", inventory.version)
         conn = pending.conn
         if conn is not None and not conn.closed:
             child.connection = conn
@@ -92,6 +117,11 @@ class Lifecycle:
         self.pipes.close_all(child)
         console.close(child)
         record = child.record
+        # any outcome: nothing that runs as the application's own uid outlives it (a double-forked,
+        # setsid descendant included), and the uid is free again only once nothing does
+        self.identities.release(self.held.pop(record.id, None))
+        if child.spec.uid is not None:
+            self.work_areas.seal(Path(child.spec.work_area))
         result = outcome(child)
         if result.state is AppState.APPLYING:
             self.committer.apply_application(child)

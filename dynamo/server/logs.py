@@ -9,36 +9,56 @@ a 100k-record change set must not cost 100k logging calls.
 
 from __future__ import annotations
 
+import io
 import logging
 import logging.handlers
 from pathlib import Path
 from typing import IO, Iterable
 
 from dynamo.core.codec import FIELDS, Record
+from dynamo.privatefiles import DIR_MODE, create_private, fix_mode, open_private, private_directory
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 log = logging.getLogger("dynamo.server")
 
 
-def setup_server_log(path: Path, level: str) -> logging.Handler:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.WatchedFileHandler(path)  # reopens after logrotate moves the file
+class PrivateLogHandler(logging.handlers.WatchedFileHandler):
+    """Reopens after logrotate moves the file (WatchedFileHandler), and creates it 0600 whatever the
+    umask: the log names users and applications, and applications run as other users."""
+
+    def _open(self) -> io.TextIOWrapper:
+        return open(open_private(self.baseFilename), "a", encoding=self.encoding, errors=self.errors)
+
+
+def setup_server_log(path: Path, level: str, home: Path | None = None) -> logging.Handler:
+    """``home``: the server's state directory; the log's directory, when below it, is made private.
+    Modes are corrected once the log is open, so that the line saying so is in it."""
+    private_directory(path.parent, fix_existing=False)
+    handler = PrivateLogHandler(path)
     handler.setFormatter(logging.Formatter(FORMAT))
     root = logging.getLogger("dynamo")
     root.addHandler(handler)
     root.setLevel(level.upper())
+    if _below(path.parent, home):
+        fix_mode(path.parent, DIR_MODE)
+    fix_mode(path)
     return handler
 
 
+def _below(path: Path, home: Path | None) -> bool:
+    return home is not None and path.resolve().is_relative_to(home.resolve())
+
+
 class ChangeLog:
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, home: Path | None = None):
+        private_directory(path.parent, fix_existing=_below(path.parent, home))
+        create_private(path)
         self.path = path
-        self.stream: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held open by dynamod
+        self.stream: IO[str] = open(open_private(path), "a", encoding="utf-8")  # noqa: SIM115 - held open
 
     def reopen(self) -> None:
         try:
-            stream = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+            stream = open(open_private(self.path), "a", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
             log.error("change log %s: cannot reopen, keeping the old file: %s", self.path, exc)
             return

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pwd
 import signal
 import socket
 from collections.abc import Callable
@@ -27,10 +26,10 @@ from dynamo import __version__
 from dynamo.appserver import connection as C
 from dynamo.appserver.handlers import Handlers
 from dynamo.config import Config
-from dynamo.errors import ConfigurationError, DynamoError, StartupError, StoreError
+from dynamo.errors import DynamoError, StartupError, StoreError
 from dynamo.exitcodes import ServerExit
 from dynamo.proctitle import set_title
-from dynamo.server import console, preflight
+from dynamo.server import console, identities, preflight
 from dynamo.server.children import Child, Children, Stream
 from dynamo.server.clients import Clients, listener_names, open_listeners
 from dynamo.server.committer import Committer
@@ -73,8 +72,8 @@ class Dynamod:
         self.exit_code = ServerExit.OK
         self.pidfile = PidFile(config.path(config.server.pid_file))
         self.web = WebGenerations(config.web, config.path) if config.web.address else None
-        uid, gid = self._service_ids()
-        self.work_areas = WorkAreas(config.path(config.applications.work_area), uid, gid)
+        self.identities = identities.for_config(config)  # who applications run as
+        self.work_areas = WorkAreas(config.path(config.applications.work_area))
         self.keeper: KeeperLink | None = None   # holds the secrets: dynamo.server.keeper
         self.tls_name: str | None = None        # the keeper's TLS listener
         # made by start(), once the store is open
@@ -163,10 +162,14 @@ class Dynamod:
     # =====================================================================
 
     def start(self) -> None:
-        preflight.prepare(self.config, self.work_areas.uid, self.work_areas.gid)  # state dirs; can applications run?
+        self.identities.check()  # no process runs as a uid of the range
+        probe = self.identities.probe()
+        preflight.prepare(self.config, *((probe.uid, probe.gid) if probe else (None, None)))  # can applications run?
         self.pidfile.acquire()
-        setup_server_log(self.config.path(self.config.server.log_file), self.config.server.log_level)
-        self.changelog = ChangeLog(self.config.path(self.config.server.change_log))
+        home = self.config.server.home
+        setup_server_log(self.config.path(self.config.server.log_file), self.config.server.log_level, home)
+        self.pidfile.secure()
+        self.changelog = ChangeLog(self.config.path(self.config.server.change_log), home)
         log.info("dynamod %s starting (pid %d, configuration: %s)", __version__, os.getpid(), self.config.source)
         set_title("dynamod: starting")
         self.start_keeper()
@@ -223,7 +226,7 @@ class Dynamod:
         ledger = Ledger(self.registry, self.system)
         self.committer = Committer(store, ledger, self.changelog)
         self.lifecycle = Lifecycle(self.config.applications, self.work_areas, self.committer, ledger, self.children,
-                                   self.pipes, self.system)
+                                   self.pipes, self.system, self.identities)
         self.scheduler = Scheduler(ledger, self.children, self.config.applications.max_running,
                                    self.lifecycle.start, self.committer.run_inject)
         handlers = Handlers(AppService(self.registry, self.scheduler, self.children, self.hostname))
@@ -254,21 +257,6 @@ class Dynamod:
         self.pidfile.release()
         if isinstance(exc, OSError):  # ssl.SSLError is an OSError too
             raise StartupError(f"cannot start: {exc}") from exc
-
-    def _service_ids(self) -> tuple[int | None, int | None]:
-        if os.getuid() != 0 or self.config.single_user:  # the embedded default runs applications as its user
-            return None, None
-        name = self.config.server.service_user
-        if not name:
-            raise ConfigurationError("dynamod runs as root: set [server] service_user, the user applications "
-                                     "run as")
-        try:
-            entry = pwd.getpwnam(name)
-        except KeyError:
-            raise ConfigurationError(f"[server] service_user {name!r} does not exist") from None
-        if entry.pw_uid == 0:
-            raise ConfigurationError(f"[server] service_user {name!r} is root: applications must not run as root")
-        return entry.pw_uid, entry.pw_gid
 
     def bootstrap_registry(self) -> None:
         lost = self.registry.mark_lost(self.hostname)
@@ -314,6 +302,7 @@ class Dynamod:
             self.web.stop()
         if hasattr(self, "scheduler"):
             self.stop_all_children()
+            self.identities.close()
             self.committer.run_after_reply()
             self.scheduler.settle()
             self.clients.close_all()

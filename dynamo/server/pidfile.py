@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from dynamo.errors import StartupError
+from dynamo.privatefiles import FILE_MODE, fix_mode
 
 
 class PidFile:
@@ -17,7 +18,7 @@ class PidFile:
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -28,6 +29,10 @@ class PidFile:
         os.write(fd, f"{os.getpid()}\n".encode())
         os.set_inheritable(fd, False)
         self.fd = fd
+
+    def secure(self) -> None:
+        """Correct the mode of a pid file left by an older dynamod (called once the log is open)."""
+        fix_mode(self.path)
 
     def release(self) -> None:
         if self.fd is not None:

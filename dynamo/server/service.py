@@ -75,11 +75,15 @@ class AppService:
         record = self.registry.application(app_id)
         if record is None:
             return None
-        data = record.to_json()
-        if record.work_area:
-            for name in ("_stdout", "_stderr"):
-                data[name.strip("_")] = tail(Path(record.work_area).parent / name)
-        return data
+        return record.to_json()
+
+    def output(self, found: dict[str, Any]) -> dict[str, str]:
+        """The end of an application's stdout and stderr (``found``: its record, from ``poll``). Only
+        for its owner and administrators: the handlers decide."""
+        work_area = found.get("work_area")
+        if not work_area:
+            return {}
+        return {name.strip("_"): tail(Path(work_area).parent / name) for name in ("_stdout", "_stderr")}
 
     def list_applications(self, show_all: bool) -> list[dict[str, Any]]:
         records = self.registry.applications(active_only=not show_all, limit=100)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from dynamo.errors import ConfigurationError, StoreError, StoreUnavailable
+from dynamo.privatefiles import create_private, fix_mode
 from dynamo.store.sql import SQLStore, fetch_batches
 from dynamo.store.statements import Outcome, Row
 
@@ -61,7 +62,7 @@ class SQLiteStore(SQLStore):
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                self._private_files()
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
@@ -71,6 +72,20 @@ class SQLiteStore(SQLStore):
             conn.execute("PRAGMA wal_autocheckpoint = 0")
             self._conn = conn
         return self._conn
+
+    def _private_files(self) -> None:
+        """The database (users, roles, authorizations) is for the server alone: create it 0600 whatever
+        the umask, and correct the mode of an existing one and of its WAL and shared-memory files.
+        SQLite gives the WAL and -shm files it creates the database file's mode."""
+        path = Path(self.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            try:
+                create_private(path)
+            except OSError:
+                return  # sqlite3.connect says why, in its own terms
+        for name in (self.path, f"{self.path}-wal", f"{self.path}-shm", f"{self.path}-journal"):
+            fix_mode(name)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:

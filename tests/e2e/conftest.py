@@ -78,10 +78,11 @@ class Server:
         env.update(extra)
         return env
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 60, umask: int = -1) -> None:
+        """``umask``: dynamod's (-1: the tests' own)."""
         with open(self.output, "ab") as out:
             self.process = subprocess.Popen([command("dynamod"), "--config", str(self.config)], stdout=out,
-                                            stderr=subprocess.STDOUT, env=self.env())
+                                            stderr=subprocess.STDOUT, env=self.env(), umask=umask)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -44,7 +44,7 @@ def test_timers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = embedded_default(tmp_path)
     store, registry = CountingStore(), NoOldApplications()
     busy = [False]
-    m = M.Maintenance(config, store, registry, WorkAreas(tmp_path / "work", None, None),  # type: ignore[arg-type]
+    m = M.Maintenance(config, store, registry, WorkAreas(tmp_path / "work"),  # type: ignore[arg-type]
                       busy=lambda: busy[0], system=system)
     m.run()
     assert (store.maintained, store.compacted, len(registry.purges), collections) == (1, 1, 1, [])
