@@ -37,6 +37,11 @@ class Overloaded(ConnectionClosed):
     connections of one peer); the message says which, and is sent to the client."""
 
 
+class BadFrame(ConnectionClosed):
+    """The client sent something that is not a valid frame: the connection cannot go on (the stream
+    is out of step), and the message says why, for the client."""
+
+
 class IncomingBudget:
     """Memory held for incomplete frames, in total and per user: a client that starts a large frame
     and never finishes it holds that memory, and many such clients must not exhaust the server."""
@@ -277,7 +282,7 @@ class Connection:
         try:
             messages = list(self.decoder.feed(data))
         except ProtocolError as exc:
-            raise ConnectionClosed(f"protocol error: {exc}") from exc
+            raise BadFrame(f"malformed frame: {exc}") from exc
         if self.budget is not None:
             self.budget.charge(self, self.decoder.pending)  # Overloaded past a limit
         return messages

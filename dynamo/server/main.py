@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dynamo import __version__
+from dynamo.apps.containment import become_subreaper, sweep_orphans
 from dynamo.appserver import connection as C
 from dynamo.appserver.handlers import Handlers
 from dynamo.config import Config
@@ -32,7 +33,7 @@ from dynamo.exitcodes import ServerExit
 from dynamo.proctitle import set_title
 from dynamo.server import console, preflight
 from dynamo.server.children import Child, Children, Stream
-from dynamo.server.clients import Clients, listener_names, open_listeners
+from dynamo.server.clients import Clients, listener_names, open_listeners, raise_descriptor_limit
 from dynamo.server.committer import Committer
 from dynamo.server.interest import READ, Interest
 from dynamo.server.ledger import Ledger
@@ -65,6 +66,8 @@ class Dynamod:
         self.children = Children(config.applications.kill_grace, system)
         self.pipes = Pipes(self.interest, config.applications.max_output, config.applications.max_changes)
         self.stopping = False
+        self.subreaper = False
+        self.swept: set[int] = set()
         self.exit_code = ServerExit.OK
         self.pidfile = PidFile(config.path(config.server.pid_file))
         uid, gid = self._service_ids()
@@ -95,7 +98,7 @@ class Dynamod:
                 self.handle_signals()
                 self.dispatch(events)
                 console.feed_all(self.children)
-                self.children.reap()
+                self.reap()
                 self.enforce_deadlines()
                 self.finish_children()
                 self.scheduler.start_next_write()
@@ -125,6 +128,16 @@ class Dynamod:
                 self.pipes.read(target)
         events.clear()  # its keys hold pipes of children that may end this turn: nothing of theirs outlives it
         self.clients.expire(self.system.monotonic())
+
+    def reap(self) -> None:
+        """Reap our children, then kill and reap what applications left behind: descendants that
+        outlived an application killed before it could clean up come to us (we are their subreaper)."""
+        self.children.reap()
+        if self.subreaper:
+            swept = set(sweep_orphans({child.pid for child in self.children}))
+            for pid in swept - self.swept:  # a killed one may need two turns to be reaped: one line
+                log.warning("process %d: left behind by an application that ended: killed", pid)
+            self.swept = swept
 
     def enforce_deadlines(self) -> None:
         for child in self.children.enforce_deadlines():
@@ -157,6 +170,10 @@ class Dynamod:
         self.committer.load()
         self.bootstrap_registry()
         self.open_listeners()
+        log.info("open descriptors: up to %d", raise_descriptor_limit())
+        self.subreaper = become_subreaper()
+        if not self.subreaper:
+            log.warning("cannot become a child subreaper: processes that escape a killed application survive it")
         self.signals.install()
         self.interest.set(self.signals, READ)
         set_title("dynamod: main")
@@ -178,7 +195,7 @@ class Dynamod:
         self.scheduler = Scheduler(ledger, self.children, self.config.applications.max_running,
                                    self.lifecycle.start, self.committer.run_inject)
         handlers = Handlers(AppService(self.registry, self.scheduler, self.children, self.hostname))
-        self.clients = Clients(self.interest, self.registry, self.config.listen, handlers.handle)
+        self.clients = Clients(self.interest, self.registry, self.config.listen, handlers.handle, self.listeners)
         self.maintenance = Maintenance(self.config, store, self.registry, self.work_areas,
                                        busy=lambda: len(self.children) > 0, system=self.system)
 
