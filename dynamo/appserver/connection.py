@@ -312,13 +312,15 @@ class Connection:
         return None
 
     def _track_backlog(self, sent: int) -> None:
-        if len(self.out) > HIGH_WATER:
-            if self.backlogged_since is None:
+        if self.backlogged_since is None:
+            if len(self.out) > HIGH_WATER:
                 self.backlogged_since, self.sent_in_backlog = time.monotonic(), 0
-            else:
-                self.sent_in_backlog += sent
-        else:
+        elif len(self.out) <= HIGH_WATER // 2:
+            # caught up. Not merely below HIGH_WATER: back-pressure keeps the output just around it, and a
+            # trickle that dips below it now and then would otherwise restart the rate window for ever
             self.backlogged_since = None
+        else:
+            self.sent_in_backlog += sent
 
     def flush(self) -> None:
         while self.out and not self.closed:
