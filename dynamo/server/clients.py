@@ -153,10 +153,14 @@ class Clients:
             log.info("%s from %s: %s", conn, self.peers.get(conn, "?"), exc)
             self._last_word(conn, f"{exc}: connection closed", ErrorCode.PROTOCOL)
         except C.ConnectionClosed as exc:
-            if conn.handshaking:
+            if conn.handshaking and conn.draining_since is None:
                 log.warning("%s from %s: TLS handshake refused: %s", conn, self.peers.get(conn, "?"), exc)
-            else:
-                log.debug("%s closed: %s", conn, exc)
+                # OpenSSL sent the client its alert (unknown CA, ...): closing now, with the client's
+                # first request unread, would reset the connection and lose the alert
+                conn.handshake_wants_write = False
+                conn.half_close(time.monotonic())
+                return
+            log.debug("%s closed: %s", conn, exc)
             self.drop(conn)
         except StoreError as exc:
             log.error("%s: the store failed: %s", conn, exc)
