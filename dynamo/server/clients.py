@@ -51,6 +51,10 @@ class Clients:
         for conn in list(self.connections):
             self.interest.set(conn, (READ if conn.wants_read() else 0) | (WRITE if conn.wants_write() else 0))
 
+    def resume_in(self, now: float) -> float:
+        """Seconds until accepting resumes (the loop must wake then), or a long time."""
+        return max(0.0, self.paused_until - now) if self.paused_until > now else 3600.0
+
     # --- accept ---------------------------------------------------------------------
 
     def accept(self, listener: C.Listener) -> None:
@@ -198,7 +202,6 @@ class Clients:
         if conn.closed:
             self.drop(conn)
             return
-        conn.out.clear()  # what was queued may be cut mid-frame: the error must be readable
         conn.send(replies.error(message, code))
         conn.close_when_flushed = True
         flush_now(conn)

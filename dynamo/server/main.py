@@ -20,6 +20,7 @@ import os
 import pwd
 import signal
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -115,7 +116,8 @@ class Dynamod:
     def wait_for_events(self) -> list[tuple[Any, int]]:
         self.clients.refresh_interest()
         self.pipes.refresh_interest(self.children)
-        return self.interest.wait(self.children.next_wake(self.system.monotonic()))
+        now = self.system.monotonic()
+        return self.interest.wait(min(self.children.next_wake(now), self.clients.resume_in(time.monotonic())))
 
     def dispatch(self, events: list[tuple[Any, int]]) -> None:
         for key, mask in events:

@@ -94,6 +94,19 @@ def test_a_request_that_fails_inside_the_server_costs_its_connection_only(server
     _serves(server)
 
 
+def test_a_frame_that_fails_inside_the_server_costs_its_application_only(server_home: Path,
+                                                                         stopped: list[Server]) -> None:
+    server = _server(server_home)
+    stopped.append(server)
+    # a read-only shell writes, to its own console stream, a frame nesting deeper than the decoder can
+    server.shell("import os, struct, sys\n"
+                 "p = b'{\"out\":' + b'[' * 100000 + b']' * 100000 + b'}'\n"
+                 "os.write(sys.stdout.fd, struct.pack('>I', len(p)) + p)\n")
+    log = server.log()
+    assert "app 1 (shell): unexpected error on its control stream" in log or "malformed frame" in log, log[-3000:]
+    _serves(server)
+
+
 def test_a_malformed_frame_is_answered_before_the_connection_closes(server_home: Path,
                                                                     stopped: list[Server]) -> None:
     server = _server(server_home)
@@ -192,11 +205,16 @@ def test_partial_frames_cannot_exhaust_the_servers_memory(server_home: Path, sto
 
 def _flooding_shell(server: Server) -> socket.socket:
     sock = _connect(server)
+    _flood(sock)
+    return sock
+
+
+def _flood(sock: socket.socket) -> None:
+    """Open a shell that prints without end."""
     framing.send(sock, {"op": "shell", "tty": False})
     while (reply := framing.receive(sock)) is not None and reply["type"] != "prompt":
         pass  # input sent before the console runs is not kept
     framing.send(sock, {"op": "stdin", "data": "while True: print('x' * 4000)\n\n"})
-    return sock
 
 
 def test_a_shell_whose_client_does_not_read_does_not_grow_the_server(server_home: Path,
@@ -214,21 +232,22 @@ def test_a_shell_whose_client_does_not_read_does_not_grow_the_server(server_home
 
 
 def test_a_client_reading_a_trickle_is_dropped(server_home: Path, stopped: list[Server]) -> None:
-    # a local socket lets the server write again once the client took 3/4 of its buffer (~150 KB):
-    # the timeout must leave room for that, or the silence rule drops the client first
-    server = _server(server_home, "client_timeout = 12.0")
+    # A local socket lets the server write again only once the client took about 3/4 of its ~200 KB
+    # buffer: at 10 KB/s that is every ~16 s, so the timeout must be longer for the silence rule to
+    # stay quiet and the rate rule to be the one that drops the client.
+    server = _server(server_home, "client_timeout = 30.0")
     stopped.append(server)
     with _flooding_shell(server) as sock:
         started = time.monotonic()
-        while "dropped:" not in server.log() and time.monotonic() - started < 60:
+        while "dropped:" not in server.log() and time.monotonic() - started < 90:
             try:
-                sock.recv(3500)  # 14 KB a second: never silent, but below the rate an output needs
+                sock.recv(2500)  # 10 KB a second: never silent, but below the rate an output needs
             except OSError:
                 break
             time.sleep(0.25)
         log = server.log()
-        assert "dropped:" in log, "a trickling client kept its shell for 60 s"
-        assert "bytes/s for 12 s while more than" in log, log[-2000:]
+        assert "dropped:" in log, "a trickling client kept its shell for 90 s"
+        assert "bytes/s for 30 s while more than" in log, log[-2000:]
     _serves(server)
 
 
