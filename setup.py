@@ -24,7 +24,7 @@ setup(
         "setproctitle>=1.3",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "ruff>=0.4", "mypy>=1.8"],
+        "test": ["pytest>=7.4", "ruff>=0.4", "mypy>=1.8", "hypothesis>=6.90", "selenium>=4.20"],  # selenium: the browser test
     },
     entry_points={
         "console_scripts": [

@@ -123,6 +123,41 @@ class ApplicationsConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    address: str | None = None
+    """``host:port`` the web server (``/web`` pages, ``/data`` JSON) listens on; port 0 takes any
+    free port (dynamod's ready line names it). Empty: no web server. A configuration file serves
+    HTTP only when its ``[web]`` section names an address; the embedded default serves plain
+    HTTP on ``127.0.0.1`` (anonymous and read-only)."""
+    tls_cert: Path | None = None
+    """With ``tls_key`` and ``tls_ca``: HTTPS, callers identified by client certificate DN with the
+    native protocol's rules (RFC 3820 proxies included). Web workers hold this key: web modules are
+    installed by administrators, unlike applications."""
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    workers: int = 2
+    """Worker processes of one generation; they share the listening socket."""
+    threads: int = 8
+    """Request threads per worker."""
+    modules_config: Path | None = None
+    """The web modules configuration file (JSON or TOML), given to each module's constructor as a
+    ``Configuration``."""
+    module_dirs: tuple[str, ...] = ()
+    """Extra directories of web modules (each ``name.py`` or ``name/__init__.py`` maps to
+    ``/web/name/...`` and ``/data/name/...``), so a site adds modules without touching the package."""
+    max_requests: int = 10000
+    """Requests a worker serves before it is replaced (0 = no limit)."""
+    max_private_memory: int = 1 << 30
+    """Bytes of private (no longer shared) memory after which a worker is replaced (0 = no limit)."""
+    max_body: int = 64 << 20
+    """Largest request body in bytes."""
+    timeout: float = 10.0
+    """Seconds a client may stay silent (handshake, request, keep-alive)."""
+    debug: bool = False
+    """Show a failing module's traceback to the client."""
+
+
+@dataclass(frozen=True)
 class ClientConfig:
     server: str
     """Where clients connect: ``unix:/path/to/socket`` or ``tls://host:port``."""
@@ -139,6 +174,7 @@ class Config:
     listen: ListenConfig
     applications: ApplicationsConfig
     client: ClientConfig
+    web: WebConfig = WebConfig()
     source: str = "embedded default"
     single_user: bool = False
     """Serve the invoking user alone: private state directory, applications run as that user (no
@@ -164,6 +200,7 @@ def embedded_default(home: Path | None = None) -> Config:
         applications=ApplicationsConfig(),
         client=ClientConfig(server=f"unix:{socket}"),
         single_user=True,
+        web=WebConfig(address="127.0.0.1:0"),
     )
 
 
@@ -176,7 +213,7 @@ def _configured_base(home: Path | None) -> Config:
 
 
 _SECTIONS = {"server": ServerConfig, "store": StoreConfig, "listen": ListenConfig,
-             "applications": ApplicationsConfig, "client": ClientConfig}
+             "applications": ApplicationsConfig, "client": ClientConfig, "web": WebConfig}
 
 
 def _convert(section: str, name: str, kind: Any, value: Any) -> Any:
@@ -194,6 +231,10 @@ def _convert(section: str, name: str, kind: Any, value: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigurationError(f"{where}: expected a list of strings")
         return tuple(value)
+    if text == "bool":
+        if not isinstance(value, bool):
+            raise ConfigurationError(f"{where}: expected true or false")
+        return value
     if text == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ConfigurationError(f"{where}: expected a non-negative number")
@@ -238,7 +279,11 @@ def parse_config(data: dict[str, Any], source: str) -> Config:
         if bad:
             raise ConfigurationError(f"{source}: [{name}] unknown setting(s) {', '.join(sorted(bad))}")
         values = {key: _convert(name, key, known[key].type, value) for key, value in given.items()}
-        sections[name] = replace(getattr(base, name), **values)
+        # without a [web] section a file serves no HTTP (the embedded default's address is not inherited)
+        start = WebConfig() if name == "web" and "web" not in data else getattr(base, name)
+        sections[name] = replace(start, **values)
+    if sections["web"].address == "":
+        sections["web"] = replace(sections["web"], address=None)
     config = Config(**sections, source=source)
     _validate(config)
     return config
@@ -257,8 +302,23 @@ def _validate(config: Config) -> None:
         raise ConfigurationError(f"{config.source}: [listen] needs a socket or a tls_address")
     if not config.store.url.startswith(("sqlite:", "mysql:", "mariadb:")):
         raise ConfigurationError(f"{config.source}: [store] url must start with sqlite: or mysql:")
+    _validate_web(config)
     if config.server.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigurationError(f"{config.source}: [server] log_level must be DEBUG, INFO, WARNING or ERROR")
+
+
+def _validate_web(config: Config) -> None:
+    web = config.web
+    if web.address is None:
+        return
+    host, _, port = web.address.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigurationError(f"{config.source}: [web] address must be host:port")
+    given = [n for n in ("tls_cert", "tls_key", "tls_ca") if getattr(web, n) is not None]
+    if given and len(given) != 3:
+        raise ConfigurationError(f"{config.source}: [web] HTTPS needs tls_cert, tls_key and tls_ca")
+    if web.workers < 1 or web.threads < 1:
+        raise ConfigurationError(f"{config.source}: [web] workers and threads must be at least 1")
 
 
 __all__ = ["Config", "ConfigurationError", "embedded_default", "load_config", "parse_config"]

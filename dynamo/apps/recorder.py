@@ -36,7 +36,7 @@ class PipeRecorder:
     def _send(self, batch: list[Record]) -> None:
         try:
             framing.write_fd(self.fd, {"records": batch}, self.max_frame)
-        except framing.ProtocolError:
+        except framing.FrameTooLarge:  # only size is worth a split: any other error is the record's own
             if len(batch) == 1:
                 raise
             half = len(batch) // 2  # a frame too large: split it

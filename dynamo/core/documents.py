@@ -30,12 +30,12 @@ an integer``) and nothing is produced: the caller applies all or nothing.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
-from dynamo.core.codec import DELETE, UPDATE, Record, encode, json_kind
+from dynamo.core.codec import DELETE, UPDATE, Record, encode
+from dynamo.core.docnodes import INT64_MAX, Node, Seen, checked_string, items, kind, load_json, make, top
 from dynamo.core.inventory import Inventory
 from dynamo.dataformat import (
     Block,
@@ -51,7 +51,7 @@ from dynamo.dataformat import (
 from dynamo.dataformat._base import DataObject
 from dynamo.dataformat._common import MAX_GROUP_NAME, check_block_name, check_dataset_name, check_name
 from dynamo.dataformat.file import CHECKSUM_ALGORITHMS, format_checksums
-from dynamo.errors import DocumentError, ObjectError
+from dynamo.errors import DocumentError
 
 INJECT_KEYS = ("group", "site", "partition", "dataset", "datasetreplica")
 COUNT_NAMES = {"site": "sites", "group": "groups", "partition": "partitions", "sitepartition": "quotas",
@@ -73,119 +73,6 @@ class ParsedDocument:
             self.counts[name] = self.counts.get(name, 0) + 1
 
 
-def load_json(text: str | bytes) -> Any:
-    try:
-        return json.loads(text)
-    except UnicodeDecodeError as exc:
-        raise DocumentError("", f"not UTF-8 text: {exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise DocumentError("", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
-
-
-# ---------------------------------------------------------------------------
-# a typed view of one JSON object with its path
-# ---------------------------------------------------------------------------
-
-class _Node:
-    def __init__(self, path: str, value: Any, allowed: tuple[str, ...]):
-        if not isinstance(value, dict):
-            raise DocumentError(path, f"expected an object, got {json_kind(value)}")
-        self.path = path
-        self.value = value
-        unknown = [k for k in value if k not in allowed]
-        if unknown:
-            raise DocumentError(self.at(unknown[0]), f"unknown key (expected one of: {', '.join(allowed)})")
-
-    def at(self, key: str) -> str:
-        # the document itself has the empty path: its keys are named bare ("sites", not ".sites")
-        return f"{self.path}.{key}" if self.path else key
-
-    def has(self, key: str) -> bool:
-        return key in self.value
-
-    def name(self, key: str = "name") -> str:
-        if key not in self.value:
-            raise DocumentError(self.at(key), "missing")
-        value = self.value[key]
-        if not isinstance(value, str):
-            raise DocumentError(self.at(key), f"expected a string, got {json_kind(value)}")
-        if not value:
-            raise DocumentError(self.at(key), "must not be empty")
-        return value
-
-    def string(self, key: str, default: Any) -> Any:
-        return self._optional(key, default, str, "a string")
-
-    def optional_string(self, key: str, default: Any) -> Any:
-        if self.value.get(key, "") is None:
-            return None
-        return self.string(key, default)
-
-    def integer(self, key: str, default: Any, required: bool = False) -> Any:
-        if key not in self.value:
-            if required:
-                raise DocumentError(self.at(key), "missing")
-            return default
-        value = self.value[key]
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise DocumentError(self.at(key), f"expected an integer, got {json_kind(value)}")
-        if value < 0:
-            raise DocumentError(self.at(key), f"must not be negative, got {value}")
-        return value
-
-    def boolean(self, key: str, default: Any) -> Any:
-        return self._optional(key, default, bool, "true or false")
-
-    def _optional(self, key: str, default: Any, kind: type, expected: str) -> Any:
-        value = self.value.get(key, default)
-        if key in self.value and not isinstance(value, kind):
-            raise DocumentError(self.at(key), f"expected {expected}, got {json_kind(value)}")
-        return value
-
-    def items(self, key: str, allowed: tuple[str, ...]) -> Iterator[_Node]:
-        for path, value in self.elements(key):
-            yield _Node(path, value, allowed)
-
-    def elements(self, key: str) -> Iterator[tuple[str, Any]]:
-        values = self.value.get(key, [])
-        if not isinstance(values, list):
-            raise DocumentError(self.at(key), f"expected a list, got {json_kind(values)}")
-        for index, value in enumerate(values):
-            yield f"{self.at(key)}[{index}]", value
-
-
-def _top(document: Any, allowed: tuple[str, ...]) -> _Node:
-    return _Node("", document, allowed)
-
-
-def _items(root: _Node, key: str, allowed: tuple[str, ...]) -> Iterator[_Node]:
-    values = root.value.get(key, [])
-    if not isinstance(values, list):
-        raise DocumentError(key, f"expected a list, got {json_kind(values)}")
-    for index, value in enumerate(values):
-        yield _Node(f"{key}[{index}]", value, allowed)
-
-
-def _make(path: str, factory: Any, *args: Any, **kwargs: Any) -> Any:
-    """Construct an object, turning a value error into a DocumentError at ``path``."""
-    try:
-        return factory(*args, **kwargs)
-    except ObjectError as exc:
-        raise DocumentError(path, str(exc)) from exc
-
-
-class _Seen:
-    """Duplicate detection: the first place each name was defined."""
-
-    def __init__(self, what: str):
-        self.what = what
-        self.places: dict[Any, str] = {}
-
-    def check(self, key: Any, path: str, label: str | None = None) -> None:
-        first = self.places.get(key)
-        if first is not None:
-            raise DocumentError(path, f"duplicate {self.what} {label or repr(key)} (also at {first})")
-        self.places[key] = path
 
 
 def _replica_label(dataset: str, site: str) -> str:
@@ -213,35 +100,35 @@ class _Injector:
         self.out = ParsedDocument()
         self.sites: dict[str, Site] = {}
         self.groups: set[str] = set()
-        self.partitions = _Seen("partition")
-        self.replicas = _Seen("dataset replica")
+        self.partitions = Seen("partition")
+        self.replicas = Seen("dataset replica")
         self.datasets: dict[str, tuple[Dataset, dict[str, dict[str, int]]]] = {}
 
     def run(self, document: Any) -> ParsedDocument:
-        root = _top(document, INJECT_KEYS)
-        for node in _items(root, "group", GROUP_KEYS):
+        root = top(document, INJECT_KEYS)
+        for node in items(root, "group", GROUP_KEYS):
             self.group(node)
-        for node in _items(root, "site", SITE_KEYS):
+        for node in items(root, "site", SITE_KEYS):
             self.site(node)
-        for node in _items(root, "partition", PARTITION_KEYS):
+        for node in items(root, "partition", PARTITION_KEYS):
             self.partition(node)
-        for node in _items(root, "dataset", DATASET_KEYS):
+        for node in items(root, "dataset", DATASET_KEYS):
             self.dataset(node)
-        for node in _items(root, "datasetreplica", DATASETREPLICA_KEYS):
+        for node in items(root, "datasetreplica", DATASETREPLICA_KEYS):
             self.dataset_replica(node)
         return self.out
 
-    def group(self, node: _Node) -> None:
-        name = _make(node.at("name"), check_name, node.name(), "group name", MAX_GROUP_NAME)
+    def group(self, node: Node) -> None:
+        name = make(node.at("name"), check_name, node.name(), "group name", MAX_GROUP_NAME)
         if name in self.groups:
             raise DocumentError(node.at("name"), f"duplicate group {name!r}")
         self.groups.add(name)
         old = self.inv.groups.get(name)
         olevel = node.string("olevel", old.olevel if old else "Block")
         # the name is valid: an error here is the olevel's
-        self.out.add(UPDATE, _make(node.at("olevel"), Group, name, olevel))
+        self.out.add(UPDATE, make(node.at("olevel"), Group, name, olevel))
 
-    def site(self, node: _Node) -> None:
+    def site(self, node: Node) -> None:
         name = node.name()
         if name in self.sites:
             raise DocumentError(node.at("name"), f"duplicate site {name!r}")
@@ -249,7 +136,7 @@ class _Injector:
         args = [name]
         for key, default in (("host", ""), ("storage_type", "disk"), ("backend", ""), ("status", "ready")):
             args.append(node.string(key, getattr(old, key) if old else default))
-        site = _make(node.path, Site, *args)
+        site = make(node.path, Site, *args)
         if old is not None:  # settings the document cannot express stay as they are
             site.filename_mapping, site.x509proxy = old.filename_mapping, old.x509proxy
         self.sites[name] = site
@@ -261,31 +148,32 @@ class _Injector:
     def _group_exists(self, name: str | None) -> bool:
         return name is None or name in self.groups or name in self.inv.groups
 
-    def partition(self, node: _Node) -> None:
+    def partition(self, node: Node) -> None:
         name = node.name()
         self.partitions.check(name, node.at("name"))
         old = self.inv.partitions.get(name)  # its condition and parent stay as they are
-        self.out.add(UPDATE, _make(node.at("name"), Partition, name, condition=old.condition if old else None,
-                                   parent=old.parent_name if old else None))
+        self.out.add(UPDATE, make(node.at("name"), Partition, name, condition=old.condition if old else None,
+                                  parent=old.parent_name if old else None))
         quota = node.value.get("quota", {})
         if not isinstance(quota, dict):
-            raise DocumentError(node.at("quota"), f"expected an object of site: bytes, got {json_kind(quota)}")
+            raise DocumentError(node.at("quota"), f"expected an object of site: bytes, got {kind(quota)}")
         for site, value in quota.items():
             path = f"{node.at('quota')}.{site}"
             if not self._site_exists(site):
                 raise DocumentError(path, f"unknown site {site!r}")
-            if isinstance(value, bool) or not isinstance(value, int) or value < -1:
-                raise DocumentError(path, "expected an integer number of bytes (-1 = unlimited)")
-            self.out.add(UPDATE, SitePartition(site, name, value))
+            # a number (the object model decides whether an integral float will do) within a store's column
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1 <= value <= INT64_MAX:
+                raise DocumentError(path, f"expected a number of bytes from -1 (unlimited) to {INT64_MAX}")
+            self.out.add(UPDATE, make(path, SitePartition, site, name, value))
 
-    def dataset(self, node: _Node) -> None:
+    def dataset(self, node: Node) -> None:
         # checked here rather than by the Dataset below, to name the place precisely
-        name = _make(node.at("name"), check_dataset_name, node.name(), "dataset name")
+        name = make(node.at("name"), check_dataset_name, node.name(), "dataset name")
         if name in self.datasets:
             raise DocumentError(node.at("name"), f"duplicate dataset {name!r}")
         old = self.inv.datasets.get(name)
         version = self._software_version(node, old.software_version if old else None)
-        dataset = _make(node.path, Dataset, name,
+        dataset = make(node.path, Dataset, name,
                         node.string("status", old.status if old else "unknown"),
                         node.string("data_type", old.data_type if old else "unknown"),
                         version,
@@ -296,12 +184,12 @@ class _Injector:
         self.out.add(UPDATE, dataset)
         # an LFN may appear once per dataset entry: LFNs are unique per block in the image, and
         # one in two blocks of a dataset is a mistake in the document
-        lfns = _Seen("file")
+        lfns = Seen("file")
         for block_node in node.items("blocks", BLOCK_KEYS):
             self.block(block_node, name, old, blocks, lfns)
 
     @staticmethod
-    def _software_version(node: _Node, default: str | None) -> str | None:
+    def _software_version(node: Node, default: str | None) -> str | None:
         if not node.has("software_version"):
             return default
         value = node.value["software_version"]
@@ -310,13 +198,13 @@ class _Injector:
                 raise DocumentError(node.at("software_version"), "expected a string or a list of one string")
             value = value[0]
         if value is not None and not isinstance(value, str):
-            raise DocumentError(node.at("software_version"), f"expected a string, got {json_kind(value)}")
+            raise DocumentError(node.at("software_version"), f"expected a string, got {kind(value)}")
         return value
 
-    def block(self, node: _Node, dataset: str, old_dataset: Dataset | None, blocks: dict[str, dict[str, int]],
-              lfns: _Seen) -> None:
+    def block(self, node: Node, dataset: str, old_dataset: Dataset | None, blocks: dict[str, dict[str, int]],
+              lfns: Seen) -> None:
         # checked before the files, whose references 'dataset#block' it is part of
-        name = _make(node.at("name"), check_block_name, node.name(), "block name")
+        name = make(node.at("name"), check_block_name, node.name(), "block name")
         if name in blocks:
             raise DocumentError(node.at("name"), f"duplicate block {name!r} in dataset {dataset!r}")
         old = old_dataset.find_block(name) if old_dataset else None
@@ -328,11 +216,8 @@ class _Injector:
             lfns.check(lfn, file_node.at("name"))
             size = file_node.integer("size", 0, required=True)
             checksums = {a: file_node.string(a, None) for a in CHECKSUM_ALGORITHMS if file_node.has(a)}
-            try:
-                checksum = format_checksums(checksums)
-            except ObjectError as exc:
-                raise DocumentError(file_node.path, str(exc)) from exc
-            files.append(_make(file_node.path, File, lfn, full, size, checksum))
+            checksum = make(file_node.path, format_checksums, checksums)
+            files.append(make(file_node.path, File, lfn, full, size, checksum))
         merged = dict(existing)
         merged.update((f.lfn, f.size) for f in files)
         count, total = len(merged), sum(merged.values())
@@ -343,7 +228,7 @@ class _Injector:
                                 + (f" ({len(existing)} already in the inventory)" if existing else ""))
         if merged and size != total:
             raise DocumentError(node.at("size"), f"{size} disagrees with the total size of the block's files, {total}")
-        block = _make(node.path, Block, name, dataset, size, num_files,
+        block = make(node.path, Block, name, dataset, size, num_files,
                       node.boolean("is_open", old.is_open if old else False),
                       node.integer("last_update", old.last_update if old else self.now))
         blocks[name] = merged
@@ -359,7 +244,7 @@ class _Injector:
         live = self.inv.find_block(dataset, block)
         return None if live is None else {lfn: 0 for lfn in live.file_names()}
 
-    def dataset_replica(self, node: _Node) -> None:
+    def dataset_replica(self, node: Node) -> None:
         dataset = node.name("dataset")
         site = node.name("site")
         if dataset not in self.datasets and dataset not in self.inv.datasets:
@@ -372,14 +257,14 @@ class _Injector:
         group = node.optional_string("group", old.group_name if old else None)
         if not self._group_exists(group):
             raise DocumentError(node.at("group"), f"unknown group {group!r}")
-        self.out.add(UPDATE, _make(node.path, DatasetReplica, dataset, site,
+        self.out.add(UPDATE, make(node.path, DatasetReplica, dataset, site,
                                    node.boolean("growing", old.growing if old else False), group))
-        seen = _Seen("block replica")
+        seen = Seen("block replica")
         for br in node.items("blockreplicas", BLOCKREPLICA_KEYS):
             self.block_replica(br, dataset, site, group, old, seen)
 
-    def block_replica(self, node: _Node, dataset: str, site: str, dr_group: str | None,
-                      old_dr: DatasetReplica | None, seen: _Seen) -> None:
+    def block_replica(self, node: Node, dataset: str, site: str, dr_group: str | None,
+                      old_dr: DatasetReplica | None, seen: Seen) -> None:
         block = node.name("block")
         seen.check(block, node.at("block"))
         files = self._block_files(dataset, block)
@@ -393,12 +278,10 @@ class _Injector:
         if node.has("files"):
             held = []
             for path, lfn in node.elements("files"):
-                if not isinstance(lfn, str):
-                    raise DocumentError(path, f"expected a file name, got {json_kind(lfn)}")
-                if lfn not in files:
+                if checked_string(path, lfn) not in files:
                     raise DocumentError(path, f"file {lfn!r} is not in block {dataset}#{block}")
                 held.append(lfn)
-        self.out.add(UPDATE, _make(node.path, BlockReplica, f"{dataset}#{block}", site, group,
+        self.out.add(UPDATE, make(node.path, BlockReplica, f"{dataset}#{block}", site, group,
                                    node.boolean("is_custodial", old.is_custodial if old else False),
                                    node.integer("last_update", old.last_update if old else self.now),
                                    held))
@@ -428,10 +311,10 @@ def parse_delete(document: Any, inventory: Inventory) -> ParsedDocument:
         document = load_json(document)
     inv = inventory
     out = ParsedDocument()
-    root = _top(document, INJECT_KEYS)
+    root = top(document, INJECT_KEYS)
     # replicas first, then datasets, groups, partitions and sites (parents last)
-    seen_dr = _Seen("dataset replica")
-    for node in _items(root, "datasetreplica", DEL_DATASETREPLICA_KEYS):
+    seen_dr = Seen("dataset replica")
+    for node in items(root, "datasetreplica", DEL_DATASETREPLICA_KEYS):
         dataset, site = node.name("dataset"), node.name("site")
         seen_dr.check((dataset, site), node.path, _replica_label(dataset, site))
         live_site = inv.sites.get(site)
@@ -441,60 +324,60 @@ def parse_delete(document: Any, inventory: Inventory) -> ParsedDocument:
         if replica is None:
             raise DocumentError(node.path, f"dataset {dataset!r} has no replica at site {site!r}")
         if not node.has("blockreplicas"):
-            out.add(DELETE, DatasetReplica(dataset, site))
+            out.add(DELETE, make(node.path, DatasetReplica, dataset, site))
             continue
-        seen = _Seen("block replica")
+        seen = Seen("block replica")
         for br in node.items("blockreplicas", DEL_BLOCKREPLICA_KEYS):
             block = br.name("block")
             seen.check(block, br.at("block"))
             if replica.find_block_replica(block) is None:
                 raise DocumentError(br.at("block"), f"block {dataset}#{block} has no replica at site {site!r}")
-            out.add(DELETE, BlockReplica(f"{dataset}#{block}", site))
-    seen_ds = _Seen("dataset")
-    for node in _items(root, "dataset", DEL_DATASET_KEYS):
+            out.add(DELETE, make(br.path, BlockReplica, f"{dataset}#{block}", site))
+    seen_ds = Seen("dataset")
+    for node in items(root, "dataset", DEL_DATASET_KEYS):
         name = node.name()
         seen_ds.check(name, node.at("name"))
         live_dataset = inv.datasets.get(name)
         if live_dataset is None:
             raise DocumentError(node.at("name"), f"unknown dataset {name!r}")
         if not node.has("blocks"):
-            out.add(DELETE, Dataset(name))
+            out.add(DELETE, make(node.path, Dataset, name))
             continue
-        seen_blocks = _Seen("block")
+        seen_blocks = Seen("block")
         for block_node in node.items("blocks", DEL_BLOCK_KEYS):
             _delete_block(out, live_dataset, block_node, seen_blocks)
     named: tuple[tuple[str, Any, str, Any], ...] = (
         ("group", Group, "group", inv.groups), ("partition", Partition, "partition", inv.partitions),
         ("site", Site, "site", inv.sites))
     for key, cls, what, live in named:
-        seen = _Seen(what)
-        for node in _items(root, key, DEL_NAME_KEYS):
+        seen = Seen(what)
+        for node in items(root, key, DEL_NAME_KEYS):
             name = node.name()
             seen.check(name, node.at("name"))
             if name not in live:
                 raise DocumentError(node.at("name"), f"unknown {what} {name!r}")
-            out.add(DELETE, cls(name))
+            out.add(DELETE, make(node.path, cls, name))
     return out
 
 
-def _delete_block(out: ParsedDocument, dataset: Dataset, node: _Node, seen: _Seen) -> None:
+def _delete_block(out: ParsedDocument, dataset: Dataset, node: Node, seen: Seen) -> None:
     name = node.name()
     seen.check(name, node.at("name"))
     block = dataset.find_block(name)
     if block is None:
         raise DocumentError(node.at("name"), f"unknown block {name!r} in dataset {dataset.name!r}")
     if not node.has("files"):
-        out.add(DELETE, Block(name, dataset.name))
+        out.add(DELETE, make(node.path, Block, name, dataset.name))
         return
     sizes = {f.lfn: f.size for f in block.files}
-    seen_files = _Seen("file")
+    seen_files = Seen("file")
     for file_node in node.items("files", DEL_NAME_KEYS):
         lfn = file_node.name()
         seen_files.check(lfn, file_node.at("name"))
         if lfn not in sizes:
             raise DocumentError(file_node.at("name"), f"file {lfn!r} is not in block {block.full_name()}")
-        out.add(DELETE, File(lfn, block.full_name()))
+        out.add(DELETE, make(file_node.path, File, lfn, block.full_name()))
         del sizes[lfn]
     # the block's counts follow its files (not counted: the document deletes, it does not inject)
-    out.add(UPDATE, Block(name, dataset.name, sum(sizes.values()), len(sizes), block.is_open, block.last_update),
-            counted=False)
+    out.add(UPDATE, make(node.path, Block, name, dataset.name, sum(sizes.values()), len(sizes), block.is_open,
+                         block.last_update), counted=False)

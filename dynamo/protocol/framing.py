@@ -4,6 +4,11 @@ One module for both ends (dynamod, the command-line clients, the pipes between
 dynamod and its children). Every frame is size-limited; a zero-length frame,
 an oversized one, bytes that are not UTF-8 JSON, or JSON that is not an object
 raise :class:`ProtocolError`, and the connection is dropped.
+
+Payloads are decoded by :func:`dynamo.core.safejson.loads`: nesting, integers
+(64 bits), floats (finite) and strings (no lone surrogates) are bounded before
+anything acts on them, so the only exception a hostile frame can raise here is
+:class:`ProtocolError` — from a client or from a child's pipe alike.
 """
 
 from __future__ import annotations
@@ -14,26 +19,36 @@ import socket
 import struct
 from typing import Any, Iterator
 
+from dynamo.core import safejson
 from dynamo.errors import ProtocolError
 
 HEADER = struct.Struct(">I")
 DEFAULT_MAX_FRAME = 16 << 20
-__all__ = ["DEFAULT_MAX_FRAME", "Decoder", "ProtocolError", "encode", "receive", "send"]
+__all__ = ["DEFAULT_MAX_FRAME", "Decoder", "FrameTooLarge", "ProtocolError", "encode", "receive", "send"]
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
 
 
+class FrameTooLarge(ProtocolError):
+    """A frame exceeds the size limit (a sender may split what it sends and try again)."""
+
+
 def encode(message: dict[str, Any], max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
-    payload = _dumps(message).encode()
+    try:
+        payload = _dumps(message).encode()
+    except UnicodeEncodeError as exc:  # a str with a lone surrogate: no UTF-8 for it, so no frame
+        raise ProtocolError(f"cannot send a string that is not valid Unicode: {exc}") from exc
+    except (TypeError, ValueError, RecursionError) as exc:  # not JSON-able (nor circular, nor too deep)
+        raise ProtocolError(f"cannot send this message as JSON: {exc}") from exc
     if len(payload) > max_frame:
-        raise ProtocolError(f"frame of {len(payload)} bytes exceeds the limit of {max_frame}")
+        raise FrameTooLarge(f"frame of {len(payload)} bytes exceeds the limit of {max_frame}")
     return HEADER.pack(len(payload)) + payload
 
 
 def _parse(payload: bytes) -> dict[str, Any]:
     try:
-        message = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError(f"frame is not UTF-8 JSON: {exc}") from exc
+        message = safejson.loads(payload)
+    except safejson.JSONRefused as exc:
+        raise ProtocolError(f"frame refused: {exc}") from exc
     if not isinstance(message, dict):
         raise ProtocolError(f"frame holds {type(message).__name__}, not an object")
     return message
@@ -43,7 +58,7 @@ def _check_length(length: int, max_frame: int) -> None:
     if length == 0:
         raise ProtocolError("empty frame")
     if length > max_frame:
-        raise ProtocolError(f"frame of {length} bytes exceeds the limit of {max_frame}")
+        raise FrameTooLarge(f"frame of {length} bytes exceeds the limit of {max_frame}")
 
 
 class Decoder:

@@ -50,6 +50,9 @@ class Committer:
         self.changelog = changelog
         self.inventory: Inventory
         self.after_reply: deque[Callable[[], None]] = deque()
+        # told the new version as soon as the image has it, before the writer's answer (web workers
+        # of an older version stop serving on it: a client that committed never reads an older image)
+        self.on_version: Callable[[int], None] | None = None
 
     def load(self) -> None:
         started = time.monotonic()
@@ -106,6 +109,8 @@ class Committer:
         if not committed:  # an empty change set: no journal entry, no new version
             log.info("%s: no changes: inventory version %d unchanged", who, version)
             return AppState.DONE, f"no changes applied: inventory version {version} unchanged"
+        if self.on_version is not None:
+            self.on_version(version)
         log.info("%s: %d change(s) applied and committed as version %d in %.2f s", who, len(records), version,
                  elapsed)
         return self._committed(records, who, version, "")

@@ -51,6 +51,7 @@ from dynamo.server.workareas import WorkAreas
 from dynamo.store import open_store
 from dynamo.store.registry import Registry
 from dynamo.store.sql import SQLStore
+from dynamo.web.generations import WebGenerations, registry_users
 
 log = logging.getLogger("dynamo.server")
 
@@ -71,6 +72,7 @@ class Dynamod:
         self.swept: set[int] = set()
         self.exit_code = ServerExit.OK
         self.pidfile = PidFile(config.path(config.server.pid_file))
+        self.web = WebGenerations(config.web, config.path) if config.web.address else None
         uid, gid = self._service_ids()
         self.work_areas = WorkAreas(config.path(config.applications.work_area), uid, gid)
         # made by start(), once the store is open
@@ -136,7 +138,10 @@ class Dynamod:
         outlived an application killed before it could clean up come to us (we are their subreaper)."""
         self.children.reap()
         if self.subreaper:
-            swept = set(sweep_orphans({child.pid for child in self.children}))
+            ours = {child.pid for child in self.children}
+            if self.web is not None:
+                ours |= set(self.web.workers)  # forked by dynamod itself, reaped by WebGenerations
+            swept = set(sweep_orphans(ours))
             for pid in swept - self.swept:  # a killed one may need two turns to be reaped: one line
                 log.warning("process %d: left behind by an application that ended: killed", pid)
             self.swept = swept
@@ -156,6 +161,12 @@ class Dynamod:
     def periodic_work(self) -> None:
         self.committer.run_after_reply()
         self.maintenance.run()
+        self.serve_web()
+
+    def serve_web(self) -> None:
+        """Web workers for the current version of the image (a new generation after a commit)."""
+        if self.web is not None and not self.stopping:
+            self.web.step(self.committer.inventory, lambda: registry_users(self.registry))
 
     # =====================================================================
     # start and stop
@@ -176,8 +187,13 @@ class Dynamod:
         self.subreaper = become_subreaper()
         if not self.subreaper:
             log.warning("cannot become a child subreaper: processes that escape a killed application survive it")
+        if self.web is not None:
+            self.web.open()
+            # a new generation of web workers before the writer hears its change is in
+            self.committer.on_version = lambda version: self.serve_web()
         self.signals.install()
         self.interest.set(self.signals, READ)
+        self.serve_web()
         set_title("dynamod: main")
         log.info("server ready: inventory version %d, listening on %s", self.committer.inventory.version,
                  ", ".join(self._listener_names()))
@@ -212,6 +228,8 @@ class Dynamod:
                 log.exception("dynamod cannot start")
         for listener in self.listeners:
             listener.close()
+        if self.web is not None:
+            self.web.stop()
         store = getattr(self, "store", None)
         if store is not None:
             try:
@@ -256,7 +274,10 @@ class Dynamod:
             self.interest.set(listener, READ)
 
     def _listener_names(self) -> list[str]:
-        return listener_names(self.listeners)
+        names = listener_names(self.listeners)
+        if self.web is not None and self.web.sock is not None:
+            names.append(self.web.name())
+        return names
 
     def shutdown(self) -> None:
         log.info("stopping: %d application(s) running", len(self.children))
@@ -264,6 +285,8 @@ class Dynamod:
         for listener in self.listeners:
             self.interest.drop(listener)
             listener.close()
+        if self.web is not None:
+            self.web.stop()
         if hasattr(self, "scheduler"):
             self.stop_all_children()
             self.committer.run_after_reply()

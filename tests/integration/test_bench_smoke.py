@@ -51,3 +51,13 @@ def test_server_bench_runs(kind: str, tmp_path: Path, request: pytest.FixtureReq
     assert result["records"] == 300
     for key in ("ready_s", "first_line_ms_median", "child_private_mb", "write_exit_to_done_s"):
         assert result[key] > 0, key
+
+
+def test_web_bench_runs(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    result = run_bench("web_bench", "sqlite", tmp_path, request, "--seconds", "1", "--connections", "4")
+    assert result["records"] == 300 and result["trivial_statuses"].get("200", 0) > 0
+    assert set(result["trivial_statuses"]) == {"200"}, result["trivial_statuses"]
+    for key in ("ready_s", "trivial_rps", "trivial_p99_ms", "busy_rps", "dataset_blockreplicas_ms",
+                "site_blockreplicas_s", "site_worker_private_mb"):
+        assert result[key] > 0, key
+    assert result["dataset_status"] == 200 and result["site_blocks"] > 0

@@ -96,7 +96,7 @@ REPLICA = {"dataset": "d", "site": "T2_US_XYZ"}
 # Each message is the start of the error's text: the place, then what is wrong there.
 @pytest.mark.parametrize(("document", "message"), [
     ('{"site": [', "invalid JSON at line 1 column 11"),
-    (b"\xff\xfe", "invalid JSON"),
+    (b"\xff\xfe", "not UTF-8 text"),
     ("[]", "expected an object, got a list"),
     ({"sites": []}, "sites: unknown key (expected one of: group, site, partition, dataset, datasetreplica)"),
     ({"site": {}}, "site: expected a list, got an object"),
@@ -205,3 +205,62 @@ def test_bad_delete_documents(document: object, message: str) -> None:
     with pytest.raises(DocumentError) as info:
         parse_delete(document, seeded())
     assert str(info.value).startswith(message), str(info.value)
+
+
+# --- hostile documents (issue 8): refused with a DocumentError naming the place, never another exception ----
+
+SITE_A = {"name": "T2_A", "host": "a.example.org"}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"dataset": [{"name": "d", "last_update": ' + "9" * 5000 + "}]}", "integer 9999"),     # ValueError before
+    ('{"dataset": [{"name": "d", "last_update": ' + "9" * 400 + "}]}", "integer 9999"),
+    ("[" * 1000 + "]" * 1000, "nested more than 64 levels"),                                  # RecursionError
+    ('{"site": [' + "[" * 100_000 + "]" * 100_000 + "]}", "nested more than 64 levels"),
+    ('{"site": [{"name": "T2_A"}], "site": [{"name": "T2_B"}]}', "duplicate key 'site'"),    # the last won
+    ('{"site": [{"name": "T2_A", "host": "a", "host": "b"}]}', "duplicate key 'host' in the object named 'T2_A'"),
+    ('{"dataset": [{"name": "d", "blocks": [{"name": "b", "files": [{"name": "/f", "size": 1, "size": 2}]}]}]}',
+     "duplicate key 'size' in the object named '/f'"),
+    ('{"site": [{"name": "T2_A", "host": "\\ud800"}]}', "a string holds a lone surrogate"),
+    ('{"dataset": [{"name": "d", "last_update": NaN}]}', "NaN is not a number"),
+    ('{"dataset": [{"name": "d", "last_update": 1e999}]}', "number 1e999 is out of range"),
+])
+def test_hostile_document_texts(text: str, message: str) -> None:
+    inv = seeded()
+    for parse in (parse_inject, parse_delete):
+        with pytest.raises(DocumentError, match=message):
+            parse(text, inv)
+
+
+@pytest.mark.parametrize(("document", "message"), [
+    # an ObjectError escaped here, where every other field's range error was caught
+    ({"site": [SITE_A], "partition": [{"name": "P", "quota": {"T2_A": 2**63}}]},
+     "partition[0].quota.T2_A: expected a number of bytes from -1 (unlimited) to 9223372036854775807"),
+    ({"site": [SITE_A], "partition": [{"name": "P", "quota": {"T2_A": -2}}]}, "partition[0].quota.T2_A: expected"),
+    ({"site": [SITE_A], "partition": [{"name": "P", "quota": {"T2_A": True}}]}, "partition[0].quota.T2_A: expected"),
+    ({"dataset": [{"name": "d", "last_update": 2**63}]}, "dataset[0].last_update: must not exceed 9223372036854775807"),
+    ({"dataset": [{"name": "d", "blocks": [{"name": "b", "files": [{"name": "/f", "size": 2**63}]}]}]},
+     "dataset[0].blocks[0].files[0].size: must not exceed"),
+    # each file within range, their total not: the block's own check, named
+    ({"dataset": [{"name": "d", "blocks": [{"name": "b", "files": [{"name": "/f", "size": 2**62},
+                                                                   {"name": "/g", "size": 2**62}]}]}]},
+     "dataset[0].blocks[0]: block size: 9223372036854775808 does not fit in 64 bits"),
+    ({"site": [{"name": "T2_A", "host": "a\ud800"}]}, "site[0].host: not valid Unicode"),
+    ({"site": [{"name": "T2_\udcff"}]}, "site[0].name: not valid Unicode"),
+    ({"dataset": [DS0], "datasetreplica": [{**REPLICA, "blockreplicas": [{"block": "b", "files": ["\ud800"]}]}]},
+     "datasetreplica[0].blockreplicas[0].files[0]: not valid Unicode"),
+])
+def test_every_value_is_range_checked_and_named(document: object, message: str) -> None:
+    with pytest.raises(DocumentError) as info:
+        parse_inject(document, seeded())
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_a_quota_the_object_model_refuses_is_named() -> None:
+    # whatever the object model decides about a float quota, its refusal carries the place
+    inv = seeded()
+    doc = {"partition": [{"name": "P", "quota": {"T2_US_XYZ": 1.5}}]}
+    try:
+        parse_inject(doc, inv)
+    except DocumentError as exc:
+        assert str(exc).startswith("partition[0].quota.T2_US_XYZ: "), str(exc)

@@ -1,0 +1,135 @@
+"""One web worker (the child side): serve the image it was forked with until it is stale,
+told to stop, or used up; then stop accepting, finish what it holds, and leave.
+
+Forked from dynamod's loop: it resets the signal handlers dynamod installed (SIGTERM asks
+it to drain, SIGINT and SIGHUP are ignored: they are dynamod's), closes every descriptor
+it inherited except the listening socket and the server log, and leaves through
+``os._exit`` so that nothing of dynamod's (atexit handlers, buffered files) runs twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+from dynamo.proctitle import set_title
+from dynamo.web.app import WebApp
+from dynamo.web.generations import VersionCell, WorkerSpec
+from dynamo.web.modules import server as status_module
+from dynamo.web.request import Limits
+
+log = logging.getLogger("dynamo.web")
+
+POLL = 0.02
+MEMORY_EVERY = 1.0
+
+
+def private_bytes() -> int:
+    """Memory of this process no longer shared with dynamod (copied or new)."""
+    total = 0
+    try:
+        with open("/proc/self/smaps_rollup", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                    total += int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    return total
+
+
+def _close_inherited(keep: set[int]) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _log_fds() -> set[int]:
+    fds = set()
+    for handler in logging.getLogger("dynamo").handlers:
+        stream = getattr(handler, "stream", None)
+        if stream is not None:
+            try:
+                fds.add(stream.fileno())
+            except (OSError, ValueError):
+                pass
+    return fds
+
+
+class _Counter:
+    """Counts requests on the way into the application (the GIL makes += on one int safe enough
+    for a limit; it only decides when to recycle)."""
+
+    def __init__(self, app: WebApp):
+        self.app = app
+        self.count = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        self.count += 1
+        return self.app(environ, start_response)
+
+
+def worker_main(spec: WorkerSpec, sock: Any, cell: VersionCell, ack_fd: int, inventory: Any,
+                tls: tuple[Path, Path, Path] | None) -> NoReturn:
+    code = 70
+    try:
+        stop = threading.Event()
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGTERM, lambda s, f: stop.set())
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _close_inherited({0, 1, 2, sock.fileno(), ack_fd, *_log_fds()})
+        set_title(f"dynamod: web worker (generation {spec.generation}, version {spec.version})")
+        code = _serve(spec, sock, cell, ack_fd, inventory, tls, stop)
+    except BaseException:
+        log.exception("web worker %d failed", os.getpid())
+    finally:
+        os._exit(code)
+
+
+def _serve(spec: WorkerSpec, sock: Any, cell: VersionCell, ack_fd: int, inventory: Any,
+           tls: tuple[Path, Path, Path] | None, stop: threading.Event) -> int:
+    from dynamo.web.server import WebServer
+
+    version = spec.version
+
+    config = spec.config
+    status_module.ServerStatus.generation = spec.generation
+    app = WebApp(spec.modules, spec.modules_config, lambda: inventory, spec.users.get,
+                 Limits(max_body=config.max_body), debug=config.debug)
+    counted = _Counter(app)
+    server = WebServer(counted, sock, threads=config.threads, timeout=config.timeout, max_body=config.max_body,
+                       tls=tls)
+    server.start()
+    next_memory = time.monotonic() + MEMORY_EVERY
+    reason = "told to stop"
+    while not stop.wait(POLL):
+        if cell.get() != version:
+            reason = f"inventory version {cell.get()} replaces {version}"
+            break
+        if config.max_requests and counted.count >= config.max_requests:
+            reason = f"served {counted.count} requests"
+            break
+        if config.max_private_memory and time.monotonic() >= next_memory:
+            next_memory = time.monotonic() + MEMORY_EVERY
+            if private_bytes() > config.max_private_memory:
+                reason = f"holds {private_bytes() >> 20} MiB of private memory"
+                break
+    log.debug("web worker %d (generation %d): %s: draining", os.getpid(), spec.generation, reason)
+    server.stop_accepting()
+    try:
+        os.write(ack_fd, struct.pack("i", os.getpid()))  # dynamod waits for this before it answers a writer
+    except OSError:
+        pass
+    server.stop()
+    return 0
