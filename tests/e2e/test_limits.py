@@ -113,7 +113,7 @@ def test_a_malformed_frame_is_answered_before_the_connection_closes(server_home:
     stopped.append(server)
     reply = _ask(server, struct.pack(">I", 5) + b"hello")
     assert reply is not None and reply["code"] == "protocol", reply
-    assert "malformed frame" in reply["message"] and "not UTF-8 JSON" in reply["message"]
+    assert "malformed frame" in reply["message"] and "JSON" in reply["message"]
     reply = _ask(server, struct.pack(">I", 1 << 30))
     assert reply is not None and reply["code"] == "protocol" and "exceeds the limit" in reply["message"], reply
     _serves(server)
