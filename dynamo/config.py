@@ -81,7 +81,19 @@ class ListenConfig:
     """Seconds a client may take to complete its TLS handshake and send its request, or to take
     output the server is holding for it; after that the connection is dropped. A client that
     stops reading an application's output holds up the end of that application (and, for a
-    writer, the next writer), so it may not do so for ever."""
+    writer, the next writer), so it may not do so for ever. While more than 4 MiB of output wait,
+    the client must also take at least 16 KiB a second, averaged over this time (a trickle does
+    not keep an application alive)."""
+    max_connections: int = 2000
+    """Client connections at once; one more is refused as overloaded."""
+    max_connections_per_peer: int = 64
+    """Client connections at once from one peer (a Unix uid on the local socket, an IP address
+    over TLS): one peer cannot take every descriptor of the server."""
+    max_incoming: int = 256 << 20
+    """Bytes of incomplete requests the server holds for all clients together; a connection whose
+    frame would pass it is dropped as overloaded."""
+    max_incoming_per_user: int = 64 << 20
+    """Bytes of incomplete requests the server holds for one user (local name or certificate DN)."""
 
 
 @dataclass(frozen=True)

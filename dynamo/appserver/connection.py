@@ -39,6 +39,11 @@ class Overloaded(ConnectionClosed):
     connections of one peer); the message says which, and is sent to the client."""
 
 
+class BadFrame(ConnectionClosed):
+    """The client sent something that is not a valid frame: the connection cannot go on (the stream
+    is out of step), and the message says why, for the client."""
+
+
 class IncomingBudget:
     """Memory held for incomplete frames, in total and per user: a client that starts a large frame
     and never finishes it holds that memory, and many such clients must not exhaust the server."""
@@ -288,7 +293,7 @@ class Connection:
         try:
             messages = list(self.decoder.feed(data))
         except ProtocolError as exc:
-            raise ConnectionClosed(f"protocol error: {exc}") from exc
+            raise BadFrame(f"malformed frame: {exc}") from exc
         if self.budget is not None:
             self.budget.charge(self, self.decoder.pending)  # Overloaded past a limit
         return messages
@@ -318,13 +323,15 @@ class Connection:
         return None
 
     def _track_backlog(self, sent: int) -> None:
-        if len(self.out) > HIGH_WATER:
-            if self.backlogged_since is None:
+        if self.backlogged_since is None:
+            if len(self.out) > HIGH_WATER:
                 self.backlogged_since, self.sent_in_backlog = time.monotonic(), 0
-            else:
-                self.sent_in_backlog += sent
-        else:
+        elif len(self.out) <= HIGH_WATER // 2:
+            # caught up. Not merely below HIGH_WATER: back-pressure keeps the output just around it, and a
+            # trickle that dips below it now and then would otherwise restart the rate window for ever
             self.backlogged_since = None
+        else:
+            self.sent_in_backlog += sent
 
     def flush(self) -> None:
         while self.out and not self.closed:

@@ -67,13 +67,15 @@ class Client:
                 last = None
             if last is not None and last.get("type") == Reply.ERROR:
                 refused(last)
-            fail(f"connection to the server failed: {exc}", ClientExit.UNAVAILABLE)
+            fail(certificate_refused(exc) or f"connection to the server failed: {exc}", ClientExit.UNAVAILABLE)
 
     def receive(self) -> dict[str, Any]:
         try:
             message = framing.receive(self.sock)
         except (OSError, framing.ProtocolError) as exc:
-            fail(f"connection to the server failed: {exc}", ClientExit.UNAVAILABLE)
+            # over TLS 1.3 the server judges our certificate after our handshake is done: its refusal
+            # arrives as an alert on the first read
+            fail(certificate_refused(exc) or f"connection to the server failed: {exc}", ClientExit.UNAVAILABLE)
         if message is None:
             fail("the server closed the connection", ClientExit.UNAVAILABLE)
         return message
@@ -122,9 +124,28 @@ def _tls(url: str, args: argparse.Namespace, config: Config) -> socket.socket:
         fail(f"the server's certificate is not trusted: {exc.verify_message}", ClientExit.UNAVAILABLE)
     except (ssl.SSLError, OSError) as exc:
         raw.close()
-        fail(f"TLS connection to {host}:{port} failed: {exc}", ClientExit.UNAVAILABLE)
+        fail(certificate_refused(exc) or f"TLS connection to {host}:{port} failed: {exc}", ClientExit.UNAVAILABLE)
     sock.settimeout(None)
     return sock
+
+
+# the TLS alerts a server sends when it does not accept the client's certificate (OpenSSL's reasons)
+CERTIFICATE_ALERTS = frozenset({"TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+                                "SSLV3_ALERT_BAD_CERTIFICATE", "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+                                "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE", "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+                                "SSLV3_ALERT_CERTIFICATE_REVOKED"})
+
+
+def certificate_refused(exc: BaseException) -> str | None:
+    """What to tell the user when the server refused their certificate (a TLS alert), else None."""
+    reason = getattr(exc, "reason", None)
+    if reason not in CERTIFICATE_ALERTS:
+        return None
+    if reason == "TLSV13_ALERT_CERTIFICATE_REQUIRED":
+        return "the server refused the connection: it requires a client certificate"
+    if reason == "SSLV3_ALERT_CERTIFICATE_EXPIRED":
+        return "the server refused your certificate: it has expired"
+    return f"the server refused your certificate: it is not signed by a CA the server trusts ({reason})"
 
 
 def refused(message: dict[str, Any]) -> NoReturn:

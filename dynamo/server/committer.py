@@ -103,9 +103,7 @@ class Committer:
             log.warning("%s: change set refused: %s", who, exc)
             return AppState.REFUSED, f"changes refused, nothing applied: {exc}"
         except StoreError as exc:
-            log.error("%s: the store failed, nothing applied: %s", who, exc)
-            self.resync()
-            return AppState.FAILED, f"the store failed, nothing applied: {exc}"
+            return self._failed(records, meta, who, exc)
         elapsed = time.monotonic() - started
         version = self.inventory.version
         if not committed:  # an empty change set: no journal entry, no new version
@@ -115,15 +113,54 @@ class Committer:
             self.on_version(version)
         log.info("%s: %d change(s) applied and committed as version %d in %.2f s", who, len(records), version,
                  elapsed)
+        return self._committed(records, who, version, "")
+
+    def _committed(self, records: list[Record] | Prepared, who: str, version: int, note: str) -> tuple[AppState, str]:
         plain = records.records if isinstance(records, Prepared) else records
         self.after_reply.append(functools.partial(self.changelog.write, version, who, plain))
         self.after_reply.append(refreeze)
-        return AppState.DONE, f"{len(records)} change(s) applied: inventory version {version}"
+        return AppState.DONE, f"{len(records)} change(s) applied: inventory version {version}{note}"
 
-    def resync(self) -> None:
+    def _failed(self, records: list[Record] | Prepared, meta: ChangeMeta, who: str,
+                exc: StoreError) -> tuple[AppState, str]:
+        """The store failed while the change set was written. The image rolled back; the store may
+        have committed anyway (the connection broke after COMMIT was sent): catch up, and if the
+        journal holds this change set, say so, with its version, rather than "nothing applied"."""
+        before = self.inventory.version
+        compared = self.resync()
+        version = self._journal_has(meta, before) if compared else None
+        if version is not None:
+            log.warning("%s: the store failed (%s) after the change set was committed as version %d: the "
+                        "image caught up from the journal", who, exc, version)
+            return self._committed(records, who, version, " (the store's acknowledgement was lost; the "
+                                   "journal shows the commit)")
+        if not compared:
+            log.error("%s: the store failed, and whether the change set was committed cannot be known until "
+                      "it is back: %s", who, exc)
+            return AppState.FAILED, (f"the store failed: {exc}; the store could not be asked whether the change "
+                                     "set was committed (nothing was, unless the journal shows it)")
+        log.error("%s: the store failed, nothing applied: %s", who, exc)
+        return AppState.FAILED, f"the store failed, nothing applied: {exc}"
+
+    def _journal_has(self, meta: ChangeMeta, since: int) -> int | None:
+        """The version at which the journal holds a change set made by ``meta`` after ``since``. One
+        dynamod writes one change set at a time, so after a lost acknowledgement the store is at most
+        that one ahead (or others, when another writer shares the store: those are told apart by meta)."""
+        try:
+            entries = self.store.journal_entries(since=since, limit=100)
+        except StoreError:
+            return None
+        for entry in entries:
+            if (entry.user, entry.title, entry.checksum, entry.run_id) == (meta.user, meta.title, meta.checksum,
+                                                                           meta.run_id):
+                return entry.seq
+        return None
+
+    def resync(self) -> bool:
         """After a failed commit: if the store moved on without the image (a COMMIT that went
         through although its acknowledgement was lost, or another writer), replay the journal
-        entries the image lacks, or, when they cannot be replayed, load the image again."""
+        entries the image lacks, or, when they cannot be replayed, load the image again. False if
+        the store could not be asked."""
         try:
             replayed = catch_up(self.inventory, self.store)
         except JournalPruned as exc:
@@ -132,11 +169,13 @@ class Committer:
                 self.load()
             except StoreError as error:
                 log.error("reloading the image failed, will try after the next failed commit: %s", error)
-            return
+                return False
+            return True
         except StoreError as exc:
             log.error("cannot compare the image with the store, will try after the next failed commit: %s", exc)
-            return
+            return False
         if replayed:
             self.after_reply.append(refreeze)
             log.warning("the store was %d change set(s) ahead of the image (a commit whose acknowledgement was "
                         "lost?): replayed from the journal, now at version %d", replayed, self.inventory.version)
+        return True

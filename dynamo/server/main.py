@@ -19,10 +19,12 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
 from dynamo import __version__
+from dynamo.apps.containment import become_subreaper, sweep_orphans
 from dynamo.appserver import connection as C
 from dynamo.appserver.handlers import Handlers
 from dynamo.config import Config
@@ -31,7 +33,7 @@ from dynamo.exitcodes import ServerExit
 from dynamo.proctitle import set_title
 from dynamo.server import console, identities, preflight
 from dynamo.server.children import Child, Children, Stream
-from dynamo.server.clients import Clients, listener_names, open_listeners
+from dynamo.server.clients import Clients, listener_names, open_listeners, raise_descriptor_limit
 from dynamo.server.committer import Committer
 from dynamo.server.interest import READ, Interest
 from dynamo.server.keeper_link import KeeperGone, KeeperLink
@@ -69,6 +71,8 @@ class Dynamod:
         self.children = Children(config.applications.kill_grace, system)
         self.pipes = Pipes(self.interest, config.applications.max_output, config.applications.max_changes)
         self.stopping = False
+        self.subreaper = False
+        self.swept: set[int] = set()
         self.exit_code = ServerExit.OK
         self.pidfile = PidFile(config.path(config.server.pid_file))
         self.web = WebGenerations(config.web, config.path) if config.web.address else None
@@ -102,7 +106,7 @@ class Dynamod:
                 self.handle_signals()
                 self.dispatch(events)
                 console.feed_all(self.children)
-                self.children.reap()
+                self.reap()
                 self.enforce_deadlines()
                 self.finish_children()
                 self.scheduler.start_next_write()
@@ -119,7 +123,8 @@ class Dynamod:
     def wait_for_events(self) -> list[tuple[Any, int]]:
         self.clients.refresh_interest()
         self.pipes.refresh_interest(self.children)
-        return self.interest.wait(self.children.next_wake(self.system.monotonic()))
+        now = self.system.monotonic()
+        return self.interest.wait(min(self.children.next_wake(now), self.clients.resume_in(time.monotonic())))
 
     def dispatch(self, events: list[tuple[Any, int]]) -> None:
         for key, mask in events:
@@ -134,6 +139,21 @@ class Dynamod:
                 self.from_keeper(target)
         events.clear()  # its keys hold pipes of children that may end this turn: nothing of theirs outlives it
         self.clients.expire(self.system.monotonic())
+
+    def reap(self) -> None:
+        """Reap our children, then kill and reap what applications left behind: descendants that
+        outlived an application killed before it could clean up come to us (we are their subreaper)."""
+        self.children.reap()
+        if self.subreaper:
+            ours = {child.pid for child in self.children}
+            if self.web is not None:
+                ours |= set(self.web.workers)  # forked by dynamod itself, reaped by WebGenerations
+            if self.keeper is not None:
+                ours.add(self.keeper.pid)  # the keeper of the secrets: ours, watched through its channels
+            swept = set(sweep_orphans(ours))
+            for pid in swept - self.swept:  # a killed one may need two turns to be reaped: one line
+                log.warning("process %d: left behind by an application that ended: killed", pid)
+            self.swept = swept
 
     def enforce_deadlines(self) -> None:
         for child in self.children.enforce_deadlines():
@@ -177,6 +197,10 @@ class Dynamod:
         self.committer.load()
         self.bootstrap_registry()
         self.open_listeners()
+        log.info("open descriptors: up to %d", raise_descriptor_limit())
+        self.subreaper = become_subreaper()
+        if not self.subreaper:
+            log.warning("cannot become a child subreaper: processes that escape a killed application survive it")
         if self.web is not None:
             self.web.open()
             # a new generation of web workers before the writer hears its change is in
@@ -230,7 +254,7 @@ class Dynamod:
         self.scheduler = Scheduler(ledger, self.children, self.config.applications.max_running,
                                    self.lifecycle.start, self.committer.run_inject)
         handlers = Handlers(AppService(self.registry, self.scheduler, self.children, self.hostname))
-        self.clients = Clients(self.interest, self.registry, self.config.listen, handlers.handle)
+        self.clients = Clients(self.interest, self.registry, self.config.listen, handlers.handle, self.listeners)
         self.maintenance = Maintenance(self.config, store, self.registry, self.work_areas,
                                        busy=lambda: len(self.children) > 0, system=self.system)
 

@@ -17,6 +17,8 @@ from dynamo.server.interest import READ, Interest
 
 log = logging.getLogger("dynamo.server")
 
+TO_CLIENT = ("out", "err", "control")   # streams relayed to the client, paused while it is backlogged
+
 
 class Pipes:
     def __init__(self, interest: Interest, max_output: int, max_changes: int):
@@ -25,12 +27,13 @@ class Pipes:
         self.max_changes = max_changes
 
     def refresh_interest(self, children: Children) -> None:
-        """Read every open pipe, except output for a client that does not keep up (back-pressure)."""
+        """Read every open pipe, except what goes to a client that does not keep up (back-pressure): an
+        application's output, and a shell's console stream (which carries its output)."""
         for child in children:
             backlogged = child.connection is not None and child.connection.backlogged
             for stream in child.streams:
                 if stream.open:
-                    self.interest.set(stream, 0 if backlogged and stream.kind in ("out", "err") else READ)
+                    self.interest.set(stream, 0 if backlogged and stream.kind in TO_CLIENT else READ)
 
     def open_logs(self, child: Child, run_dir: Path) -> None:
         for stream in child.streams:
@@ -38,6 +41,19 @@ class Pipes:
                 stream.log = open(run_dir / f"_std{stream.kind}", "a", encoding="utf-8")  # noqa: SIM115
 
     def read(self, stream: Stream) -> None:
+        """Take what one pipe holds. Whatever goes wrong costs this application only: an unexpected error
+        is logged with it and the application is stopped; the loop goes on."""
+        try:
+            self._read(stream)
+        except Exception:  # the class of faults nobody foresaw: this application's, not the server's
+            child = stream.child
+            log.exception("app %d (%s): unexpected error on its %s stream: stopping it", child.record.id,
+                          child.record.title, stream.kind)
+            child.change_error = f"the server failed on the application's {stream.kind} stream (logged)"
+            child.stop(StopReason.KILLED)
+            self.close(stream)
+
+    def _read(self, stream: Stream) -> None:
         try:
             data = os.read(stream.fd, READ_SIZE)
         except (BlockingIOError, InterruptedError):

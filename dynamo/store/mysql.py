@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Sequence
@@ -16,12 +18,17 @@ from dynamo.store.handover import SESSION, adopt
 from dynamo.store.sql import SQLStore, fetch_batches
 from dynamo.store.statements import Outcome, Row
 
+log = logging.getLogger("dynamo.store")
+
 # client-side codes for a lost or refused connection, and server-side ones for
 # a killed connection or shutdown
 _CONNECTION_LOST = {2003, 2006, 2013, 2055, 1053, 1927, 4031}
 # multi-row statements of about this many characters (PyMySQL's own executemany: 1 MB); far
 # below max_allowed_packet (16 MiB by default) even for rows of many-byte characters
 STATEMENT_BYTES = 1 << 20
+# statements that may be sent again on a new connection when the old one turns out to be dead (outside
+# a transaction): they read, or begin a transaction, so nothing of theirs took effect
+REPEATABLE = re.compile(r"\s*(SELECT|SHOW|START TRANSACTION)\b", re.IGNORECASE)
 
 
 def read_password(path: str) -> str:
@@ -159,6 +166,21 @@ class MySQLStore(SQLStore):
                 pass
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[Row], Outcome]:
+        if self._depth == 0 and self._conn is not None and REPEATABLE.match(sql):
+            try:
+                return self._run_once(sql, params)
+            except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+                if isinstance(exc, pymysql.err.OperationalError) and (exc.args[:1] or (None,))[0] not in \
+                        _CONNECTION_LOST:
+                    raise
+                # an idle connection that died (the database restarted, or killed it): nothing of this
+                # statement took effect (it only reads, or begins a transaction), so reconnect once
+                # rather than refuse a request while the database is back
+                log.warning("%r: the connection was lost (%s): reconnecting", self, exc)
+                self._discard()
+        return self._run_once(sql, params)
+
+    def _run_once(self, sql: str, params: Sequence[Any]) -> tuple[list[Row], Outcome]:
         with self._connection().cursor() as cur:
             cur.execute(sql, params or None)
             rows = list(cur.fetchall()) if cur.description else []

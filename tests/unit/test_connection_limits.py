@@ -82,6 +82,24 @@ def test_a_client_reading_a_trickle_is_dropped_by_the_byte_rate_rule() -> None:
     assert fast.stalled(61.0, timeout=60) is None  # 170 KB/s is enough
 
 
+def test_a_trickle_just_below_high_water_does_not_restart_the_rate_window() -> None:
+    conn, peer = _pair()
+    conn.request = "shell"
+    conn.send({"type": "out", "data": "y" * (C.HIGH_WATER + 10)})
+    start = conn.backlogged_since
+    assert start is not None
+    peer.setblocking(False)
+    conn.flush()
+    while len(conn.out) > C.HIGH_WATER - 1000:  # the client takes a little: just below the mark...
+        peer.recv(65536)
+        conn.flush()
+    conn.send({"type": "out", "data": "y" * 2000})  # ...and back-pressure lets a little more in
+    assert conn.backlogged_since == start
+    conn.last_sent = start + 59
+    reason = conn.stalled(start + 61, timeout=60)
+    assert reason is not None and "bytes/s" in reason
+
+
 def test_accept_reports_descriptor_exhaustion_instead_of_raising(monkeypatch: pytest.MonkeyPatch) -> None:
     listener_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 
