@@ -42,6 +42,7 @@ class Clients:
         self.peers: dict[C.Connection, str] = {}       # uid:N or ip:ADDR, for the per-peer cap and the log
         self.per_peer: Counter[str] = Counter()
         self.refusals: dict[C.Connection, str] = {}    # over a cap: told so once TLS lets us speak
+        self.counted: set[C.Connection] = set()        # the connections per_peer counts (not the refused)
         self.paused_until = 0.0                        # accepting resumes then (monotonic)
 
     def refresh_interest(self) -> None:
@@ -103,6 +104,19 @@ class Clients:
         if listener.context is not None:
             sock = listener.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         conn = C.Connection(sock, listener.kind, self.listen.max_frame)
+        self._count(conn, peer)
+        if listener.kind == "unix":
+            try:
+                conn.identify_local()
+            except OSError as exc:
+                log.warning("local connection without peer credentials: %s", exc)
+                self.drop(conn)
+                return
+            self._identify_or_refuse(conn)
+
+    def _count(self, conn: C.Connection, peer: str) -> None:
+        """Register a new connection of ``peer``: its incoming data charged to the budget, and counted
+        against the per-peer cap (or marked to be refused, once it can be told)."""
         conn.budget = self.budget
         self.connections.add(conn)
         self.peers[conn] = peer
@@ -113,14 +127,7 @@ class Clients:
                                    "server, its limit: close some and try again")
         else:
             self.per_peer[peer] += 1
-        if listener.kind == "unix":
-            try:
-                conn.identify_local()
-            except OSError as exc:
-                log.warning("local connection without peer credentials: %s", exc)
-                self.drop(conn)
-                return
-            self._identify_or_refuse(conn)
+            self.counted.add(conn)
 
     def _identify_or_refuse(self, conn: C.Connection) -> None:
         refusal = self.refusals.pop(conn, None)
@@ -130,11 +137,18 @@ class Clients:
             Handlers.refuse(conn, refusal, ErrorCode.OVERLOADED)
             flush_now(conn)
 
-    def adopt(self, sock: socket.socket, dn: str) -> None:
-        """A TLS client handed over by the keeper, identified by the certificate DN it verified."""
+    def adopt(self, sock: socket.socket, dn: str, peer: str) -> None:
+        """A TLS client handed over by the keeper, identified by the certificate DN it verified; held to
+        the same caps and incoming-data budget as the clients we accept ourselves."""
+        if len(self.connections) >= self.listen.max_connections:
+            log.warning("TLS connection from %s refused: %d connections open (max_connections)", peer,
+                        len(self.connections))
+            _refuse_raw(sock, "unix", f"the server has {self.listen.max_connections} connections open, "
+                        "its limit: try again later")
+            return
         conn = C.Connection.relayed(sock, dn, self.listen.max_frame)
-        self.connections.add(conn)
-        self.identify(conn)
+        self._count(conn, peer)
+        self._identify_or_refuse(conn)
 
     def identify(self, conn: C.Connection) -> None:
         try:
@@ -236,7 +250,9 @@ class Clients:
         conn.close()
         self.connections.discard(conn)
         peer = self.peers.pop(conn, None)
-        if peer is not None and self.refusals.pop(conn, None) is None:
+        self.refusals.pop(conn, None)
+        if peer is not None and conn in self.counted:
+            self.counted.discard(conn)
             self.per_peer[peer] -= 1
             if self.per_peer[peer] <= 0:
                 del self.per_peer[peer]

@@ -232,7 +232,8 @@ class Dynamod:
     def from_keeper(self, keeper: KeeperLink) -> None:
         try:
             for sock, info in keeper.accept():
-                self.clients.adopt(sock, str(info.get("dn", "")))
+                host = str(info.get("peer", "")).rpartition(":")[0] or "?"  # the keeper sends host:port
+                self.clients.adopt(sock, str(info.get("dn", "")), f"ip {host}")
         except KeeperGone as exc:
             self.interest.drop(keeper)
             log.error("keeper (pid %d) %s: %s: stopping", keeper.pid, keeper.close(), exc)
