@@ -78,6 +78,17 @@ class _Counter:
         return self.app(environ, start_response)
 
 
+def _die_with_parent() -> None:
+    """SIGTERM when dynamod dies, even by SIGKILL (Linux PR_SET_PDEATHSIG); the loop's parent check covers
+    the moment before this was set, and systems without it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
 def worker_main(spec: WorkerSpec, sock: Any, cell: VersionCell, ack_fd: int, inventory: Any,
                 tls: tuple[Path, Path, Path] | None) -> NoReturn:
     code = 70
@@ -88,6 +99,7 @@ def worker_main(spec: WorkerSpec, sock: Any, cell: VersionCell, ack_fd: int, inv
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _die_with_parent()
         _close_inherited({0, 1, 2, sock.fileno(), ack_fd, *_log_fds()})
         set_title(f"dynamod: web worker (generation {spec.generation}, version {spec.version})")
         code = _serve(spec, sock, cell, ack_fd, inventory, tls, stop)
@@ -113,7 +125,11 @@ def _serve(spec: WorkerSpec, sock: Any, cell: VersionCell, ack_fd: int, inventor
     server.start()
     next_memory = time.monotonic() + MEMORY_EVERY
     reason = "told to stop"
+    parent = os.getppid()
     while not stop.wait(POLL):
+        if os.getppid() != parent:  # dynamod is gone (killed): a worker must not outlive its server
+            reason = "dynamod is gone"
+            break
         if cell.get() != version:
             reason = f"inventory version {cell.get()} replaces {version}"
             break
