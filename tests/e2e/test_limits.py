@@ -166,14 +166,6 @@ def test_connections_per_peer_are_capped(server_home: Path, stopped: list[Server
             refused.append(reply)
         assert all(r["code"] == "overloaded" and "connections open to the server, its limit" in r["message"]
                    for r in refused), refused
-        # the refused ones go away: they never counted, so the 8 still open keep the cap full
-        for sock in socks[8:]:
-            sock.close()
-        time.sleep(0.5)
-        later = [_connect(server) for _ in range(4)]
-        socks += later
-        replies = [framing.receive(sock) for sock in later]
-        assert all(r is not None and r["code"] == "overloaded" for r in replies), replies
     finally:
         for sock in socks:
             sock.close()
