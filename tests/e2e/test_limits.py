@@ -157,6 +157,8 @@ def test_out_of_descriptors_the_server_sheds_idle_connections_and_serves(server_
 def test_connections_per_peer_are_capped(server_home: Path, stopped: list[Server]) -> None:
     server = _server(server_home, "max_connections_per_peer = 8")
     stopped.append(server)
+    _serves(server)  # the start-up probe's connection is gone by now: uid 0 holds none
+    time.sleep(0.5)
     socks = [_connect(server) for _ in range(12)]
     try:
         refused = []
@@ -166,6 +168,14 @@ def test_connections_per_peer_are_capped(server_home: Path, stopped: list[Server
             refused.append(reply)
         assert all(r["code"] == "overloaded" and "connections open to the server, its limit" in r["message"]
                    for r in refused), refused
+        # the refused ones go away: they never counted, so the 8 still open keep the cap full
+        for sock in socks[8:]:
+            sock.close()
+        time.sleep(0.5)
+        later = [_connect(server) for _ in range(4)]
+        socks += later
+        replies = [framing.receive(sock) for sock in later]
+        assert all(r is not None and r["code"] == "overloaded" for r in replies), replies
     finally:
         for sock in socks:
             sock.close()
