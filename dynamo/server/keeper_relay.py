@@ -102,7 +102,9 @@ class Relay:
             self.handshake_wants_write = True
             return
         except (ssl.SSLError, OSError) as exc:
-            log.debug("keeper: TLS client %s: TLS handshake failed: %s", self.peer, exc)
+            # INFO, not WARNING: anyone can open a connection and fail its handshake
+            log.info("keeper: TLS handshake failed (client %s, from ip %s): %s", self.peer,
+                     self.peer.rpartition(":")[0], exc)
             self.done = True
             return
         self.handshaking = False

@@ -150,4 +150,4 @@ def test_a_certificate_from_an_unknown_ca_is_refused_with_a_reason(
     assert done.code == 69, done.err
     assert "the server refused your certificate: it is not signed by a CA the server trusts" in done.err
     log = server.log()
-    assert "TLS handshake refused" in log and "from ip 127.0.0.1" in log, log[-2000:]
+    assert "TLS handshake failed" in log and "from ip 127.0.0.1" in log, log[-2000:]
