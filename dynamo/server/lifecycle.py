@@ -26,6 +26,9 @@ from dynamo.server.workareas import WorkAreas
 
 log = logging.getLogger("dynamo.server")
 
+ROW_DELAY = 0.25
+"""Seconds an application's "running" row may wait for its first output before it is written anyway."""
+
 
 def effective_timeout(limit: float, asked: float | None) -> float:
     """The server's limit (0 = none) caps what a client asks for (None or 0 = as long as allowed)."""
@@ -93,8 +96,12 @@ class Lifecycle:
         self.pipes.open_logs(child, run_dir)
         if child.stdin_fd is not None:
             os.set_blocking(child.stdin_fd, False)
-        # if the store is down, the application runs anyway; its record catches up when it ends
-        self.ledger.mark(record, AppState.RUNNING, pid=child.pid, started=self.system.time(), work_area=str(work),
+        # Its row says "running" once its first output has gone to its client (write_held_rows): the
+        # registry's commit (an fsync, ~13 ms) would otherwise stand between the fork and that output.
+        # The row itself was written before the fork (queued), so a crash in between loses no record
+        # of the application: the next start marks the row lost, as any it finds queued or running.
+        # If the store is down, the application runs anyway; its record catches up when it ends.
+        self.ledger.hold(record, AppState.RUNNING, pid=child.pid, started=self.system.time(), work_area=str(work),
                          version=inventory.version)
         log.info("app %d (%s): started, pid %d%s, inventory version %d", record.id, record.title, child.pid,
                  f" as uid {identity.uid}" if identity is not None else "", inventory.version)
@@ -104,6 +111,22 @@ class Lifecycle:
             conn.child = child
             conn.send(replies.started(record.id, inventory.version))
         return child
+
+    def write_held_rows(self, now: float) -> None:
+        """Write the "running" rows ``start`` held back: for each child whose first output its client now
+        has (none left waiting in the connection), or that was forked ``ROW_DELAY`` ago or more (an
+        application that prints nothing, or a client that does not read)."""
+        for child in self.children:
+            if not self.ledger.holds(child.record):
+                continue
+            conn = child.connection
+            if now >= child.started + ROW_DELAY or child.heard and (conn is None or conn.closed or not conn.out):
+                self.ledger.write_held(child.record)
+
+    def row_due_in(self, now: float) -> float:
+        """Seconds until ``write_held_rows`` must run for a child that stays silent (1 s when none waits)."""
+        due = [child.started + ROW_DELAY - now for child in self.children if self.ledger.holds(child.record)]
+        return max(0.0, min(due, default=1.0))
 
     def _not_started(self, pending: Pending, message: str) -> None:
         self.ledger.finish(pending.record, AppState.FAILED, None, message)

@@ -105,6 +105,7 @@ class Dynamod:
                 events = self.wait_for_events()
                 self.handle_signals()
                 self.dispatch(events)
+                self.lifecycle.write_held_rows(self.system.monotonic())  # after the first output went out
                 console.feed_all(self.children)
                 self.reap()
                 self.enforce_deadlines()
@@ -124,7 +125,8 @@ class Dynamod:
         self.clients.refresh_interest()
         self.pipes.refresh_interest(self.children)
         now = self.system.monotonic()
-        return self.interest.wait(min(self.children.next_wake(now), self.clients.resume_in(time.monotonic())))
+        return self.interest.wait(min(self.children.next_wake(now), self.clients.resume_in(time.monotonic()),
+                                      self.lifecycle.row_due_in(now)))
 
     def dispatch(self, events: list[tuple[Any, int]]) -> None:
         for key, mask in events:

@@ -64,6 +64,7 @@ class Pipes:
             self.close(stream)
             return
         child = stream.child
+        child.heard = True
         if stream.kind in ("out", "err"):
             text = stream.text.decode(data)
             if stream.log is not None:
