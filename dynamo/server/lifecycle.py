@@ -123,6 +123,10 @@ class Lifecycle:
             if now >= child.started + ROW_DELAY or child.heard and (conn is None or conn.closed or not conn.out):
                 self.ledger.write_held(child.record)
 
+    def rows_held(self) -> bool:
+        """Some child's "running" row waits for its first output (``write_held_rows``)."""
+        return any(self.ledger.holds(child.record) for child in self.children)
+
     def row_due_in(self, now: float) -> float:
         """Seconds until ``write_held_rows`` must run for a child that stays silent (1 s when none waits)."""
         due = [child.started + ROW_DELAY - now for child in self.children if self.ledger.holds(child.record)]

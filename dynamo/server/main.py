@@ -171,7 +171,10 @@ class Dynamod:
 
     def periodic_work(self) -> None:
         self.committer.run_after_reply()
-        self.maintenance.run()
+        # Not while a child just forked has not been heard from: the store's checkpoint (SQLite: two
+        # fsyncs) would hold up its first output; it runs once that output has gone out.
+        if not self.lifecycle.rows_held():
+            self.maintenance.run()
         self.serve_web()
 
     def serve_web(self) -> None:

@@ -36,7 +36,7 @@ def setup(connected: bool) -> tuple[FakeSystem, MemoryRegistry, Ledger, Lifecycl
 
 def test_the_row_waits_for_the_first_output_to_reach_the_client() -> None:
     system, registry, ledger, lifecycle, kid = setup(connected=True)
-    assert lifecycle.row_due_in(system.now) == ROW_DELAY
+    assert lifecycle.row_due_in(system.now) == ROW_DELAY and lifecycle.rows_held()
     lifecycle.write_held_rows(system.now)
     assert registry.updates == []  # nothing heard yet
     kid.heard = True
@@ -46,7 +46,7 @@ def test_the_row_waits_for_the_first_output_to_reach_the_client() -> None:
     kid.connection.out.clear()  # the next turn wrote it to the client
     lifecycle.write_held_rows(system.now)
     assert registry.updates == [(kid.record.id, {"status": AppState.RUNNING, "pid": kid.pid})]
-    assert not ledger.holds(kid.record) and lifecycle.row_due_in(system.now) == 1.0
+    assert not ledger.holds(kid.record) and lifecycle.row_due_in(system.now) == 1.0 and not lifecycle.rows_held()
 
 
 def test_a_silent_application_gets_its_row_after_the_delay() -> None:
