@@ -10,19 +10,22 @@ from dynamo.apps.containment import Limits
 from dynamo.apps.runner import ChildSpec
 from dynamo.config import ApplicationsConfig
 from dynamo.core.appstate import AppState
+from dynamo.core.inventory import Inventory
 from dynamo.protocol import replies
 from dynamo.server import console
 from dynamo.server.children import Child, Children
 from dynamo.server.clients import send_exit
 from dynamo.server.committer import Committer
-from dynamo.server.fork import spawn
+from dynamo.server.fork import hand_over, spawn
 from dynamo.server.identities import Identities, Identity, NoIdentity
 from dynamo.server.ledger import Ledger
 from dynamo.server.outcome import outcome
 from dynamo.server.pipes import Pipes
 from dynamo.server.scheduler import Pending
+from dynamo.server.spare import Spares
 from dynamo.server.system import System
 from dynamo.server.workareas import WorkAreas
+from dynamo.store.registry import AppRecord
 
 log = logging.getLogger("dynamo.server")
 
@@ -58,6 +61,7 @@ class Lifecycle:
         self.children = children
         self.pipes = pipes
         self.system = system
+        self.spares = Spares(system)
 
     def start(self, pending: Pending) -> Child | None:
         record, request = pending.record, pending.request
@@ -81,9 +85,10 @@ class Lifecycle:
                          gid=identity.gid if identity else None, tty=bool(request.get("tty", False)),
                          limits=limits_for(self.config, identity))
         inventory = self.committer.inventory
+        timeout = effective_timeout(self.config.timeout, request.get("timeout"))
         try:
-            child = spawn(spec, inventory, self.system,
-                          effective_timeout(self.config.timeout, request.get("timeout")), record)
+            child = self._from_spare(spec, inventory, timeout, record) or spawn(spec, inventory, self.system,
+                                                                                 timeout, record)
         except OSError as exc:
             log.error("app %d (%s): cannot fork: %s", record.id, record.title, exc)
             self.identities.release(identity)
@@ -111,6 +116,24 @@ class Lifecycle:
             conn.child = child
             conn.send(replies.started(record.id, inventory.version))
         return child
+
+    def _from_spare(self, spec: ChildSpec, inventory: Inventory, timeout: float, record: AppRecord) -> Child | None:
+        """The child, from the spare forked ahead of need (``dynamo.server.spare``), if it can run ``spec``."""
+        taken = self.spares.take(spec, inventory)
+        if taken is None:
+            return None
+        spare, frame = taken
+        try:
+            return hand_over(spare, frame, spec, self.system, timeout, record)
+        except OSError as exc:
+            log.warning("app %d (%s): the spare child is gone (%s): forking one", record.id, record.title, exc)
+            self.spares.discard(spare)
+            return None
+
+    def tend_spare(self) -> None:
+        """Keep a spare child of the current image, forked while the loop is idle: not while a child just
+        started waits for its first output (``rows_held``), when the fork would delay it."""
+        self.spares.tend(self.committer.inventory, idle=not self.rows_held())
 
     def write_held_rows(self, now: float) -> None:
         """Write the "running" rows ``start`` held back: for each child whose first output its client now

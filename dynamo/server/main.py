@@ -152,6 +152,7 @@ class Dynamod:
                 ours |= set(self.web.workers)  # forked by dynamod itself, reaped by WebGenerations
             if self.keeper is not None:
                 ours.add(self.keeper.pid)  # the keeper of the secrets: ours, watched through its channels
+            ours |= self.lifecycle.spares.pids()  # the next reader's child, forked ahead (server.spare)
             swept = set(sweep_orphans(ours))
             for pid in swept - self.swept:  # a killed one may need two turns to be reaped: one line
                 log.warning("process %d: left behind by an application that ended: killed", pid)
@@ -176,6 +177,8 @@ class Dynamod:
         if not self.lifecycle.rows_held():
             self.maintenance.run()
         self.serve_web()
+        if not self.stopping:
+            self.lifecycle.tend_spare()
 
     def serve_web(self) -> None:
         """Web workers for the current version of the image (a new generation after a commit)."""
@@ -331,6 +334,7 @@ class Dynamod:
         if self.web is not None:
             self.web.stop()
         if hasattr(self, "scheduler"):
+            self.lifecycle.spares.close()
             self.stop_all_children()
             self.identities.close()
             self.committer.run_after_reply()
