@@ -38,6 +38,9 @@ from dynamo.server.system import System
 
 log = logging.getLogger("dynamo.server")
 
+MAX_AGE = 300.0
+"""Seconds a spare waits before it is replaced: pages dynamod writes meanwhile stay behind in the
+spare as copies of its own, so an old spare slowly stops sharing its image."""
 SPEC_MAX = 60 << 10
 """Largest spec frame handed over (a pipe holds 64 KiB: the write never waits for the spare)."""
 PR_SET_PDEATHSIG = 1
@@ -51,6 +54,7 @@ class Spare:
     spec_w: int        # the spec goes here
     out_r: int         # the spare's stdout and stderr, as fork.spawn makes them
     err_r: int
+    forked: float = 0.0  # monotonic
 
 
 def close_inherited(keep: set[int]) -> None:
@@ -88,7 +92,8 @@ def fork_spare(inventory: Inventory, system: System) -> Spare:
         pass
     for fd in (out_w, err_w, spec_r):
         os.close(fd)
-    return Spare(pid=pid, inventory=inventory, version=inventory.version, spec_w=spec_w, out_r=out_r, err_r=err_r)
+    return Spare(pid=pid, inventory=inventory, version=inventory.version, spec_w=spec_w, out_r=out_r, err_r=err_r,
+                 forked=system.monotonic())
 
 
 def _wait_for_spec(parent: int, inventory: Inventory, out_w: int, err_w: int, spec_r: int) -> None:
@@ -166,7 +171,8 @@ class Spares:
         return spare, frame
 
     def tend(self, inventory: Inventory, idle: bool) -> None:
-        """Reap discarded spares; discard a stale one; fork a new one when ``idle``."""
+        """Reap discarded spares; discard one of an older image (or, when ``idle``, an old one); fork a new
+        one when ``idle``."""
         for pid in list(self.discarded):
             try:
                 done, _ = self.system.waitpid(pid, os.WNOHANG)
@@ -176,7 +182,8 @@ class Spares:
                 self.discarded.discard(pid)
         spare = self.spare
         if spare is not None:
-            if spare.inventory is not inventory or spare.version != inventory.version:
+            if spare.inventory is not inventory or spare.version != inventory.version or \
+                    (idle and self.system.monotonic() > spare.forked + MAX_AGE):
                 self.discard()
             elif self._gone(spare):  # reaped already: nothing to kill
                 self.spare = None
