@@ -105,6 +105,7 @@ class Dynamod:
                 events = self.wait_for_events()
                 self.handle_signals()
                 self.dispatch(events)
+                self.lifecycle.write_held_rows(self.system.monotonic())  # after the first output went out
                 console.feed_all(self.children)
                 self.reap()
                 self.enforce_deadlines()
@@ -124,7 +125,8 @@ class Dynamod:
         self.clients.refresh_interest()
         self.pipes.refresh_interest(self.children)
         now = self.system.monotonic()
-        return self.interest.wait(min(self.children.next_wake(now), self.clients.resume_in(time.monotonic())))
+        return self.interest.wait(min(self.children.next_wake(now), self.clients.resume_in(time.monotonic()),
+                                      self.lifecycle.row_due_in(now)))
 
     def dispatch(self, events: list[tuple[Any, int]]) -> None:
         for key, mask in events:
@@ -150,6 +152,7 @@ class Dynamod:
                 ours |= set(self.web.workers)  # forked by dynamod itself, reaped by WebGenerations
             if self.keeper is not None:
                 ours.add(self.keeper.pid)  # the keeper of the secrets: ours, watched through its channels
+            ours |= self.lifecycle.spares.pids()  # the next reader's child, forked ahead (server.spare)
             swept = set(sweep_orphans(ours))
             for pid in swept - self.swept:  # a killed one may need two turns to be reaped: one line
                 log.warning("process %d: left behind by an application that ended: killed", pid)
@@ -169,8 +172,13 @@ class Dynamod:
 
     def periodic_work(self) -> None:
         self.committer.run_after_reply()
-        self.maintenance.run()
+        # Not while a child just forked has not been heard from: the store's checkpoint (SQLite: two
+        # fsyncs) would hold up its first output; it runs once that output has gone out.
+        if not self.lifecycle.rows_held():
+            self.maintenance.run()
         self.serve_web()
+        if not self.stopping:
+            self.lifecycle.tend_spare()
 
     def serve_web(self) -> None:
         """Web workers for the current version of the image (a new generation after a commit)."""
@@ -326,6 +334,7 @@ class Dynamod:
         if self.web is not None:
             self.web.stop()
         if hasattr(self, "scheduler"):
+            self.lifecycle.spares.close()
             self.stop_all_children()
             self.identities.close()
             self.committer.run_after_reply()
