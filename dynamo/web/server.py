@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from cheroot import server as http_server
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
@@ -67,7 +68,66 @@ class _Adapter(BuiltinSSLAdapter):
         return env
 
 
+class _Request(http_server.HTTPRequest):
+    """cheroot's request, but the headers of a response with a Content-Length go out in one write
+    with its body: cheroot writes them apart, two system calls and (with TCP_NODELAY) two packets
+    for every answer, which the client must also read apart (docs/performance.md, the web). And
+    the answer to HEAD has no body: cheroot sent the application's, which a keep-alive client
+    then read as the start of its next answer."""
+
+    _held: bytes | None = None
+
+    def send_headers(self) -> None:
+        lengthy = self.method != b"HEAD" and any(k.lower() == b"content-length" for k, _ in self.outheaders)
+        if not lengthy:
+            super().send_headers()
+            return
+        real = self.conn.wfile
+        self.conn.wfile = _Capture()
+        try:
+            super().send_headers()
+            held = self.conn.wfile.data
+        finally:
+            self.conn.wfile = real
+        if self.chunked_write:  # cannot be, with a Content-Length; but never hold what cheroot would frame
+            self.conn.wfile.write(held)
+        else:
+            self._held = held
+
+    def write(self, chunk: bytes) -> None:
+        if self.method == b"HEAD":
+            return
+        held, self._held = self._held, None
+        if held is not None:
+            self.conn.wfile.write(held + chunk)
+        else:
+            super().write(chunk)
+
+    def respond(self) -> None:
+        try:
+            super().respond()
+        finally:
+            held, self._held = self._held, None
+            if held is not None:  # an empty body: the headers alone
+                self.conn.wfile.write(held)
+
+
+class _Capture:
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> int:
+        self.data += data
+        return len(data)
+
+
+class _Connection(http_server.HTTPConnection):
+    RequestHandlerClass = _Request
+
+
 class _Server(wsgi.Server):
+    ConnectionClass = _Connection
+
     def __init__(self, sock: socket.socket, app: Any, **options: Any):
         self._given = sock
         super().__init__(sock.getsockname()[:2], app, **options)
