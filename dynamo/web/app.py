@@ -9,8 +9,10 @@ status: 400 BadRequest, 403 AuthFailed, 404 NotFound, 405, 413, 500 Error (no tr
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -94,6 +96,19 @@ def route(path_info: str) -> Route:
     return Route(mode, module, command)
 
 
+_date: list[tuple[int, str]] = [(0, "")]
+
+
+def http_date() -> str:
+    """The Date header's value, made once a second (cheroot formats it for every answer otherwise)."""
+    now = int(time.time())
+    second, text = _date[0]
+    if second != now:
+        text = email.utils.formatdate(now, usegmt=True)
+        _date[0] = (now, text)
+    return text
+
+
 def _status(code: int) -> str:
     return f"{code} {HTTPStatus(code).phrase}"
 
@@ -147,7 +162,7 @@ class WebApp:
         result = provider.run(caller, parsed.params, inventory)
         # a write answers with the version it committed, a read with the image's
         version = provider.inventory_version if provider.inventory_version is not None else inventory.version
-        headers = [("Cache-Control", "no-store"), *provider.additional_headers]
+        headers = [("Cache-Control", "no-store"), ("Date", http_date()), *provider.additional_headers]
         if version is not None:
             headers.append(("X-Dynamo-Inventory-Version", str(version)))
         if provider.content_type.startswith("text/"):
@@ -199,7 +214,7 @@ class WebApp:
             envelope["inventory_version"] = version
         body = (json.dumps(envelope) + "\n").encode("utf-8")
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-                   ("Cache-Control", "no-store"), *extra]
+                   ("Cache-Control", "no-store"), ("Date", http_date()), *extra]
         if version is not None:
             headers.append(("X-Dynamo-Inventory-Version", str(version)))
         start_response(_status(code), headers)
