@@ -248,6 +248,9 @@ def _status_kb(pid: int, key: str) -> float:
         return 0.
 
 
+MARK = b'"replica": ['
+
+
 def measure_million(url: str, home: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Every block replica at a site of ~1M, streamed: time, bytes and the serving worker's memory."""
     from dataclasses import replace
@@ -296,8 +299,8 @@ def measure_million(url: str, home: Path, args: argparse.Namespace) -> dict[str,
             if first is None:
                 first = time.perf_counter() - t0
             size += len(chunk)
-            lines += (tail + chunk).count(b'"replica": [')
-            tail = chunk[-16:]
+            lines += (tail + chunk).count(MARK)
+            tail = chunk[-(len(MARK) - 1):]  # shorter than the mark: nothing in it is counted twice
         elapsed = time.perf_counter() - t0
         conn.close()
         stop.set()
