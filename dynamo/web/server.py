@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from cheroot import makefile as cheroot_files
 from cheroot import server as http_server
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
@@ -121,8 +122,35 @@ class _Capture:
         return len(data)
 
 
+class _Reader(cheroot_files.StreamReader):
+    """cheroot's reader (pure-Python buffered I/O, which cheroot chose so that it can see its buffer),
+    with a ``readline`` that takes a line already in the buffer in one step: cheroot reads the
+    request line and every header line by line, and the inherited readline does a peek and a
+    read, each under the lock, per line."""
+
+    # _pyio.BufferedReader's own (cheroot's has_data reads them too)
+    _read_lock: Any
+    _read_buf: bytes
+    _read_pos: int
+
+    def readline(self, size: int | None = -1) -> bytes:
+        with self._read_lock:
+            buf, pos = self._read_buf, self._read_pos
+            end = buf.find(b"\n", pos) + 1
+            if end and (size is None or size < 0 or end - pos <= size):
+                self._read_pos = end
+                self.bytes_read += end - pos
+                return bytes(buf[pos:end])
+        return bytes(super().readline(-1 if size is None else size))
+
+
 class _Connection(http_server.HTTPConnection):
     RequestHandlerClass = _Request
+
+    def __init__(self, server: Any, sock: Any, makefile: Any = cheroot_files.MakeFile):
+        super().__init__(server, sock, makefile)
+        if type(self.rfile) is cheroot_files.StreamReader:  # plain HTTP (TLS has readers of its own)
+            self.rfile = _Reader(sock, "rb", self.rbufsize)
 
 
 class _Server(wsgi.Server):
