@@ -278,10 +278,12 @@ def measure_million(url: str, home: Path, args: argparse.Namespace) -> dict[str,
         peak: dict[int, float] = dict(before)
         stop = threading.Event()
 
-        def sample() -> None:
+        def sample() -> None:  # every worker, those that come later too (first seen: its "before")
             while not stop.wait(0.05):
-                for pid in before:
-                    peak[pid] = max(peak[pid], _private_mb(pid))
+                for pid in bench.workers():
+                    mb = _private_mb(pid)
+                    before.setdefault(pid, mb)
+                    peak[pid] = max(peak.get(pid, 0.), mb)
 
         sampler = threading.Thread(target=sample)
         sampler.start()
@@ -306,6 +308,7 @@ def measure_million(url: str, home: Path, args: argparse.Namespace) -> dict[str,
         stop.set()
         sampler.join()
         served = max(before, key=lambda pid: peak[pid] - before[pid])
+        result["million_workers_seen"] = len(before)
         result.update(million_status=response.status, million_listed=lines, million_bytes_mb=size / 1e6,
                       million_s=elapsed, million_first_byte_ms=1000 * (first or 0.),
                       million_worker_private_before_mb=before[served], million_worker_private_peak_mb=peak[served],
