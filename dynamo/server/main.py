@@ -55,6 +55,7 @@ from dynamo.store.mysql import url_has_password
 from dynamo.store.registry import Registry
 from dynamo.store.sql import SQLStore
 from dynamo.web.generations import WebGenerations, registry_users
+from dynamo.web.link import WebLink
 
 log = logging.getLogger("dynamo.server")
 
@@ -139,6 +140,8 @@ class Dynamod:
                 self.pipes.read(target)
             elif isinstance(target, KeeperLink):
                 self.from_keeper(target)
+            elif isinstance(target, WebLink):
+                self.from_web(target)
         events.clear()  # its keys hold pipes of children that may end this turn: nothing of theirs outlives it
         self.clients.expire(self.system.monotonic())
 
@@ -211,6 +214,8 @@ class Dynamod:
             log.warning("cannot become a child subreaper: processes that escape a killed application survive it")
         if self.web is not None:
             self.web.open()
+            assert self.web.link is not None
+            self.interest.set(self.web.link, READ)
             # a new generation of web workers before the writer hears its change is in
             self.committer.on_version = lambda version: self.serve_web()
         self.signals.install()
@@ -249,6 +254,12 @@ class Dynamod:
             self.exit_code = ServerExit.SOFTWARE
             self.stopping = True
             self.scheduler.closed = True
+
+    def from_web(self, link: WebLink) -> None:
+        """Native-protocol clients a web worker handed over, each identified as its HTTP caller (dynamo.web.link)."""
+        assert self.web is not None
+        for arrival in link.accept(self.web.is_worker):
+            self.clients.adopt(arrival.sock, arrival.dn, arrival.peer)
 
     def open_store(self) -> None:
         """The store, and the rooms that work through it."""
@@ -332,6 +343,8 @@ class Dynamod:
             self.interest.drop(listener)
             listener.close()
         if self.web is not None:
+            if self.web.link is not None:
+                self.interest.drop(self.web.link)
             self.web.stop()
         if hasattr(self, "scheduler"):
             self.lifecycle.spares.close()
