@@ -82,3 +82,30 @@ def test_a_sqlite_load_leaves_no_page_cache_behind(tmp_path: Path) -> None:
         assert store.query_all("PRAGMA cache_size")[0][0] == -store.cache_kib  # back for commits
         apply_change_set(inventory, store, change_records(inventory, 200, seed=26))
         assert store.load().version == inventory.version == 2
+
+
+def test_dynamod_loads_without_walking_or_collecting_the_image(tmp_path: Path, monkeypatch: Any,
+                                                               caplog: Any) -> None:
+    from dynamo.core.inventory import Inventory
+    from dynamo.server.committer import Committer
+
+    store = open_store(f"sqlite:///{tmp_path}/inventory.db")
+    store.import_image(generate(scaled(0.001), 27), ChangeMeta(title="import"))
+    assert isinstance(store, SQLStore)
+    calls: list[str] = []
+    collect, load = gc.collect, store.load
+    monkeypatch.setattr(gc, "collect", lambda *a: calls.append("collect") or collect(*a))
+    monkeypatch.setattr(store, "load", lambda **kw: calls.append(f"load {kw}") or load(**kw))
+    monkeypatch.setattr(Inventory, "counts", lambda self: calls.append("walk") or {})
+    committer = Committer(store, None, None)  # type: ignore[arg-type]  # load() needs no ledger, no change log
+    try:
+        with caplog.at_level("INFO", logger="dynamo.server"):
+            committer.load()
+        # what was there before is collected; the image is frozen as built, never collected, never walked
+        assert calls == ["collect", "load {'freeze': True}"]
+        assert not any(isinstance(o, Block) for o in gc.get_objects())
+        counts = store.loaded_counts
+        assert counts["files"] == 10000 and f"{counts['files']} files" in caplog.text
+    finally:
+        gc.unfreeze()
+        store.close()
