@@ -226,7 +226,8 @@ def main() -> None:
             results["stores"][kind] = r
             print(f"   {r['counts']}" + (f", InnoDB buffer pool {r['innodb_buffer_pool_mb']:.0f} MiB"
                                             if kind == "mysql" else ""))
-            print(f"   load {r['load_s']:.2f} s (floor {r['floor_s']:.2f} s, ratio {r['load_over_floor']:.2f}), "
+            print(f"   load {r['load_s']:.2f} s (floor {r['floor_s']:.2f} s, ratio {r['load_over_floor']:.2f}; "
+                  f"CPU {r['load_cpu_s']:.2f} s / {r['floor_cpu_s']:.2f} s = {r['load_over_floor_cpu']:.2f}), "
                   f"RSS {r['rss_mb']:.0f} MB; change set of {r['records']}: {r['total_s']:.2f} s "
                   f"(apply {r['apply_s']:.2f} s + database {r['db_commit_s']:.2f} s); "
                   f"import {r['import_s']:.1f} s", flush=True)
