@@ -46,6 +46,7 @@ from dynamo.dataformat import (
     SitePartition,
     SiteStatus,
     StorageType,
+    filetable,
 )
 from dynamo.errors import StoreError
 
@@ -253,6 +254,8 @@ class ImageBuilder:
         self.datasets_by_id: dict[int, Dataset] = {}
         self.blocks_by_id: dict[int, Block] = {}
         self.max_ids = {"site": 0, "group": 0, "partition": 0, "dataset": 0, "block": 0, "file": 0}
+        # counted while building, so that nobody walks the image for them (Inventory.counts() does)
+        self.num_blocks = self.num_files = self.num_dataset_replicas = self.num_block_replicas = 0
 
     def groups(self, rows: Iterable[tuple[Any, ...]]) -> None:
         groups = self.inventory.groups
@@ -314,6 +317,8 @@ class ImageBuilder:
         datasets_by_id = self.datasets_by_id
         by_id = self.blocks_by_id
         new = Block.__new__
+        count_files = filetable.count
+        num_files_loaded = 0
         current_id = -1
         current: dict[str, Block] = {}
         dataset: Any = None
@@ -336,6 +341,9 @@ class ImageBuilder:
             b._files = files if files is None or type(files) is bytes else bytes(files)
             current[name] = b
             by_id[bid] = b
+            num_files_loaded += count_files(files)
+        self.num_blocks = len(by_id)
+        self.num_files += num_files_loaded
 
     def dataset_replicas(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """The hottest loop of a load: ~5 M block replicas at W10."""
@@ -359,6 +367,8 @@ class ImageBuilder:
             version, n = _BR_HEAD.unpack_from(blob, 0)
             if version != BR_VERSION:
                 raise StoreError(f"dataset replica {dataset._name}@{site._name}: unknown format {version}")
+            self.num_dataset_replicas += 1
+            self.num_block_replicas += n
             if n == 0:
                 continue
             view = memoryview(blob)
@@ -395,6 +405,15 @@ class ImageBuilder:
                 else:
                     reps.append(r)
             dr._block_replicas = members
+
+    def counts(self) -> dict[str, int]:
+        """What ``Inventory.counts()`` says of the image built, without walking it."""
+        return {
+            "sites": len(self.sites_by_id), "groups": len(self.groups_by_id) - 1,
+            "partitions": len(self.partitions_by_id), "datasets": len(self.datasets_by_id),
+            "blocks": self.num_blocks, "files": self.num_files,
+            "datasetreplicas": self.num_dataset_replicas, "blockreplicas": self.num_block_replicas,
+        }
 
     def finish(self, version: int, next_ids: dict[str, int]) -> Inventory:
         inv = self.inventory
