@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Iterator, Set
 from typing import TYPE_CHECKING, Any
 
+from dynamo.dataformat import replicatable
 from dynamo.dataformat._base import DataObject
 from dynamo.dataformat._common import (
     MAX_GROUP_NAME,
@@ -38,9 +41,16 @@ class DatasetReplica(DataObject):
     ``group``: the owner (a Group inside an inventory, a name or None outside;
     None is the null group). ``block_replicas`` is a read-only view keyed by
     block name. A dataset replica disappears with its last block replica.
+
+    Block replicas are kept packed (``_packed``: an int offset into the image's arena, or
+    bytes of their own; layout in ``dataformat.replicatable``) and become BlockReplica objects
+    only when asked for: reading gives fresh objects that die with their reader. The inventory
+    unpacks them into ``_block_replicas`` (block name -> BlockReplica) before changing any of
+    them, and a change set packs them again when it is done (``_repack``). At most one of
+    the two slots is set; neither when the replica holds no block replica.
     """
 
-    __slots__ = ("_dataset", "_site", "growing", "group", "_block_replicas")
+    __slots__ = ("_dataset", "_site", "growing", "group", "_block_replicas", "_packed")
 
     TYPE = "datasetreplica"
     ATTRS = ("growing",)
@@ -64,6 +74,7 @@ class DatasetReplica(DataObject):
         self.growing = check_bool(growing, "datasetreplica growing")
         self.group = group
         self._block_replicas: dict[str, BlockReplica] | None = None
+        self._packed: int | bytes | None = None
 
     @classmethod
     def _make(cls, dataset: Dataset, site: Site, growing: bool, group: Group) -> DatasetReplica:
@@ -73,6 +84,7 @@ class DatasetReplica(DataObject):
         obj.growing = growing
         obj.group = group
         obj._block_replicas = None
+        obj._packed = None
         return obj
 
     @property
@@ -108,16 +120,116 @@ class DatasetReplica(DataObject):
         return f"DatasetReplica({self.dataset_name!r},{self.site_name!r},{self.growing},{self.group_name!r})"
 
     @property
-    def block_replicas(self) -> ObjectSet[BlockReplica]:
-        return ObjectSet(self._block_replicas, _replica_block_name)
+    def block_replicas(self) -> ObjectSet[BlockReplica] | PackedReplicas:
+        if self._packed is None:
+            return ObjectSet(self._block_replicas, _replica_block_name)
+        return PackedReplicas(self)
 
     def find_block_replica(self, block: Block | str) -> BlockReplica | None:
-        if not self._block_replicas:
+        name = block if isinstance(block, str) else block.name
+        if self._packed is None:
+            return self._block_replicas.get(name) if self._block_replicas else None
+        dataset = self._dataset
+        live = dataset._blocks.get(name) if not isinstance(dataset, str) and dataset._blocks else None
+        if live is None:
             return None
-        return self._block_replicas.get(block if isinstance(block, str) else block.name)
+        buf, at = self._span()
+        lay = replicatable.layout(buf, at)
+        index = replicatable.find(buf, lay, live.id)
+        return None if index < 0 else self._make_replica(buf, lay, index, live)
+
+    # --- packed block replicas ------------------------------------------------
+
+    def _span(self) -> tuple[bytes, int]:
+        packed = self._packed
+        if type(packed) is int:
+            return self._dataset._arena.span(packed)[:2]  # type: ignore[union-attr]
+        assert isinstance(packed, bytes)
+        return packed, 0
+
+    def _count(self) -> int:
+        if self._packed is None:
+            return len(self._block_replicas) if self._block_replicas else 0
+        return replicatable.count(*self._span())
+
+    def _make_replica(self, buf: bytes, lay: replicatable.Layout, index: int, block: Block) -> BlockReplica:
+        from dynamo.dataformat.blockreplica import BlockReplica
+
+        flag = buf[lay.flags_at + index]
+        (last_update,) = _I64.unpack_from(buf, lay.updates_at + 8 * index)
+        (gid,) = _I32.unpack_from(buf, lay.groups_at + 4 * index)
+        group = self._dataset._arena.group(gid)  # type: ignore[union-attr]
+        lfns = None
+        if flag & replicatable.FLAG_INCOMPLETE:
+            names = block._names_by_id()
+            lfns = tuple(sorted(names[f] for f in replicatable.file_ids_of(buf, lay, index)))
+        return BlockReplica._make(block, self._site, group, bool(flag & replicatable.FLAG_CUSTODIAL),  # type: ignore[arg-type]
+                                  last_update, lfns)
+
+    def _unpacked(self) -> Iterator[BlockReplica]:
+        """Fresh objects for the packed block replicas, in stored order."""
+        from dynamo.dataformat.blockreplica import BlockReplica
+
+        dataset: Any = self._dataset
+        site = self._site
+        arena = dataset._arena
+        buf, at = self._span()
+        lay = replicatable.layout(buf, at)
+        n = lay.n
+        if n == 0:
+            return
+        view = memoryview(buf)
+        block_ids = view[lay.ids_at:lay.updates_at].cast("q")
+        updates = view[lay.updates_at:lay.groups_at].cast("q")
+        group_ids = view[lay.groups_at:lay.flags_at].cast("i")
+        flags = buf[lay.flags_at:lay.tail_at]
+        blocks = {b.id: b for b in dataset._blocks.values()} if dataset._blocks else {}
+        make = BlockReplica._make
+        group_of = arena.group
+        tail = lay.tail_at
+        for i in range(n):
+            block = blocks[block_ids[i]]
+            flag = flags[i]
+            lfns = None
+            if flag & replicatable.FLAG_INCOMPLETE:
+                (k,) = _U32.unpack_from(buf, tail)
+                names = block._names_by_id()
+                lfns = tuple(sorted(names[f] for f in view[tail + 4:tail + 4 + 8 * k].cast("q")))
+                tail += 4 + 8 * k
+            yield make(block, site, group_of(group_ids[i]), bool(flag & 1), updates[i], lfns)  # type: ignore[arg-type]
+
+    def _materialize(self) -> dict[str, BlockReplica] | None:
+        """Unpack the block replicas into ``_block_replicas`` (the inventory, before a change)."""
+        if self._packed is not None:
+            self._block_replicas = {r._live_block().name: r for r in self._unpacked()} or None
+            self._packed = None
+        return self._block_replicas
+
+    def _repack(self) -> None:
+        """Pack ``_block_replicas`` again (after a change set); kept unpacked outside an image."""
+        members = self._block_replicas
+        dataset = self._dataset
+        if members is None or isinstance(dataset, str) or dataset._arena is None:
+            return
+        self._packed = replicatable.pack(members.values())
+        self._block_replicas = None
+
+    def _packed_row(self) -> bytes:
+        """The packed block replicas as a bytes value of their own (the store's column)."""
+        packed = self._packed
+        if packed is None:
+            return replicatable.pack(self._block_replicas.values() if self._block_replicas else ())
+        if isinstance(packed, bytes):
+            return packed
+        buf, at, end = self._dataset._arena.span(packed)  # type: ignore[union-attr]
+        return buf[at:end]
 
     def is_complete(self) -> bool:
         """Every block replica here holds all files of its block."""
+        if self._packed is not None:
+            buf, at = self._span()
+            lay = replicatable.layout(buf, at)
+            return not any(f & replicatable.FLAG_INCOMPLETE for f in buf[lay.flags_at:lay.tail_at])
         return all(r.is_complete() for r in self.block_replicas)
 
     def is_full(self) -> bool:
@@ -125,7 +237,7 @@ class DatasetReplica(DataObject):
         dataset = self._dataset
         if isinstance(dataset, str):
             raise TypeError("is_full() needs a replica inside an inventory")
-        return len(self.block_replicas) == len(dataset.blocks) and self.is_complete()
+        return self._count() == len(dataset.blocks) and self.is_complete()
 
     def size(self, physical: bool = True) -> int:
         """Bytes physically present (a method, as in the original); ``physical=False``: the
@@ -134,12 +246,19 @@ class DatasetReplica(DataObject):
             return sum(r.size for r in self.block_replicas)
         return sum(r._live_block().size for r in self.block_replicas)
 
+    def _block_ids(self) -> list[int]:
+        if self._packed is None:
+            return [r._live_block().id for r in self._block_replicas.values()] if self._block_replicas else []
+        buf, at = self._span()
+        lay = replicatable.layout(buf, at)
+        return memoryview(buf)[lay.ids_at:lay.updates_at].cast("q").tolist()
+
     def is_partial(self) -> bool:
         """Some blocks of the dataset have no replica here, and those that have are complete."""
         dataset = self._dataset
         if isinstance(dataset, str):
             raise TypeError("is_partial() needs a replica inside an inventory")
-        return len(self.block_replicas) != len(dataset.blocks) and self.is_complete()
+        return self._count() != len(dataset.blocks) and self.is_complete()
 
     def last_block_created(self) -> int:
         """The newest last_update of the block replicas here (0 without any), as in the original."""
@@ -151,3 +270,51 @@ class DatasetReplica(DataObject):
         if isinstance(dataset, str):
             raise TypeError("is_last_copy() needs a replica inside an inventory")
         return len(dataset.replicas) == 1
+
+
+_I64 = struct.Struct("<q")
+_I32 = struct.Struct("<i")
+_U32 = struct.Struct("<I")
+
+
+class PackedReplicas(Set["BlockReplica"]):
+    """``dataset_replica.block_replicas`` while they are packed: the same read-only view as
+    ObjectSet (iterable, sized, ``in`` by object or block name, ``get``), whose members are
+    made when read."""
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, owner: DatasetReplica):
+        self._owner = owner
+
+    def __iter__(self) -> Iterator[BlockReplica]:
+        return self._owner._unpacked()
+
+    def __len__(self) -> int:
+        return self._owner._count()
+
+    def __contains__(self, item: object) -> bool:
+        if isinstance(item, str):
+            return self._owner.find_block_replica(item) is not None
+        if item is None:
+            return False
+        try:
+            name = _replica_block_name(item)  # type: ignore[arg-type]
+        except AttributeError:
+            return False
+        found = self._owner.find_block_replica(name)
+        return found is not None and found == item
+
+    def get(self, name: Any) -> BlockReplica | None:
+        return self._owner.find_block_replica(name) if isinstance(name, str) else None
+
+    def __getitem__(self, name: Any) -> BlockReplica:
+        found = self.get(name)
+        if found is None:
+            raise KeyError(name)
+        return found
+
+    def __repr__(self) -> str:
+        return "set([" + ", ".join(repr(v) for v in self) + "])"
+
+    __hash__ = None  # type: ignore[assignment]
