@@ -103,11 +103,10 @@ class Deletes(ImageState):
         entry = entries.get(obj.lfn)
         if entry is None:
             raise MissingReference(f"file {obj.lfn!r} is not in block {block.full_name()}")
+        # the incomplete replicas, unpacked while their file ids still resolve to names
+        incomplete = [self._live_block_replica(r) for r in block.replicas if r.lfns is not None]
         self._drop(entries, obj.lfn)
-        for replica in block.replicas:
-            if replica.lfns is None:
-                continue
-            replica = self._live_block_replica(replica)
+        for replica in incomplete:
             assert replica.lfns is not None
             remaining = tuple(f for f in replica.lfns if f != obj.lfn)
             # holding every file that is left means the replica is now complete

@@ -45,6 +45,10 @@ class Arena:
         at = offset & _POS_MASK
         return chunk, at, at + _U32.unpack_from(chunk, at - 4)[0]
 
+    def group_map(self) -> dict[int, Group]:
+        """Group id -> Group as last built (``group`` builds it again for an id it lacks)."""
+        return self._group_ids if self._group_ids is not None else {0: self.group(0)} and self._group_ids  # type: ignore[return-value]
+
     def group(self, gid: int) -> Group:
         """The group with database id ``gid`` (0: the null group)."""
         cache = self._group_ids

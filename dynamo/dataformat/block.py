@@ -193,6 +193,12 @@ class Block(DataObject):
             return [e.size for e in files.values()]
         return filetable.sizes(*self._span())
 
+    def _file_ids(self) -> list[int]:
+        files = self._files
+        if isinstance(files, dict):
+            return [e.id for e in files.values()]
+        return filetable.ids(*self._span())
+
     def _names_by_id(self) -> dict[int, str]:
         files = self._files
         if isinstance(files, dict):

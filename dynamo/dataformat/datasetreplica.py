@@ -162,41 +162,59 @@ class DatasetReplica(DataObject):
         lfns = None
         if flag & replicatable.FLAG_INCOMPLETE:
             names = block._names_by_id()
-            lfns = tuple(sorted(names[f] for f in replicatable.file_ids_of(buf, lay, index)))
+            lfns = tuple(sorted(names[f] for f in replicatable.file_ids_of(buf, lay, index) if f in names))
         return BlockReplica._make(block, self._site, group, bool(flag & replicatable.FLAG_CUSTODIAL),  # type: ignore[arg-type]
                                   last_update, lfns)
+
+    def _columns(self) -> tuple[list[Block], tuple[int, ...], tuple[int, ...], bytes, list[list[int] | None]]:
+        """The packed block replicas as columns: blocks, last updates, group ids, flags, and the
+        file ids held (None: complete)."""
+        dataset: Any = self._dataset
+        packed = self._packed
+        if type(packed) is int:
+            buf, at, _ = dataset._arena.span(packed)
+        else:
+            buf, at = packed, 0
+        n, values, tail = replicatable.columns(buf, at)
+        by_id = {b.id: b for b in dataset._blocks.values()} if dataset._blocks else {}
+        blocks = [by_id[i] for i in values[:n]]
+        flags: bytes = values[3 * n]
+        held: list[list[int] | None] = [None] * n
+        if b"\x02" in flags or b"\x03" in flags:
+            view = memoryview(buf)
+            for i in range(n):
+                if flags[i] & replicatable.FLAG_INCOMPLETE:
+                    (k,) = _U32.unpack_from(buf, tail)
+                    held[i] = view[tail + 4:tail + 4 + 8 * k].cast("q").tolist()
+                    tail += 4 + 8 * k
+        return blocks, values[n:2 * n], values[2 * n:3 * n], flags, held
 
     def _unpacked(self) -> Iterator[BlockReplica]:
         """Fresh objects for the packed block replicas, in stored order."""
         from dynamo.dataformat.blockreplica import BlockReplica
 
-        dataset: Any = self._dataset
+        blocks, updates, group_ids, flags, held = self._columns()
         site = self._site
-        arena = dataset._arena
-        buf, at = self._span()
-        lay = replicatable.layout(buf, at)
-        n = lay.n
-        if n == 0:
-            return
-        view = memoryview(buf)
-        block_ids = view[lay.ids_at:lay.updates_at].cast("q")
-        updates = view[lay.updates_at:lay.groups_at].cast("q")
-        group_ids = view[lay.groups_at:lay.flags_at].cast("i")
-        flags = buf[lay.flags_at:lay.tail_at]
-        blocks = {b.id: b for b in dataset._blocks.values()} if dataset._blocks else {}
-        make = BlockReplica._make
-        group_of = arena.group
-        tail = lay.tail_at
-        for i in range(n):
-            block = blocks[block_ids[i]]
-            flag = flags[i]
-            lfns = None
-            if flag & replicatable.FLAG_INCOMPLETE:
-                (k,) = _U32.unpack_from(buf, tail)
+        arena: Any = self._dataset._arena  # type: ignore[union-attr]
+        groups = arena.group_map()
+        new = BlockReplica.__new__
+        for block, last_update, gid, flag, file_ids in zip(blocks, updates, group_ids, flags, held, strict=True):
+            group = groups.get(gid)
+            if group is None:
+                group = arena.group(gid)
+                groups = arena.group_map()
+            r = new(BlockReplica)
+            r._block = block
+            r._site = site
+            r.group = group
+            r.is_custodial = flag & 1 == 1
+            r.last_update = last_update
+            if file_ids is None:
+                r.lfns = None
+            else:
                 names = block._names_by_id()
-                lfns = tuple(sorted(names[f] for f in view[tail + 4:tail + 4 + 8 * k].cast("q")))
-                tail += 4 + 8 * k
-            yield make(block, site, group_of(group_ids[i]), bool(flag & 1), updates[i], lfns)  # type: ignore[arg-type]
+                r.lfns = tuple(sorted(names[f] for f in file_ids if f in names))
+            yield r
 
     def _materialize(self) -> dict[str, BlockReplica] | None:
         """Unpack the block replicas into ``_block_replicas`` (the inventory, before a change)."""
@@ -242,6 +260,16 @@ class DatasetReplica(DataObject):
     def size(self, physical: bool = True) -> int:
         """Bytes physically present (a method, as in the original); ``physical=False``: the
         full sizes of the blocks that have a replica here."""
+        if self._packed is not None:
+            blocks, _, _, _, held = self._columns()
+            total = 0
+            for block, file_ids in zip(blocks, held, strict=True):
+                if file_ids is None or not physical:
+                    total += block.size
+                else:
+                    sizes = dict(zip(block._file_ids(), block.file_sizes(), strict=True))
+                    total += sum(sizes.get(f, 0) for f in file_ids)
+            return total
         if physical:
             return sum(r.size for r in self.block_replicas)
         return sum(r._live_block().size for r in self.block_replicas)
@@ -262,6 +290,8 @@ class DatasetReplica(DataObject):
 
     def last_block_created(self) -> int:
         """The newest last_update of the block replicas here (0 without any), as in the original."""
+        if self._packed is not None:
+            return max(self._columns()[1], default=0)
         return max((r.last_update for r in self.block_replicas), default=0)
 
     def is_last_copy(self) -> bool:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import struct
 from array import array
-from typing import TYPE_CHECKING, Iterable, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
 from dynamo.errors import ObjectError
 
@@ -54,6 +54,23 @@ def layout(buf: bytes, at: int = 0) -> Layout:
     groups_at = updates_at + 8 * n
     flags_at = groups_at + 4 * n
     return Layout(n, ids_at, updates_at, groups_at, flags_at, flags_at + n)
+
+
+_COLUMNS: dict[int, struct.Struct] = {}
+
+
+def columns(buf: bytes, at: int = 0) -> tuple[int, tuple[Any, ...], int]:
+    """``(n, values, tail)``: values are the n block ids, n last updates, n group ids, then the
+    flags as one bytes value; ``tail`` is where the incomplete replicas' file ids start."""
+    version, n = HEAD.unpack_from(buf, at)
+    if version != VERSION:
+        raise ObjectError(f"unknown block replica format {version}")
+    fmt = _COLUMNS.get(n)
+    if fmt is None:
+        fmt = struct.Struct(f"<{n}q{n}q{n}i{n}s")
+        if len(_COLUMNS) < 4096:
+            _COLUMNS[n] = fmt
+    return n, fmt.unpack_from(buf, at + HEAD.size), at + HEAD.size + fmt.size
 
 
 def count(buf: bytes, at: int = 0) -> int:
