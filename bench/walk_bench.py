@@ -4,7 +4,8 @@
     python -m bench.walk_bench --db /tmp/w1.db --runs 3          # measure again (the store exists)
 
 Each run is a fresh process that loads the image from the store (``load_s``, RSS after the
-load), freezes it as the server does (``gc.freeze()``), then forks a child that walks the
+load; ``rss_trimmed_mb``: after closing the store and ``malloc_trim``, i.e. without SQLite's
+page cache, the image alone), freezes it as the server does (``gc.freeze()``), then forks a child that walks the
 whole inventory through the public object API: every dataset, block, file (name and size),
 dataset replica (its size) and block replica (its size, group, completeness). The child
 reports the private memory it dirtied (``Private_Dirty`` of /proc/self/smaps_rollup, before
@@ -18,6 +19,7 @@ The code measured is the ``dynamo`` package importable from the current director
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import json
 import os
@@ -76,10 +78,13 @@ def worker(url: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     inventory = store.load()
     load_s = time.perf_counter() - t0
+    rss = rss_mb()
     store.close()
     gc.collect()
     gc.freeze()
-    rss = rss_mb()
+    # the image alone: the store's page cache, freed by close(), given back to the system
+    ctypes.CDLL(None).malloc_trim(0)
+    rss_trimmed = rss_mb()
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the reader
@@ -100,7 +105,7 @@ def worker(url: str) -> dict[str, Any]:
     with os.fdopen(read_fd) as pipe:
         child = json.loads(pipe.read())
     os.waitpid(pid, 0)
-    return {"code": dynamo.__file__, "load_s": load_s, "rss_mb": rss, **child}
+    return {"code": dynamo.__file__, "load_s": load_s, "rss_mb": rss, "rss_trimmed_mb": rss_trimmed, **child}
 
 
 def prepare(url: str, scale: float, seed: int) -> None:
@@ -138,7 +143,7 @@ def main() -> None:
                              capture_output=True, text=True)
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(runs[-1]), flush=True)
-    keys = ("load_s", "rss_mb", "walk_dirty_mb", "walk_s")
+    keys = ("load_s", "rss_mb", "rss_trimmed_mb", "walk_dirty_mb", "walk_s")
     result = {"code": runs[0]["code"], "walked": runs[0]["walked"], "runs": runs,
               "median": {k: statistics.median(r[k] for r in runs) for k in keys},
               "loadavg": os.getloadavg()}

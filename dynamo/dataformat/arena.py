@@ -65,28 +65,37 @@ class Arena:
 
 
 class ArenaWriter:
-    """Appends packed values to an arena (the loader's side); call ``close`` at the end."""
+    """Appends packed values to an arena (the loader's side); call ``close`` at the end.
 
-    __slots__ = ("arena", "_parts", "_size")
+    Values are copied into a preallocated chunk as they come, so that the driver's value is
+    freed at once and its memory reused for the next row: keeping the rows' values until a
+    join left the heap fragmented (RSS 2x the live data at W1)."""
+
+    __slots__ = ("arena", "_chunk", "_pos")
 
     def __init__(self, arena: Arena):
         self.arena = arena
-        self._parts: list[bytes] = []
-        self._size = 0
+        self._chunk: bytearray | None = None
+        self._pos = 0
 
     def add(self, blob: bytes) -> int:
         """Append ``blob``; its offset."""
         n = len(blob)
-        if self._size + n + 4 > CHUNK_SIZE and self._parts:
+        chunk = self._chunk
+        pos = self._pos
+        if chunk is None or pos + n + 4 > len(chunk):
             self.close()
-        self._parts.append(_U32.pack(n))
-        self._parts.append(blob)
-        at = self._size + 4
-        self._size = at + n
+            chunk = self._chunk = bytearray(max(CHUNK_SIZE, n + 4))
+            pos = 0
+        _U32.pack_into(chunk, pos, n)
+        at = pos + 4
+        self._pos = at + n
+        chunk[at:self._pos] = blob
         return (len(self.arena.chunks) << 32) | at
 
     def close(self) -> None:
-        if self._parts:
-            self.arena.chunks.append(b"".join(self._parts))
-            self._parts = []
-            self._size = 0
+        """Seal the current chunk (an immutable copy of what was written)."""
+        if self._chunk is not None:
+            self.arena.chunks.append(bytes(memoryview(self._chunk)[:self._pos]))
+            self._chunk = None
+            self._pos = 0
