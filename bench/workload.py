@@ -106,7 +106,8 @@ def generate(scale: Scale, seed: int = 1) -> Inventory:
                                 filetable.pack(entries)))
             ids.append(block_id)
         per_dataset_blocks.append(ids)
-    builder.blocks(blocks_rows)
+    builder.blocks(row[:7] for row in blocks_rows)
+    builder.block_files((row[0], row[7]) for row in blocks_rows)
     del blocks_rows
 
     replica_rows = []
