@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from dynamo.dataformat.group import Group
 
+# what packed values are read from: an arena chunk, or a value of its own
+Buffer = bytes | bytearray
 _U32 = struct.Struct("<I")
 CHUNK_SIZE = 64 << 20
 _POS_MASK = 0xFFFFFFFF
@@ -35,12 +37,12 @@ class Arena:
     __slots__ = ("chunks", "groups", "_group_ids")
 
     def __init__(self, groups: dict[str | None, Group]):
-        self.chunks: list[bytes] = []
+        self.chunks: list[bytearray] = []
         # the inventory's live name -> Group dict: groups made after the load are found too
         self.groups = groups
         self._group_ids: dict[int, Group] | None = None
 
-    def span(self, offset: int) -> tuple[bytes, int, int]:
+    def span(self, offset: int) -> tuple[bytearray, int, int]:
         chunk = self.chunks[offset >> 32]
         at = offset & _POS_MASK
         return chunk, at, at + _U32.unpack_from(chunk, at - 4)[0]
@@ -94,8 +96,11 @@ class ArenaWriter:
         return (len(self.arena.chunks) << 32) | at
 
     def close(self) -> None:
-        """Seal the current chunk (an immutable copy of what was written)."""
-        if self._chunk is not None:
-            self.arena.chunks.append(bytes(memoryview(self._chunk)[:self._pos]))
+        """Seal the current chunk: cut to what was written (a copy into ``bytes`` would cost a
+        page fault per 4 KiB again); nothing writes into it afterwards."""
+        chunk = self._chunk
+        if chunk is not None:
+            del chunk[self._pos:]
+            self.arena.chunks.append(chunk)
             self._chunk = None
             self._pos = 0

@@ -14,6 +14,7 @@ from dynamo.dataformat._common import (
     check_link,
     split_block_full_name,
 )
+from dynamo.dataformat.arena import Buffer
 from dynamo.dataformat.file import File
 from dynamo.dataformat.filetable import FileEntries
 
@@ -143,7 +144,7 @@ class Block(DataObject):
 
     # --- files ------------------------------------------------------------
 
-    def _span(self) -> tuple[bytes | None, int, int | None]:
+    def _span(self) -> tuple[Buffer | None, int, int | None]:
         """Where the packed file table is: ``(buffer, start, end)``; ``(None, 0, None)`` without files.
         Not for a block whose files are unpacked (a dict)."""
         files = self._files

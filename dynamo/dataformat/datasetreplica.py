@@ -17,6 +17,7 @@ from dynamo.dataformat._common import (
     check_name,
 )
 from dynamo.dataformat._views import ObjectSet
+from dynamo.dataformat.arena import Buffer
 
 if TYPE_CHECKING:
     from dynamo.dataformat.block import Block
@@ -140,7 +141,7 @@ class DatasetReplica(DataObject):
 
     # --- packed block replicas ------------------------------------------------
 
-    def _span(self) -> tuple[bytes, int]:
+    def _span(self) -> tuple[Buffer, int]:
         packed = self._packed
         if type(packed) is int:
             return self._dataset._arena.span(packed)[:2]  # type: ignore[union-attr]
@@ -152,7 +153,7 @@ class DatasetReplica(DataObject):
             return len(self._block_replicas) if self._block_replicas else 0
         return replicatable.count(*self._span())
 
-    def _make_replica(self, buf: bytes, lay: replicatable.Layout, index: int, block: Block) -> BlockReplica:
+    def _make_replica(self, buf: Buffer, lay: replicatable.Layout, index: int, block: Block) -> BlockReplica:
         from dynamo.dataformat.blockreplica import BlockReplica
 
         flag = buf[lay.flags_at + index]
@@ -240,7 +241,7 @@ class DatasetReplica(DataObject):
         if isinstance(packed, bytes):
             return packed
         buf, at, end = self._dataset._arena.span(packed)  # type: ignore[union-attr]
-        return buf[at:end]
+        return bytes(buf[at:end])
 
     def is_complete(self) -> bool:
         """Every block replica here holds all files of its block."""

@@ -28,6 +28,7 @@ import os
 import struct
 from typing import Iterator, NamedTuple
 
+from dynamo.dataformat.arena import Buffer
 from dynamo.errors import ObjectError
 
 VERSION = 1
@@ -78,7 +79,7 @@ class _Layout(NamedTuple):
     names_end: int
 
 
-def _layout(blob: bytes, at: int = 0) -> _Layout:
+def _layout(blob: Buffer, at: int = 0) -> _Layout:
     version, n, plen = _HEAD.unpack_from(blob, at)
     if version != VERSION:
         raise ObjectError(f"unknown file table format {version}")
@@ -95,18 +96,18 @@ def _layout(blob: bytes, at: int = 0) -> _Layout:
 # Every reader takes ``(buf, at, end)``: the table is ``buf[at:end]`` (``end`` None: up to the end
 # of ``buf``), so that a table inside a shared arena is read in place, never copied out whole.
 
-def count(blob: bytes | None, at: int = 0, end: int | None = None) -> int:
+def count(blob: Buffer | None, at: int = 0, end: int | None = None) -> int:
     return 0 if blob is None else _HEAD.unpack_from(blob, at)[1]
 
 
-def total_size(blob: bytes | None, at: int = 0, end: int | None = None) -> int:
+def total_size(blob: Buffer | None, at: int = 0, end: int | None = None) -> int:
     if blob is None:
         return 0
     lay = _layout(blob, at)
     return sum(memoryview(blob)[lay.sizes_at:lay.ids_at].cast("q"))
 
 
-def names(blob: bytes | None, at: int = 0, end: int | None = None) -> list[str]:
+def names(blob: Buffer | None, at: int = 0, end: int | None = None) -> list[str]:
     if blob is None:
         return []
     lay = _layout(blob, at)
@@ -114,21 +115,21 @@ def names(blob: bytes | None, at: int = 0, end: int | None = None) -> list[str]:
     return [prefix + s for s in blob[lay.names_at:lay.names_end].decode().split("\n")]
 
 
-def ids(blob: bytes | None, at: int = 0, end: int | None = None) -> list[int]:
+def ids(blob: Buffer | None, at: int = 0, end: int | None = None) -> list[int]:
     if blob is None:
         return []
     lay = _layout(blob, at)
     return memoryview(blob)[lay.ids_at:lay.ids_at + 8 * lay.n].cast("q").tolist()
 
 
-def sizes(blob: bytes | None, at: int = 0, end: int | None = None) -> list[int]:
+def sizes(blob: Buffer | None, at: int = 0, end: int | None = None) -> list[int]:
     if blob is None:
         return []
     lay = _layout(blob, at)
     return memoryview(blob)[lay.sizes_at:lay.ids_at].cast("q").tolist()
 
 
-def iterate(blob: bytes | None, at: int = 0, end: int | None = None) -> Iterator[tuple[str, FileEntry]]:
+def iterate(blob: Buffer | None, at: int = 0, end: int | None = None) -> Iterator[tuple[str, FileEntry]]:
     """``(lfn, FileEntry)`` for every file, in stored order."""
     if blob is None:
         return
@@ -145,14 +146,14 @@ def iterate(blob: bytes | None, at: int = 0, end: int | None = None) -> Iterator
         yield prefix + suffixes[i], FileEntry(file_sizes[i], checksums[i], file_ids[i])
 
 
-def unpack(blob: bytes | None, at: int = 0, end: int | None = None) -> FileEntries:
+def unpack(blob: Buffer | None, at: int = 0, end: int | None = None) -> FileEntries:
     return dict(iterate(blob, at, end))
 
 
-def extract(blob: bytes | None, at: int = 0, end: int | None = None) -> bytes | None:
+def extract(blob: Buffer | None, at: int = 0, end: int | None = None) -> bytes | None:
     """The table as a ``bytes`` value of its own (for the store)."""
     if blob is None:
         return None
-    if at == 0 and end is None:
+    if at == 0 and end is None and type(blob) is bytes:
         return blob
-    return blob[at:end]
+    return bytes(blob[at:end])

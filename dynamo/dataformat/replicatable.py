@@ -22,6 +22,7 @@ import struct
 from array import array
 from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
+from dynamo.dataformat.arena import Buffer
 from dynamo.errors import ObjectError
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ class Layout(NamedTuple):
     tail_at: int
 
 
-def layout(buf: bytes, at: int = 0) -> Layout:
+def layout(buf: Buffer, at: int = 0) -> Layout:
     version, n = HEAD.unpack_from(buf, at)
     if version != VERSION:
         raise ObjectError(f"unknown block replica format {version}")
@@ -59,7 +60,7 @@ def layout(buf: bytes, at: int = 0) -> Layout:
 _COLUMNS: dict[int, struct.Struct] = {}
 
 
-def columns(buf: bytes, at: int = 0) -> tuple[int, tuple[Any, ...], int]:
+def columns(buf: Buffer, at: int = 0) -> tuple[int, tuple[Any, ...], int]:
     """``(n, values, tail)``: values are the n block ids, n last updates, n group ids, then the
     flags as one bytes value; ``tail`` is where the incomplete replicas' file ids start."""
     version, n = HEAD.unpack_from(buf, at)
@@ -73,11 +74,11 @@ def columns(buf: bytes, at: int = 0) -> tuple[int, tuple[Any, ...], int]:
     return n, fmt.unpack_from(buf, at + HEAD.size), at + HEAD.size + fmt.size
 
 
-def count(buf: bytes, at: int = 0) -> int:
+def count(buf: Buffer, at: int = 0) -> int:
     return int(HEAD.unpack_from(buf, at)[1])
 
 
-def find(buf: bytes, lay: Layout, block_id: int) -> int:
+def find(buf: Buffer, lay: Layout, block_id: int) -> int:
     """The index of ``block_id``'s replica, or -1 (a C-speed search of the id column)."""
     key = _I64.pack(block_id)
     start, end = lay.ids_at, lay.updates_at
@@ -87,7 +88,7 @@ def find(buf: bytes, lay: Layout, block_id: int) -> int:
     return -1 if pos < 0 else (pos - start) // 8
 
 
-def file_ids_of(buf: bytes, lay: Layout, index: int) -> list[int]:
+def file_ids_of(buf: Buffer, lay: Layout, index: int) -> list[int]:
     """The file ids held by the (incomplete) replica at ``index``."""
     flags = buf[lay.flags_at:lay.flags_at + index]
     skip = sum(1 for f in flags if f & FLAG_INCOMPLETE)
