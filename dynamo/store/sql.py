@@ -42,10 +42,10 @@ _LOAD_QUERIES = (
     ("site_partitions", "SELECT site_id, partition_id, quota FROM site_partitions"),
     ("datasets", "SELECT id, name, status, data_type, software_version, last_update, is_open FROM datasets"),
     # one row per block with its files: PyMySQL's cost is mostly per row (performance.md)
-    # two scans in key order rather than a join (an index lookup per block); the builder
-    # attaches each file table to its block by id
-    ("blocks", "SELECT id, dataset_id, name, size, num_files, is_open, last_update FROM blocks"),
+    # two scans rather than a join (an index lookup per block); the builder attaches each file
+    # table to its block by id (files first: see ImageBuilder.block_files)
     ("block_files", "SELECT block_id, files FROM block_files"),
+    ("blocks", "SELECT id, dataset_id, name, size, num_files, is_open, last_update FROM blocks"),
     ("dataset_replicas", "SELECT dataset_id, site_id, growing, group_id, block_replicas FROM dataset_replicas"),
 )
 
