@@ -74,8 +74,15 @@ def fetch_batches(cursor: Any, size: int = 20000) -> Iterator[tuple[Any, ...]]:
     """Rows of an executed query, fetched ``size`` at a time; closes the cursor."""
     try:
         fetch = cursor.fetchmany
-        while batch := fetch(size):
+        while True:
+            batch = fetch(size)
+            if not batch:
+                break
             yield from batch
+            # Free this batch's rows before the next is fetched: otherwise the objects built from
+            # the next batch (blocks) fill the holes of these rows, among the values kept from
+            # them (names), and a forked reader touching blocks dirties twice the pages.
+            del batch
     finally:
         cursor.close()
 
