@@ -123,10 +123,14 @@ class Lifecycle:
         if child.spec.uid is not None:
             self.work_areas.seal(Path(child.spec.work_area))
         result = outcome(child)
-        if result.state is AppState.APPLYING:
-            self.committer.apply_application(child)
-        else:
-            self.ledger.finish(record, result.state, result.code, result.message)
+        if result.state is AppState.APPLYING:  # its client is told once the change set is in (or refused)
+            self.committer.apply_application(child, lambda: self._answer(child))
+            return
+        self.ledger.finish(record, result.state, result.code, result.message)
+        self._answer(child)
+
+    def _answer(self, child: Child) -> None:
+        record = child.record
         if child.connection is not None:
             send_exit(child.connection, record)
         log.info("app %d (%s): %s%s", record.id, record.title, record.status.value,

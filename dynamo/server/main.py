@@ -28,7 +28,7 @@ from dynamo.apps.containment import become_subreaper, sweep_orphans
 from dynamo.appserver import connection as C
 from dynamo.appserver.handlers import Handlers
 from dynamo.config import Config
-from dynamo.errors import DynamoError, StartupError, StoreError
+from dynamo.errors import DynamoError, StartupError, StoreError, StoreUnavailable
 from dynamo.exitcodes import ServerExit
 from dynamo.proctitle import set_title
 from dynamo.server import console, identities, preflight
@@ -43,6 +43,7 @@ from dynamo.server.ledger import Ledger
 from dynamo.server.lifecycle import Lifecycle
 from dynamo.server.logs import ChangeLog, setup_server_log
 from dynamo.server.maintenance import Maintenance
+from dynamo.server.offloop import CommitRun
 from dynamo.server.pidfile import PidFile
 from dynamo.server.pipes import Pipes
 from dynamo.server.scheduler import Scheduler
@@ -109,6 +110,7 @@ class Dynamod:
                 self.reap()
                 self.enforce_deadlines()
                 self.finish_children()
+                self.committer.step()
                 self.scheduler.start_next_write()
                 self.scheduler.start_readers()
                 self.periodic_work()
@@ -124,7 +126,8 @@ class Dynamod:
         self.clients.refresh_interest()
         self.pipes.refresh_interest(self.children)
         now = self.system.monotonic()
-        return self.interest.wait(min(self.children.next_wake(now), self.clients.resume_in(time.monotonic())))
+        return self.interest.wait(min(self.children.next_wake(now), self.clients.resume_in(time.monotonic()),
+                                      self.committer.wake_in()))
 
     def dispatch(self, events: list[tuple[Any, int]]) -> None:
         for key, mask in events:
@@ -137,6 +140,8 @@ class Dynamod:
                 self.pipes.read(target)
             elif isinstance(target, KeeperLink):
                 self.from_keeper(target)
+            elif isinstance(target, CommitRun):
+                self.committer.read(target)
         events.clear()  # its keys hold pipes of children that may end this turn: nothing of theirs outlives it
         self.clients.expire(self.system.monotonic())
 
@@ -145,7 +150,7 @@ class Dynamod:
         outlived an application killed before it could clean up come to us (we are their subreaper)."""
         self.children.reap()
         if self.subreaper:
-            ours = {child.pid for child in self.children}
+            ours = {child.pid for child in self.children} | self.committer.pids()
             if self.web is not None:
                 ours |= set(self.web.workers)  # forked by dynamod itself, reaped by WebGenerations
             if self.keeper is not None:
@@ -174,7 +179,7 @@ class Dynamod:
 
     def serve_web(self) -> None:
         """Web workers for the current version of the image (a new generation after a commit)."""
-        if self.web is not None and not self.stopping:
+        if self.web is not None and not self.stopping and self.committer.forks_allowed:
             self.web.step(self.committer.inventory, lambda: registry_users(self.registry))
 
     # =====================================================================
@@ -229,6 +234,21 @@ class Dynamod:
             raise StoreError("no keeper to connect to the database")
         return self.keeper.connect_db(10)
 
+    def _commit_store(self) -> tuple[Callable[[], SQLStore], tuple[int, ...]]:
+        """How the commit process opens the store: a connection of its own (from the keeper, taken here,
+        before the fork, since the keeper's link is the main process's), never this process's."""
+        url = self.config.store.url
+        if self.keeper is None:
+            return lambda: _as_sql(open_store(url, create=False)), ()
+        handed = [self.keeper.connect_db(10)]
+
+        def connector() -> tuple[int, dict[str, Any]]:
+            if not handed:
+                raise StoreUnavailable("the commit process has one database connection and lost it")
+            return handed.pop()
+
+        return lambda: _as_sql(open_store(url, create=False, connector=connector)), (handed[0][0],)
+
     def from_keeper(self, keeper: KeeperLink) -> None:
         try:
             for sock, info in keeper.accept():
@@ -249,11 +269,13 @@ class Dynamod:
         self.store = store
         self.registry = Registry(store)
         ledger = Ledger(self.registry, self.system)
-        self.committer = Committer(store, ledger, self.changelog)
+        self.committer = Committer(store, ledger, self.changelog, self.interest, self._commit_store)
         self.lifecycle = Lifecycle(self.config.applications, self.work_areas, self.committer, ledger, self.children,
                                    self.pipes, self.system, self.identities)
         self.scheduler = Scheduler(ledger, self.children, self.config.applications.max_running,
                                    self.lifecycle.start, self.committer.run_inject)
+        self.scheduler.committing = lambda: self.committer.busy
+        self.scheduler.forks_allowed = lambda: self.committer.forks_allowed
         handlers = Handlers(AppService(self.registry, self.scheduler, self.children, self.hostname))
         self.clients = Clients(self.interest, self.registry, self.config.listen, handlers.handle, self.listeners)
         self.maintenance = Maintenance(self.config, store, self.registry, self.work_areas,
@@ -327,6 +349,7 @@ class Dynamod:
             self.web.stop()
         if hasattr(self, "scheduler"):
             self.stop_all_children()
+            self.committer.settle()  # a change set being committed is seen through, its client told
             self.identities.close()
             self.committer.run_after_reply()
             self.scheduler.settle()
@@ -376,3 +399,8 @@ class Dynamod:
                 log.info("received SIGHUP: reopening the change log")
                 self.changelog.reopen()
             # SIGCHLD only wakes the loop: reap_children runs every turn
+
+
+def _as_sql(store: object) -> SQLStore:
+    assert isinstance(store, SQLStore)
+    return store
