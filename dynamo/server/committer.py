@@ -39,6 +39,7 @@ from dynamo.server.ledger import Ledger
 from dynamo.server.logs import ChangeLog
 from dynamo.server.offloop import CommitRun, Result, Work
 from dynamo.server.scheduler import InjectJob
+from dynamo.server.zygote import Zygote
 from dynamo.store.catchup import catch_up
 from dynamo.store.sql import SQLStore
 
@@ -69,6 +70,14 @@ class Applying:
         self.num_records = int(status["records"])
         self.steps: Iterator[int] = apply_committed(inventory, decode_chunks(run.chunks))
         self.started = time.monotonic()
+        # the objects made from now to the last slice are the image's: no collection pass over them
+        # (one between two slices would walk every object the apply made so far, again and again)
+        self.gc_was_enabled = gc.isenabled()
+        gc.disable()
+
+    def restore_gc(self) -> None:
+        if self.gc_was_enabled:
+            gc.enable()
 
 
 class Committer:
@@ -86,6 +95,9 @@ class Committer:
         self.on_version: Callable[[int], None] | None = None
         self.run: CommitRun | None = None          # the commit process at work
         self.applying: Applying | None = None      # its change set going into the live image
+        self.zygotes = False                       # set by dynamod when it is the subreaper (zygote.py)
+        self.zygote: Zygote | None = None          # forks applications from the old version meanwhile
+        self.retired: list[Zygote] = []            # zygotes told to end, not yet reaped
 
     def load(self) -> None:
         started = time.monotonic()
@@ -109,12 +121,28 @@ class Committer:
         return self.run is not None or self.applying is not None
 
     @property
-    def forks_allowed(self) -> bool:
-        """The live image is whole (not half-way through a committed change set)."""
+    def image_whole(self) -> bool:
+        """The live image is whole (not half-way through a committed change set): it may be forked."""
         return self.applying is None
 
+    @property
+    def forks_allowed(self) -> bool:
+        """Applications may start now: from the live image, or else from the zygote (the old version)."""
+        return self.applying is None or self.zygote is not None
+
     def pids(self) -> set[int]:
-        return {self.run.pid} if self.run is not None and self.run.exit_status is None else set()
+        """The processes the committer forked (not to be swept as orphans)."""
+        pids = {z.pid for z in self.retired} | ({self.zygote.pid} if self.zygote is not None else set())
+        if self.run is not None and self.run.exit_status is None:
+            pids.add(self.run.pid)
+        return pids
+
+    def drop_zygote(self) -> None:
+        """The zygote failed or is no longer needed: applications wait for the live image."""
+        zygote, self.zygote = self.zygote, None
+        if zygote is not None:
+            zygote.close()
+            self.retired.append(zygote)
 
     def wake_in(self) -> float:
         if self.applying is not None:
@@ -196,6 +224,7 @@ class Committer:
                 self._settle(run)
         if self.applying is not None:
             self._apply_slice(APPLY_SLICE_S)
+        self.retired = [z for z in self.retired if not z.reap()]
 
     def settle(self) -> None:
         """At shutdown: wait for the commit process, and apply what it committed (its client is told)."""
@@ -208,6 +237,9 @@ class Committer:
         self.step()
         while self.applying is not None:
             self._apply_slice(60.0)
+        for zygote in self.retired:
+            zygote.reap(blocking=True)
+        self.retired = []
 
     # --- outcomes -------------------------------------------------------------------------
 
@@ -231,27 +263,34 @@ class Committer:
         else:
             log.info("%s: %d change(s) validated and committed as version %d in %.2f s (commit process)",
                      work.who, status["records"], status["version"], time.monotonic() - run.started)
+            self._start_zygote(work.who)
             self.applying = Applying(run, self.inventory, status)
             self._apply_slice(APPLY_SLICE_S)
+
+    def _start_zygote(self, who: str) -> None:
+        if not self.zygotes:
+            return
+        try:
+            self.zygote = Zygote.start(self.inventory)
+        except OSError as exc:
+            log.warning("%s: no zygote (%s): applications wait until the image has the change set", who, exc)
 
     def _apply_slice(self, budget: float) -> None:
         applying = self.applying
         assert applying is not None
         deadline = time.monotonic() + budget
-        gc_was_enabled = gc.isenabled()
-        gc.disable()  # the objects made here are the image's: no collection pass over them
         try:
             for _ in applying.steps:
                 if time.monotonic() > deadline:
                     return
         except ChangeSetError as exc:
             self.applying = None
+            applying.restore_gc()
             self._diverged(applying, exc)
             return
-        finally:
-            if gc_was_enabled:
-                gc.enable()
         self.applying = None
+        applying.restore_gc()
+        self.drop_zygote()
         inventory = self.inventory
         inventory.version = applying.version
         if inventory.ids is not None:
@@ -267,6 +306,7 @@ class Committer:
 
     def _diverged(self, applying: Applying, exc: ChangeSetError) -> None:
         """A committed change set did not apply to the live image (a bug): load the image again."""
+        self.drop_zygote()
         work = applying.run.work
         log.error("%s: version %d is committed but did not apply to the image (%s): loading the image again",
                   work.who, applying.version, exc)

@@ -23,6 +23,7 @@ from dynamo.server.pipes import Pipes
 from dynamo.server.scheduler import Pending
 from dynamo.server.system import System
 from dynamo.server.workareas import WorkAreas
+from dynamo.server.zygote import spawn_via
 
 log = logging.getLogger("dynamo.server")
 
@@ -78,10 +79,16 @@ class Lifecycle:
                          gid=identity.gid if identity else None, tty=bool(request.get("tty", False)),
                          limits=limits_for(self.config, identity))
         inventory = self.committer.inventory
+        timeout = effective_timeout(self.config.timeout, request.get("timeout"))
+        zygote = None if self.committer.image_whole else self.committer.zygote
         try:
-            child = spawn(spec, inventory, self.system,
-                          effective_timeout(self.config.timeout, request.get("timeout")), record)
+            if zygote is not None:  # the image is taking a committed change set: fork the old version
+                child = spawn_via(zygote, spec, self.system, timeout, record)
+            else:
+                child = spawn(spec, inventory, self.system, timeout, record)
         except OSError as exc:
+            if zygote is not None:
+                self.committer.drop_zygote()
             log.error("app %d (%s): cannot fork: %s", record.id, record.title, exc)
             self.identities.release(identity)
             self._not_started(pending, f"the server could not start it: {exc}")

@@ -179,7 +179,7 @@ class Dynamod:
 
     def serve_web(self) -> None:
         """Web workers for the current version of the image (a new generation after a commit)."""
-        if self.web is not None and not self.stopping and self.committer.forks_allowed:
+        if self.web is not None and not self.stopping and self.committer.image_whole:
             self.web.step(self.committer.inventory, lambda: registry_users(self.registry))
 
     # =====================================================================
@@ -204,6 +204,7 @@ class Dynamod:
         self.open_listeners()
         log.info("open descriptors: up to %d", raise_descriptor_limit())
         self.subreaper = become_subreaper()
+        self.committer.zygotes = self.subreaper  # its applications must come to us when their parent exits
         if not self.subreaper:
             log.warning("cannot become a child subreaper: processes that escape a killed application survive it")
         if self.web is not None:

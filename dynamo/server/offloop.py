@@ -171,7 +171,7 @@ def _child(work: Work, inventory: Inventory, opener: Opener, fd: int, keep: tupl
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
         set_title("dynamod: commit")
-        _close_channels({fd, *keep})
+        close_channels({fd, *keep})
         try:
             import fcntl
             fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
@@ -188,7 +188,7 @@ def _child(work: Work, inventory: Inventory, opener: Opener, fd: int, keep: tupl
         os._exit(code)
 
 
-def _close_channels(keep: set[int]) -> None:
+def close_channels(keep: set[int]) -> None:
     """Close inherited sockets and pipes (clients, listeners, the keeper's link, applications' pipes):
     their peers must see them close when dynamod closes them. Regular files stay open: SQLite's
     process-wide state refers to the descriptors of the database it inherited."""
