@@ -98,8 +98,9 @@ class Server:
         pytest.fail("dynamod did not come up")
 
     def children(self) -> list[int]:
-        """dynamod's children but its keeper: the applications (and consoles) running."""
-        return [pid for pid in self.all_children() if not cmdline_of(pid).startswith("dynamod: keeper")]
+        """dynamod's children but its own helpers (the keeper, a commit process, a zygote): the applications
+        (and consoles) running."""
+        return [pid for pid in self.all_children() if not cmdline_of(pid).startswith(HELPERS)]
 
     def keeper(self) -> int | None:
         """The keeper process (dynamo.server.keeper), which holds the secrets, if there is one."""
@@ -151,6 +152,9 @@ class Server:
         path = self.home / name
         path.write_text(body)
         return path
+
+
+HELPERS = ("dynamod: keeper", "dynamod: commit", "dynamod: zygote")
 
 
 def cmdline_of(pid: int) -> str:
