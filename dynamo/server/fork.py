@@ -1,4 +1,5 @@
-"""The only fork site: starting a child for an application or a console.
+"""Starting a child for an application or a console (``spawn``; ``fork_child`` is also what the zygote
+of ``server/zygote.py`` runs, while a committed change set goes into the live image).
 
 Before forking it freezes the garbage collector's view of the heap
 (``gc.freeze()``), so a child's collections do not write to the inherited

@@ -8,7 +8,9 @@ Each step lives in a room of its own, named for its job:
 - ``interest``: the selector; ``clients``: client connections; ``pipes``: children's pipes;
 - ``children``: the children's states, reaping and deadlines; ``outcome``: what became of one;
 - ``scheduler``: the queues and the writer slot; ``lifecycle``: an application's start and end;
-- ``committer``: the image and every change to it; ``ledger``: application records;
+- ``committer``: the image and every change to it (``offloop``: the commit process that validates and
+  commits a change set; ``zygote``: forks applications from the old version while the image changes);
+  ``ledger``: application records;
 - ``console``: a shell's input; ``workareas``; ``maintenance``: periodic work;
 - ``service``: what the request handlers may ask of the server.
 """
