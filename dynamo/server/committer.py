@@ -27,7 +27,7 @@ from dynamo.appserver.handlers import Handlers
 from dynamo.core.appstate import AppState
 from dynamo.core.changeset import apply_committed
 from dynamo.core.inventory import Inventory
-from dynamo.core.journal import ChangeMeta, decode_chunks
+from dynamo.core.journal import ChangeMeta
 from dynamo.errors import ChangeSetError, JournalPruned, StoreError
 from dynamo.protocol import replies
 from dynamo.protocol.replies import ErrorCode
@@ -68,7 +68,7 @@ class Applying:
         self.next_ids = {str(k): int(v) for k, v in status["next_ids"].items()}
         self.counts = status.get("counts") or {}
         self.num_records = int(status["records"])
-        self.steps: Iterator[int] = apply_committed(inventory, decode_chunks(run.chunks))
+        self.steps: Iterator[int] = apply_committed(inventory, offloop.records_of(run.chunks), slice_records=250)
         self.started = time.monotonic()
         # the objects made from now to the last slice are the image's: no collection pass over them
         # (one between two slices would walk every object the apply made so far, again and again)

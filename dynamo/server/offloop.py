@@ -16,8 +16,8 @@ status says committed, the committer applies the records to the live image (trus
 log, in slices between loop turns: ``dynamo.core.changeset.apply_committed``); no fork happens
 from an image in the middle of that.
 
-The pipe carries frames of ``>IB`` (length, kind) then the payload: ``C`` a journal chunk (bytes
-as ``JournalWriter`` made them), ``S`` the status (JSON). Both ends are dynamod's own code.
+The pipe carries frames of ``>IB`` (length, kind) then the payload: ``C`` a JSON array of normalized
+records (the journal's, ids included), ``S`` the status (JSON). Both ends are dynamod's own code.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import os
 import signal
 import stat
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -43,10 +43,12 @@ from dynamo.server.logs import ChangeLog
 from dynamo.store.sql import SQLStore
 
 log = logging.getLogger("dynamo.server")
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
 
 HEAD = struct.Struct(">IB")
 CHUNK, STATUS = ord("C"), ord("S")
-READ_LIMIT = 16 << 20     # bytes taken from the pipe per loop turn
+READ_LIMIT = 4 << 20      # bytes taken from the pipe per loop turn
+FRAME_RECORDS = 500       # normalized records per C frame
 PIPE_SIZE = 1 << 20
 
 
@@ -207,6 +209,24 @@ def close_channels(keep: set[int]) -> None:
                 pass
 
 
+class _Keeping(JournalWriter):
+    """The journal's writer, keeping the normalized records too (they go back to dynamod)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept: list[Record] = []
+
+    def add(self, record: Record) -> None:
+        super().add(record)
+        self.kept.append(record)
+
+
+def records_of(frames: list[bytes]) -> Iterator[Record]:
+    """The normalized records of the ``C`` frames, decoded one frame at a time."""
+    for frame in frames:
+        yield from json.loads(frame)
+
+
 def _send(fd: int, kind: int, payload: bytes) -> None:
     data = memoryview(HEAD.pack(len(payload), kind) + payload)
     while data:
@@ -228,7 +248,7 @@ def _commit(work: Work, inventory: Inventory, opener: Opener, fd: int, changelog
             return
         work.document = None
         records, counts = parsed.records, parsed.counts
-    journal = JournalWriter()
+    journal = _Keeping()
     try:
         store = opener()
         committed = apply_change_set(inventory, store, records, work.meta, journal=journal)
@@ -241,8 +261,9 @@ def _commit(work: Work, inventory: Inventory, opener: Opener, fd: int, changelog
     if committed:
         plain = records.records if isinstance(records, Prepared) else records
         changelog.write(inventory.version, work.who, plain)  # committed: the change log may say so
-        for chunk in journal.chunks:
-            _send(fd, CHUNK, chunk)
+        kept = journal.kept
+        for start in range(0, len(kept), FRAME_RECORDS):  # small frames: the loop decodes one per slice
+            _send(fd, CHUNK, _dumps(kept[start:start + FRAME_RECORDS]).encode())
     ids = inventory.ids.next_ids if inventory.ids is not None else {}
     _status(fd, committed=committed, version=inventory.version, next_ids=ids, counts=counts,
             records=journal.num_records)
