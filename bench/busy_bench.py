@@ -106,7 +106,7 @@ def idle_calls(bench: Bench, script: Path, dynamo: str, count: int) -> list[floa
 
 
 def measure(bin_dir: Path, url: str, home: Path, scale: float, files: int, changes: int, idle: int,
-            seed: int) -> dict[str, Any]:
+            seed: int, calls: bool = True) -> dict[str, Any]:
     from dynamo.core.journal import ChangeMeta
     from dynamo.store import open_store
     image = generate(W10 if scale == 1 else scaled(scale), seed)
@@ -133,7 +133,10 @@ def measure(bin_dir: Path, url: str, home: Path, scale: float, files: int, chang
         result["before"] = summary(idle_calls(bench, trivial, dynamo, idle))
 
         caller = Caller(bench, trivial, dynamo)
-        caller.start()
+        if calls:
+            caller.start()
+        else:
+            caller.stop.set()
         time.sleep(1.0)
         started = time.time()
         done = subprocess.run([inject, str(document)], env=bench.env, capture_output=True, text=True, check=False)
@@ -157,7 +160,8 @@ def measure(bin_dir: Path, url: str, home: Path, scale: float, files: int, chang
         result["write"] = summary(caller.within(exited, ended))
         result["write_run"] = summary(caller.within(started, ended))
         caller.stop.set()
-        caller.join()
+        if calls:
+            caller.join()
         result["failed_calls"] = caller.failures
         result["after"] = summary(idle_calls(bench, trivial, dynamo, idle))
     finally:
@@ -177,6 +181,8 @@ def main() -> None:
     parser.add_argument("--mysql-db", default="dynamo_offloop_busy")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--no-calls", action="store_true",
+                        help="no trivial calls during the inject and the write: their own durations alone")
     parser.add_argument("--keep", action="store_true", help="keep the server's home (its log) for a look")
     args = parser.parse_args()
     files = args.files or int(1_000_000 * args.scale)
@@ -184,6 +190,7 @@ def main() -> None:
     if args.old_bin:
         installs.insert(0, ("old", Path(args.old_bin)))
     results: dict[str, Any] = {"scale": args.scale, "files": files, "changes": args.changes, "time": time.time(),
+                               "calls": not args.no_calls,
                                "load": os.getloadavg(), "runs": {}}
     for kind in args.stores.split(","):
         for label, bin_dir in installs:
@@ -194,7 +201,8 @@ def main() -> None:
                                                                                               args.mysql_db)
                 print(f"== {kind} {label} ({bin_dir}): scale {args.scale}, inject {files} files, write "
                       f"{args.changes} records; load {os.getloadavg()[0]:.2f}", flush=True)
-                r = measure(bin_dir, url, home, args.scale, files, args.changes, args.idle, args.seed)
+                r = measure(bin_dir, url, home, args.scale, files, args.changes, args.idle, args.seed,
+                            calls=not args.no_calls)
                 results["runs"][f"{kind}/{label}"] = r
                 for phase in ("before", "inject", "write", "write_run", "after"):
                     print(f"   {phase:9} {r[phase]}", flush=True)
