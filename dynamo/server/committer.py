@@ -261,8 +261,9 @@ class Committer:
             log.info("%s: no changes: inventory version %d unchanged", work.who, version)
             work.finish(Result("done", f"no changes applied: inventory version {version} unchanged", version))
         else:
-            log.info("%s: %d change(s) validated and committed as version %d in %.2f s (commit process)",
-                     work.who, status["records"], status["version"], time.monotonic() - run.started)
+            log.info("%s: %d change(s) validated and committed as version %d in %.2f s (commit process: "
+                     "parse, apply and commit, send: %s s)", work.who, status["records"], status["version"],
+                     time.monotonic() - run.started, status.get("times"))
             self._start_zygote(work.who)
             self.applying = Applying(run, self.inventory, status)
             self._apply_slice(APPLY_SLICE_S)

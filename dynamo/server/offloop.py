@@ -28,6 +28,7 @@ import os
 import signal
 import stat
 import struct
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -240,6 +241,7 @@ def _status(fd: int, **status: Any) -> None:
 def _commit(work: Work, inventory: Inventory, opener: Opener, fd: int, changelog: ChangeLog) -> None:
     records: Prepared | list[Record] = work.records if work.records is not None else []
     counts: dict[str, int] = {}
+    started = time.monotonic()
     if work.document is not None:
         try:
             parsed = (parse_delete if work.delete else parse_inject)(work.document, inventory)
@@ -249,6 +251,7 @@ def _commit(work: Work, inventory: Inventory, opener: Opener, fd: int, changelog
         work.document = None
         records, counts = parsed.records, parsed.counts
     journal = _Keeping()
+    parsed_at = time.monotonic()
     try:
         store = opener()
         committed = apply_change_set(inventory, store, records, work.meta, journal=journal)
@@ -258,6 +261,7 @@ def _commit(work: Work, inventory: Inventory, opener: Opener, fd: int, changelog
     except StoreError as exc:
         _status(fd, store=str(exc), unavailable=isinstance(exc, StoreUnavailable))
         return
+    committed_at = time.monotonic()
     if committed:
         plain = records.records if isinstance(records, Prepared) else records
         changelog.write(inventory.version, work.who, plain)  # committed: the change log may say so
@@ -266,4 +270,5 @@ def _commit(work: Work, inventory: Inventory, opener: Opener, fd: int, changelog
             _send(fd, CHUNK, _dumps(kept[start:start + FRAME_RECORDS]).encode())
     ids = inventory.ids.next_ids if inventory.ids is not None else {}
     _status(fd, committed=committed, version=inventory.version, next_ids=ids, counts=counts,
-            records=journal.num_records)
+            records=journal.num_records, times=[round(parsed_at - started, 2), round(committed_at - parsed_at, 2),
+                                                round(time.monotonic() - committed_at, 2)])
