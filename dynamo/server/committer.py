@@ -219,9 +219,11 @@ class Committer:
         if run is not None:
             if not run.open:
                 run.reap()
-            if run.ended:
-                self.run = None
+            if not run.settled and (run.status is not None or run.ended):  # the status is its last frame
+                run.settled = True
                 self._settle(run)
+            if run.ended:  # the next change set waits for it: its change log lines come first
+                self.run = None
         if self.applying is not None:
             self._apply_slice(APPLY_SLICE_S)
         self.retired = [z for z in self.retired if not z.reap()]

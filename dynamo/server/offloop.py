@@ -8,8 +8,9 @@ running as the server's user, holding the image copy-on-write. It
    answered as before, nothing changed);
 2. applies the change set to its copy of the image under the undo log (the one validation code,
    ``apply_change_set``) and commits it to the store on a connection of its own;
-3. writes the change log, then sends the committed change set's normalized records (the journal
-   chunks) back over a pipe, and a final status frame, and exits.
+3. sends the committed change set's normalized records back over a pipe, and a final status
+   frame; then, while dynamod applies them, writes the change log and runs the store's
+   maintenance (SQLite's checkpoint), and exits.
 
 dynamod's image stays at version N meanwhile, whole: applications forked then see N. Once the
 status says committed, the committer applies the records to the live image (trusted, no undo
@@ -86,6 +87,7 @@ class CommitRun:
     open: bool = True
     exit_status: int | None = None
     started: float = 0.0
+    settled: bool = False     # its status was acted on (it may still be running: change log, checkpoint)
 
     def fileno(self) -> int:
         return self.fd
@@ -263,8 +265,6 @@ def _commit(work: Work, inventory: Inventory, opener: Opener, fd: int, changelog
         return
     committed_at = time.monotonic()
     if committed:
-        plain = records.records if isinstance(records, Prepared) else records
-        changelog.write(inventory.version, work.who, plain)  # committed: the change log may say so
         kept = journal.kept
         for start in range(0, len(kept), FRAME_RECORDS):  # small frames: the loop decodes one per slice
             _send(fd, CHUNK, _dumps(kept[start:start + FRAME_RECORDS]).encode())
@@ -272,3 +272,11 @@ def _commit(work: Work, inventory: Inventory, opener: Opener, fd: int, changelog
     _status(fd, committed=committed, version=inventory.version, next_ids=ids, counts=counts,
             records=journal.num_records, times=[round(parsed_at - started, 2), round(committed_at - parsed_at, 2),
                                                 round(time.monotonic() - committed_at, 2)])
+    # dynamod goes on with the status; what is left here it does not wait for (but the next change set does)
+    if committed:
+        plain = records.records if isinstance(records, Prepared) else records
+        changelog.write(inventory.version, work.who, plain)  # committed: the change log may say so
+        try:
+            store.maintain()  # SQLite: the checkpoint, off the loop too
+        except StoreError as exc:
+            log.warning("%s: store maintenance after the commit failed: %s", work.who, exc)
