@@ -241,7 +241,7 @@ class Dynamod:
         """How the commit process opens the store: a connection of its own (from the keeper, taken here,
         before the fork, since the keeper's link is the main process's), never this process's."""
         url = self.config.store.url
-        if self.keeper is None:
+        if self.keeper is None or not url.startswith(("mysql:", "mariadb:")):  # the keeper may be TLS's only
             return lambda: _as_sql(open_store(url, create=False)), ()
         handed = [self.keeper.connect_db(10)]
 
