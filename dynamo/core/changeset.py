@@ -149,7 +149,7 @@ def _repack_replicas(inventory: Inventory, txn: Transaction, undoable: bool) -> 
 
 
 def apply_change_set(inventory: Inventory, store: InventoryStore | None, records: Iterable[Record] | Prepared,
-                     meta: ChangeMeta | None = None) -> bool:
+                     meta: ChangeMeta | None = None, journal: JournalWriter | None = None) -> bool:
     """Validate, persist (when ``store`` is given) and apply a change set, all or nothing.
 
     Returns True when the change set was committed: ``inventory.version`` is
@@ -157,6 +157,8 @@ def apply_change_set(inventory: Inventory, store: InventoryStore | None, records
     nothing and returns False: no journal entry, no store transaction, the
     version unchanged. Raises ``ChangeSetError`` for a bad record,
     ``StoreError`` if the store fails; in both cases nothing changed.
+    ``journal``, if given, collects the normalized records (dynamod's commit
+    process sends its chunks back to the server, which applies them).
     """
     if inventory._tracker.active:
         raise RuntimeError("a change set is already being applied to this inventory")
@@ -168,7 +170,7 @@ def apply_change_set(inventory: Inventory, store: InventoryStore | None, records
         raise ChangeSetError("the inventory has no id allocator (inventory.ids is None), so it cannot "
                              "commit to a store; load it with store.load()")
     txn = Transaction(inventory.ids)
-    journal = JournalWriter()
+    journal = JournalWriter() if journal is None else journal
     inventory._tracker = txn
     # Collection passes over the young objects a change set allocates (undo
     # entries, records) cost 25-50 % of the apply time; nothing here needs the
@@ -197,3 +199,45 @@ def apply_change_set(inventory: Inventory, store: InventoryStore | None, records
             gc.enable()
     txn.release()
     return changed
+
+
+# ---------------------------------------------------------------------------
+# a change set the store has committed already (dynamod's live image)
+# ---------------------------------------------------------------------------
+
+def apply_committed(inventory: Inventory, records: Iterable[Record], slice_records: int = 2000) -> Iterator[int]:
+    """Apply *normalized* records that the store has committed (journal records, ids included),
+    yielding the count applied after every ``slice_records`` so the caller may do other work in between.
+
+    The records were validated by the same apply code on a copy of this very image (dynamod's commit
+    process, at this version), so nothing is undone here: no undo log, and the image is half-changed
+    between two slices (nobody may read or fork it then). A record that fails all the same raises
+    ``ChangeSetError``; the image is then inconsistent and must be loaded again. The caller sets the
+    version and the id counters once the last slice is done.
+    """
+    if inventory._tracker.active:
+        raise RuntimeError("a change set is already being applied to this inventory")
+    txn = Transaction(None)
+    txn.push = NO_TRACKING.push  # no undo log: the store has these changes already
+    update, delete = inventory.update, inventory.delete
+    inventory._tracker = txn
+    inventory.trust_ids = True
+    index = -1
+    try:
+        for index, record in enumerate(records):
+            txn.record_index = index
+            try:
+                op, obj = decode(record)
+                update(obj) if op == UPDATE else delete(obj)
+            except (CodecError, ObjectError, InventoryError, TypeError, AttributeError, ValueError,
+                    KeyError) as exc:
+                raise ChangeSetError(f"committed record does not apply: {type(exc).__name__}: {exc}", index,
+                                     describe(record)) from exc
+            if index % slice_records == slice_records - 1:
+                yield index + 1
+        txn.record_index = -1
+        _check_blocks(inventory, txn)
+    finally:
+        inventory._tracker = NO_TRACKING
+        inventory.trust_ids = False
+    yield index + 1

@@ -1,11 +1,15 @@
 """The image and every change to it: apply a change set (an application's or an inject's), catch the
 image up with the store after a failed commit, write the change log, refreeze.
 
-Change sets are applied in the loop, one at a time: nothing else runs while the image changes.
-After the client has its answer (``after_reply``, run by the loop's periodic step) the change log
-is written and the new objects join the frozen generation shared with children. By then nothing of
-the finished application may still be reachable (its child forgets its records and its client when
-it ends): what is alive at the freeze stays in memory until the maintenance collection, hours later.
+A change set is validated and committed by a commit process (``dynamo.server.offloop``) while the
+loop goes on serving; the live image changes only once the store has committed, in slices between
+loop turns (``applying``), and no process is forked from it meanwhile (``forks_allowed``). One
+change set at a time: the scheduler starts no writer while the committer is ``busy``.
+
+After the client has its answer (``after_reply``, run by the loop's periodic step) the new objects
+join the frozen generation shared with children. By then nothing of the finished application may
+still be reachable (its child forgets its records and its client when it ends): what is alive at
+the freeze stays in memory until the maintenance collection, hours later.
 """
 
 from __future__ import annotations
@@ -13,29 +17,37 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from dynamo.appserver.handlers import Handlers
 from dynamo.core.appstate import AppState
-from dynamo.core.changeset import Prepared, apply_change_set
-from dynamo.core.codec import Record
-from dynamo.core.documents import parse_delete, parse_inject
+from dynamo.core.changeset import apply_committed
 from dynamo.core.inventory import Inventory
 from dynamo.core.journal import ChangeMeta
-from dynamo.errors import ChangeSetError, DocumentError, JournalPruned, StoreError
+from dynamo.errors import ChangeSetError, JournalPruned, StoreError
 from dynamo.protocol import replies
 from dynamo.protocol.replies import ErrorCode
+from dynamo.server import offloop
 from dynamo.server.children import Child
 from dynamo.server.clients import flush_now
+from dynamo.server.interest import READ, Interest
 from dynamo.server.ledger import Ledger
 from dynamo.server.logs import ChangeLog
+from dynamo.server.offloop import CommitRun, Result, Work
 from dynamo.server.scheduler import InjectJob
+from dynamo.server.zygote import Zygote
 from dynamo.store.catchup import catch_up
 from dynamo.store.sql import SQLStore
 
 log = logging.getLogger("dynamo.server")
+
+APPLY_SLICE_S = 0.02      # the live image is changed this long per loop turn
+STATE = {"done": AppState.DONE, "refused": AppState.REFUSED, "document": AppState.REFUSED,
+         "failed": AppState.FAILED}
 
 
 def refreeze() -> None:
@@ -43,16 +55,49 @@ def refreeze() -> None:
     gc.freeze()
 
 
+# what the commit process needs to open the store: an opener, and the descriptors it must keep
+StoreOpener = Callable[[], tuple[offloop.Opener, tuple[int, ...]]]
+
+
+class Applying:
+    """A committed change set on its way into the live image, a slice per loop turn."""
+
+    def __init__(self, run: CommitRun, inventory: Inventory, status: dict[str, Any]):
+        self.run = run
+        self.version = int(status["version"])
+        self.next_ids = {str(k): int(v) for k, v in status["next_ids"].items()}
+        self.counts = status.get("counts") or {}
+        self.num_records = int(status["records"])
+        self.steps: Iterator[int] = apply_committed(inventory, offloop.records_of(run.chunks), slice_records=250)
+        self.started = time.monotonic()
+        # the objects made from now to the last slice are the image's: no collection pass over them
+        # (one between two slices would walk every object the apply made so far, again and again)
+        self.gc_was_enabled = gc.isenabled()
+        gc.disable()
+
+    def restore_gc(self) -> None:
+        if self.gc_was_enabled:
+            gc.enable()
+
+
 class Committer:
-    def __init__(self, store: SQLStore, ledger: Ledger, changelog: ChangeLog):
+    def __init__(self, store: SQLStore, ledger: Ledger, changelog: ChangeLog, interest: Interest | None = None,
+                 opener: StoreOpener | None = None):
         self.store = store
         self.ledger = ledger
         self.changelog = changelog
+        self.interest = interest or Interest()
+        self.opener = opener
         self.inventory: Inventory
         self.after_reply: deque[Callable[[], None]] = deque()
         # told the new version as soon as the image has it, before the writer's answer (web workers
         # of an older version stop serving on it: a client that committed never reads an older image)
         self.on_version: Callable[[int], None] | None = None
+        self.run: CommitRun | None = None          # the commit process at work
+        self.applying: Applying | None = None      # its change set going into the live image
+        self.zygotes = False                       # set by dynamod when it is the subreaper (zygote.py)
+        self.zygote: Zygote | None = None          # forks applications from the old version meanwhile
+        self.retired: list[Zygote] = []            # zygotes told to end, not yet reaped
 
     def load(self) -> None:
         started = time.monotonic()
@@ -72,81 +117,250 @@ class Committer:
         while self.after_reply:
             self.after_reply.popleft()()
 
-    def apply_application(self, child: Child) -> None:
-        """A writer exited 0 and committed cleanly (``outcome`` said APPLYING): apply its change set."""
+    # --- the state the loop asks about ---------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """A change set is being committed or applied: the next writer waits."""
+        return self.run is not None or self.applying is not None
+
+    @property
+    def image_whole(self) -> bool:
+        """The live image is whole (not half-way through a committed change set): it may be forked."""
+        return self.applying is None
+
+    @property
+    def forks_allowed(self) -> bool:
+        """Applications may start now: from the live image, or else from the zygote (the old version)."""
+        return self.applying is None or self.zygote is not None
+
+    def pids(self) -> set[int]:
+        """The processes the committer forked (not to be swept as orphans)."""
+        pids = {z.pid for z in self.retired} | ({self.zygote.pid} if self.zygote is not None else set())
+        if self.run is not None and self.run.exit_status is None:
+            pids.add(self.run.pid)
+        return pids
+
+    def drop_zygote(self) -> None:
+        """The zygote failed or is no longer needed: applications wait for the live image."""
+        zygote, self.zygote = self.zygote, None
+        if zygote is not None:
+            zygote.close()
+            self.retired.append(zygote)
+
+    def wake_in(self) -> float:
+        if self.applying is not None:
+            return 0.0
+        if self.run is not None and not self.run.open:
+            return 0.01  # its pipe closed: reap it soon
+        return 1.0
+
+    # --- starting a change set --------------------------------------------------------
+
+    def apply_application(self, child: Child, then: Callable[[], None]) -> None:
+        """A writer exited 0 and committed cleanly (``outcome`` said APPLYING): commit and apply its change
+        set, then settle its record and call ``then``."""
         record = child.record
         self.ledger.mark(record, AppState.APPLYING)
         meta = ChangeMeta(user=record.user, dn=child.dn, title=record.title, checksum=record.checksum,
                           run_id=record.id)
-        state, message = self.apply(child.records, meta, f"app {record.id} ({record.title}) {record.user}")
-        self.ledger.finish(record, state, 0, message, version=self.inventory.version)
+
+        def finish(result: Result) -> None:
+            self.ledger.finish(record, STATE[result.state], 0, result.message, version=self.inventory.version)
+            then()
+
+        self.start(Work(f"app {record.id} ({record.title}) {record.user}", meta, finish, records=child.records))
 
     def run_inject(self, job: InjectJob) -> None:
-        conn, who = job.conn, f"inject by {job.user.name}"
-        try:
-            parsed = (parse_delete if job.delete else parse_inject)(job.document, self.inventory)
-        except DocumentError as exc:
-            log.info("%s: document refused: %s", who, exc)
-            Handlers.refuse(conn, f"invalid document, nothing changed: {exc}", ErrorCode.INVALID)
-            return
+        conn = job.conn
         meta = ChangeMeta(user=job.user.name, dn=job.user.dn or "", title="dynamo-inject")
-        state, message = self.apply(parsed.records, meta, who)
-        if state != AppState.DONE:
-            Handlers.refuse(conn, message, ErrorCode.INVALID if state == AppState.REFUSED else ErrorCode.STORE)
-            return
-        conn.send(replies.result({"counts": parsed.counts, "version": self.inventory.version, "delete": job.delete}))
-        conn.close_when_flushed = True
-        flush_now(conn)
 
-    def apply(self, records: list[Record] | Prepared, meta: ChangeMeta, who: str) -> tuple[AppState, str]:
-        """Apply a change set; returns the outcome for the record. The loop does nothing else meanwhile."""
-        started = time.monotonic()
+        def finish(result: Result) -> None:
+            if result.state == "document":
+                Handlers.refuse(conn, f"invalid document, nothing changed: {result.message}", ErrorCode.INVALID)
+            elif result.state != "done":
+                Handlers.refuse(conn, result.message,
+                                ErrorCode.INVALID if result.state == "refused" else ErrorCode.STORE)
+            else:
+                conn.send(replies.result({"counts": result.counts, "version": result.version,
+                                          "delete": job.delete}))
+                conn.close_when_flushed = True
+                flush_now(conn)
+
+        job.document, document = "", job.document  # the commit process has it; the loop lets go of it
+        self.start(Work(f"inject by {job.user.name}", meta, finish, document=document, delete=job.delete))
+
+    def start(self, work: Work) -> None:
+        assert not self.busy, "one change set at a time"
+        keep: tuple[int, ...] = ()
         try:
-            committed = apply_change_set(self.inventory, self.store, records, meta)
+            if self.opener is None:
+                raise StoreError("no store to commit to")
+            opener, keep = self.opener()
+            gc.collect()  # as before any fork: what is alive now is shared, not copied by the child's collections
+            gc.freeze()
+            self.run = offloop.start(work, self.inventory, opener, keep, self.changelog)
+        except (StoreError, OSError) as exc:
+            log.error("%s: cannot start the commit: %s", work.who, exc)
+            work.finish(Result("failed", f"the store failed, nothing applied: {exc}", self.inventory.version))
+            return
+        finally:
+            for fd in keep:
+                os.close(fd)
+        self.run.started = time.monotonic()
+        self.interest.set(self.run, READ)
+
+    # --- the loop's steps ---------------------------------------------------------------
+
+    def read(self, run: CommitRun) -> None:
+        run.read()
+        if not run.open:
+            self.interest.drop(run)
+
+    def step(self) -> None:
+        """Reap a finished commit process and act on its status; apply a slice of a committed change set."""
+        run = self.run
+        if run is not None:
+            if not run.open:
+                run.reap()
+            if not run.settled and (run.status is not None or run.ended):  # the status is its last frame
+                run.settled = True
+                self._settle(run)
+            if run.ended:  # the next change set waits for it: its change log lines come first
+                self.run = None
+        if self.applying is not None:
+            self._apply_slice(APPLY_SLICE_S)
+        self.retired = [z for z in self.retired if not z.reap()]
+
+    def settle(self) -> None:
+        """At shutdown: wait for the commit process, and apply what it committed (its client is told)."""
+        run = self.run
+        if run is not None:
+            self.interest.drop(run)
+            os.set_blocking(run.fd, True)
+            run.read(blocking=True)
+            run.reap(blocking=True)
+        self.step()
+        while self.applying is not None:
+            self._apply_slice(60.0)
+        for zygote in self.retired:
+            zygote.reap(blocking=True)
+        self.retired = []
+
+    # --- outcomes -------------------------------------------------------------------------
+
+    def _settle(self, run: CommitRun) -> None:
+        work, status, version = run.work, run.status or {}, self.inventory.version
+        if "document" in status:
+            log.info("%s: document refused: %s", work.who, status["document"])
+            work.finish(Result("document", str(status["document"]), version))
+        elif "refused" in status:
+            log.warning("%s: change set refused: %s", work.who, status["refused"])
+            work.finish(Result("refused", f"changes refused, nothing applied: {status['refused']}", version))
+        elif "store" in status:
+            self._failed(run, StoreError(str(status["store"])))
+        elif "committed" not in status:
+            why = status.get("crashed") or f"it ended ({run.exit_status}) without saying"
+            log.error("%s: the commit process failed: %s", work.who, why)
+            self._failed(run, StoreError(f"the commit process failed: {why}"))
+        elif not status["committed"]:  # an empty change set: no journal entry, no new version
+            log.info("%s: no changes: inventory version %d unchanged", work.who, version)
+            work.finish(Result("done", f"no changes applied: inventory version {version} unchanged", version))
+        else:
+            log.info("%s: %d change(s) validated and committed as version %d in %.2f s (commit process: "
+                     "parse, apply and commit, send: %s s)", work.who, status["records"], status["version"],
+                     time.monotonic() - run.started, status.get("times"))
+            self._start_zygote(work.who)
+            self.applying = Applying(run, self.inventory, status)
+            self._apply_slice(APPLY_SLICE_S)
+
+    def _start_zygote(self, who: str) -> None:
+        if not self.zygotes:
+            return
+        try:
+            self.zygote = Zygote.start(self.inventory)
+        except OSError as exc:
+            log.warning("%s: no zygote (%s): applications wait until the image has the change set", who, exc)
+
+    def _apply_slice(self, budget: float) -> None:
+        applying = self.applying
+        assert applying is not None
+        deadline = time.monotonic() + budget
+        try:
+            for _ in applying.steps:
+                if time.monotonic() > deadline:
+                    return
         except ChangeSetError as exc:
-            log.warning("%s: change set refused: %s", who, exc)
-            return AppState.REFUSED, f"changes refused, nothing applied: {exc}"
-        except StoreError as exc:
-            return self._failed(records, meta, who, exc)
-        elapsed = time.monotonic() - started
-        version = self.inventory.version
-        if not committed:  # an empty change set: no journal entry, no new version
-            log.info("%s: no changes: inventory version %d unchanged", who, version)
-            return AppState.DONE, f"no changes applied: inventory version {version} unchanged"
+            self.applying = None
+            applying.restore_gc()
+            self._diverged(applying, exc)
+            return
+        self.applying = None
+        applying.restore_gc()
+        self.drop_zygote()
+        inventory = self.inventory
+        inventory.version = applying.version
+        if inventory.ids is not None:
+            inventory.ids.restore(applying.next_ids)
+        gc.freeze()  # the new objects join the shared generation (no collection: they are alive)
+        work = applying.run.work
+        log.info("%s: version %d applied to the image in %.2f s", work.who, applying.version,
+                 time.monotonic() - applying.started)
         if self.on_version is not None:
-            self.on_version(version)
-        log.info("%s: %d change(s) applied and committed as version %d in %.2f s", who, len(records), version,
-                 elapsed)
-        return self._committed(records, who, version, "")
+            self.on_version(applying.version)
+        work.finish(Result("done", f"{applying.num_records} change(s) applied: inventory version "
+                                   f"{applying.version}", applying.version, applying.counts))
 
-    def _committed(self, records: list[Record] | Prepared, who: str, version: int, note: str) -> tuple[AppState, str]:
-        plain = records.records if isinstance(records, Prepared) else records
-        self.after_reply.append(functools.partial(self.changelog.write, version, who, plain))
-        self.after_reply.append(refreeze)
-        return AppState.DONE, f"{len(records)} change(s) applied: inventory version {version}{note}"
+    def _diverged(self, applying: Applying, exc: ChangeSetError) -> None:
+        """A committed change set did not apply to the live image (a bug): load the image again."""
+        self.drop_zygote()
+        work = applying.run.work
+        log.error("%s: version %d is committed but did not apply to the image (%s): loading the image again",
+                  work.who, applying.version, exc)
+        try:
+            self.load()
+        except StoreError as error:
+            log.error("loading the image failed: %s", error)
+        if self.on_version is not None:
+            self.on_version(self.inventory.version)
+        work.finish(Result("done", f"{applying.num_records} change(s) applied: inventory version "
+                                   f"{applying.version}", applying.version, applying.counts))
 
-    def _failed(self, records: list[Record] | Prepared, meta: ChangeMeta, who: str,
-                exc: StoreError) -> tuple[AppState, str]:
-        """The store failed while the change set was written. The image rolled back; the store may
-        have committed anyway (the connection broke after COMMIT was sent): catch up, and if the
-        journal holds this change set, say so, with its version, rather than "nothing applied"."""
+    def _failed(self, run: CommitRun, exc: StoreError) -> None:
+        """The store failed while the change set was written, or the commit process died. The image
+        never changed; the store may have committed anyway (the connection broke after COMMIT was sent):
+        catch up, and if the journal holds this change set, say so, with its version, rather than
+        "nothing applied"."""
+        work = run.work
         before = self.inventory.version
         compared = self.resync()
-        version = self._journal_has(meta, before) if compared else None
-        if version is not None:
+        found = self._journal_has(work.meta, before) if compared else None
+        if found is not None:
+            version, num_records = found
             log.warning("%s: the store failed (%s) after the change set was committed as version %d: the "
-                        "image caught up from the journal", who, exc, version)
-            return self._committed(records, who, version, " (the store's acknowledgement was lost; the "
-                                   "journal shows the commit)")
+                        "image caught up from the journal", work.who, exc, version)
+            self.after_reply.append(functools.partial(self._log_changes, version, work.who))
+            if self.on_version is not None:
+                self.on_version(self.inventory.version)
+            work.finish(Result("done", f"{num_records} change(s) applied: inventory version {version} (the "
+                               "store's acknowledgement was lost; the journal shows the commit)", version))
+            return
         if not compared:
             log.error("%s: the store failed, and whether the change set was committed cannot be known until "
-                      "it is back: %s", who, exc)
-            return AppState.FAILED, (f"the store failed: {exc}; the store could not be asked whether the change "
-                                     "set was committed (nothing was, unless the journal shows it)")
-        log.error("%s: the store failed, nothing applied: %s", who, exc)
-        return AppState.FAILED, f"the store failed, nothing applied: {exc}"
+                      "it is back: %s", work.who, exc)
+            work.finish(Result("failed", f"the store failed: {exc}; the store could not be asked whether the "
+                               "change set was committed (nothing was, unless the journal shows it)", before))
+            return
+        log.error("%s: the store failed, nothing applied: %s", work.who, exc)
+        work.finish(Result("failed", f"the store failed, nothing applied: {exc}", before))
 
-    def _journal_has(self, meta: ChangeMeta, since: int) -> int | None:
+    def _log_changes(self, version: int, who: str) -> None:
+        try:
+            self.changelog.write(version, who, self.store.journal_records(version))
+        except StoreError as exc:
+            log.error("change log: version %d not written: %s", version, exc)
+
+    def _journal_has(self, meta: ChangeMeta, since: int) -> tuple[int, int] | None:
         """The version at which the journal holds a change set made by ``meta`` after ``since``. One
         dynamod writes one change set at a time, so after a lost acknowledgement the store is at most
         that one ahead (or others, when another writer shares the store: those are told apart by meta)."""
@@ -157,7 +371,7 @@ class Committer:
         for entry in entries:
             if (entry.user, entry.title, entry.checksum, entry.run_id) == (meta.user, meta.title, meta.checksum,
                                                                            meta.run_id):
-                return entry.seq
+                return entry.seq, entry.num_records
         return None
 
     def resync(self) -> bool:

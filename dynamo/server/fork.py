@@ -1,4 +1,5 @@
-"""The only fork site: starting a child for an application or a console.
+"""Starting a child for an application or a console (``spawn``; ``fork_child`` is also what the zygote
+of ``server/zygote.py`` runs, while a committed change set goes into the live image).
 
 Before forking it freezes the garbage collector's view of the heap
 (``gc.freeze()``), so a child's collections do not write to the inherited
@@ -15,6 +16,7 @@ from __future__ import annotations
 import codecs
 import gc
 import os
+from collections.abc import Callable
 from dataclasses import replace
 
 from dynamo.apps.runner import ChildSpec, child_main
@@ -30,6 +32,17 @@ from dynamo.store.registry import AppRecord
 def spawn(spec: ChildSpec, inventory: Inventory, system: System, timeout: float | None,
           record: AppRecord) -> Child:
     """Fork a child running ``spec``; returns the parent's handle (pipes non-blocking)."""
+    pid, fds = fork_child(spec, inventory, system.fork)
+    try:
+        os.setpgid(pid, pid)  # also done by the child; whichever runs first wins the race
+    except OSError:
+        pass
+    return child_handle(spec, pid, fds, system, timeout, record)
+
+
+def fork_child(spec: ChildSpec, inventory: Inventory, fork: Callable[[], int]) -> tuple[int, dict[str, int]]:
+    """Fork the child; returns its pid and the parent's ends of its pipes, by kind ("out", "err",
+    "changes", "control"; "input" for a console's stdin)."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     change_r, change_w = os.pipe() if spec.write and spec.kind == "app" else (-1, -1)
@@ -40,7 +53,7 @@ def spawn(spec: ChildSpec, inventory: Inventory, system: System, timeout: float 
     gc.collect()
     gc.freeze()
     try:
-        pid = system.fork()
+        pid = fork()
     except OSError:
         for fd in (out_r, out_w, err_r, err_w, change_r, change_w, control_r, control_w, input_r, input_w):
             if fd >= 0:
@@ -58,14 +71,11 @@ def spawn(spec: ChildSpec, inventory: Inventory, system: System, timeout: float 
                                control_fd=control_w if control_w >= 0 else None), inventory)
         finally:
             os._exit(ChildExit.SETUP_FAILED)
-    try:
-        os.setpgid(pid, pid)  # also done by the child; whichever runs first wins the race
-    except OSError:
-        pass
     for fd in (out_w, err_w, change_w, control_w, input_r):
         if fd >= 0:
             os.close(fd)
-    return _handle(spec, system, timeout, record, pid, (out_r, err_r, change_r, control_r), input_w)
+    kinds = {"out": out_r, "err": err_r, "changes": change_r, "control": control_r, "input": input_w}
+    return pid, {kind: fd for kind, fd in kinds.items() if fd >= 0}
 
 
 def hand_over(spare: Spare, frame: bytes, spec: ChildSpec, system: System, timeout: float | None,
@@ -77,17 +87,18 @@ def hand_over(spare: Spare, frame: bytes, spec: ChildSpec, system: System, timeo
     while data:  # it fits the empty pipe (SPEC_MAX): this does not wait for the spare
         data = data[os.write(spare.spec_w, data):]
     os.close(spare.spec_w)
-    return _handle(spec, system, timeout, record, spare.pid, (spare.out_r, spare.err_r, -1, -1), -1)
+    return child_handle(spec, spare.pid, {"out": spare.out_r, "err": spare.err_r}, system, timeout, record)
 
 
-def _handle(spec: ChildSpec, system: System, timeout: float | None, record: AppRecord, pid: int,
-            fds: tuple[int, int, int, int], input_w: int) -> Child:
-    out_r, err_r, change_r, control_r = fds
+def child_handle(spec: ChildSpec, pid: int, fds: dict[str, int], system: System, timeout: float | None,
+                 record: AppRecord) -> Child:
+    """The parent's handle on a forked child, from its pid and its pipes (``fork_child``)."""
     now = system.monotonic()
     child = Child(record=record, spec=spec, pid=pid, started=now, deadline=None if not timeout else now + timeout,
-                  system=system, state_since=now, stdin_fd=input_w if input_w >= 0 else None)
+                  system=system, state_since=now, stdin_fd=fds.get("input"))
     decoder = codecs.getincrementaldecoder("utf-8")
-    for fd, kind in ((out_r, "out"), (err_r, "err"), (change_r, "changes"), (control_r, "control")):
+    for kind in ("out", "err", "changes", "control"):
+        fd = fds.get(kind, -1)
         if fd < 0:
             continue
         os.set_blocking(fd, False)

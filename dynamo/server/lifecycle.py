@@ -25,6 +25,7 @@ from dynamo.server.scheduler import Pending
 from dynamo.server.spare import Spares
 from dynamo.server.system import System
 from dynamo.server.workareas import WorkAreas
+from dynamo.server.zygote import spawn_via
 from dynamo.store.registry import AppRecord
 
 log = logging.getLogger("dynamo.server")
@@ -86,10 +87,17 @@ class Lifecycle:
                          limits=limits_for(self.config, identity))
         inventory = self.committer.inventory
         timeout = effective_timeout(self.config.timeout, request.get("timeout"))
+        zygote = None if self.committer.image_whole else self.committer.zygote
         try:
-            child = self._from_spare(spec, inventory, timeout, record) or spawn(spec, inventory, self.system,
-                                                                                 timeout, record)
+            # a spare was forked from a whole image of this version (never while one is half-changed)
+            child = self._from_spare(spec, inventory, timeout, record)
+            if child is None and zygote is not None:  # the image is taking a committed change set
+                child = spawn_via(zygote, spec, self.system, timeout, record)
+            elif child is None:
+                child = spawn(spec, inventory, self.system, timeout, record)
         except OSError as exc:
+            if zygote is not None:
+                self.committer.drop_zygote()
             log.error("app %d (%s): cannot fork: %s", record.id, record.title, exc)
             self.identities.release(identity)
             self._not_started(pending, f"the server could not start it: {exc}")
@@ -132,8 +140,9 @@ class Lifecycle:
 
     def tend_spare(self) -> None:
         """Keep a spare child of the current image, forked while the loop is idle: not while a child just
-        started waits for its first output (``rows_held``), when the fork would delay it."""
-        self.spares.tend(self.committer.inventory, idle=not self.rows_held())
+        started waits for its first output (``rows_held``), when the fork would delay it, nor while the image is
+        half-way through a committed change set (a spare forked then would hold half of it)."""
+        self.spares.tend(self.committer.inventory, idle=not self.rows_held() and self.committer.image_whole)
 
     def write_held_rows(self, now: float) -> None:
         """Write the "running" rows ``start`` held back: for each child whose first output its client now
@@ -173,10 +182,14 @@ class Lifecycle:
         if child.spec.uid is not None:
             self.work_areas.seal(Path(child.spec.work_area))
         result = outcome(child)
-        if result.state is AppState.APPLYING:
-            self.committer.apply_application(child)
-        else:
-            self.ledger.finish(record, result.state, result.code, result.message)
+        if result.state is AppState.APPLYING:  # its client is told once the change set is in (or refused)
+            self.committer.apply_application(child, lambda: self._answer(child))
+            return
+        self.ledger.finish(record, result.state, result.code, result.message)
+        self._answer(child)
+
+    def _answer(self, child: Child) -> None:
+        record = child.record
         if child.connection is not None:
             send_exit(child.connection, record)
         log.info("app %d (%s): %s%s", record.id, record.title, record.status.value,

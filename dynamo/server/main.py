@@ -8,7 +8,9 @@ Each step lives in a room of its own, named for its job:
 - ``interest``: the selector; ``clients``: client connections; ``pipes``: children's pipes;
 - ``children``: the children's states, reaping and deadlines; ``outcome``: what became of one;
 - ``scheduler``: the queues and the writer slot; ``lifecycle``: an application's start and end;
-- ``committer``: the image and every change to it; ``ledger``: application records;
+- ``committer``: the image and every change to it (``offloop``: the commit process that validates and
+  commits a change set; ``zygote``: forks applications from the old version while the image changes);
+  ``ledger``: application records;
 - ``console``: a shell's input; ``workareas``; ``maintenance``: periodic work;
 - ``service``: what the request handlers may ask of the server.
 """
@@ -28,7 +30,7 @@ from dynamo.apps.containment import become_subreaper, sweep_orphans
 from dynamo.appserver import connection as C
 from dynamo.appserver.handlers import Handlers
 from dynamo.config import Config
-from dynamo.errors import DynamoError, StartupError, StoreError
+from dynamo.errors import DynamoError, StartupError, StoreError, StoreUnavailable
 from dynamo.exitcodes import ServerExit
 from dynamo.proctitle import set_title
 from dynamo.server import console, identities, preflight
@@ -43,6 +45,7 @@ from dynamo.server.ledger import Ledger
 from dynamo.server.lifecycle import Lifecycle
 from dynamo.server.logs import ChangeLog, setup_server_log
 from dynamo.server.maintenance import Maintenance
+from dynamo.server.offloop import CommitRun
 from dynamo.server.pidfile import PidFile
 from dynamo.server.pipes import Pipes
 from dynamo.server.scheduler import Scheduler
@@ -111,6 +114,7 @@ class Dynamod:
                 self.reap()
                 self.enforce_deadlines()
                 self.finish_children()
+                self.committer.step()
                 self.scheduler.start_next_write()
                 self.scheduler.start_readers()
                 self.periodic_work()
@@ -127,7 +131,7 @@ class Dynamod:
         self.pipes.refresh_interest(self.children)
         now = self.system.monotonic()
         return self.interest.wait(min(self.children.next_wake(now), self.clients.resume_in(time.monotonic()),
-                                      self.lifecycle.row_due_in(now)))
+                                      self.lifecycle.row_due_in(now), self.committer.wake_in()))
 
     def dispatch(self, events: list[tuple[Any, int]]) -> None:
         for key, mask in events:
@@ -142,6 +146,8 @@ class Dynamod:
                 self.from_keeper(target)
             elif isinstance(target, WebLink):
                 self.from_web(target)
+            elif isinstance(target, CommitRun):
+                self.committer.read(target)
         events.clear()  # its keys hold pipes of children that may end this turn: nothing of theirs outlives it
         self.clients.expire(self.system.monotonic())
 
@@ -150,7 +156,7 @@ class Dynamod:
         outlived an application killed before it could clean up come to us (we are their subreaper)."""
         self.children.reap()
         if self.subreaper:
-            ours = {child.pid for child in self.children}
+            ours = {child.pid for child in self.children} | self.committer.pids()
             if self.web is not None:
                 ours |= set(self.web.workers)  # forked by dynamod itself, reaped by WebGenerations
             if self.keeper is not None:
@@ -185,7 +191,7 @@ class Dynamod:
 
     def serve_web(self) -> None:
         """Web workers for the current version of the image (a new generation after a commit)."""
-        if self.web is not None and not self.stopping:
+        if self.web is not None and not self.stopping and self.committer.image_whole:
             self.web.step(self.committer.inventory, lambda: registry_users(self.registry))
 
     # =====================================================================
@@ -210,6 +216,7 @@ class Dynamod:
         self.open_listeners()
         log.info("open descriptors: up to %d", raise_descriptor_limit())
         self.subreaper = become_subreaper()
+        self.committer.zygotes = self.subreaper  # its applications must come to us when their parent exits
         if not self.subreaper:
             log.warning("cannot become a child subreaper: processes that escape a killed application survive it")
         if self.web is not None:
@@ -242,6 +249,21 @@ class Dynamod:
             raise StoreError("no keeper to connect to the database")
         return self.keeper.connect_db(10)
 
+    def _commit_store(self) -> tuple[Callable[[], SQLStore], tuple[int, ...]]:
+        """How the commit process opens the store: a connection of its own (from the keeper, taken here,
+        before the fork, since the keeper's link is the main process's), never this process's."""
+        url = self.config.store.url
+        if self.keeper is None or not url.startswith(("mysql:", "mariadb:")):  # the keeper may be TLS's only
+            return lambda: _as_sql(open_store(url, create=False)), ()
+        handed = [self.keeper.connect_db(10)]
+
+        def connector() -> tuple[int, dict[str, Any]]:
+            if not handed:
+                raise StoreUnavailable("the commit process has one database connection and lost it")
+            return handed.pop()
+
+        return lambda: _as_sql(open_store(url, create=False, connector=connector)), (handed[0][0],)
+
     def from_keeper(self, keeper: KeeperLink) -> None:
         try:
             for sock, info in keeper.accept():
@@ -268,11 +290,13 @@ class Dynamod:
         self.store = store
         self.registry = Registry(store)
         ledger = Ledger(self.registry, self.system)
-        self.committer = Committer(store, ledger, self.changelog)
+        self.committer = Committer(store, ledger, self.changelog, self.interest, self._commit_store)
         self.lifecycle = Lifecycle(self.config.applications, self.work_areas, self.committer, ledger, self.children,
                                    self.pipes, self.system, self.identities)
         self.scheduler = Scheduler(ledger, self.children, self.config.applications.max_running,
                                    self.lifecycle.start, self.committer.run_inject)
+        self.scheduler.committing = lambda: self.committer.busy
+        self.scheduler.forks_allowed = lambda: self.committer.forks_allowed
         handlers = Handlers(AppService(self.registry, self.scheduler, self.children, self.hostname))
         self.clients = Clients(self.interest, self.registry, self.config.listen, handlers.handle, self.listeners)
         self.maintenance = Maintenance(self.config, store, self.registry, self.work_areas,
@@ -349,6 +373,7 @@ class Dynamod:
         if hasattr(self, "scheduler"):
             self.lifecycle.spares.close()
             self.stop_all_children()
+            self.committer.settle()  # a change set being committed is seen through, its client told
             self.identities.close()
             self.committer.run_after_reply()
             self.scheduler.settle()
@@ -398,3 +423,8 @@ class Dynamod:
                 log.info("received SIGHUP: reopening the change log")
                 self.changelog.reopen()
             # SIGCHLD only wakes the loop: reap_children runs every turn
+
+
+def _as_sql(store: object) -> SQLStore:
+    assert isinstance(store, SQLStore)
+    return store

@@ -56,24 +56,30 @@ class Scheduler:
         self.writes: deque[Pending | InjectJob] = deque()
         self.writer: Child | None = None
         self.closed = False       # stopping: nothing starts any more
+        # set by dynamod: a change set is still being committed or applied (the next writer waits), and
+        # whether the image may be forked now (not while a committed change set goes into it)
+        self.committing: Callable[[], bool] = lambda: False
+        self.forks_allowed: Callable[[], bool] = lambda: True
 
     def enqueue(self, pending: Pending) -> None:
         if not pending.record.write:
             self.readers.append(pending)
             return
         self.writes.append(pending)
-        if pending.conn is not None and (self.writer is not None or len(self.writes) > 1):
+        if pending.conn is not None and (self.writer is not None or len(self.writes) > 1 or self.committing()):
             pending.conn.send(replies.queued("waiting for the current writer", pending.record.id))
 
     def enqueue_inject(self, job: InjectJob) -> None:
         self.writes.append(job)
-        if self.writer is not None:
+        if self.writer is not None or self.committing():
             job.conn.send(replies.queued("waiting for the current writer"))
 
     def start_next_write(self) -> None:
         """Fill the writer slot: injects run to their end at once; a write application holds the slot
         until ``release``."""
-        while not self.closed and self.writer is None and self.writes:
+        while not self.closed and self.writer is None and self.writes and not self.committing():
+            if not self.forks_allowed():
+                return
             job = self.writes.popleft()
             if isinstance(job, InjectJob):
                 if not job.conn.closed:
@@ -82,7 +88,8 @@ class Scheduler:
                 self.writer = self.launch(job)
 
     def start_readers(self) -> None:
-        while not self.closed and self.readers and self.running_readers() < self.max_running:
+        while (not self.closed and self.readers and self.running_readers() < self.max_running
+               and self.forks_allowed()):
             pending = self.readers.popleft()
             if not self._client_left(pending):
                 self.launch(pending)

@@ -98,9 +98,9 @@ class Server:
         pytest.fail("dynamod did not come up")
 
     def children(self) -> list[int]:
-        """dynamod's children but its keeper and its spare: the applications (and consoles) running."""
-        return [pid for pid in self.all_children() if not cmdline_of(pid).startswith(("dynamod: keeper",
-                                                                                      "dynamo: spare"))]
+        """dynamod's children but its own helpers (the keeper, the spare, a commit process, a zygote): the
+        applications (and consoles) running."""
+        return [pid for pid in self.all_children() if not cmdline_of(pid).startswith(HELPERS)]
 
     def spares(self) -> list[int]:
         """The child forked ahead for the next read-only application (dynamo.server.spare), waiting."""
@@ -156,6 +156,9 @@ class Server:
         path = self.home / name
         path.write_text(body)
         return path
+
+
+HELPERS = ("dynamod: keeper", "dynamo: spare", "dynamod: commit", "dynamod: zygote")
 
 
 def cmdline_of(pid: int) -> str:

@@ -194,3 +194,35 @@ def test_committing_an_inventory_without_an_id_allocator_is_refused_before_anyth
     # without a store (an application's own image), ids simply stay 0
     apply_change_set(inv, None, [encode(UPDATE, Site("A"))])
     assert inv.sites["A"].id == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_committed_records_applied_in_slices_give_the_validated_image(seed: int) -> None:
+    """dynamod's live image takes the commit process's normalized records (apply_committed): the same image,
+    ids and counters included, as the validated apply on the commit process's copy."""
+    from dynamo.core.changeset import apply_committed
+    from dynamo.core.journal import JournalWriter, decode_chunks
+
+    validated, live = generate(scaled(0.001), seed), generate(scaled(0.001), seed)
+    for inv in (validated, live):
+        inv.ids = inv.ids or IdAllocator()
+    records = change_records(validated, 400, seed=seed)
+    records += [encode(UPDATE, Site("NEW")), encode(DELETE, Site("NEW"))]  # an id allocated and let go
+    journal = JournalWriter()
+    assert apply_change_set(validated, None, records, journal=journal)
+    normalized = list(decode_chunks(journal.finish()))
+    slices = list(apply_committed(live, normalized, slice_records=50))
+    assert slices[-1] == len(records) and len(slices) > len(records) // 50
+    assert live.ids is not None and validated.ids is not None
+    live.ids.restore(validated.ids.next_ids)
+    live.version = validated.version
+    assert fingerprint(live) == fingerprint(validated)
+
+
+def test_a_committed_record_that_does_not_apply_is_named() -> None:
+    from dynamo.core.changeset import apply_committed
+
+    inv = fresh()
+    with pytest.raises(ChangeSetError, match="committed record does not apply"):
+        list(apply_committed(inv, [encode(UPDATE, Block("b", "NoSuchDataset", 0, 0))]))
+    assert inv._tracker.active is False and inv.trust_ids is False

@@ -157,3 +157,29 @@ def test_a_writer_that_did_not_start_frees_the_slot() -> None:
     h.submit(2, write=True)
     h.turn()
     assert h.scheduler.writer is None and not h.scheduler.writes   # both tried, neither holds the slot
+
+
+def test_no_writer_starts_while_a_change_set_is_committed_or_applied() -> None:
+    h = Harness(max_running=4)
+    committing = [True]
+    h.scheduler.committing = lambda: committing[0]
+    h.submit(1, write=True)
+    h.submit(2)
+    h.turn()
+    assert h.started == [2]  # readers run meanwhile; the writer waits for the change set before it
+    committing[0] = False
+    h.turn()
+    assert h.started == [2, 1]
+
+
+def test_nothing_is_forked_while_the_image_is_half_changed_without_a_zygote() -> None:
+    h = Harness(max_running=4)
+    allowed = [False]
+    h.scheduler.forks_allowed = lambda: allowed[0]
+    h.submit(1)
+    h.submit(2, write=True)
+    h.turn()
+    assert h.started == []
+    allowed[0] = True
+    h.turn()
+    assert h.started == [2, 1]

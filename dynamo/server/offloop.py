@@ -1,0 +1,282 @@
+"""Change sets committed off the main loop: the commit process.
+
+A change set (an inject document, or a write application's records) is validated and committed
+by a **commit process**: trusted server code forked from dynamod at the image's current version N,
+running as the server's user, holding the image copy-on-write. It
+
+1. turns a document into records (``parse_inject``/``parse_delete``; a refused document is
+   answered as before, nothing changed);
+2. applies the change set to its copy of the image under the undo log (the one validation code,
+   ``apply_change_set``) and commits it to the store on a connection of its own;
+3. sends the committed change set's normalized records back over a pipe, and a final status
+   frame; then, while dynamod applies them, writes the change log and runs the store's
+   maintenance (SQLite's checkpoint), and exits.
+
+dynamod's image stays at version N meanwhile, whole: applications forked then see N. Once the
+status says committed, the committer applies the records to the live image (trusted, no undo
+log, in slices between loop turns: ``dynamo.core.changeset.apply_committed``); no fork happens
+from an image in the middle of that.
+
+The pipe carries frames of ``>IB`` (length, kind) then the payload: ``C`` a JSON array of normalized
+records (the journal's, ids included), ``S`` the status (JSON). Both ends are dynamod's own code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import stat
+import struct
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from dynamo.core.changeset import Prepared, apply_change_set
+from dynamo.core.codec import Record
+from dynamo.core.documents import parse_delete, parse_inject
+from dynamo.core.inventory import Inventory
+from dynamo.core.journal import ChangeMeta, JournalWriter
+from dynamo.errors import ChangeSetError, DocumentError, StoreError, StoreUnavailable
+from dynamo.proctitle import set_title
+from dynamo.server.logs import ChangeLog
+from dynamo.store.sql import SQLStore
+
+log = logging.getLogger("dynamo.server")
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
+
+HEAD = struct.Struct(">IB")
+CHUNK, STATUS = ord("C"), ord("S")
+READ_LIMIT = 4 << 20      # bytes taken from the pipe per loop turn
+FRAME_RECORDS = 500       # normalized records per C frame
+PIPE_SIZE = 1 << 20
+
+
+@dataclass(eq=False)
+class Work:
+    """One change set to validate and commit, and whom to tell."""
+
+    who: str                                  # for the log: "inject by alice", "app 12 (title) bob"
+    meta: ChangeMeta
+    finish: Callable[[Result], None]          # told the outcome once the image has it
+    records: Prepared | list[Record] | None = None   # a writer's change set
+    document: str | None = None               # or an inject/delete document
+    delete: bool = False
+
+
+@dataclass
+class Result:
+    state: str                 # "done", "refused", "document", "failed"
+    message: str
+    version: int
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class CommitRun:
+    """The parent's handle on a commit process."""
+
+    work: Work
+    pid: int
+    fd: int
+    buffer: bytearray = field(default_factory=bytearray)
+    chunks: list[bytes] = field(default_factory=list)
+    status: dict[str, Any] | None = None
+    open: bool = True
+    exit_status: int | None = None
+    started: float = 0.0
+    settled: bool = False     # its status was acted on (it may still be running: change log, checkpoint)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    @property
+    def ended(self) -> bool:
+        return not self.open and self.exit_status is not None
+
+    def read(self, blocking: bool = False) -> None:
+        """Take what the pipe holds (up to ``READ_LIMIT`` a turn); frames are cut as they complete."""
+        taken = 0
+        while self.open and (blocking or taken < READ_LIMIT):
+            try:
+                data = os.read(self.fd, PIPE_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                data = b""
+            if not data:
+                self.close()
+                break
+            taken += len(data)
+            self.buffer += data
+            self._frames()
+
+    def _frames(self) -> None:
+        buffer, start = self.buffer, 0
+        while len(buffer) - start >= HEAD.size:
+            length, kind = HEAD.unpack_from(buffer, start)
+            end = start + HEAD.size + length
+            if len(buffer) < end:
+                break
+            payload = bytes(buffer[start + HEAD.size:end])
+            if kind == CHUNK:
+                self.chunks.append(payload)
+            else:
+                self.status = json.loads(payload)
+            start = end
+        del buffer[:start]
+
+    def close(self) -> None:
+        if self.open:
+            self.open = False
+            os.close(self.fd)
+
+    def reap(self, blocking: bool = False) -> None:
+        if self.exit_status is None:
+            try:
+                pid, status = os.waitpid(self.pid, 0 if blocking else os.WNOHANG)
+            except ChildProcessError:
+                pid, status = self.pid, -1
+            if pid:
+                self.exit_status = status
+
+
+Opener = Callable[[], SQLStore]
+
+
+def start(work: Work, inventory: Inventory, opener: Opener, keep: tuple[int, ...], changelog: ChangeLog,
+          fork: Callable[[], int] = os.fork) -> CommitRun:
+    """Fork the commit process for ``work``; ``keep``: descriptors it needs (a database socket)."""
+    read_fd, write_fd = os.pipe()
+    try:
+        pid = fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        raise
+    if pid == 0:
+        os.close(read_fd)
+        _child(work, inventory, opener, write_fd, keep, changelog)
+    os.close(write_fd)
+    os.set_blocking(read_fd, False)
+    return CommitRun(work, pid, read_fd)
+
+
+# ---------------------------------------------------------------------------
+# the commit process
+# ---------------------------------------------------------------------------
+
+def _child(work: Work, inventory: Inventory, opener: Opener, fd: int, keep: tuple[int, ...],
+           changelog: ChangeLog) -> NoReturn:
+    code = 0
+    try:
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(signum, signal.SIG_DFL)
+        set_title("dynamod: commit")
+        close_channels({fd, *keep})
+        try:
+            import fcntl
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:
+            pass
+        _commit(work, inventory, opener, fd, changelog)
+    except BaseException as exc:  # noqa: BLE001 - whatever it was, the server is told, then this process ends
+        code = 1
+        try:
+            _send(fd, STATUS, json.dumps({"crashed": f"{type(exc).__name__}: {exc}"}).encode())
+        except BaseException:  # noqa: BLE001 - the server sees the pipe close without a status
+            pass
+    finally:
+        os._exit(code)
+
+
+def close_channels(keep: set[int]) -> None:
+    """Close inherited sockets and pipes (clients, listeners, the keeper's link, applications' pipes):
+    their peers must see them close when dynamod closes them. Regular files stay open: SQLite's
+    process-wide state refers to the descriptors of the database it inherited."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd in keep or fd <= 2:
+            continue
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            continue
+        if stat.S_ISSOCK(mode) or stat.S_ISFIFO(mode):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class _Keeping(JournalWriter):
+    """The journal's writer, keeping the normalized records too (they go back to dynamod)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept: list[Record] = []
+
+    def add(self, record: Record) -> None:
+        super().add(record)
+        self.kept.append(record)
+
+
+def records_of(frames: list[bytes]) -> Iterator[Record]:
+    """The normalized records of the ``C`` frames, decoded one frame at a time."""
+    for frame in frames:
+        yield from json.loads(frame)
+
+
+def _send(fd: int, kind: int, payload: bytes) -> None:
+    data = memoryview(HEAD.pack(len(payload), kind) + payload)
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _status(fd: int, **status: Any) -> None:
+    _send(fd, STATUS, json.dumps(status).encode())
+
+
+def _commit(work: Work, inventory: Inventory, opener: Opener, fd: int, changelog: ChangeLog) -> None:
+    records: Prepared | list[Record] = work.records if work.records is not None else []
+    counts: dict[str, int] = {}
+    started = time.monotonic()
+    if work.document is not None:
+        try:
+            parsed = (parse_delete if work.delete else parse_inject)(work.document, inventory)
+        except DocumentError as exc:
+            _status(fd, document=str(exc))
+            return
+        work.document = None
+        records, counts = parsed.records, parsed.counts
+    journal = _Keeping()
+    parsed_at = time.monotonic()
+    try:
+        store = opener()
+        committed = apply_change_set(inventory, store, records, work.meta, journal=journal)
+    except ChangeSetError as exc:
+        _status(fd, refused=str(exc))
+        return
+    except StoreError as exc:
+        _status(fd, store=str(exc), unavailable=isinstance(exc, StoreUnavailable))
+        return
+    committed_at = time.monotonic()
+    if committed:
+        kept = journal.kept
+        for start in range(0, len(kept), FRAME_RECORDS):  # small frames: the loop decodes one per slice
+            _send(fd, CHUNK, _dumps(kept[start:start + FRAME_RECORDS]).encode())
+    ids = inventory.ids.next_ids if inventory.ids is not None else {}
+    _status(fd, committed=committed, version=inventory.version, next_ids=ids, counts=counts,
+            records=journal.num_records, times=[round(parsed_at - started, 2), round(committed_at - parsed_at, 2),
+                                                round(time.monotonic() - committed_at, 2)])
+    # dynamod goes on with the status; what is left here it does not wait for (but the next change set does)
+    if committed:
+        plain = records.records if isinstance(records, Prepared) else records
+        changelog.write(inventory.version, work.who, plain)  # committed: the change log may say so
+        try:
+            store.maintain()  # SQLite: the checkpoint, off the loop too
+        except StoreError as exc:
+            log.warning("%s: store maintenance after the commit failed: %s", work.who, exc)

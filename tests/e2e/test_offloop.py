@@ -1,0 +1,126 @@
+"""The server keeps answering while it writes (issue 10): a change set is validated and committed by a
+commit process forked at the current version, and the image changes only after the commit, while
+applications that start meanwhile are forked from the old version (the zygote)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.e2e.conftest import Server, cmdline_of, command, wait_for
+
+DATASETS, BLOCKS, FILES = 100, 10, 100   # 100k files: seconds of parsing, validating and committing
+COUNT = """
+from dynamo.core.executable import inventory
+datasets = [d for name, d in inventory.datasets.items() if name.startswith("/OffLoop")]
+print(inventory.version, len(datasets), sum(len(b.files) for d in datasets for b in d.blocks), flush=True)
+"""
+
+
+def document(datasets: int = DATASETS, bad_at_the_end: bool = False) -> str:
+    entries = []
+    for d in range(datasets):
+        blocks = [{"name": f"b{d:04d}-{b:02d}",
+                   "files": [{"name": f"/store/offloop/{d:04d}/{b:02d}/{f:04d}.root", "size": 100 + f}
+                             for f in range(FILES)]} for b in range(BLOCKS)]
+        entries.append({"name": f"/OffLoop{d:04d}/Run/RAW", "blocks": blocks})
+    if bad_at_the_end:  # found by the validation after everything before it was parsed
+        entries[-1]["blocks"][-1]["num_files"] = FILES + 1
+    return json.dumps({"dataset": entries})
+
+
+def count(server: Server, script: Path) -> tuple[int, int, int]:
+    done = server.run(str(script))
+    assert done.code == 0, done.err
+    version, datasets, files = map(int, done.out.split())
+    return version, datasets, files
+
+
+def helper_running(server: Server) -> bool:
+    """A commit process or a zygote (the change set is being validated, committed or applied)."""
+    return any(cmdline_of(pid).startswith(("dynamod: commit", "dynamod: zygote")) for pid in server.all_children())
+
+
+def test_calls_are_answered_during_an_inject_and_see_one_whole_version(server: Server) -> None:
+    script = server.script("count.py", COUNT)
+    script.chmod(0o644)
+    before = count(server, script)
+    assert before[1:] == (0, 0)
+    path = server.home / "big.json"
+    path.write_text(document())
+    path.chmod(0o644)
+    inject = subprocess.Popen([command("dynamo-inject"), str(path)], env=server.env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    seen, during = [], 0
+    while inject.poll() is None:
+        busy = helper_running(server)
+        result = count(server, script)
+        seen.append(result)
+        if busy and inject.poll() is None:
+            during += 1  # asked while the change set was on its way in, answered before the inject ended
+        time.sleep(0.02)
+    out, err = inject.communicate()
+    assert inject.returncode == 0, err
+    assert f"files: {DATASETS * BLOCKS * FILES}" in out
+    after = (before[0] + 1, DATASETS, DATASETS * BLOCKS * FILES)
+    assert count(server, script) == after
+    assert during >= 1, f"no call was answered while the inject was committed: {seen}"
+    # every application saw the old version or the new one, whole: never a part of the change set
+    assert set(seen) <= {before, after}, set(seen) - {before, after}
+    wait_for(lambda: not helper_running(server))  # the commit process and the zygote are gone
+    # applications started while the committed change set went into the image were forked at the old version
+    log = server.log()
+    applying = log[log.index(f"committed as version {after[0]}"):log.index(f"version {after[0]} applied")]
+    assert f"inventory version {before[0]}\n" in applying, applying[-3000:]
+
+
+def test_a_document_refused_late_changes_nothing(server: Server) -> None:
+    script = server.script("count.py", COUNT)
+    script.chmod(0o644)
+    before = count(server, script)
+    path = server.home / "bad.json"
+    path.write_text(document(datasets=20, bad_at_the_end=True))
+    path.chmod(0o644)
+    done = server.run(str(path), cmd="dynamo-inject")
+    assert done.code == 65, done.err
+    assert "invalid document, nothing changed" in done.err and "num_files" in done.err, done.err
+    assert count(server, script) == before
+    # the next change set is the next version: nothing of the refused one was committed
+    assert server.run("-", input='{"site": [{"name": "T1_NEXT"}]}', cmd="dynamo-inject").code == 0
+    assert count(server, script)[0] == before[0] + 1
+    assert "T1_NEXT" in server.shell("print(sorted(inventory.sites))\n").out
+
+
+def test_a_commit_process_killed_mid_commit_leaves_image_and_store_agreeing(server: Server) -> None:
+    script = server.script("count.py", COUNT)
+    script.chmod(0o644)
+    before = count(server, script)
+    path = server.home / "big.json"
+    path.write_text(document(datasets=30))
+    path.chmod(0o644)
+    inject = subprocess.Popen([command("dynamo-inject"), str(path)], env=server.env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    committing: list[int] = []
+
+    def found() -> bool:
+        committing[:] = [p for p in server.all_children() if cmdline_of(p).startswith("dynamod: commit")]
+        return bool(committing)
+
+    wait_for(found, timeout=60)
+    time.sleep(0.3)  # somewhere in parsing, validating or committing
+    os.kill(committing[0], signal.SIGKILL)
+    out, err = inject.communicate(timeout=120)
+    now = count(server, script)
+    if inject.returncode == 0:  # it had committed: the image caught up from the journal
+        assert now == (before[0] + 1, 30, 30 * BLOCKS * FILES), (now, out)
+    else:
+        assert "nothing applied" in err or "could not be asked" in err, err
+        assert now == before
+    assert server.process is not None and server.process.poll() is None
+    assert server.stop() == 0
+    server.start()  # what the store holds is what the image held
+    assert count(server, script) == now
