@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import errno
 import socket
 import ssl
 from dataclasses import dataclass
@@ -115,10 +116,15 @@ def get(port: int, path: str, method: str = "GET", body: bytes | None = None,
 
 
 def raw(port: int, data: bytes, timeout: float = 10) -> bytes:
-    """Send bytes as they are and read the answer until the server closes."""
+    """Send bytes as they are and read the answer until the server closes. A server may answer a
+    request it refuses (414, 431, 413) and close before all of it is sent: what it answered is read."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError, OSError) as exc:
+            if not isinstance(exc, (BrokenPipeError, ConnectionResetError)) and exc.errno != errno.ENOTCONN:
+                raise
         chunks = []
         while True:
             try:
