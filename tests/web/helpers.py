@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import http.client
 import json
-import errno
 import socket
 import ssl
 from dataclasses import dataclass
@@ -122,7 +122,7 @@ def raw(port: int, data: bytes, timeout: float = 10) -> bytes:
         try:
             s.sendall(data)
             s.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError, OSError) as exc:
+        except OSError as exc:
             if not isinstance(exc, (BrokenPipeError, ConnectionResetError)) and exc.errno != errno.ENOTCONN:
                 raise
         chunks = []
