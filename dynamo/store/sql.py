@@ -8,7 +8,6 @@ placeholders; SQLite's dialect rewrites them.
 
 from __future__ import annotations
 
-import concurrent.futures
 import gc
 import queue
 import sys
@@ -233,17 +232,13 @@ class SQLStore(Statements, InventoryStore):
     # ------------------------------------------------------------------
 
     def commit(self, inventory: Inventory, txn: Transaction, journal: JournalWriter, meta: ChangeMeta) -> int:
-        # The journal is encoded while the database executes the data statements.
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dynamo-journal")
-        encoder = pool.submit(journal.finish)
-        try:
-            with self._errors(), self.transaction():
-                seq = self._next_version(inventory.version)
-                self._execute_all(self._data_statements(inventory, txn))
-                self._write_journal(seq, meta, journal.num_records, encoder.result())
-                self._write_meta(seq, inventory.ids)
-        finally:
-            pool.shutdown()  # waits for the encoder, also when the commit failed
+        # The journal was encoded while the records were applied (JournalWriter); its last
+        # chunks are compressed, in a thread that releases the GIL, while the rows are written.
+        with self._errors(), self.transaction():
+            seq = self._next_version(inventory.version)
+            self._execute_all(self._data_statements(inventory, txn))
+            self._write_journal(seq, meta, journal.num_records, journal.finish())
+            self._write_meta(seq, inventory.ids)
         return seq
 
     def _next_version(self, expected: int) -> int:
