@@ -196,7 +196,7 @@ class Updates(ImageState):
             replica.is_custodial = is_custodial
             replica.last_update = last_update
             replica.lfns = files
-        self._tracker.touched("dataset_replicas", dataset_replica)
+        self._tracker.block_replicas_touched(dataset_replica)
         return replica
 
 

@@ -148,9 +148,11 @@ class SQLiteStore(SQLStore):
                 conn.execute("ROLLBACK")
             conn.execute("PRAGMA query_only = 0")
 
-    def _upsert_sql(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
-        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
-        conflict = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+    def _upsert_sql(self, table: str, columns: Sequence[str], keys: Sequence[str],
+                    updates: Sequence[str] | None = None) -> str:
+        changed = [c for c in columns if c not in keys] if updates is None else updates
+        assignments = ", ".join(f"{c} = excluded.{c}" for c in changed)
+        conflict = f"DO UPDATE SET {assignments}" if assignments else "DO NOTHING"
         return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({','.join(['%s'] * len(columns))}) "
                 f"ON CONFLICT ({', '.join(keys)}) {conflict}")
 
