@@ -163,7 +163,6 @@ def apply_change_set(inventory: Inventory, store: InventoryStore | None, records
         # Records are only known once iterated (they may be a generator); without any, nothing was touched.
         changed = journal.num_records > 0
         if changed:
-            journal.flush()  # compressed meanwhile
             _check_blocks(inventory, txn)
             if store is not None:
                 inventory.version = store.commit(inventory, txn, journal, meta or ChangeMeta())
@@ -173,7 +172,6 @@ def apply_change_set(inventory: Inventory, store: InventoryStore | None, records
         txn.rollback()
         raise
     finally:
-        journal.close()
         inventory._tracker = NO_TRACKING
         if gc_was_enabled:
             gc.enable()

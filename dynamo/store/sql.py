@@ -235,8 +235,8 @@ class SQLStore(Statements, InventoryStore):
     # ------------------------------------------------------------------
 
     def commit(self, inventory: Inventory, txn: Transaction, journal: JournalWriter, meta: ChangeMeta) -> int:
-        # The journal was encoded while the records were applied (JournalWriter); its last
-        # chunks are compressed, in a thread that releases the GIL, while the rows are written.
+        # The journal was encoded while the records were applied (JournalWriter): no thread
+        # takes turns with the driver for the GIL here.
         with self._errors(), self.transaction():
             seq = self._next_version(inventory.version)
             self._execute_all(self._data_statements(inventory, txn))
