@@ -150,7 +150,7 @@ def apply_change_set(inventory: Inventory, store: InventoryStore | None, records
         raise ChangeSetError("the inventory has no id allocator (inventory.ids is None), so it cannot "
                              "commit to a store; load it with store.load()")
     txn = Transaction(inventory.ids)
-    journal = JournalWriter()
+    journal = JournalWriter(eager=store is None or not store.ENCODES_JOURNAL)
     inventory._tracker = txn
     # Collection passes over the young objects a change set allocates (undo
     # entries, records) cost 25-50 % of the apply time; nothing here needs the

@@ -23,6 +23,8 @@ from dynamo.errors import CodecError
 # A compressed chunk must stay well under MariaDB's default max_allowed_packet (16 MiB).
 CHUNK_BYTES = 8 << 20
 CHUNK_RECORDS = 20000
+# a writer that leaves encoding to the commit still encodes beyond this many pending records
+DEFER_RECORDS = 200000
 _LEVEL = 3
 # ensure_ascii: the ASCII encoder is the faster one (names are ASCII); any other character is escaped
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False).encode
@@ -52,27 +54,33 @@ class JournalWriter:
     A chunk that compresses to more than ``chunk_bytes`` is split again. Records are held
     only until their chunk is made, so an initial load of millions of files is journaled like
     any other change set.
+
+    With ``eager=False`` records wait (up to ``DEFER_RECORDS``) for ``flush()``: a store
+    whose commit mostly waits for its database server (MariaDB) encodes them then, in a
+    thread, while the server executes the change set's statements.
     """
 
-    def __init__(self, chunk_bytes: int | None = None, chunk_records: int | None = None):
+    def __init__(self, chunk_bytes: int | None = None, chunk_records: int | None = None, eager: bool = True):
         self.chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
         self.chunk_records = CHUNK_RECORDS if chunk_records is None else chunk_records
         self.chunks: list[bytes] = []
         self.num_records = 0
         self._pending: list[Record] = []
+        self._cut_at = self.chunk_records if eager else max(DEFER_RECORDS, self.chunk_records)
 
     def add(self, record: Record) -> None:
         pending = self._pending
         pending.append(record)
         self.num_records += 1
-        if len(pending) >= self.chunk_records:
+        if len(pending) >= self._cut_at:
             self.flush()
 
     def flush(self) -> None:
         """Encode the records added so far."""
-        if self._pending:
-            records, self._pending = self._pending, []
-            self._encode(records)
+        pending, step = self._pending, self.chunk_records
+        self._pending = []
+        for start in range(0, len(pending), step):
+            self._encode(pending[start:start + step])
 
     def _encode(self, records: list[Record]) -> None:
         chunk = zlib.compress(_dumps(records).encode(), _LEVEL)
