@@ -72,7 +72,7 @@ class MySQLStore(SQLStore):
     kind = "mysql"
     SCHEMA_FILE = "mysql.sql"
     PIPELINED = True
-    ENCODES_JOURNAL = True  # PIPELINED: see SQLStore.commit
+    ENCODES_JOURNAL = True  # see SQLStore.commit
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 3306, user: str = "root", password: str = "",
                  database: str = "dynamo", unix_socket: str | None = None, connect_timeout: float = 10,

@@ -8,6 +8,7 @@ placeholders; SQLite's dialect rewrites them.
 
 from __future__ import annotations
 
+import concurrent.futures
 import gc
 import queue
 import sys
@@ -17,7 +18,7 @@ from abc import abstractmethod
 from contextlib import nullcontext
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from dynamo.core.codec import Record
 from dynamo.core.ids import ID_KINDS, IdAllocator
@@ -133,12 +134,6 @@ class Pipeline:
             yield item
 
 
-def _then(items: Iterator[Any], action: Callable[[], None]) -> Iterator[Any]:
-    """``items``, then ``action()`` (in whichever thread iterates them)."""
-    yield from items
-    action()
-
-
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -243,15 +238,21 @@ class SQLStore(Statements, InventoryStore):
     def commit(self, inventory: Inventory, txn: Transaction, journal: JournalWriter, meta: ChangeMeta) -> int:
         # SQLite: the journal was encoded while the records were applied (JournalWriter): a
         # thread encoding it here took turns with sqlite3 for the GIL. MariaDB (ENCODES_JOURNAL):
-        # it is encoded here, by the thread that renders the statements, while the server works.
-        statements = self._data_statements(inventory, txn)
-        if self.ENCODES_JOURNAL:
-            statements = _then(statements, journal.flush)
-        with self._errors(), self.transaction():
-            seq = self._next_version(inventory.version)
-            self._execute_all(statements)
-            self._write_journal(seq, meta, journal.num_records, journal.finish())
-            self._write_meta(seq, inventory.ids)
+        # it is encoded here, in a thread, while the server executes the statements (the driver
+        # then mostly waits on its socket, with the GIL released).
+        pool = concurrent.futures.ThreadPoolExecutor(1, "dynamo-journal") if self.ENCODES_JOURNAL else None
+        encoded = pool.submit(journal.flush) if pool is not None else None
+        try:
+            with self._errors(), self.transaction():
+                seq = self._next_version(inventory.version)
+                self._execute_all(self._data_statements(inventory, txn))
+                if encoded is not None:
+                    encoded.result()
+                self._write_journal(seq, meta, journal.num_records, journal.finish())
+                self._write_meta(seq, inventory.ids)
+        finally:
+            if pool is not None:
+                pool.shutdown()  # waits for the encoder, also when the commit failed
         return seq
 
     def _next_version(self, expected: int) -> int:
