@@ -3,17 +3,29 @@
     python -m bench.server_bench                       # W10 on SQLite and MariaDB
     python -m bench.server_bench --scale 0.01 --stores sqlite
 
-Reports, per store:
+Reports, per store, with issue 10's goals beside them (``bench.goals``):
 
-* ``ready_s``: dynamod start to listening (the load);
+* ``load_s``: dynamod start to its ready line ("server ready" in its log): the load, every
+  collection the server makes on the way, and everything else it does before it can answer;
+  ``floor_s``: the raw driver read of the same rows in a fresh process, measured in the same
+  run (``bench.store_bench``), and ``load_over_floor``; ``rss_mb``: dynamod's RSS when ready;
 * ``first_line_ms``: from starting the ``dynamo`` command to reading the
   script's first output line (median and max over ``--runs``); this includes
   the client's own start, the fork of the image and the child's set-up;
 * ``child_private_mb`` / ``gc_dirty_mb``: private dirty memory of a read-only
   child when its script starts, and how much more ``gc.collect()`` dirties;
+* ``walk_dirty_mb``: how much private memory a read-only application dirties by walking
+  the name and size of every file and every block replica (``WALK``), measured by the
+  application itself from /proc/self/smaps_rollup before and after; ``readers16_mb`` is 16
+  times that (``max_running`` = 16 such readers at once);
 * ``write_exit_to_done_s``: a write application makes ``--changes`` changes
   (bench.workload.MIX) and exits; time from its exit to the client holding
-  the result, i.e. the change set received, validated, applied and committed.
+  the result, i.e. the change set received, validated, applied and committed;
+* ``busy_write_p99_ms`` / ``busy_inject_p99_ms``: trivial calls (``dynamo`` running a
+  one-line script, start to exit) made one after another while such a write application
+  applies and commits, and while an inject of ``--inject-files`` files (1 M at W10) is
+  parsed, applied and committed; ``quiet_call_ms`` is the same call's median on an idle
+  server.
 """
 
 from __future__ import annotations
@@ -23,21 +35,23 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from bench.store_bench import fresh_mysql_url, save_results
+from bench.goals import SERVER_GOALS, judge, render
+from bench.store_bench import buffer_pool_mb, fresh_mysql_url, run_worker, save_results
 from bench.workload import W10, change_records, generate, scaled
 
-# W10 loads in about 20 s on a quiet machine (docs/performance.md); ten times that on a loaded one is
-# still a start, beyond it the benchmark would only wait on a server that hangs.
+# W10 loads in well under 20 s on a quiet machine (docs/performance.md); ten times that on a loaded
+# one is still a start, beyond it the benchmark would only wait on a server that hangs.
 START_TIMEOUT = 300.0
+READY = b"server ready"  # dynamod's log line once it is listening and serving
 FIRST_LINE = "print('first line', flush=True)\n"
 MEMORY = """
 import gc
@@ -48,6 +62,35 @@ before = dirty()
 gc.collect()
 after = dirty()
 print(before / 1024, (after - before) / 1024)
+"""
+# A read-only application that reads the whole inventory: the name and size of every file, the site
+# and size of every block replica. Its private dirty memory before and after is what copy-on-write
+# costs a reader (issue 10: 1.2 GB at W10 when every read wrote a per-block object).
+WALK = """
+import gc, json, time
+from dynamo.core.executable import inventory
+def dirty():
+    with open('/proc/self/smaps_rollup') as f:
+        return sum(int(l.split()[1]) for l in f if l.startswith(('Private_Dirty', 'Private_Hugetlb')))
+before = dirty()
+started = time.perf_counter()
+files = file_bytes = name_chars = replicas = replica_bytes = 0
+for dataset in inventory.datasets.values():
+    for block in dataset.blocks:
+        for f in block.files:
+            files += 1
+            file_bytes += f.size
+            name_chars += len(f.lfn)
+        for replica in block.replicas:
+            replicas += 1
+            replica_bytes += replica.size
+            name_chars += len(replica.site.name)
+walk_s = time.perf_counter() - started
+after = dirty()
+gc.collect()
+print(json.dumps({"files": files, "block_replicas": replicas, "file_bytes": file_bytes, "name_chars": name_chars,
+                  "walk_s": walk_s, "before_mb": before / 1024, "walk_dirty_mb": (after - before) / 1024,
+                  "gc_after_walk_dirty_mb": (dirty() - after) / 1024}))
 """
 WRITER = """
 import json, sys, time
@@ -77,22 +120,39 @@ class Bench:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> float:
+        """Start dynamod in the foreground; seconds until its ready line ("server ready" in its log):
+        from then on it answers."""
+        log_path = self.home / "log" / "server.log"
+        seen = log_path.stat().st_size if log_path.exists() else 0
         started = time.perf_counter()
         self.process = subprocess.Popen([command("dynamod")], env=self.env, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
+        tail = b""
         while time.perf_counter() < started + START_TIMEOUT:
             if self.process.poll() is not None:
-                raise SystemExit(f"dynamod failed; see {self.home}/log/server.log")
+                raise SystemExit(f"dynamod failed; see {log_path}")
             try:
-                with socket.socket(socket.AF_UNIX) as s:
-                    s.connect(str(self.socket))
+                with open(log_path, "rb") as f:
+                    f.seek(seen)
+                    new = f.read()
+            except FileNotFoundError:
+                new = b""
+            seen += len(new)
+            tail = tail[-64:] + new
+            if READY in tail:
                 return time.perf_counter() - started
-            except OSError:
-                time.sleep(0.02)
+            time.sleep(0.01)
         self.process.kill()
         self.process.wait()
-        raise SystemExit(f"dynamod did not accept connections within {START_TIMEOUT:g} s; "
-                         f"see {self.home}/log/server.log")
+        raise SystemExit(f"dynamod was not ready within {START_TIMEOUT:g} s; see {log_path}")
+
+    def rss_mb(self) -> float:
+        assert self.process is not None
+        with open(f"/proc/{self.process.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
 
     def stop(self) -> None:
         assert self.process is not None
@@ -107,6 +167,38 @@ class Bench:
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([command("dynamo"), *args], env=self.env, capture_output=True, text=True, check=True)
+
+    def call_ms(self, path: Path) -> float:
+        """A trivial call: ``dynamo`` running ``path``, from its start to its exit."""
+        started = time.perf_counter()
+        subprocess.run([command("dynamo"), str(path)], env=self.env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=True)
+        return (time.perf_counter() - started) * 1000
+
+    def calls_during(self, path: Path, busy: Callable[[], Any]) -> tuple[list[float], Any]:
+        """Trivial calls one after another for as long as ``busy()`` runs (in a thread); their times
+        and what ``busy`` returned."""
+        outcome: list[Any] = []
+
+        def run() -> None:
+            try:
+                outcome.append(busy())
+            except BaseException as exc:  # handed to the caller
+                outcome.append(exc)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        times = []
+        while thread.is_alive():
+            times.append(self.call_ms(path))
+        thread.join()
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return times, outcome[0]
+
+    def inject(self, document: str) -> None:
+        subprocess.run([command("dynamo-inject"), "-"], input=document, env=self.env, check=True,
+                       capture_output=True, text=True)
 
     def first_line_ms(self, path: Path) -> float:
         started = time.perf_counter()
@@ -132,28 +224,69 @@ class Bench:
         return done - float(out.strip().splitlines()[-1]), process.returncode
 
 
-def measure(kind: str, url: str, home: Path, scale: float, changes: int, runs: int, seed: int) -> dict[str, Any]:
+def p99(times: list[float]) -> float:
+    """The 99th percentile by nearest rank: the largest of fewer than 100."""
+    ordered = sorted(times)
+    return ordered[max(0, -(-99 * len(ordered) // 100) - 1)]
+
+
+def inject_document(files: int) -> str:
+    """A new dataset of ``files`` files in blocks of 1,000, as ``dynamo-inject`` takes it."""
+    name = "/BenchInject/Run2026A-Busy-v1/RAW"
+    blocks = []
+    for b in range(0, files, 1000):
+        blocks.append({"name": f"busy-{b // 1000:05d}", "files": [
+            {"name": f"/store/data/Run2026A/BenchInject/RAW/Busy-v1/{b // 1000:05d}/{i:07d}-6B0F2E4C-9A1D-4C7E-B3F5-"
+                     f"0D8A2C6E4F1B.root", "size": 2_000_000_000 + i}
+            for i in range(b, min(b + 1000, files))]})
+    return json.dumps({"dataset": [{"name": name, "status": "valid", "blocks": blocks}]})
+
+
+def measure(kind: str, url: str, home: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from dynamo.core.changeset import apply_change_set
     from dynamo.core.journal import ChangeMeta
     from dynamo.store import open_store
-    image = generate(W10 if scale == 1 else scaled(scale), seed)
+    image = generate(W10 if args.scale == 1 else scaled(args.scale), args.seed)
     store = open_store(url)
     store.import_image(image, ChangeMeta(title="server_bench import"))
     store.close()
-    records_path = home / "changes.json"
-    records_path.write_text(json.dumps(change_records(image, changes, seed + 1)))
-    records_path.chmod(0o644)
+    # two write change sets: the second is valid on the image the first leaves behind
+    first = change_records(image, args.changes, args.seed + 1)
+    apply_change_set(image, None, first)
+    second = change_records(image, args.changes, args.seed + 2)
     del image
+    records_path, busy_records_path = home / "changes.json", home / "changes2.json"
+    for path, records in ((records_path, first), (busy_records_path, second)):
+        path.write_text(json.dumps(records))
+        path.chmod(0o644)
+    del first, second
+    inject_files = args.inject_files if args.inject_files is not None else max(1000, int(1_000_000 * args.scale))
+    document = inject_document(inject_files)
+    result: dict[str, Any] = {"records": args.changes, "inject_files": inject_files}
+    if kind == "mysql":
+        result["innodb_buffer_pool_mb"] = buffer_pool_mb(url)
+    result.update(run_worker(["floor", url]))  # the raw driver floor, in this run, before dynamod holds memory
     bench = Bench(home, url)
-    result: dict[str, Any] = {"ready_s": bench.start()}
+    result["load_s"] = bench.start()
+    result["ready_s"] = result["load_s"]  # the name of earlier runs
+    result["load_over_floor"] = result["load_s"] / result["floor_s"] if result["floor_s"] else None
     try:
-        first = bench.script("first.py", FIRST_LINE)
-        times = [bench.first_line_ms(first) for _ in range(runs)]
+        result["rss_mb"] = bench.rss_mb()
+        first_line = bench.script("first.py", FIRST_LINE)
+        times = [bench.first_line_ms(first_line) for _ in range(args.runs)]
         result.update(first_line_ms_median=statistics.median(times), first_line_ms_max=max(times))
         memory = bench.script("memory.py", MEMORY)
         private, gc_dirty = map(float, bench.run(str(memory)).stdout.split())
         result.update(child_private_mb=private, gc_dirty_mb=gc_dirty)
+        walk = json.loads(bench.run(str(bench.script("walk.py", WALK))).stdout.strip().splitlines()[-1])
+        result.update(walk=walk, walk_dirty_mb=walk["walk_dirty_mb"], readers16_mb=16 * walk["walk_dirty_mb"])
         result["write_exit_to_done_s"], _ = bench.write_app(records_path)
-        result["records"] = changes
+        trivial = bench.script("trivial.py", "print('ok')\n")
+        result["quiet_call_ms"] = statistics.median(bench.call_ms(trivial) for _ in range(5))
+        times, _ = bench.calls_during(trivial, lambda: bench.write_app(busy_records_path))
+        result.update(busy_write_p99_ms=p99(times), busy_write_calls=len(times))
+        times, _ = bench.calls_during(trivial, lambda: bench.inject(document))
+        result.update(busy_inject_p99_ms=p99(times), busy_inject_calls=len(times))
     finally:
         bench.stop()
     return result
@@ -164,13 +297,15 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--changes", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--inject-files", type=int, help="files of the busy inject (default 1 M x scale, >= 1000)")
     parser.add_argument("--stores", default="sqlite,mysql")
     parser.add_argument("--mysql", default=os.environ.get("DYNAMO_TEST_MYSQL", "mysql://root@127.0.0.1:3306"))
     parser.add_argument("--mysql-db", default="dynamo_server_bench")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
-    results: dict[str, Any] = {"scale": args.scale, "changes": args.changes, "time": time.time(), "stores": {}}
+    results: dict[str, Any] = {"scale": args.scale, "changes": args.changes, "time": time.time(),
+                               "loadavg_start": os.getloadavg(), "stores": {}}
     for kind in args.stores.split(","):
         home = Path(tempfile.mkdtemp(prefix="dynb", dir="/tmp"))
         home.chmod(0o711)
@@ -180,14 +315,23 @@ def main() -> None:
             else:
                 url = fresh_mysql_url(args.mysql, args.mysql_db)
             print(f"== {kind}: scale {args.scale} ...", flush=True)
-            r = measure(kind, url, home, args.scale, args.changes, args.runs, args.seed)
+            r = measure(kind, url, home, args)
+            r["goals"] = judge(SERVER_GOALS, kind, r, args.scale, args.changes)
             results["stores"][kind] = r
-            print(f"   ready {r['ready_s']:.1f} s; first line {r['first_line_ms_median']:.0f} ms "
-                  f"(max {r['first_line_ms_max']:.0f}); child private {r['child_private_mb']:.1f} MB, "
-                  f"gc.collect() dirties {r['gc_dirty_mb']:.2f} MB; write of {r['records']}: "
-                  f"{r['write_exit_to_done_s']:.2f} s from exit to done", flush=True)
+            print(f"   ready {r['load_s']:.2f} s (raw floor {r['floor_s']:.2f} s), RSS {r['rss_mb']:.0f} MB; "
+                  f"first line {r['first_line_ms_median']:.0f} ms (max {r['first_line_ms_max']:.0f}); "
+                  f"child private {r['child_private_mb']:.1f} MB, gc.collect() dirties {r['gc_dirty_mb']:.2f} MB; "
+                  f"a walk of {r['walk']['files']} files and {r['walk']['block_replicas']} block replicas "
+                  f"({r['walk']['walk_s']:.1f} s) dirties {r['walk_dirty_mb']:.1f} MB; write of {r['records']}: "
+                  f"{r['write_exit_to_done_s']:.2f} s from exit to done; trivial call {r['quiet_call_ms']:.0f} ms "
+                  f"quiet, p99 {r['busy_write_p99_ms']:.0f} ms during a write ({r['busy_write_calls']} calls), "
+                  f"{r['busy_inject_p99_ms']:.0f} ms during an inject of {r['inject_files']} files "
+                  f"({r['busy_inject_calls']} calls)", flush=True)
+            print(render(r["goals"]), flush=True)
         finally:
             shutil.rmtree(home, ignore_errors=True)
+    results["loadavg_end"] = os.getloadavg()
+    print(f"load average {results['loadavg_start'][0]:.2f} at the start, {results['loadavg_end'][0]:.2f} at the end")
     save_results(results, "server", args.json)
 
 

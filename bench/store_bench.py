@@ -7,14 +7,18 @@
 For each store: generate the workload (seeded), import it into an empty
 store, then in fresh processes (so RSS is the image alone):
 
-* ``load``: ``store.load()`` wall time and RSS after load (GC collected);
-* ``floor``: a raw driver read of the same rows (iterate, build nothing);
-  ``load / floor`` is how much the object building costs over the wire;
+* ``load``: ``store.load(freeze=True)`` as dynamod loads, wall and CPU time (every collection
+  inside), and RSS after load;
+* ``floor``: a raw driver read of the same rows with the load's connection settings (iterate,
+  build nothing); ``load / floor`` is how much the object building costs over the wire
+  (``--repeat N``: N of each, alternating, medians);
 * ``commit``: a mixed change set of ``--changes`` records (bench.workload.MIX)
   applied to the loaded image and committed: validate + apply, then the
   database transaction, reported separately and together.
 
-Results are printed and written to ``bench/results/store-<time>.json``.
+Results are printed, with issue 10's goals beside them (``bench.goals``), and written to
+``bench/results/store-<time>.json``. Workers leave with ``os._exit`` once their result is out
+(tearing down a W10 image took 9 s) and close their stores first.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import argparse
 import gc
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.goals import STORE_GOALS, judge, render
 from bench.workload import W10, change_records, generate, scaled
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -48,28 +54,39 @@ def rss_mb() -> float:
 # ---------------------------------------------------------------------------
 
 def worker_load(url: str) -> dict[str, Any]:
+    """The load as dynamod makes it: frozen as built (``load(freeze=True)``), then the collection
+    its first fork makes; every collection is inside the time."""
     from dynamo.store import open_store
     base = rss_mb()
-    store = open_store(url, create=False)
-    t0 = time.perf_counter()
-    inv = store.load()
-    seconds = time.perf_counter() - t0
+    store: Any = open_store(url, create=False)
+    t0, c0 = time.perf_counter(), time.process_time()
     gc.collect()
-    counts = inv.counts()
-    return {"load_s": seconds, "rss_mb": rss_mb(), "rss_before_mb": base, "counts": counts}
+    store.load(freeze=True)
+    gc.collect()  # what dynamod's first fork does: nothing to walk when the image is frozen
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    result = {"load_s": seconds, "load_cpu_s": cpu, "rss_mb": rss_mb(), "rss_before_mb": base,
+              "counts": dict(store.loaded_counts)}
+    store.close()
+    return result
 
 
 def worker_floor(url: str) -> dict[str, Any]:
+    """The raw driver read of the load's rows, with the load's connection settings and the collector
+    off as in the load: iterate, build nothing."""
     from dynamo.store import open_store
     from dynamo.store.sql import _LOAD_QUERIES
     store: Any = open_store(url, create=False)
-    t0 = time.perf_counter()
+    gc.disable()
+    t0, c0 = time.perf_counter(), time.process_time()
     rows = 0
-    with store.transaction(read_only=True):
+    with store._loading(), store.transaction(read_only=True):
         for _, query in _LOAD_QUERIES:
             for _ in store._stream(query):
                 rows += 1
-    return {"floor_s": time.perf_counter() - t0, "rows": rows}
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    gc.enable()
+    store.close()
+    return {"floor_s": seconds, "floor_cpu_s": cpu, "rows": rows}
 
 
 def worker_commit(url: str, changes: int, seed: int) -> dict[str, Any]:
@@ -77,8 +94,7 @@ def worker_commit(url: str, changes: int, seed: int) -> dict[str, Any]:
     from dynamo.core.journal import ChangeMeta
     from dynamo.store import open_store
     store: Any = open_store(url, create=False)
-    inv = store.load()
-    gc.freeze()  # as the server does after loading
+    inv = store.load(freeze=True)  # as the server loads
     records = change_records(inv, changes, seed)
     commit_time = 0.0
     original = store.commit
@@ -95,8 +111,29 @@ def worker_commit(url: str, changes: int, seed: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     apply_change_set(inv, store, records, ChangeMeta(user="bench", title="store_bench"))
     total = time.perf_counter() - t0
+    store.close()  # SQLite: checkpoints the commit's WAL into the database (none is left behind)
     return {"records": len(records), "total_s": total, "db_commit_s": commit_time,
             "apply_s": total - commit_time}
+
+
+def load_and_floor(url: str, repeat: int) -> dict[str, Any]:
+    """Loads and raw floors, alternating (``repeat`` of each, each in a fresh process): medians, and
+    their ratio, measured in one run."""
+    loads, floors = [], []
+    for _ in range(repeat):
+        floors.append(run_worker(["floor", url]))
+        loads.append(run_worker(["load", url]))
+    r = dict(loads[0])
+    r.update(floors[0])
+    for key, runs in (("load_s", loads), ("load_cpu_s", loads), ("rss_mb", loads), ("floor_s", floors),
+                      ("floor_cpu_s", floors)):
+        r[key] = statistics.median(run[key] for run in runs)
+    if repeat > 1:
+        r["load_runs_s"] = [run["load_s"] for run in loads]
+        r["floor_runs_s"] = [run["floor_s"] for run in floors]
+    r["load_over_floor"] = r["load_s"] / r["floor_s"] if r["floor_s"] else None
+    r["load_over_floor_cpu"] = r["load_cpu_s"] / r["floor_cpu_s"] if r["floor_cpu_s"] else None
+    return r
 
 
 def run_worker(args: list[str]) -> dict[str, Any]:
@@ -163,6 +200,7 @@ def main() -> None:
     parser.add_argument("--mysql-db", default="dynamo_bench", help="database to (re)create there")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--repeat", type=int, default=1, help="loads and floors to take the median of")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -170,10 +208,11 @@ def main() -> None:
         kind, url, *rest = args.worker
         result = {"load": worker_load, "floor": worker_floor}[kind](url) if kind != "commit" else \
             worker_commit(url, int(rest[0]), int(rest[1]))
-        print(json.dumps(result))
-        return
+        print(json.dumps(result), flush=True)
+        os._exit(0)  # the image's teardown would take seconds (9 s at W10), and nothing needs it
 
-    results: dict[str, Any] = {"scale": args.scale, "changes": args.changes, "time": time.time(), "stores": {}}
+    results: dict[str, Any] = {"scale": args.scale, "changes": args.changes, "time": time.time(),
+                               "loadavg_start": os.getloadavg(), "stores": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.stores.split(","):
             url = f"sqlite:///{tmp}/bench.db" if kind == "sqlite" else fresh_mysql_url(args.mysql, args.mysql_db)
@@ -181,17 +220,20 @@ def main() -> None:
             r = prepare(url, args.scale, args.seed)
             if kind == "mysql":
                 r["innodb_buffer_pool_mb"] = buffer_pool_mb(url)
-            r.update(run_worker(["load", url]))
-            r.update(run_worker(["floor", url]))
-            r["load_over_floor"] = r["load_s"] / r["floor_s"] if r["floor_s"] else None
+            r.update(load_and_floor(url, args.repeat))
             r.update(run_worker(["commit", url, str(args.changes), str(args.seed + 1)]))
+            r["goals"] = judge(STORE_GOALS, kind, r, args.scale)
             results["stores"][kind] = r
             print(f"   {r['counts']}" + (f", InnoDB buffer pool {r['innodb_buffer_pool_mb']:.0f} MiB"
                                             if kind == "mysql" else ""))
-            print(f"   load {r['load_s']:.2f} s (floor {r['floor_s']:.2f} s, ratio {r['load_over_floor']:.2f}), "
+            print(f"   load {r['load_s']:.2f} s (floor {r['floor_s']:.2f} s, ratio {r['load_over_floor']:.2f}; "
+                  f"CPU {r['load_cpu_s']:.2f} s / {r['floor_cpu_s']:.2f} s = {r['load_over_floor_cpu']:.2f}), "
                   f"RSS {r['rss_mb']:.0f} MB; change set of {r['records']}: {r['total_s']:.2f} s "
                   f"(apply {r['apply_s']:.2f} s + database {r['db_commit_s']:.2f} s); "
                   f"import {r['import_s']:.1f} s", flush=True)
+            print(render(r["goals"]), flush=True)
+    results["loadavg_end"] = os.getloadavg()
+    print(f"load average {results['loadavg_start'][0]:.2f} at the start, {results['loadavg_end'][0]:.2f} at the end")
     save_results(results, "store", args.json)
 
 

@@ -15,6 +15,14 @@ Reports, per store:
 * ``site_blockreplicas_s`` / ``site_blockreplicas_mb``: every block replica at the busiest site,
   streamed; ``site_worker_private_mb``: the largest private memory of a worker before it, and
   ``site_worker_grew_mb`` how much it grew in the worker that served it.
+
+``--million-site`` measures instead one listing at a site of a million block replicas (a
+synthetic store: ``--site-datasets`` datasets of 10 blocks of one file, every one replicated at
+one site; nothing else): ``million_*``: the replicas listed, bytes, seconds, time to the first
+byte, and the serving worker's private memory before, at most during (sampled every 50 ms) and
+after, with its peak resident size; beside them the response's size, which a buffered answer
+would have to hold (and several times more as Python objects). The client counts the stream
+as it comes and keeps none of it.
 """
 
 from __future__ import annotations
@@ -232,6 +240,86 @@ def measure(url: str, home: Path, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _status_kb(pid: int, key: str) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith(key + ":")), 0) / 1024
+    except OSError:
+        return 0.
+
+
+MARK = b'"replica": ['
+
+
+def measure_million(url: str, home: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Every block replica at a site of ~1M, streamed: time, bytes and the serving worker's memory."""
+    from dataclasses import replace
+
+    from dynamo.core.journal import ChangeMeta
+    from dynamo.store import open_store
+    started = time.perf_counter()
+    image = generate(replace(W10, sites=1, groups=20, datasets=args.site_datasets, blocks_per_dataset=10,
+                             files_per_block=1, replicas_per_dataset=1), args.seed)
+    (site,) = image.sites
+    result: dict[str, Any] = {"million_site_block_replicas": sum(
+        len(r.block_replicas) for r in image.sites[site].dataset_replicas())}
+    store = open_store(url)
+    store.import_image(image, ChangeMeta(title="web_bench million-site import"))
+    store.close()
+    del image
+    result["million_build_s"] = time.perf_counter() - started
+    bench = WebBench(home, url, _free_port(), args.workers)
+    result["million_ready_s"] = bench.start()
+    try:
+        bench.wait_web()
+        assert bench.process is not None
+        result["million_dynamod_rss_mb"] = _status_kb(bench.process.pid, "VmRSS")
+        before = {pid: _private_mb(pid) for pid in bench.workers()}
+        peak: dict[int, float] = dict(before)
+        stop = threading.Event()
+
+        def sample() -> None:  # every worker, those that come later too (first seen: its "before")
+            while not stop.wait(0.05):
+                for pid in bench.workers():
+                    mb = _private_mb(pid)
+                    before.setdefault(pid, mb)
+                    peak[pid] = max(peak.get(pid, 0.), mb)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        conn = http.client.HTTPConnection("127.0.0.1", bench.port, timeout=600)
+        t0 = time.perf_counter()
+        conn.request("GET", f"/data/inventory/blockreplicas?node={site}")
+        response = conn.getresponse()
+        first = None
+        size = lines = 0
+        tail = b""
+        while True:
+            chunk = response.read1(1 << 20)
+            if not chunk:
+                break
+            if first is None:
+                first = time.perf_counter() - t0
+            size += len(chunk)
+            lines += (tail + chunk).count(MARK)
+            tail = chunk[-(len(MARK) - 1):]  # shorter than the mark: nothing in it is counted twice
+        elapsed = time.perf_counter() - t0
+        conn.close()
+        stop.set()
+        sampler.join()
+        served = max(before, key=lambda pid: peak[pid] - before[pid])
+        result["million_workers_seen"] = len(before)
+        result.update(million_status=response.status, million_listed=lines, million_bytes_mb=size / 1e6,
+                      million_s=elapsed, million_first_byte_ms=1000 * (first or 0.),
+                      million_worker_private_before_mb=before[served], million_worker_private_peak_mb=peak[served],
+                      million_worker_private_after_mb=_private_mb(served),
+                      million_worker_hwm_mb=_status_kb(served, "VmHWM"),
+                      million_dynamod_rss_after_mb=_status_kb(bench.process.pid, "VmRSS"))
+    finally:
+        bench.stop()
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0)
@@ -245,6 +333,10 @@ def main() -> None:
     parser.add_argument("--mysql-db", default="dynamo_web_bench")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--million-site", action="store_true",
+                        help="only the listing of a site of a million block replicas (a synthetic store)")
+    parser.add_argument("--site-datasets", type=int, default=100_000,
+                        help="datasets (of 10 blocks) at that site (--million-site)")
     args = parser.parse_args()
     results: dict[str, Any] = {"scale": args.scale, "time": time.time(), "connections": args.connections,
                                "stores": {}}
@@ -253,6 +345,13 @@ def main() -> None:
         home.chmod(0o711)
         try:
             url = f"sqlite:///{home}/inventory.db" if kind == "sqlite" else fresh_mysql_url(args.mysql, args.mysql_db)
+            if args.million_site:
+                print(f"== {kind}: a site of {args.site_datasets * 10} block replicas ...", flush=True)
+                r = measure_million(url, home, args)
+                results["stores"][kind] = r
+                print("   " + ", ".join(f"{k[8:]} {v:.1f}" if isinstance(v, float) else f"{k[8:]} {v}"
+                                        for k, v in r.items()), flush=True)
+                continue
             print(f"== {kind}: scale {args.scale} ...", flush=True)
             r = measure(url, home, args)
             results["stores"][kind] = r

@@ -106,7 +106,8 @@ def generate(scale: Scale, seed: int = 1) -> Inventory:
                                 filetable.pack(entries)))
             ids.append(block_id)
         per_dataset_blocks.append(ids)
-    builder.blocks(blocks_rows)
+    builder.blocks(row[:7] for row in blocks_rows)
+    builder.block_files((row[0], row[7]) for row in blocks_rows)
     del blocks_rows
 
     replica_rows = []
@@ -127,7 +128,7 @@ def _pack_replicas(rng: random.Random, builder: R.ImageBuilder, block_ids: list[
     tail = []
     for bid, partial in zip(block_ids, incomplete, strict=True):
         if partial:
-            ids = filetable.ids(builder.blocks_by_id[bid]._files)[: max(1, scale.files_per_block // 2)]  # type: ignore[arg-type]
+            ids = filetable.ids(*builder.blocks_by_id[bid]._span())[: max(1, scale.files_per_block // 2)]
             tail.append(struct.pack(f"<I{len(ids)}q", len(ids), *ids))
     return b"".join((
         struct.pack("<BI", R.BR_VERSION, n),

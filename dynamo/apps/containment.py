@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,16 @@ def forbid_tracing() -> bool:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return bool(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def no_new_privileges() -> bool:
+    """No program this process or its descendants execute gains privileges (setuid and setgid bits, file
+    capabilities: PR_SET_NO_NEW_PRIVS); inherited by forks and execs, and cannot be undone."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
 

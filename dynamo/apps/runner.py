@@ -89,6 +89,10 @@ def _setup(spec: ChildSpec) -> None:
         os.setgroups([])
         os.setgid(spec.gid)
         os.setuid(spec.uid)
+    else:
+        # The server's own uid (the embedded default; a configured server not run as root): a setuid
+        # program that uid may run (sudo, for one) must not raise an application above it.
+        containment.no_new_privileges()
     containment.forbid_tracing()  # after setuid, which would reset it
     containment.apply_limits(spec.limits)
     # a descendant that leaves the process group (double fork, setsid) stays ours, and is killed at the end

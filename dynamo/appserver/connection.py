@@ -2,11 +2,12 @@
 
 A ``Connection`` turns readable bytes into validated messages and queues
 outgoing frames; the loop asks it which events it wants. Local-socket
-connections identify the user by peer uid. In dynamod, TLS clients arrive from
-its keeper (``dynamo.server.keeper``), which holds the server's key, did the
+connections identify the user by peer uid. TLS clients arrive from dynamod's
+keeper (``dynamo.server.keeper``), which holds the server's key, did the
 handshake and verified the certificate DN: ``Connection.relayed`` carries their
-plaintext. A ``Listener`` with an SSL context (TLS done in this process, by
-``Connection.handshake``) is what the keeper's listener is made of.
+plaintext. A ``Listener`` with an SSL context is what the keeper's listener is
+made of (the keeper's ``keeper_relay`` does the handshakes; no connection of
+the main process speaks TLS).
 """
 
 from __future__ import annotations
@@ -178,8 +179,6 @@ class Connection:
         self.decoder = framing.Decoder(max_frame)
         self.max_frame = max_frame
         self.out = bytearray()
-        self.handshaking = kind == "tls"
-        self.handshake_wants_write = False
         self.identity = ""          # unix user name or certificate DN
         self.user: Any = None       # registry.User once identified
         self.request: str | None = None
@@ -200,7 +199,6 @@ class Connection:
         """A TLS client whose handshake dynamod's keeper did (it holds the key): ``sock`` carries its
         plaintext, ``dn`` is the identity the keeper verified. Served like any TLS client."""
         conn = cls(sock, "tls", max_frame)
-        conn.handshaking = False
         conn.identity = dn
         return conn
 
@@ -215,37 +213,16 @@ class Connection:
     def wants_read(self) -> bool:
         if self.draining_since is not None:
             return not self.closed
-        return not self.closed and not self.close_when_flushed and not (self.handshaking and
-                                                                         self.handshake_wants_write)
+        return not self.closed and not self.close_when_flushed
 
     def wants_write(self) -> bool:
-        return not self.closed and (bool(self.out) or (self.handshaking and self.handshake_wants_write))
+        return not self.closed and bool(self.out)
 
     @property
     def backlogged(self) -> bool:
         return len(self.out) > HIGH_WATER
 
-    # --- TLS ------------------------------------------------------------------
-
-    def handshake(self) -> bool:
-        """Advance the TLS handshake; True once complete (then the identity is known)."""
-        assert isinstance(self.sock, ssl.SSLSocket)
-        try:
-            self.sock.do_handshake()
-        except ssl.SSLWantReadError:
-            self.handshake_wants_write = False
-            return False
-        except ssl.SSLWantWriteError:
-            self.handshake_wants_write = True
-            return False
-        except (ssl.SSLError, OSError) as exc:
-            raise ConnectionClosed(f"TLS handshake failed: {exc}") from exc
-        self.handshaking = False
-        dn = identity.peer_dn(self.sock)
-        if not dn:
-            raise ConnectionClosed("no client certificate")
-        self.identity = dn
-        return True
+    # --- identity ---------------------------------------------------------------
 
     def identify_local(self) -> int:
         uid = identity.peer_uid(self.sock)
@@ -281,10 +258,7 @@ class Connection:
         """Messages that arrived; raises ConnectionClosed at end of stream or on a bad frame."""
         try:
             data = self.sock.recv(READ_SIZE)
-            if isinstance(self.sock, ssl.SSLSocket):
-                while self.sock.pending():
-                    data += self.sock.recv(self.sock.pending())
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
+        except (BlockingIOError, InterruptedError):
             return []
         except (ssl.SSLError, OSError) as exc:
             raise ConnectionClosed(str(exc)) from exc

@@ -1,23 +1,28 @@
 """What the client commands share: configuration, connecting, talking, exit codes.
 
 Kept light on imports: ``dynamo`` must start fast (the time to an
-application's first output line includes this process starting).
+application's first output line includes this process starting). ``argparse``,
+``dynamo.config`` and ``ssl`` are imported by the functions that need them;
+``typing`` only for the type checker.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import sys
-from pathlib import Path
-from typing import Any, NoReturn
 
-from dynamo.config import Config, load_config
-from dynamo.errors import ConfigurationError
 from dynamo.exitcodes import ClientExit
 from dynamo.protocol import framing
 from dynamo.protocol.replies import ErrorCode, Reply
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any, NoReturn
+
+    from dynamo.cli.clientconfig import ClientView
+    from dynamo.config import Config
 
 ERROR_EXIT: dict[str, ClientExit] = {
     ErrorCode.PERMISSION: ClientExit.NO_PERMISSION,
@@ -33,7 +38,7 @@ ERROR_EXIT: dict[str, ClientExit] = {
 
 
 def fail(message: str, code: int) -> NoReturn:
-    print(f"{Path(sys.argv[0]).name}: {message}", file=sys.stderr)
+    print(f"{os.path.basename(sys.argv[0])}: {message}", file=sys.stderr)
     sys.exit(code)
 
 
@@ -46,8 +51,21 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
 
 
 def configuration(args: argparse.Namespace) -> Config:
+    from dynamo.config import load_config
+    from dynamo.errors import ConfigurationError
     try:
         return load_config(args.config)
+    except ConfigurationError as exc:
+        fail(str(exc), ClientExit.USAGE)
+
+
+def client_configuration(args: Any) -> Config | ClientView:
+    """Where to connect, as :func:`configuration` has it, without reading more than that (the
+    ``dynamo`` command's hot path: ``dynamo.cli.clientconfig``)."""
+    from dynamo.cli.clientconfig import client_config
+    from dynamo.errors import ConfigurationError
+    try:
+        return client_config(args.config)
     except ConfigurationError as exc:
         fail(str(exc), ClientExit.USAGE)
 
@@ -84,7 +102,7 @@ class Client:
         self.sock.close()
 
 
-def connect(args: argparse.Namespace, config: Config) -> Client:
+def connect(args: Any, config: Config | ClientView) -> Client:
     url = args.server or os.environ.get("DYNAMO_SERVER") or config.client.server
     try:
         if url.startswith("unix:"):
@@ -101,7 +119,7 @@ def connect(args: argparse.Namespace, config: Config) -> Client:
     return Client(sock)
 
 
-def _tls(url: str, args: argparse.Namespace, config: Config) -> socket.socket:
+def _tls(url: str, args: Any, config: Config | ClientView) -> socket.socket:
     import ssl
     host, _, port = url[len("tls://"):].rpartition(":")
     if not host or not port.isdigit():
@@ -154,7 +172,7 @@ def refused(message: dict[str, Any]) -> NoReturn:
                                                                  ClientExit.SOFTWARE))
 
 
-def request(args: argparse.Namespace, config: Config, message: dict[str, Any]) -> Any:
+def request(args: Any, config: Config | ClientView, message: dict[str, Any]) -> Any:
     """Send one request and return the ``data`` of its result (errors end the program)."""
     client = connect(args, config)
     client.send(message)

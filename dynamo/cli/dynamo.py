@@ -9,29 +9,34 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
 import os
-import shlex
 import sys
 import time
-from pathlib import Path
-from typing import Any
 
-from dynamo.cli.client import Client, add_connection_options, configuration, connect, fail, refused, request
-from dynamo.cli.usage import UsageParser, refuse_unused
+from dynamo.cli.client import Client, client_configuration, connect, fail, refused, request
+from dynamo.cli.quickargs import hours_value, quick
 from dynamo.core.appstate import AppState
 from dynamo.exitcodes import ClientExit
 from dynamo.protocol.replies import Reply
 
+# The hot path (run a script, the defaults or a configuration file) imports no argparse, pathlib,
+# shlex, typing or dynamo.config: see dynamo.cli.quickargs and dynamo.cli.clientconfig.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
+    from dynamo.cli.quickargs import Args
+
 
 def hours(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of hours") from None
-    if not math.isfinite(value) or value < 0:
+    import argparse
+    value = hours_value(text)
+    if value is None:
+        try:
+            float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of hours") from None
         raise argparse.ArgumentTypeError(f"{text!r}: expected a number of hours >= 0")
     return value
 
@@ -41,6 +46,10 @@ _RUN_OPTIONS = {"write_request": "--write-request", "title": "--title", "asynchr
 
 
 def parser() -> argparse.ArgumentParser:
+    import argparse
+
+    from dynamo.cli.client import add_connection_options
+    from dynamo.cli.usage import UsageParser
     p = UsageParser(prog="dynamo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # one mode per call: `dynamo --poll 1 --kill 2` used to poll and silently ignore the kill
     mode = p.add_mutually_exclusive_group()
@@ -61,6 +70,7 @@ def parser() -> argparse.ArgumentParser:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     """The arguments, with every option the chosen mode would ignore refused as a usage error."""
+    from dynamo.cli.usage import refuse_unused
     p = parser()
     args = p.parse_args(argv)
     if args.poll is not None or args.kill is not None or args.list:
@@ -79,8 +89,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse(argv)
-    config = configuration(args)
+    # the everyday forms without argparse; anything else (help, errors) goes through it
+    args = quick(sys.argv[1:] if argv is None else argv) or parse(argv)
+    config = client_configuration(args)
     if args.poll is not None:
         return show_poll(request(args, config, {"op": "poll", "id": args.poll}), args.json)
     if args.kill is not None:
@@ -94,13 +105,35 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(run(args, connect(args, config)))
 
 
-def run(args: argparse.Namespace, client: Client) -> int:
-    words = shlex.split(args.cmd)
+def split(cmd: str) -> list[str]:
+    """``shlex.split(cmd)``; without shlex (and its ``re``) for a line of printable characters and no
+    quotes or backslashes, which shlex splits at spaces alone."""
+    if cmd.isprintable() and not any(c in cmd for c in "\"'\\"):
+        return cmd.split()
+    import shlex
+    return shlex.split(cmd)
+
+
+def script_path(text: str) -> tuple[str, str, str]:
+    """``str(Path(text))``, its ``name`` and its ``stem`` (pathlib only for a path it would normalise)."""
+    if text and "//" not in text and "/./" not in text and not text.endswith(("/", "/.")) \
+            and not text.startswith("./") and text != ".":
+        name = text.rpartition("/")[2]
+        dot = name.rfind(".")
+        return text, name, name[:dot] if 0 < dot < len(name) - 1 else name
+    from pathlib import Path
+    path = Path(text)
+    return str(path), path.name, path.stem
+
+
+def run(args: argparse.Namespace | Args, client: Client) -> int:
+    words = split(args.cmd or "")
     if not words:
         fail("no script given", ClientExit.USAGE)
-    path = Path(words[0])
+    path, name, stem = script_path(words[0])
     try:
-        source = path.read_bytes().decode()
+        with open(path, "rb") as f:
+            source = f.read().decode()
     except OSError as exc:
         fail(f"cannot read {path}: {exc.strerror}", ClientExit.USAGE)
     except UnicodeDecodeError:
@@ -108,8 +141,8 @@ def run(args: argparse.Namespace, client: Client) -> int:
     if args.write_request and not args.title:
         fail("--write-request needs --title (the title the script was authorized under)", ClientExit.USAGE)
     timeout = None if args.timeout is None else args.timeout * 3600
-    client.send({"op": "run", "script": source, "name": path.name, "args": words[1:],
-                 "title": args.title or path.stem, "write": args.write_request,
+    client.send({"op": "run", "script": source, "name": name, "args": words[1:],
+                 "title": args.title or stem, "write": args.write_request,
                  "async": args.asynchronous, "timeout": timeout})
     interrupted = False
     while True:
@@ -202,6 +235,7 @@ def _readline() -> None:
         import readline
     except ImportError:
         return
+    from pathlib import Path
     history = Path(os.environ.get("DYNAMO_HISTORY", Path.home() / ".dynamo_history"))
     try:
         readline.read_history_file(history)
@@ -211,7 +245,7 @@ def _readline() -> None:
     atexit.register(_save_history, readline, history)
 
 
-def _save_history(readline: Any, history: Path) -> None:
+def _save_history(readline: Any, history: object) -> None:
     try:
         readline.write_history_file(history)
     except OSError:
@@ -223,6 +257,7 @@ def _when(value: float | None) -> str:
 
 
 def show_poll(data: dict[str, Any], as_json: bool) -> None:
+    import json
     if as_json:
         print(json.dumps(data, indent=1))
         return
@@ -238,6 +273,7 @@ def show_poll(data: dict[str, Any], as_json: bool) -> None:
 
 
 def show_list(rows: list[dict[str, Any]], as_json: bool) -> None:
+    import json
     if as_json:
         print(json.dumps(rows, indent=1))
         return

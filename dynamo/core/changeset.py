@@ -28,7 +28,7 @@ from dynamo.core.codec import HAS_ID, UPDATE, Record, decode, describe, encode
 from dynamo.core.inventory import Inventory
 from dynamo.core.journal import ChangeMeta, JournalWriter
 from dynamo.core.transaction import NO_TRACKING, Transaction
-from dynamo.dataformat import Block
+from dynamo.dataformat import Block, DatasetReplica
 from dynamo.dataformat._base import DataObject
 from dynamo.errors import ChangeSetError, CodecError, InventoryError, ObjectError
 
@@ -130,6 +130,25 @@ def _check_blocks(inventory: Inventory, txn: Transaction) -> None:
         block._pack()
 
 
+def _restore_unpacked(replica: DatasetReplica, members: dict[str, Any]) -> None:
+    replica._packed = None
+    replica._block_replicas = members
+
+
+def _repack_replicas(inventory: Inventory, txn: Transaction, undoable: bool) -> None:
+    """Pack the block replicas the change set unpacked or created again (as the store writes
+    them), so that the server's memory does not grow with use. ``undoable``: before the
+    commit, with an undo entry each (the undo log refers to the unpacked dicts)."""
+    replicas = {**txn.unpacked_replicas, **txn.dirty["dataset_replicas"]}
+    for replica in replicas.values():
+        members = replica._block_replicas
+        if members is None or not inventory.is_alive("dataset_replicas", replica):
+            continue
+        replica._repack()
+        if undoable and replica._block_replicas is None:
+            txn.push((_restore_unpacked, replica, members))
+
+
 def apply_change_set(inventory: Inventory, store: InventoryStore | None, records: Iterable[Record] | Prepared,
                      meta: ChangeMeta | None = None) -> bool:
     """Validate, persist (when ``store`` is given) and apply a change set, all or nothing.
@@ -164,12 +183,14 @@ def apply_change_set(inventory: Inventory, store: InventoryStore | None, records
         changed = journal.num_records > 0
         if changed:
             _check_blocks(inventory, txn)
+            _repack_replicas(inventory, txn, undoable=True)
             if store is not None:
                 inventory.version = store.commit(inventory, txn, journal, meta or ChangeMeta())
             else:
                 inventory.version += 1
     except BaseException:
         txn.rollback()
+        _repack_replicas(inventory, txn, undoable=False)
         raise
     finally:
         inventory._tracker = NO_TRACKING

@@ -27,10 +27,6 @@ class Deletes(ImageState):
         for replica in list(site.dataset_replicas()):
             dataset = replica.dataset
             assert isinstance(dataset, Dataset)
-            for block_replica in replica.block_replicas:
-                block = block_replica.block
-                assert isinstance(block, Block)
-                self._remove_block_replica_link(block, block_replica)
             self._child_drop(dataset, "_replicas", site.name)
         self._drop(self.sites, site.name)
         self._tracker.deleted("sites", (site.id,))
@@ -47,10 +43,11 @@ class Deletes(ImageState):
                 if replica.group is group:
                     self._set(replica, "group", null)
                     changed = True
-                for block_replica in replica.block_replicas:
-                    if block_replica.group is group:
-                        self._set(block_replica, "group", null)
-                        changed = True
+                if any(block_replica.group is group for block_replica in replica.block_replicas):
+                    for block_replica in (self._unpacked_replicas(replica) or {}).values():
+                        if block_replica.group is group:
+                            self._set(block_replica, "group", null)
+                    changed = True
                 if changed:
                     self._tracker.touched("dataset_replicas", replica)
         self._drop(self.groups, group.name)
@@ -106,10 +103,11 @@ class Deletes(ImageState):
         entry = entries.get(obj.lfn)
         if entry is None:
             raise MissingReference(f"file {obj.lfn!r} is not in block {block.full_name()}")
+        # the incomplete replicas, unpacked while their file ids still resolve to names
+        incomplete = [self._live_block_replica(r) for r in block.replicas if r.lfns is not None]
         self._drop(entries, obj.lfn)
-        for replica in block.replicas:
-            if replica.lfns is None:
-                continue
+        for replica in incomplete:
+            assert replica.lfns is not None
             remaining = tuple(f for f in replica.lfns if f != obj.lfn)
             # holding every file that is left means the replica is now complete
             files = None if entries and len(remaining) == len(entries) else remaining
@@ -131,10 +129,6 @@ class Deletes(ImageState):
         dataset = replica.dataset
         site = replica.site
         assert isinstance(dataset, Dataset) and isinstance(site, Site)
-        for block_replica in replica.block_replicas:
-            block = block_replica.block
-            assert isinstance(block, Block)
-            self._remove_block_replica_link(block, block_replica)
         self._child_drop(site, "_dataset_replicas", dataset.name)
         self._child_drop(dataset, "_replicas", site.name)
         self._tracker.deleted("dataset_replicas", (dataset.id, site.id))
@@ -159,7 +153,7 @@ class Deletes(ImageState):
         dataset_replica = self._dataset_replica_of(replica)
         block = replica.block
         assert isinstance(block, Block)
-        self._remove_block_replica_link(block, replica)
+        self._unpacked_replicas(dataset_replica)
         self._child_drop(dataset_replica, "_block_replicas", block.name)
         if dataset_replica._block_replicas is None:
             self._remove_dataset_replica(dataset_replica)

@@ -16,11 +16,13 @@ from dynamo.dataformat import (
     Block,
     BlockReplica,
     Dataset,
+    DatasetReplica,
     Group,
     Partition,
     Site,
 )
 from dynamo.dataformat._base import DataObject
+from dynamo.dataformat.arena import Arena
 from dynamo.dataformat.filetable import FileEntries
 from dynamo.dataformat.group import null_group
 from dynamo.errors import MissingReference, ObjectError
@@ -51,6 +53,8 @@ class ImageState:
         self.trust_ids = False
         self.recorder: Recorder | None = None
         self._tracker: Tracker = NO_TRACKING
+        # where the loaded image's packed files and block replicas live (see dataformat.arena)
+        self.arena = Arena(self.groups)
 
     @property
     def null_group(self) -> Group:
@@ -149,15 +153,25 @@ class ImageState:
         live.copy_from(src)
         return True
 
-    def _add_block_replica_link(self, block: Block, replica: BlockReplica) -> None:
-        old = block._replicas
-        block._replicas = [*old, replica] if old else [replica]
-        self._tracker.push((setattr, block, "_replicas", old))
+    def _unpacked_replicas(self, replica: DatasetReplica) -> dict[str, BlockReplica] | None:
+        """The dataset replica's block replicas as live objects, before changing any of them
+        (unpacking keeps their values, so the undo log need not know; the change set packs
+        them again when it is done)."""
+        if replica._packed is not None:
+            replica._materialize()
+            self._tracker.unpacked(replica)
+        return replica._block_replicas
 
-    def _remove_block_replica_link(self, block: Block, replica: BlockReplica) -> None:
-        old = block._replicas or []
-        block._replicas = [r for r in old if r is not replica] or None
-        self._tracker.push((setattr, block, "_replicas", old))
+    def _live_block_replica(self, replica: BlockReplica) -> BlockReplica:
+        """The unpacked live object for ``replica`` (one read from a packed dataset replica)."""
+        site = replica.site
+        block = replica.block
+        assert isinstance(site, Site) and isinstance(block, Block)
+        dataset_replica = site.find_dataset_replica(block.dataset_name)
+        assert dataset_replica is not None
+        members = self._unpacked_replicas(dataset_replica)
+        assert members is not None
+        return members[block.name]
 
     def _writable_files(self, block: Block) -> FileEntries:
         files = block._files

@@ -59,6 +59,9 @@ class Tracker:
     def block_counts_touched(self, block: Any) -> None:
         pass
 
+    def unpacked(self, dataset_replica: Any) -> None:
+        pass
+
 
 NO_TRACKING = Tracker()
 
@@ -76,6 +79,8 @@ class Transaction(Tracker):
         self.deleted_rows: dict[str, list[tuple[int, ...]]] = {t: [] for t in TABLES}
         # blocks whose files or size/num_files changed -> index of the last record touching them
         self.blocks_to_check: dict[int, tuple[Any, int]] = {}
+        # dataset replicas whose block replicas were unpacked, to pack again at the end
+        self.unpacked_replicas: dict[int, Any] = {}
         self.record_index = -1
         self.allocator = allocator
         self._checkpoint = allocator.checkpoint() if allocator else None
@@ -97,6 +102,9 @@ class Transaction(Tracker):
 
     def block_counts_touched(self, block: Any) -> None:
         self.blocks_to_check[id(block)] = (block, self.record_index)
+
+    def unpacked(self, dataset_replica: Any) -> None:
+        self.unpacked_replicas[id(dataset_replica)] = dataset_replica
 
     # --- outcome ----------------------------------------------------------
 

@@ -80,6 +80,7 @@ class Updates(ImageState):
         if dataset is None:
             dataset = Dataset._make(obj.name, obj.status, obj.data_type, obj.software_version,
                                     obj.last_update, obj.is_open, self._new_id("dataset", obj.id))
+            dataset._arena = self.arena
             self._put(self.datasets, dataset.name, dataset)
         elif not self._copy(dataset, obj):
             return dataset
@@ -178,13 +179,12 @@ class Updates(ImageState):
         dataset_replica = by_dataset.get(dataset.name) if by_dataset else None
         if dataset_replica is None:
             dataset_replica = self._create_dataset_replica(dataset, site, False, self.null_group)
-        by_block = dataset_replica._block_replicas
-        replica = by_block.get(block.name) if by_block else None
+        members = self._unpacked_replicas(dataset_replica)
+        replica = members.get(block.name) if members else None
         is_custodial, last_update = obj.is_custodial, obj.last_update
         if replica is None:
             replica = BlockReplica._make(block, site, group, is_custodial, last_update, files)
             self._child_put(dataset_replica, "_block_replicas", block.name, replica)
-            self._add_block_replica_link(block, replica)
         elif (replica.group is group and replica.is_custodial == is_custodial
               and replica.last_update == last_update and replica.lfns == files):
             return replica

@@ -14,6 +14,7 @@ from dynamo.dataformat._common import (
     check_link,
     split_block_full_name,
 )
+from dynamo.dataformat.arena import Buffer
 from dynamo.dataformat.file import File
 from dynamo.dataformat.filetable import FileEntries
 
@@ -32,12 +33,13 @@ class Block(DataObject):
     is accepted so that the original system's reprs evaluate; names are always
     stored as given.
 
-    Files are kept packed (``_files`` is bytes, or an unpacked dict while a
-    change is in progress, or None); replicas in a list (None while empty).
+    Files are kept packed: ``_files`` is an int, the offset of the block's file table in the
+    image's arena (``dataset._arena``, see ``dataformat.arena``), or bytes of its own (packed
+    after a change), or an unpacked dict while a change is in progress, or None. Replicas are
+    not stored here: they are found through the dataset's replicas.
     """
 
-    __slots__ = ("_name", "_dataset", "id", "size", "num_files", "is_open", "last_update",
-                 "_replicas", "_files")
+    __slots__ = ("_name", "_dataset", "id", "size", "num_files", "is_open", "last_update", "_files")
 
     TYPE = "block"
     ATTRS = ("size", "num_files", "is_open", "last_update")
@@ -56,8 +58,7 @@ class Block(DataObject):
         self.last_update = check_int(last_update, "block last_update")
         self.id = check_int(id, "block id")
         check_bool(internal_name, "block internal_name")
-        self._replicas: list[BlockReplica] | None = None
-        self._files: bytes | FileEntries | None = None
+        self._files: int | bytes | FileEntries | None = None
 
     @classmethod
     def _make(cls, name: str, dataset: Dataset, size: int, num_files: int, is_open: bool,
@@ -70,7 +71,6 @@ class Block(DataObject):
         obj.is_open = is_open
         obj.last_update = last_update
         obj.id = id
-        obj._replicas = None
         obj._files = None
         return obj
 
@@ -125,25 +125,40 @@ class Block(DataObject):
 
     @property
     def replicas(self) -> tuple[BlockReplica, ...]:
-        return tuple(self._replicas) if self._replicas else ()
+        dataset = self._dataset
+        if isinstance(dataset, str) or not dataset._replicas:
+            return ()
+        found = []
+        for dataset_replica in dataset._replicas.values():
+            replica = dataset_replica.find_block_replica(self)
+            if replica is not None:
+                found.append(replica)
+        return tuple(found)
 
     def find_replica(self, site: Site | str) -> BlockReplica | None:
-        if not self._replicas:
+        dataset = self._dataset
+        if isinstance(dataset, str) or not dataset._replicas:
             return None
-        name = site if isinstance(site, str) else site.name
-        for replica in self._replicas:
-            if replica.site_name == name:
-                return replica
-        return None
+        dataset_replica = dataset._replicas.get(site if isinstance(site, str) else site.name)
+        return None if dataset_replica is None else dataset_replica.find_block_replica(self)
 
     # --- files ------------------------------------------------------------
+
+    def _span(self) -> tuple[Buffer | None, int, int | None]:
+        """Where the packed file table is: ``(buffer, start, end)``; ``(None, 0, None)`` without files.
+        Not for a block whose files are unpacked (a dict)."""
+        files = self._files
+        if type(files) is int:
+            return self._dataset._arena.span(files)  # type: ignore[union-attr]
+        assert files is None or isinstance(files, bytes)
+        return files, 0, None
 
     def _entries(self) -> FileEntries:
         """The files as a mutable dict, unpacking them if needed (inventory use only)."""
         files = self._files
         if isinstance(files, dict):
             return files
-        entries = filetable.unpack(files)
+        entries = filetable.unpack(*self._span())
         self._files = entries
         return entries
 
@@ -151,11 +166,16 @@ class Block(DataObject):
         if isinstance(self._files, dict):
             self._files = filetable.pack(self._files)
 
+    def _packed_files(self) -> bytes | None:
+        """The packed file table as a bytes value of its own (the store's row)."""
+        self._pack()
+        return filetable.extract(*self._span())
+
     def _iter_entries(self) -> Any:
         files = self._files
         if isinstance(files, dict):
             return iter(files.items())
-        return filetable.iterate(files)
+        return filetable.iterate(*self._span())
 
     @property
     def files(self) -> tuple[File, ...]:
@@ -165,29 +185,49 @@ class Block(DataObject):
         files = self._files
         if isinstance(files, dict):
             return list(files)
-        return filetable.names(files)
+        return filetable.names(*self._span())
+
+    def file_sizes(self) -> list[int]:
+        """The sizes of the files, in the order of ``file_names()``."""
+        files = self._files
+        if isinstance(files, dict):
+            return [e.size for e in files.values()]
+        return filetable.sizes(*self._span())
+
+    def _file_ids(self) -> list[int]:
+        files = self._files
+        if isinstance(files, dict):
+            return [e.id for e in files.values()]
+        return filetable.ids(*self._span())
+
+    def _names_by_id(self) -> dict[int, str]:
+        files = self._files
+        if isinstance(files, dict):
+            return {e.id: lfn for lfn, e in files.items()}
+        span = self._span()
+        return dict(zip(filetable.ids(*span), filetable.names(*span), strict=True))
 
     def find_file(self, lfn: str) -> File | None:
         files = self._files
         if isinstance(files, dict):
             entry = files.get(lfn)
             return None if entry is None else File._make(lfn, self, entry.size, entry.checksum, entry.id)
-        for name, entry in filetable.iterate(files):
+        for name, entry in filetable.iterate(*self._span()):
             if name == lfn:
                 return File._make(lfn, self, entry.size, entry.checksum, entry.id)
         return None
 
     def has_files(self) -> bool:
-        return bool(self._files)
+        return bool(self._files) or type(self._files) is int
 
     def files_count(self) -> int:
         """How many files the inventory holds for this block (may differ from ``num_files``
         only while a change set is being applied, or when file details were never loaded)."""
         files = self._files
-        return len(files) if isinstance(files, dict) else filetable.count(files)
+        return len(files) if isinstance(files, dict) else filetable.count(*self._span())
 
     def files_size(self) -> int:
         files = self._files
         if isinstance(files, dict):
             return sum(e.size for e in files.values())
-        return filetable.total_size(files)
+        return filetable.total_size(*self._span())

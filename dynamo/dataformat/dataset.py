@@ -20,6 +20,7 @@ from dynamo.dataformat._common import (
 from dynamo.dataformat._views import ObjectSet
 
 if TYPE_CHECKING:
+    from dynamo.dataformat.arena import Arena
     from dynamo.dataformat.block import Block
     from dynamo.dataformat.datasetreplica import DatasetReplica
     from dynamo.dataformat.file import File
@@ -58,7 +59,7 @@ class Dataset(DataObject):
     """
 
     __slots__ = ("_name", "id", "_status", "_data_type", "software_version", "last_update", "is_open",
-                 "_blocks", "_replicas", "_attr")
+                 "_blocks", "_replicas", "_attr", "_arena")
 
     TYPE = "dataset"
     ATTRS = ("status", "data_type", "software_version", "last_update", "is_open")
@@ -109,6 +110,8 @@ class Dataset(DataObject):
         self._blocks: dict[str, Block] | None = None
         self._replicas: dict[str, DatasetReplica] | None = None
         self._attr: dict[str, Any] | None = None
+        # the image's arena, where its blocks' files and its replicas' block replicas are packed
+        self._arena: Arena | None = None
 
     @classmethod
     def _make(cls, name: str, status: DatasetStatus, data_type: DataType, software_version: str | None,
@@ -124,6 +127,7 @@ class Dataset(DataObject):
         obj._blocks = None
         obj._replicas = None
         obj._attr = None
+        obj._arena = None
         return obj
 
     @property

@@ -28,6 +28,7 @@ import os
 import struct
 from typing import Iterator, NamedTuple
 
+from dynamo.dataformat.arena import Buffer
 from dynamo.errors import ObjectError
 
 VERSION = 1
@@ -78,11 +79,11 @@ class _Layout(NamedTuple):
     names_end: int
 
 
-def _layout(blob: bytes) -> _Layout:
-    version, n, plen = _HEAD.unpack_from(blob, 0)
+def _layout(blob: Buffer, at: int = 0) -> _Layout:
+    version, n, plen = _HEAD.unpack_from(blob, at)
     if version != VERSION:
         raise ObjectError(f"unknown file table format {version}")
-    at = _HEAD.size
+    at += _HEAD.size
     prefix = blob[at:at + plen].decode()
     sizes_at = at + plen
     ids_at = sizes_at + 8 * n
@@ -92,48 +93,67 @@ def _layout(blob: bytes) -> _Layout:
     return _Layout(n, prefix, sizes_at, ids_at, names_at, names_at + names_len)
 
 
-def count(blob: bytes | None) -> int:
-    return 0 if blob is None else _HEAD.unpack_from(blob, 0)[1]
+# Every reader takes ``(buf, at, end)``: the table is ``buf[at:end]`` (``end`` None: up to the end
+# of ``buf``), so that a table inside a shared arena is read in place, never copied out whole.
+
+def count(blob: Buffer | None, at: int = 0, end: int | None = None) -> int:
+    return 0 if blob is None else _HEAD.unpack_from(blob, at)[1]
 
 
-def total_size(blob: bytes | None) -> int:
+def total_size(blob: Buffer | None, at: int = 0, end: int | None = None) -> int:
     if blob is None:
         return 0
-    lay = _layout(blob)
+    lay = _layout(blob, at)
     return sum(memoryview(blob)[lay.sizes_at:lay.ids_at].cast("q"))
 
 
-def names(blob: bytes | None) -> list[str]:
+def names(blob: Buffer | None, at: int = 0, end: int | None = None) -> list[str]:
     if blob is None:
         return []
-    lay = _layout(blob)
+    lay = _layout(blob, at)
     prefix = lay.prefix
     return [prefix + s for s in blob[lay.names_at:lay.names_end].decode().split("\n")]
 
 
-def ids(blob: bytes | None) -> list[int]:
+def ids(blob: Buffer | None, at: int = 0, end: int | None = None) -> list[int]:
     if blob is None:
         return []
-    lay = _layout(blob)
+    lay = _layout(blob, at)
     return memoryview(blob)[lay.ids_at:lay.ids_at + 8 * lay.n].cast("q").tolist()
 
 
-def iterate(blob: bytes | None) -> Iterator[tuple[str, FileEntry]]:
+def sizes(blob: Buffer | None, at: int = 0, end: int | None = None) -> list[int]:
+    if blob is None:
+        return []
+    lay = _layout(blob, at)
+    return memoryview(blob)[lay.sizes_at:lay.ids_at].cast("q").tolist()
+
+
+def iterate(blob: Buffer | None, at: int = 0, end: int | None = None) -> Iterator[tuple[str, FileEntry]]:
     """``(lfn, FileEntry)`` for every file, in stored order."""
     if blob is None:
         return
-    lay = _layout(blob)
+    lay = _layout(blob, at)
     n = lay.n
     view = memoryview(blob)
-    sizes = view[lay.sizes_at:lay.ids_at].cast("q")
+    file_sizes = view[lay.sizes_at:lay.ids_at].cast("q")
     file_ids = view[lay.ids_at:lay.ids_at + 8 * n].cast("q")
     prefix = lay.prefix
     suffixes = blob[lay.names_at:lay.names_end].decode().split("\n")
-    tail = blob[lay.names_end:]
+    tail = blob[lay.names_end:end]
     checksums: list[str | None] = [c or None for c in tail.decode().split("\n")] if tail else [None] * n
     for i in range(n):
-        yield prefix + suffixes[i], FileEntry(sizes[i], checksums[i], file_ids[i])
+        yield prefix + suffixes[i], FileEntry(file_sizes[i], checksums[i], file_ids[i])
 
 
-def unpack(blob: bytes | None) -> FileEntries:
-    return dict(iterate(blob))
+def unpack(blob: Buffer | None, at: int = 0, end: int | None = None) -> FileEntries:
+    return dict(iterate(blob, at, end))
+
+
+def extract(blob: Buffer | None, at: int = 0, end: int | None = None) -> bytes | None:
+    """The table as a ``bytes`` value of its own (for the store)."""
+    if blob is None:
+        return None
+    if at == 0 and end is None and type(blob) is bytes:
+        return blob
+    return bytes(blob[at:end])

@@ -25,6 +25,7 @@ INT64_MAX = (1 << 63) - 1
 MAX_TIMEOUT = 10 * 365 * 86400.0   # seconds: more is no deadline at all (0 or null says that)
 MAX_ARGS = 1024
 MAX_ARG = 128 << 10                # characters per argument (Linux's MAX_ARG_STRLEN)
+MAX_LIST = 10_000                  # applications in one list answer
 MAX_NAME = 255                     # script names, titles, user names (the handlers narrow further)
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -127,7 +128,7 @@ REQUESTS: dict[str, dict[str, Field]] = {
     "shell": {"tty": Flag()},
     "poll": {"id": APP_ID},
     "kill": {"id": APP_ID},
-    "list": {"all": Flag()},
+    "list": {"all": Flag(), "limit": Int(low=1, high=MAX_LIST), "offset": Int()},
     "inject": {"delete": Flag(required=True), "size": Int(required=True)},
     "exec_auth": {"action": Text(required=True, choices=("list", "add", "delete")),
                   "title": Text(nullable=True, max_length=MAX_NAME), "script": Text(nullable=True),

@@ -92,6 +92,7 @@ class Child:
     change_error: str | None = None
     connection: Any = None        # the client connection streaming this child's output, if any
     dn: str = ""                  # the submitter's certificate DN (journaled with a writer's changes)
+    heard: bool = False           # something came from it on a pipe (its "running" row may be written)
 
     def __repr__(self) -> str:
         return f"<child {self.pid} app {self.record.id} {self.state.value}>"

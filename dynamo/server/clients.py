@@ -101,8 +101,6 @@ class Clients:
             _refuse_raw(sock, listener.kind, f"the server has {self.listen.max_connections} connections open, "
                         "its limit: try again later")
             return
-        if listener.context is not None:
-            sock = listener.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         conn = C.Connection(sock, listener.kind, self.listen.max_frame)
         self._count(conn, peer)
         if listener.kind == "unix":
@@ -177,13 +175,6 @@ class Clients:
             log.info("%s from %s: %s", conn, self.peers.get(conn, "?"), exc)
             self._last_word(conn, f"{exc}: connection closed", ErrorCode.PROTOCOL)
         except C.ConnectionClosed as exc:
-            if conn.handshaking and conn.draining_since is None:
-                log.warning("%s from %s: TLS handshake refused: %s", conn, self.peers.get(conn, "?"), exc)
-                # OpenSSL sent the client its alert (unknown CA, ...): closing now, with the client's
-                # first request unread, would reset the connection and lose the alert
-                conn.handshake_wants_write = False
-                conn.half_close(time.monotonic())
-                return
             log.debug("%s closed: %s", conn, exc)
             self.drop(conn)
         except StoreError as exc:
@@ -198,13 +189,6 @@ class Clients:
         if conn.draining_since is not None:
             conn.discard_input()
             return
-        if conn.handshaking:
-            if not conn.handshake():
-                return
-            self._identify_or_refuse(conn)
-            # the request may have arrived with the handshake's last flight and sit in
-            # OpenSSL's buffer, where select() cannot see it: read now
-            mask |= READ
         if mask & WRITE:
             conn.flush()
         if mask & READ and conn.wants_read():

@@ -56,9 +56,13 @@ class Committer:
 
     def load(self) -> None:
         started = time.monotonic()
-        self.inventory = self.store.load()
-        refreeze()  # the image is shared copy-on-write with every child from now on
-        counts = self.inventory.counts()
+        # Garbage made so far must not join the frozen generation. Cheap: the collection walks only
+        # what is not frozen, and a previous image (a reload) is.
+        gc.collect()
+        # Frozen as built, before the collector is back on: shared copy-on-write with every child from
+        # now on, and no collection ever walks it (collecting it would take seconds and find nothing).
+        self.inventory = self.store.load(freeze=True)
+        counts = self.store.loaded_counts  # counted by the builder: Inventory.counts() walks the image
         log.info("inventory loaded in %.1f s: version %d, %s", time.monotonic() - started, self.inventory.version,
                  ", ".join(f"{v} {k}" for k, v in counts.items()))
         for advice in self.store.advice():

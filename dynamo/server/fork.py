@@ -22,18 +22,9 @@ from dynamo.core.inventory import Inventory
 from dynamo.exitcodes import ChildExit
 from dynamo.protocol import framing
 from dynamo.server.children import Child, Stream
+from dynamo.server.spare import Spare, close_inherited
 from dynamo.server.system import System
 from dynamo.store.registry import AppRecord
-
-
-def _close_inherited(keep: set[int]) -> None:
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
 
 def spawn(spec: ChildSpec, inventory: Inventory, system: System, timeout: float | None,
@@ -62,7 +53,7 @@ def spawn(spec: ChildSpec, inventory: Inventory, system: System, timeout: float 
             os.dup2(stdin, 0)
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
-            _close_inherited({0, 1, 2, change_w, control_w})
+            close_inherited({0, 1, 2, change_w, control_w})
             child_main(replace(spec, change_fd=change_w if change_w >= 0 else None,
                                control_fd=control_w if control_w >= 0 else None), inventory)
         finally:
@@ -74,6 +65,24 @@ def spawn(spec: ChildSpec, inventory: Inventory, system: System, timeout: float 
     for fd in (out_w, err_w, change_w, control_w, input_r):
         if fd >= 0:
             os.close(fd)
+    return _handle(spec, system, timeout, record, pid, (out_r, err_r, change_r, control_r), input_w)
+
+
+def hand_over(spare: Spare, frame: bytes, spec: ChildSpec, system: System, timeout: float | None,
+              record: AppRecord) -> Child:
+    """Give a read-only application's ``spec`` to the spare (``dynamo.server.spare``), which runs it as
+    the child ``spawn`` would have forked; returns the parent's handle. Raises OSError (the spare is
+    gone: the caller discards it and forks)."""
+    data = memoryview(frame)
+    while data:  # it fits the empty pipe (SPEC_MAX): this does not wait for the spare
+        data = data[os.write(spare.spec_w, data):]
+    os.close(spare.spec_w)
+    return _handle(spec, system, timeout, record, spare.pid, (spare.out_r, spare.err_r, -1, -1), -1)
+
+
+def _handle(spec: ChildSpec, system: System, timeout: float | None, record: AppRecord, pid: int,
+            fds: tuple[int, int, int, int], input_w: int) -> Child:
+    out_r, err_r, change_r, control_r = fds
     now = system.monotonic()
     child = Child(record=record, spec=spec, pid=pid, started=now, deadline=None if not timeout else now + timeout,
                   system=system, state_since=now, stdin_fd=input_w if input_w >= 0 else None)

@@ -3,6 +3,13 @@
 When the registry cannot be written (the store is down), the record in memory
 still moves — the application runs or ends anyway, and its client is told —
 but only along an allowed transition: ``check_transition`` comes first, always.
+
+One change may be *held*: ``hold`` checks it at once and writes it later, when its
+owner calls ``write_held`` (the lifecycle holds an application's ``running`` row until
+its first output has gone to its client: docs/server.md, "Application records"). Until
+then the record, in memory and in the registry, keeps its earlier state; any other
+change of the same record writes the held one first, so the registry sees every state
+in order.
 """
 
 from __future__ import annotations
@@ -22,8 +29,28 @@ class Ledger:
     def __init__(self, registry: Registry, system: System = REAL):
         self.registry = registry
         self.system = system
+        self._held: dict[int, tuple[AppRecord, AppState, dict[str, Any]]] = {}
+
+    def hold(self, record: AppRecord, state: AppState, **fields: Any) -> None:
+        """``mark(record, state, **fields)``, checked now and written by ``write_held``."""
+        self.write_held(record)
+        check_transition(record.status, state)
+        self._held[record.id] = (record, state, fields)
+
+    def holds(self, record: AppRecord) -> bool:
+        return record.id in self._held
+
+    def write_held(self, record: AppRecord) -> None:
+        held = self._held.pop(record.id, None)
+        if held is not None:
+            self.mark(held[0], held[1], **held[2])
+
+    def write_all_held(self) -> None:
+        for record, _, _ in list(self._held.values()):
+            self.write_held(record)
 
     def mark(self, record: AppRecord, state: AppState, **fields: Any) -> None:
+        self.write_held(record)
         check_transition(record.status, state)
         changes = {"status": state, **fields}
         try:

@@ -10,21 +10,27 @@ from dynamo.apps.containment import Limits
 from dynamo.apps.runner import ChildSpec
 from dynamo.config import ApplicationsConfig
 from dynamo.core.appstate import AppState
+from dynamo.core.inventory import Inventory
 from dynamo.protocol import replies
 from dynamo.server import console
 from dynamo.server.children import Child, Children
 from dynamo.server.clients import send_exit
 from dynamo.server.committer import Committer
-from dynamo.server.fork import spawn
+from dynamo.server.fork import hand_over, spawn
 from dynamo.server.identities import Identities, Identity, NoIdentity
 from dynamo.server.ledger import Ledger
 from dynamo.server.outcome import outcome
 from dynamo.server.pipes import Pipes
 from dynamo.server.scheduler import Pending
+from dynamo.server.spare import Spares
 from dynamo.server.system import System
 from dynamo.server.workareas import WorkAreas
+from dynamo.store.registry import AppRecord
 
 log = logging.getLogger("dynamo.server")
+
+ROW_DELAY = 0.25
+"""Seconds an application's "running" row may wait for its first output before it is written anyway."""
 
 
 def effective_timeout(limit: float, asked: float | None) -> float:
@@ -55,6 +61,7 @@ class Lifecycle:
         self.children = children
         self.pipes = pipes
         self.system = system
+        self.spares = Spares(system)
 
     def start(self, pending: Pending) -> Child | None:
         record, request = pending.record, pending.request
@@ -78,9 +85,10 @@ class Lifecycle:
                          gid=identity.gid if identity else None, tty=bool(request.get("tty", False)),
                          limits=limits_for(self.config, identity))
         inventory = self.committer.inventory
+        timeout = effective_timeout(self.config.timeout, request.get("timeout"))
         try:
-            child = spawn(spec, inventory, self.system,
-                          effective_timeout(self.config.timeout, request.get("timeout")), record)
+            child = self._from_spare(spec, inventory, timeout, record) or spawn(spec, inventory, self.system,
+                                                                                 timeout, record)
         except OSError as exc:
             log.error("app %d (%s): cannot fork: %s", record.id, record.title, exc)
             self.identities.release(identity)
@@ -93,8 +101,12 @@ class Lifecycle:
         self.pipes.open_logs(child, run_dir)
         if child.stdin_fd is not None:
             os.set_blocking(child.stdin_fd, False)
-        # if the store is down, the application runs anyway; its record catches up when it ends
-        self.ledger.mark(record, AppState.RUNNING, pid=child.pid, started=self.system.time(), work_area=str(work),
+        # Its row says "running" once its first output has gone to its client (write_held_rows): the
+        # registry's commit (an fsync, ~13 ms) would otherwise stand between the fork and that output.
+        # The row itself was written before the fork (queued), so a crash in between loses no record
+        # of the application: the next start marks the row lost, as any it finds queued or running.
+        # If the store is down, the application runs anyway; its record catches up when it ends.
+        self.ledger.hold(record, AppState.RUNNING, pid=child.pid, started=self.system.time(), work_area=str(work),
                          version=inventory.version)
         log.info("app %d (%s): started, pid %d%s, inventory version %d", record.id, record.title, child.pid,
                  f" as uid {identity.uid}" if identity is not None else "", inventory.version)
@@ -104,6 +116,44 @@ class Lifecycle:
             conn.child = child
             conn.send(replies.started(record.id, inventory.version))
         return child
+
+    def _from_spare(self, spec: ChildSpec, inventory: Inventory, timeout: float, record: AppRecord) -> Child | None:
+        """The child, from the spare forked ahead of need (``dynamo.server.spare``), if it can run ``spec``."""
+        taken = self.spares.take(spec, inventory)
+        if taken is None:
+            return None
+        spare, frame = taken
+        try:
+            return hand_over(spare, frame, spec, self.system, timeout, record)
+        except OSError as exc:
+            log.warning("app %d (%s): the spare child is gone (%s): forking one", record.id, record.title, exc)
+            self.spares.discard(spare)
+            return None
+
+    def tend_spare(self) -> None:
+        """Keep a spare child of the current image, forked while the loop is idle: not while a child just
+        started waits for its first output (``rows_held``), when the fork would delay it."""
+        self.spares.tend(self.committer.inventory, idle=not self.rows_held())
+
+    def write_held_rows(self, now: float) -> None:
+        """Write the "running" rows ``start`` held back: for each child whose first output its client now
+        has (none left waiting in the connection), or that was forked ``ROW_DELAY`` ago or more (an
+        application that prints nothing, or a client that does not read)."""
+        for child in self.children:
+            if not self.ledger.holds(child.record):
+                continue
+            conn = child.connection
+            if now >= child.started + ROW_DELAY or child.heard and (conn is None or conn.closed or not conn.out):
+                self.ledger.write_held(child.record)
+
+    def rows_held(self) -> bool:
+        """Some child's "running" row waits for its first output (``write_held_rows``)."""
+        return any(self.ledger.holds(child.record) for child in self.children)
+
+    def row_due_in(self, now: float) -> float:
+        """Seconds until ``write_held_rows`` must run for a child that stays silent (1 s when none waits)."""
+        due = [child.started + ROW_DELAY - now for child in self.children if self.ledger.holds(child.record)]
+        return max(0.0, min(due, default=1.0))
 
     def _not_started(self, pending: Pending, message: str) -> None:
         self.ledger.finish(pending.record, AppState.FAILED, None, message)

@@ -55,6 +55,7 @@ from dynamo.store.mysql import url_has_password
 from dynamo.store.registry import Registry
 from dynamo.store.sql import SQLStore
 from dynamo.web.generations import WebGenerations, registry_users
+from dynamo.web.link import WebLink
 
 log = logging.getLogger("dynamo.server")
 
@@ -105,6 +106,7 @@ class Dynamod:
                 events = self.wait_for_events()
                 self.handle_signals()
                 self.dispatch(events)
+                self.lifecycle.write_held_rows(self.system.monotonic())  # after the first output went out
                 console.feed_all(self.children)
                 self.reap()
                 self.enforce_deadlines()
@@ -124,7 +126,8 @@ class Dynamod:
         self.clients.refresh_interest()
         self.pipes.refresh_interest(self.children)
         now = self.system.monotonic()
-        return self.interest.wait(min(self.children.next_wake(now), self.clients.resume_in(time.monotonic())))
+        return self.interest.wait(min(self.children.next_wake(now), self.clients.resume_in(time.monotonic()),
+                                      self.lifecycle.row_due_in(now)))
 
     def dispatch(self, events: list[tuple[Any, int]]) -> None:
         for key, mask in events:
@@ -137,6 +140,8 @@ class Dynamod:
                 self.pipes.read(target)
             elif isinstance(target, KeeperLink):
                 self.from_keeper(target)
+            elif isinstance(target, WebLink):
+                self.from_web(target)
         events.clear()  # its keys hold pipes of children that may end this turn: nothing of theirs outlives it
         self.clients.expire(self.system.monotonic())
 
@@ -150,6 +155,7 @@ class Dynamod:
                 ours |= set(self.web.workers)  # forked by dynamod itself, reaped by WebGenerations
             if self.keeper is not None:
                 ours.add(self.keeper.pid)  # the keeper of the secrets: ours, watched through its channels
+            ours |= self.lifecycle.spares.pids()  # the next reader's child, forked ahead (server.spare)
             swept = set(sweep_orphans(ours))
             for pid in swept - self.swept:  # a killed one may need two turns to be reaped: one line
                 log.warning("process %d: left behind by an application that ended: killed", pid)
@@ -169,8 +175,13 @@ class Dynamod:
 
     def periodic_work(self) -> None:
         self.committer.run_after_reply()
-        self.maintenance.run()
+        # Not while a child just forked has not been heard from: the store's checkpoint (SQLite: two
+        # fsyncs) would hold up its first output; it runs once that output has gone out.
+        if not self.lifecycle.rows_held():
+            self.maintenance.run()
         self.serve_web()
+        if not self.stopping:
+            self.lifecycle.tend_spare()
 
     def serve_web(self) -> None:
         """Web workers for the current version of the image (a new generation after a commit)."""
@@ -203,6 +214,8 @@ class Dynamod:
             log.warning("cannot become a child subreaper: processes that escape a killed application survive it")
         if self.web is not None:
             self.web.open()
+            assert self.web.link is not None
+            self.interest.set(self.web.link, READ)
             # a new generation of web workers before the writer hears its change is in
             self.committer.on_version = lambda version: self.serve_web()
         self.signals.install()
@@ -241,6 +254,12 @@ class Dynamod:
             self.exit_code = ServerExit.SOFTWARE
             self.stopping = True
             self.scheduler.closed = True
+
+    def from_web(self, link: WebLink) -> None:
+        """Native-protocol clients a web worker handed over, each identified as its HTTP caller (dynamo.web.link)."""
+        assert self.web is not None
+        for arrival in link.accept(self.web.is_worker):
+            self.clients.adopt(arrival.sock, arrival.dn, arrival.peer)
 
     def open_store(self) -> None:
         """The store, and the rooms that work through it."""
@@ -324,8 +343,11 @@ class Dynamod:
             self.interest.drop(listener)
             listener.close()
         if self.web is not None:
+            if self.web.link is not None:
+                self.interest.drop(self.web.link)
             self.web.stop()
         if hasattr(self, "scheduler"):
+            self.lifecycle.spares.close()
             self.stop_all_children()
             self.identities.close()
             self.committer.run_after_reply()

@@ -13,6 +13,7 @@ from dynamo.appserver.connection import READ_SIZE
 from dynamo.protocol import replies
 from dynamo.protocol.framing import ProtocolError
 from dynamo.server.children import Child, Children, StopReason, Stream
+from dynamo.server.clients import flush_now
 from dynamo.server.interest import READ, Interest
 
 log = logging.getLogger("dynamo.server")
@@ -64,12 +65,14 @@ class Pipes:
             self.close(stream)
             return
         child = stream.child
+        child.heard = True
         if stream.kind in ("out", "err"):
             text = stream.text.decode(data)
             if stream.log is not None:
                 self._keep_output(stream, text)
             if text and child.connection is not None:
                 child.connection.send(replies.output(stream.kind, text))
+                flush_now(child.connection)  # at once: the rest of the turn may be housekeeping
             return
         assert stream.frames is not None
         try:

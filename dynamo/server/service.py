@@ -85,6 +85,6 @@ class AppService:
             return {}
         return {name.strip("_"): tail(Path(work_area).parent / name) for name in ("_stdout", "_stderr")}
 
-    def list_applications(self, show_all: bool) -> list[dict[str, Any]]:
-        records = self.registry.applications(active_only=not show_all, limit=100)
+    def list_applications(self, show_all: bool, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        records = self.registry.applications(active_only=not show_all, limit=limit, offset=offset)
         return [r.to_json() for r in records]

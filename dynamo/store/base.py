@@ -78,8 +78,9 @@ class InventoryStore(ABC):
         """Create the tables on an empty database; verify the schema version otherwise."""
 
     @abstractmethod
-    def load(self) -> Inventory:
-        """The whole image, with ``ids`` and ``version`` set."""
+    def load(self, *, freeze: bool = False) -> Inventory:
+        """The whole image, with ``ids`` and ``version`` set; with ``freeze``, moved to the garbage
+        collector's permanent generation as built (``gc.freeze()``: never walked by a collection)."""
 
     @abstractmethod
     def version(self) -> int:

@@ -197,13 +197,16 @@ class Registry:
         row = self.store.query_one(f"SELECT {_APP_COLUMNS} FROM applications WHERE id = %s", (app_id,))
         return _record(row) if row is not None else None
 
-    def applications(self, *, limit: int = 50, active_only: bool = False) -> list[AppRecord]:
+    def applications(self, *, limit: int = 50, active_only: bool = False, offset: int = 0) -> list[AppRecord]:
+        """The active ones (all, oldest first), or the ``limit`` newest after skipping ``offset`` newer ones
+        (oldest first within the page)."""
         if active_only:
             rows = self.store.query_all(
                 f"SELECT {_APP_COLUMNS} FROM applications WHERE status IN (%s, %s, %s) ORDER BY id",
                 (AppState.QUEUED.value, AppState.RUNNING.value, AppState.APPLYING.value))
         else:
-            rows = self.store.query_all(f"SELECT {_APP_COLUMNS} FROM applications ORDER BY id DESC LIMIT {int(limit)}")
+            rows = self.store.query_all(f"SELECT {_APP_COLUMNS} FROM applications ORDER BY id DESC "
+                                        f"LIMIT {int(limit)} OFFSET {int(offset)}")
             rows.reverse()
         return [_record(r) for r in rows]
 

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from abc import abstractmethod
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -42,8 +42,10 @@ _LOAD_QUERIES = (
     ("site_partitions", "SELECT site_id, partition_id, quota FROM site_partitions"),
     ("datasets", "SELECT id, name, status, data_type, software_version, last_update, is_open FROM datasets"),
     # one row per block with its files: PyMySQL's cost is mostly per row (performance.md)
-    ("blocks", "SELECT b.id, b.dataset_id, b.name, b.size, b.num_files, b.is_open, b.last_update, f.files "
-               "FROM blocks b LEFT JOIN block_files f ON f.block_id = b.id"),
+    # two scans rather than a join (an index lookup per block); the builder attaches each file
+    # table to its block by id (files first: see ImageBuilder.block_files)
+    ("block_files", "SELECT block_id, files FROM block_files"),
+    ("blocks", "SELECT id, dataset_id, name, size, num_files, is_open, last_update FROM blocks"),
     ("dataset_replicas", "SELECT dataset_id, site_id, growing, group_id, block_replicas FROM dataset_replicas"),
 )
 
@@ -72,8 +74,15 @@ def fetch_batches(cursor: Any, size: int = 20000) -> Iterator[tuple[Any, ...]]:
     """Rows of an executed query, fetched ``size`` at a time; closes the cursor."""
     try:
         fetch = cursor.fetchmany
-        while batch := fetch(size):
+        while True:
+            batch = fetch(size)
+            if not batch:
+                break
             yield from batch
+            # Free this batch's rows before the next is fetched: otherwise the objects built from
+            # the next batch (blocks) fill the holes of these rows, among the values kept from
+            # them (names), and a forked reader touching blocks dirties twice the pages.
+            del batch
     finally:
         cursor.close()
 
@@ -145,6 +154,7 @@ class SQLStore(Statements, InventoryStore):
 
     SCHEMA_FILE = ""
     PIPELINED = False  # see _execute_all
+    loaded_counts: dict[str, int] = {}  # of the last load(); replaced by each, never changed in place
 
     # ------------------------------------------------------------------
     # dialect hooks (besides the statement hooks of Statements)
@@ -214,22 +224,45 @@ class SQLStore(Statements, InventoryStore):
     # load
     # ------------------------------------------------------------------
 
-    def load(self) -> Inventory:
+    def load(self, *, freeze: bool = False) -> Inventory:
+        """The whole image, built with the garbage collector off.
+
+        With ``freeze``, the image (and whatever else is alive) joins the permanent generation
+        (``gc.freeze()``) before the collector is turned back on: no collection ever walks it, and
+        forks share it copy-on-write. Without, the first automatic collection after the load walks
+        every object of the image once (2-3.7 s at W10, performance.md). ``loaded_counts`` holds
+        the image's object counts afterwards (``Inventory.counts()`` without its walk).
+
+        Rows are fetched in this thread. Fetching in a second one while this one builds was
+        measured (a bounded queue of 2,000-row batches) and gained nothing: both drivers do their
+        per-row work (tuples, strings, PyMySQL's parsing) holding the GIL, and sqlite3 releases it
+        around every step, so the two threads mostly hand it back and forth.
+        """
         builder = R.ImageBuilder()
         was_enabled = gc.isenabled()
         gc.disable()  # millions of objects: collection passes would cost seconds (performance.md)
         try:
-            with self._errors(), self.transaction(read_only=True):
+            with self._errors(), self._loading(), self.transaction(read_only=True):
                 meta = self._meta()
                 if meta.get("schema_version") != SCHEMA_VERSION:
                     raise SchemaError(f"store schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}")
                 for table, query in _LOAD_QUERIES:
                     getattr(builder, table)(self._stream(query))
+            next_ids = {kind: meta.get(f"next_{kind}_id", 1) for kind in ID_KINDS}
+            inventory = builder.finish(meta["version"], next_ids)
+            if freeze:
+                gc.freeze()  # the young generation is empty now: gc.enable() has nothing to walk
         finally:
             if was_enabled:
                 gc.enable()
-        next_ids = {kind: meta.get(f"next_{kind}_id", 1) for kind in ID_KINDS}
-        return builder.finish(meta["version"], next_ids)
+        self.loaded_counts = builder.counts()
+        return inventory
+
+    @contextmanager
+    def _loading(self) -> Iterator[None]:
+        """Around a load, outside its transaction: a dialect may set its connection up for one long
+        sequential read (and release what that read left behind)."""
+        yield
 
     # ------------------------------------------------------------------
     # commit

@@ -9,8 +9,10 @@ status: 400 BadRequest, 403 AuthFailed, 404 NotFound, 405, 413, 500 Error (no tr
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -38,10 +40,41 @@ CHUNK = 64 << 10
 WRITE_ROLE = ("admin", "inventory")
 
 
-class Writer(Protocol):
-    """Sends a change set (an inject or delete document) to the server's writer queue."""
+class Channel(Protocol):
+    """Native-protocol requests to dynamod as a given certificate DN (``dynamo.web.link.Dynamod``)."""
 
-    def submit(self, caller: User, document: Any, delete: bool) -> dict[str, Any]: ...
+    def call(self, dn: str, peer: str, request: dict[str, Any], data: str | None = None) -> Any: ...
+
+
+class AsCaller:
+    """What a module that asks dynamod gets as ``self.dynamod``: the channel, bound to its caller."""
+
+    def __init__(self, channel: Channel, caller: User, peer: str):
+        self.channel = channel
+        self.caller = caller
+        self.peer = peer
+
+    def call(self, request: dict[str, Any], data: str | None = None) -> Any:
+        """The result's data; an error reply raises the WebError it maps to (403, 400, 404, 503, 500)."""
+        from dynamo.web.link import ServerError
+
+        try:
+            return self.channel.call(self.caller.dn or "", self.peer, request, data)
+        except ServerError as exc:
+            raise server_refusal(exc.code, exc.message) from None
+
+
+def server_refusal(code: str, message: str) -> WebError:
+    """The web error for dynamod's refusal ``code`` (an ErrorCode value, or "unreachable")."""
+    if code == "permission":
+        return AuthorizationError(message)
+    if code in ("invalid", "protocol"):
+        return BadRequest(message)
+    if code == "not_found":
+        return NotFound(message)
+    if code in ("unavailable", "overloaded", "unreachable"):
+        return Unavailable(message)
+    return WebError(f"dynamod failed: {message}")
 
 
 @dataclass(frozen=True)
@@ -63,6 +96,19 @@ def route(path_info: str) -> Route:
     return Route(mode, module, command)
 
 
+_date: list[tuple[int, str]] = [(0, "")]
+
+
+def http_date() -> str:
+    """The Date header's value, made once a second (cheroot formats it for every answer otherwise)."""
+    now = int(time.time())
+    second, text = _date[0]
+    if second != now:
+        text = email.utils.formatdate(now, usegmt=True)
+        _date[0] = (now, text)
+    return text
+
+
 def _status(code: int) -> str:
     return f"{code} {HTTPStatus(code).phrase}"
 
@@ -70,14 +116,14 @@ def _status(code: int) -> str:
 class WebApp:
     def __init__(self, modules: ModuleMap, modules_config: Configuration | None,
                  inventory: Callable[[], Any], users: Callable[[str], User | None] = lambda dn: None,
-                 limits: Limits | None = None, debug: bool = False, writer: Writer | None = None):
+                 limits: Limits | None = None, debug: bool = False, dynamod: Channel | None = None):
         self.modules = modules
         self.modules_config = modules_config if modules_config is not None else Configuration()
         self.inventory = inventory
         self.users = users
         self.limits = limits or Limits()
         self.debug = debug
-        self.writer = writer
+        self.dynamod = dynamod
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         version = None
@@ -109,18 +155,22 @@ class WebApp:
         provider = cls(self.modules_config)
         self._authorize(provider, caller, method)
         provider.input_data = parsed.input_data
-        if provider.write_enabled:
-            provider.writer = self.writer  # type: ignore[attr-defined]
+        if provider.uses_dynamod or provider.write_enabled:
+            if self.dynamod is None:
+                raise Unavailable("this server does not take requests to dynamod over the web")
+            provider.dynamod = AsCaller(self.dynamod, caller, str(environ.get("REMOTE_ADDR", "?")))
         result = provider.run(caller, parsed.params, inventory)
-        headers = [("Cache-Control", "no-store"), *provider.additional_headers]
-        if inventory.version is not None:
-            headers.append(("X-Dynamo-Inventory-Version", str(inventory.version)))
+        # a write answers with the version it committed, a read with the image's
+        version = provider.inventory_version if provider.inventory_version is not None else inventory.version
+        headers = [("Cache-Control", "no-store"), ("Date", http_date()), *provider.additional_headers]
+        if version is not None:
+            headers.append(("X-Dynamo-Inventory-Version", str(version)))
         if provider.content_type.startswith("text/"):
             body = result if isinstance(result, bytes) else str(result).encode("utf-8")
             start_response("200 OK", [("Content-Type", provider.content_type),
                                       ("Content-Length", str(len(body))), *headers])
             return [body]
-        head = {"result": "OK", "message": provider.message, "inventory_version": inventory.version}
+        head = {"result": "OK", "message": provider.message, "inventory_version": version}
         if isinstance(result, Listing):
             start_response("200 OK", [("Content-Type", "application/json"), *headers])
             return _stream(head, result)
@@ -152,8 +202,6 @@ class WebApp:
                 raise MethodNotAllowed("this resource changes the inventory: use POST")
             if not caller.has_role(*WRITE_ROLE):
                 raise AuthorizationError(f"{caller.name} needs role 'admin' on 'inventory'")
-            if self.writer is None:
-                raise Unavailable("this server does not accept writes over the web")
         role = provider.required_role
         if role is not None and not caller.has_role(*role):
             who = caller.name or "an anonymous caller"
@@ -166,7 +214,7 @@ class WebApp:
             envelope["inventory_version"] = version
         body = (json.dumps(envelope) + "\n").encode("utf-8")
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-                   ("Cache-Control", "no-store"), *extra]
+                   ("Cache-Control", "no-store"), ("Date", http_date()), *extra]
         if version is not None:
             headers.append(("X-Dynamo-Inventory-Version", str(version)))
         start_response(_status(code), headers)

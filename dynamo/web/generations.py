@@ -14,7 +14,9 @@ a second is killed rather than waited for.
 
 A worker is replaced after ``max_requests`` requests or ``max_private_memory`` bytes of private
 memory; one that dies young is replaced no faster than once a second. Users and roles are
-read from the registry when a generation is forked.
+read from the registry at every generation and every ``USERS_TTL`` seconds, and shared with
+the running workers (``dynamo.web.users``). The workers ask dynamod for what they cannot do
+from their image (writes, the application registry) over the link (``dynamo.web.link``).
 """
 
 from __future__ import annotations
@@ -34,9 +36,13 @@ from typing import Any
 
 from dynamo.config import WebConfig
 from dynamo.dataformat.configuration import Configuration
-from dynamo.errors import ConfigurationError
+from dynamo.errors import ConfigurationError, StoreError
+from dynamo.web.link import WebLink
 from dynamo.web.loader import ModuleMap, load_modules
 from dynamo.web.user import User
+from dynamo.web.users import USERS_TTL, SharedUsers, registry_users
+
+__all__ = ["WebGenerations", "registry_users", "VersionCell", "WorkerSpec"]
 
 log = logging.getLogger("dynamo.web")
 
@@ -78,15 +84,6 @@ class WorkerSpec:
     users: dict[str, User]
 
 
-def registry_users(registry: Any) -> dict[str, User]:
-    """DN -> web User, from the registry's users and roles."""
-    found = {}
-    for u in registry.users():
-        if u.dn:
-            found[u.dn] = User(u.name, u.dn, u.id, tuple(sorted(u.roles)))
-    return found
-
-
 class WebGenerations:
     def __init__(self, config: WebConfig, path: Callable[[Path], Path]):
         self.config = config
@@ -100,6 +97,9 @@ class WebGenerations:
         self.workers: dict[int, Worker] = {}
         self._last_spawn = 0.0
         self._users: dict[str, User] = {}
+        self.shared_users = SharedUsers()
+        self._users_read = 0.0
+        self.link: WebLink | None = None    # made by open(): the workers' requests to dynamod
         # the current generation's workers write one byte here when they stop accepting
         self._ack: tuple[int, int] | None = None
 
@@ -120,6 +120,11 @@ class WebGenerations:
             self.sock = listen(config.address)
         except OSError as exc:
             raise ConfigurationError(f"[web] cannot listen on {config.address}: {exc.strerror}") from exc
+        self.link = WebLink()
+
+    def is_worker(self, pid: int) -> bool:
+        """Whether ``pid`` is one of our web workers (not yet reaped: its pid cannot have been reused)."""
+        return pid in self.workers
 
     @property
     def tls(self) -> tuple[Path, Path, Path] | None:
@@ -136,6 +141,9 @@ class WebGenerations:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+        if self.link is not None:
+            self.link.close()
+            self.link = None
 
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM every worker, wait up to ``grace`` seconds, then SIGKILL."""
@@ -164,11 +172,23 @@ class WebGenerations:
         if inventory.version != self.version:
             self._new_generation(inventory, users(), now)
         else:
+            if now - self._users_read >= USERS_TTL:
+                self._refresh_users(users, now)
             self._top_up(inventory, now)
         for worker in self.workers.values():
             if worker.stopping_since is not None and now - worker.stopping_since > KILL_GRACE:
                 log.warning("web worker %d (generation %d) did not drain: killed", worker.pid, worker.generation)
                 _signal(worker.pid, signal.SIGKILL)
+
+    def _refresh_users(self, users: Callable[[], dict[str, User]], now: float) -> None:
+        """The registry's users and roles, to the running workers (a store failure: next time)."""
+        self._users_read = now
+        try:
+            self._users = users()
+        except StoreError as exc:
+            log.warning("web: cannot read the users and roles again: %s", exc)
+            return
+        self.shared_users.publish(self._users)
 
     def reap(self) -> None:
         for pid in list(self.workers):
@@ -192,6 +212,8 @@ class WebGenerations:
         self.generation += 1
         self.version = inventory.version
         self._users = users
+        self._users_read = now
+        self.shared_users.publish(users)
         for _ in range(self.config.workers):
             self._spawn(inventory, now)
         if old_ack is not None:
@@ -244,7 +266,9 @@ class WebGenerations:
         pid = os.fork()
         if pid == 0:
             assert self._ack is not None
-            worker_main(spec, self.sock, self.cell, self._ack[1], inventory, self.tls)  # never returns
+            assert self.link is not None
+            worker_main(spec, self.sock, self.cell, self._ack[1], inventory, self.tls,  # never returns
+                        self.link.worker_end, self.shared_users)
         self.workers[pid] = Worker(pid, self.generation, now)
         self._last_spawn = now
 

@@ -18,6 +18,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from cheroot import makefile as cheroot_files
+from cheroot import server as http_server
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
@@ -67,7 +69,93 @@ class _Adapter(BuiltinSSLAdapter):
         return env
 
 
+class _Request(http_server.HTTPRequest):
+    """cheroot's request, but the headers of a response with a Content-Length go out in one write
+    with its body: cheroot writes them apart, two system calls and (with TCP_NODELAY) two packets
+    for every answer, which the client must also read apart (docs/performance.md, the web). And
+    the answer to HEAD has no body: cheroot sent the application's, which a keep-alive client
+    then read as the start of its next answer."""
+
+    _held: bytes | None = None
+
+    def send_headers(self) -> None:
+        lengthy = self.method != b"HEAD" and any(k.lower() == b"content-length" for k, _ in self.outheaders)
+        if not lengthy:
+            super().send_headers()
+            return
+        real = self.conn.wfile
+        self.conn.wfile = _Capture()
+        try:
+            super().send_headers()
+            held = self.conn.wfile.data
+        finally:
+            self.conn.wfile = real
+        if self.chunked_write:  # cannot be, with a Content-Length; but never hold what cheroot would frame
+            self.conn.wfile.write(held)
+        else:
+            self._held = held
+
+    def write(self, chunk: bytes) -> None:
+        if self.method == b"HEAD":
+            return
+        held, self._held = self._held, None
+        if held is not None:
+            self.conn.wfile.write(held + chunk)
+        else:
+            super().write(chunk)
+
+    def respond(self) -> None:
+        try:
+            super().respond()
+        finally:
+            held, self._held = self._held, None
+            if held is not None:  # an empty body: the headers alone
+                self.conn.wfile.write(held)
+
+
+class _Capture:
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> int:
+        self.data += data
+        return len(data)
+
+
+class _Reader(cheroot_files.StreamReader):
+    """cheroot's reader (pure-Python buffered I/O, which cheroot chose so that it can see its buffer),
+    with a ``readline`` that takes a line already in the buffer in one step: cheroot reads the
+    request line and every header line by line, and the inherited readline does a peek and a
+    read, each under the lock, per line."""
+
+    # _pyio.BufferedReader's own (cheroot's has_data reads them too)
+    _read_lock: Any
+    _read_buf: bytes
+    _read_pos: int
+
+    def readline(self, size: int | None = -1) -> bytes:
+        with self._read_lock:
+            buf, pos = self._read_buf, self._read_pos
+            end = buf.find(b"\n", pos) + 1
+            if end and (size is None or size < 0 or end - pos <= size):
+                self._read_pos = end
+                self.bytes_read += end - pos
+                return bytes(buf[pos:end])
+        return bytes(super().readline(-1 if size is None else size))
+
+
+class _Connection(http_server.HTTPConnection):
+    RequestHandlerClass = _Request
+
+    def __init__(self, server: Any, sock: Any, makefile: Any = cheroot_files.MakeFile):
+        super().__init__(server, sock, makefile)
+        if type(self.rfile) is cheroot_files.StreamReader:  # plain HTTP (TLS has readers of its own)
+            self.rfile = _Reader(sock, "rb", self.rbufsize)
+
+
 class _Server(wsgi.Server):
+    ConnectionClass = _Connection
+
     def __init__(self, sock: socket.socket, app: Any, **options: Any):
         self._given = sock
         super().__init__(sock.getsockname()[:2], app, **options)

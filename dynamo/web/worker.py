@@ -21,8 +21,10 @@ from typing import Any, NoReturn
 from dynamo.proctitle import set_title
 from dynamo.web.app import WebApp
 from dynamo.web.generations import VersionCell, WorkerSpec
+from dynamo.web.link import Dynamod
 from dynamo.web.modules import server as status_module
 from dynamo.web.request import Limits
+from dynamo.web.users import SharedUsers
 
 log = logging.getLogger("dynamo.web")
 
@@ -90,7 +92,7 @@ def _die_with_parent() -> None:
 
 
 def worker_main(spec: WorkerSpec, sock: Any, cell: VersionCell, ack_fd: int, inventory: Any,
-                tls: tuple[Path, Path, Path] | None) -> NoReturn:
+                tls: tuple[Path, Path, Path] | None, link: Any, users: SharedUsers) -> NoReturn:
     code = 70
     try:
         stop = threading.Event()
@@ -100,9 +102,9 @@ def worker_main(spec: WorkerSpec, sock: Any, cell: VersionCell, ack_fd: int, inv
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         _die_with_parent()
-        _close_inherited({0, 1, 2, sock.fileno(), ack_fd, *_log_fds()})
+        _close_inherited({0, 1, 2, sock.fileno(), ack_fd, link.fileno(), *_log_fds()})
         set_title(f"dynamod: web worker (generation {spec.generation}, version {spec.version})")
-        code = _serve(spec, sock, cell, ack_fd, inventory, tls, stop)
+        code = _serve(spec, sock, cell, ack_fd, inventory, tls, stop, Dynamod(link), users)
     except BaseException:
         log.exception("web worker %d failed", os.getpid())
     finally:
@@ -110,15 +112,15 @@ def worker_main(spec: WorkerSpec, sock: Any, cell: VersionCell, ack_fd: int, inv
 
 
 def _serve(spec: WorkerSpec, sock: Any, cell: VersionCell, ack_fd: int, inventory: Any,
-           tls: tuple[Path, Path, Path] | None, stop: threading.Event) -> int:
+           tls: tuple[Path, Path, Path] | None, stop: threading.Event, dynamod: Dynamod, users: SharedUsers) -> int:
     from dynamo.web.server import WebServer
 
     version = spec.version
 
     config = spec.config
     status_module.ServerStatus.generation = spec.generation
-    app = WebApp(spec.modules, spec.modules_config, lambda: inventory, spec.users.get,
-                 Limits(max_body=config.max_body), debug=config.debug)
+    app = WebApp(spec.modules, spec.modules_config, lambda: inventory, users.get,
+                 Limits(max_body=config.max_body), debug=config.debug, dynamod=dynamod)
     counted = _Counter(app)
     server = WebServer(counted, sock, threads=config.threads, timeout=config.timeout, max_body=config.max_body,
                        tls=tls)

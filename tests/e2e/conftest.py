@@ -98,8 +98,13 @@ class Server:
         pytest.fail("dynamod did not come up")
 
     def children(self) -> list[int]:
-        """dynamod's children but its keeper: the applications (and consoles) running."""
-        return [pid for pid in self.all_children() if not cmdline_of(pid).startswith("dynamod: keeper")]
+        """dynamod's children but its keeper and its spare: the applications (and consoles) running."""
+        return [pid for pid in self.all_children() if not cmdline_of(pid).startswith(("dynamod: keeper",
+                                                                                      "dynamo: spare"))]
+
+    def spares(self) -> list[int]:
+        """The child forked ahead for the next read-only application (dynamo.server.spare), waiting."""
+        return [pid for pid in self.all_children() if cmdline_of(pid).startswith("dynamo: spare")]
 
     def keeper(self) -> int | None:
         """The keeper process (dynamo.server.keeper), which holds the secrets, if there is one."""

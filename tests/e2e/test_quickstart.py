@@ -76,3 +76,28 @@ def test_the_commands_run_from_a_source_checkout() -> None:
                               timeout=60, cwd="/")
         assert done.returncode == 0, (name, done.stderr)
         assert done.stdout.startswith(f"usage: {name} "), (name, done.stdout[:80])
+
+
+STATUS = "print([line for line in open('/proc/self/status') if line.startswith(('NoNewPrivs', 'Uid'))])\n"
+
+
+def test_applications_of_the_servers_own_uid_gain_no_privileges(home: Path, tmp_path: Path) -> None:
+    """The embedded default runs applications as the server's uid, with no privilege drop: no setuid
+    program they run may raise them above it (PR_SET_NO_NEW_PRIVS), in a reader (from the spare),
+    a writer and the shell (forked on demand)."""
+    started = run(home, "--daemon", cmd="dynamod")
+    assert started.returncode == 0, started.stderr
+    script = tmp_path / "status.py"
+    script.write_text(STATUS)
+    uid = f"Uid:\\t{os.getuid()}\\t"
+    try:
+        reader = run(home, str(script))
+        assert reader.returncode == 0 and "'NoNewPrivs:\\t1\\n'" in reader.stdout and uid in reader.stdout, reader
+        assert run(home, "--executable", str(script), "--title", "status", cmd="dynamo-exec-auth").returncode == 0
+        writer = run(home, str(script), "--write-request", "--title", "status")
+        assert writer.returncode == 0 and "'NoNewPrivs:\\t1\\n'" in writer.stdout, writer
+        shell = run(home, input=STATUS)
+        assert shell.returncode == 0 and "'NoNewPrivs:\\t1\\n'" in shell.stdout, shell
+    finally:
+        os.kill(int((home / "dynamod.pid").read_text()), signal.SIGTERM)
+        wait_for(lambda: not (home / "dynamod.pid").exists())

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, wait_for
 
 pytestmark = pytest.mark.mysql
 
@@ -210,7 +210,8 @@ def test_keeper_absent_for_sqlite_without_tls(server_home: Path) -> None:
     server = Server(server_home, f"sqlite:///{server_home}/inventory.db")
     server.start()
     try:
-        assert server.all_children() == []
+        assert server.keeper() is None
+        wait_for(lambda: server.all_children() == server.spares() != [])  # the spare alone (server.spare)
         assert "keeper started" not in server.log()
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(str(server.socket))
@@ -223,7 +224,8 @@ def test_a_dead_keeper_stops_dynamod_cleanly(pki: dict[str, Path], server_home: 
     server.start()
     assert server.process is not None
     keeper = server.keeper()
-    assert keeper is not None and server.children() == []
+    assert keeper is not None
+    wait_for(lambda: sorted(server.all_children()) == sorted([keeper, *server.spares()]) and server.spares() != [])
     os.kill(keeper, signal.SIGKILL)
     code = server.process.wait(30)
     server.process = None

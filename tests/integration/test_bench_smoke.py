@@ -41,16 +41,23 @@ def test_store_bench_runs(kind: str, tmp_path: Path, request: pytest.FixtureRequ
     result = run_bench("store_bench", kind, tmp_path, request)
     assert result["counts"]["datasets"] == 20 and result["counts"]["files"] == 2000
     assert result["records"] >= 300
-    for key in ("load_s", "floor_s", "rss_mb", "total_s", "apply_s", "db_commit_s", "import_s"):
+    for key in ("load_s", "load_cpu_s", "floor_s", "rss_mb", "total_s", "apply_s", "db_commit_s", "import_s",
+                "load_over_floor"):
         assert result[key] > 0, key
+    assert {g["key"] for g in result["goals"]} >= {"load_over_floor", "rss_mb"}
 
 
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
 def test_server_bench_runs(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     result = run_bench("server_bench", kind, tmp_path, request, "--runs", "2")
     assert result["records"] == 300
-    for key in ("ready_s", "first_line_ms_median", "child_private_mb", "write_exit_to_done_s"):
+    for key in ("ready_s", "load_s", "floor_s", "rss_mb", "first_line_ms_median", "child_private_mb",
+                "walk_dirty_mb", "write_exit_to_done_s", "quiet_call_ms", "busy_write_p99_ms", "busy_inject_p99_ms"):
         assert result[key] > 0, key
+    # the walk read the whole imported image: 20 datasets of 10 blocks of 10 files, 5 replicas each
+    assert (result["walk"]["files"], result["walk"]["block_replicas"]) == (2000, 1000)
+    assert result["busy_write_calls"] >= 1 and result["busy_inject_calls"] >= 1
+    assert {g["key"] for g in result["goals"]} >= {"load_s", "walk_dirty_mb", "busy_inject_p99_ms"}
 
 
 def test_web_bench_runs(tmp_path: Path, request: pytest.FixtureRequest) -> None:

@@ -42,3 +42,39 @@ def test_finish_records_the_version_when_given() -> None:
     rec = record(status=AppState.APPLYING, write=True)
     ledger.finish(rec, AppState.DONE, 0, "3 change(s) applied", version=7)
     assert registry.updates[-1][1]["version"] == 7 and rec.version == 7
+
+
+def test_a_held_change_is_checked_at_once_and_written_when_asked() -> None:
+    registry = MemoryRegistry()
+    ledger = Ledger(registry, FakeSystem())  # type: ignore[arg-type]
+    rec = record(status=AppState.QUEUED)
+    with pytest.raises(TransitionError):
+        ledger.hold(rec, AppState.APPLYING)
+    ledger.hold(rec, AppState.RUNNING, pid=42)
+    assert ledger.holds(rec) and registry.updates == [] and rec.status is AppState.QUEUED
+    ledger.write_held(rec)
+    assert not ledger.holds(rec) and rec.status is AppState.RUNNING and rec.pid == 42
+    assert registry.updates == [(rec.id, {"status": AppState.RUNNING, "pid": 42})]
+    ledger.write_held(rec)  # nothing held any more: nothing written twice
+    assert len(registry.updates) == 1
+
+
+def test_a_later_change_writes_the_held_one_first() -> None:
+    """The registry sees every state in order: queued -> running -> failed, never queued -> failed."""
+    registry = MemoryRegistry()
+    ledger = Ledger(registry, FakeSystem())  # type: ignore[arg-type]
+    rec = record(status=AppState.QUEUED)
+    ledger.hold(rec, AppState.RUNNING, pid=7)
+    ledger.finish(rec, AppState.FAILED, 3, "exit code 3")
+    assert [changes["status"] for _, changes in registry.updates] == [AppState.RUNNING, AppState.FAILED]
+    assert rec.pid == 7 and rec.status is AppState.FAILED and not ledger.holds(rec)
+
+
+def test_write_all_held_writes_every_record() -> None:
+    registry = MemoryRegistry()
+    ledger = Ledger(registry, FakeSystem())  # type: ignore[arg-type]
+    recs = [record(app_id=i, status=AppState.QUEUED) for i in (1, 2)]
+    for rec in recs:
+        ledger.hold(rec, AppState.RUNNING)
+    ledger.write_all_held()
+    assert [rec.status for rec in recs] == [AppState.RUNNING, AppState.RUNNING] and len(registry.updates) == 2

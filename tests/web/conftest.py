@@ -15,6 +15,7 @@ from dynamo.web.loader import load_modules
 from dynamo.web.request import Limits
 from dynamo.web.server import WebServer, listen
 from dynamo.web.user import User
+from tests.e2e.conftest import pki, server_home  # noqa: F401 - dynamod's fixtures, for the tests through it
 from tests.web.helpers import PACKAGE_IMPL, PACKAGE_INIT, TEST_MODULE, small_inventory
 
 

@@ -19,9 +19,15 @@ class WebModule:
     * ``input_data``: a JSON body, decoded (a list or an object).
 
     ``required_role`` = (role, target) makes the server refuse (403) callers without it.
+    ``uses_dynamod`` (and ``write_enabled``) give ``run`` a ``self.dynamod`` whose ``call(request)``
+    sends a native-protocol request to dynamod as the caller (``dynamo.web.link``): how a module
+    changes the inventory (through dynamod's writer queue) or reads the registry. A module that
+    answers for another version than its worker's image (a write: the one it committed) sets
+    ``inventory_version``.
     """
 
     required_role: tuple[str, str] | None = None
+    uses_dynamod = False
 
     def __init__(self, config: Configuration):
         self.config = config
@@ -33,6 +39,8 @@ class WebModule:
         self.additional_headers: list[tuple[str, str]] = []
         self.message = ""
         self.input_data: Any = None
+        self.dynamod: Any = None
+        self.inventory_version: int | None = None
 
     def run(self, caller: Any, request: dict[str, Any], inventory: Any) -> Any:
         raise NotImplementedError("run")

@@ -1,0 +1,120 @@
+"""Columnar storage of a dataset replica's block replicas.
+
+A DatasetReplica loaded from the store keeps its block replicas packed, in the
+store's own row format (the ``block_replicas`` column of ``dataset_replicas``),
+and makes BlockReplica objects only when asked. Layout (little-endian)::
+
+    u8   format version (1)
+    u32  n
+    i64  block_ids[n]
+    i64  last_updates[n]
+    i32  group_ids[n]        (0 = the null group)
+    u8   flags[n]            (1 = custodial, 2 = incomplete)
+    then, for each incomplete replica in order: u32 k, i64 file_ids[k]
+
+Readers take ``(buf, at)``: the table starts at ``buf[at]`` (inside an arena, or a
+``bytes`` of its own at 0).
+"""
+
+from __future__ import annotations
+
+import struct
+from array import array
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
+
+from dynamo.dataformat.arena import Buffer
+from dynamo.errors import ObjectError
+
+if TYPE_CHECKING:
+    from dynamo.dataformat.blockreplica import BlockReplica
+
+VERSION = 1
+HEAD = struct.Struct("<BI")
+_U32 = struct.Struct("<I")
+_I64 = struct.Struct("<q")
+FLAG_CUSTODIAL = 1
+FLAG_INCOMPLETE = 2
+_FLAGS = {(False, False): 0, (True, False): 1, (False, True): 2, (True, True): 3}
+
+
+class Layout(NamedTuple):
+    n: int
+    ids_at: int
+    updates_at: int
+    groups_at: int
+    flags_at: int
+    tail_at: int
+
+
+def layout(buf: Buffer, at: int = 0) -> Layout:
+    version, n = HEAD.unpack_from(buf, at)
+    if version != VERSION:
+        raise ObjectError(f"unknown block replica format {version}")
+    ids_at = at + HEAD.size
+    updates_at = ids_at + 8 * n
+    groups_at = updates_at + 8 * n
+    flags_at = groups_at + 4 * n
+    return Layout(n, ids_at, updates_at, groups_at, flags_at, flags_at + n)
+
+
+_COLUMNS: dict[int, struct.Struct] = {}
+
+
+def columns(buf: Buffer, at: int = 0) -> tuple[int, tuple[Any, ...], int]:
+    """``(n, values, tail)``: values are the n block ids, n last updates, n group ids, then the
+    flags as one bytes value; ``tail`` is where the incomplete replicas' file ids start."""
+    version, n = HEAD.unpack_from(buf, at)
+    if version != VERSION:
+        raise ObjectError(f"unknown block replica format {version}")
+    fmt = _COLUMNS.get(n)
+    if fmt is None:
+        fmt = struct.Struct(f"<{n}q{n}q{n}i{n}s")
+        if len(_COLUMNS) < 4096:
+            _COLUMNS[n] = fmt
+    return n, fmt.unpack_from(buf, at + HEAD.size), at + HEAD.size + fmt.size
+
+
+def count(buf: Buffer, at: int = 0) -> int:
+    return int(HEAD.unpack_from(buf, at)[1])
+
+
+def find(buf: Buffer, lay: Layout, block_id: int) -> int:
+    """The index of ``block_id``'s replica, or -1 (a C-speed search of the id column)."""
+    key = _I64.pack(block_id)
+    start, end = lay.ids_at, lay.updates_at
+    pos = buf.find(key, start, end)
+    while pos >= 0 and (pos - start) % 8:
+        pos = buf.find(key, pos + 1, end)
+    return -1 if pos < 0 else (pos - start) // 8
+
+
+def file_ids_of(buf: Buffer, lay: Layout, index: int) -> list[int]:
+    """The file ids held by the (incomplete) replica at ``index``."""
+    flags = buf[lay.flags_at:lay.flags_at + index]
+    skip = sum(1 for f in flags if f & FLAG_INCOMPLETE)
+    at = lay.tail_at
+    for _ in range(skip):
+        at += 4 + 8 * _U32.unpack_from(buf, at)[0]
+    (k,) = _U32.unpack_from(buf, at)
+    return memoryview(buf)[at + 4:at + 4 + 8 * k].cast("q").tolist()
+
+
+def pack(replicas: Iterable[BlockReplica]) -> bytes:
+    """The packed form of these (live) block replicas."""
+    reps = list(replicas)
+    tail = []
+    for r in reps:
+        lfns = r.lfns
+        if lfns is not None:
+            block = r._live_block()
+            file_ids = {lfn: e.id for lfn, e in block._iter_entries()}
+            tail.append(_U32.pack(len(lfns)))
+            tail.append(array("q", [file_ids[lfn] for lfn in lfns]).tobytes())
+    return b"".join((
+        HEAD.pack(VERSION, len(reps)),
+        array("q", [r._live_block().id for r in reps]).tobytes(),
+        array("q", [r.last_update for r in reps]).tobytes(),
+        array("i", [r.group.id for r in reps]).tobytes(),  # type: ignore[union-attr]
+        bytes([_FLAGS[r.is_custodial, r.lfns is not None] for r in reps]),
+        *tail,
+    ))

@@ -1,0 +1,61 @@
+"""The spare (dynamo.server.spare): the next reader's child is forked ahead, runs the next read-only
+application, never one of an older image, and never outlives dynamod."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from tests.e2e.conftest import Server, wait_for
+from tests.e2e.test_applications import authorize
+
+REPORT = """
+import os
+from dynamo.core.executable import inventory
+print(os.getpid(), inventory.version, sorted(inventory.sites), flush=True)
+"""
+WRITER = """
+import sys
+from dynamo.core.executable import inventory
+from dynamo.dataformat import Site
+inventory.update(Site(sys.argv[1], "example.org"))
+"""
+
+
+def report(server: Server) -> tuple[int, int, list[str]]:
+    done = server.run(str(server.script("report.py", REPORT)))
+    assert done.code == 0, done.err
+    pid, version, sites = done.out.split(" ", 2)
+    return int(pid), int(version), eval(sites)  # noqa: S307 - a list of names the test made
+
+
+def one_spare(server: Server) -> int:
+    wait_for(lambda: len(server.spares()) == 1)
+    return server.spares()[0]
+
+
+def test_a_reader_runs_in_the_spare_of_the_current_image(server: Server) -> None:
+    spare = one_spare(server)
+    pid, version, sites = report(server)
+    assert pid == spare and sites == []
+    assert one_spare(server) != spare  # the next one
+    writer = server.script("writer.py", WRITER)
+    authorize(server, str(writer), "writer")
+    stale = one_spare(server)
+    done = server.run(f"{writer} T1_SPARE", "--write-request", "--title", "writer")
+    assert done.code == 0, done.err
+    pid, new_version, sites = report(server)  # at once: the spare of the old image is not used
+    assert new_version > version and sites == ["T1_SPARE"] and pid != stale
+    wait_for(lambda: not Path(f"/proc/{stale}").exists())  # discarded and reaped
+    pid, _, sites = report(server)
+    assert sites == ["T1_SPARE"]
+
+
+def test_the_spare_dies_with_dynamod(server: Server) -> None:
+    spare = one_spare(server)
+    assert server.process is not None
+    os.kill(server.process.pid, signal.SIGKILL)
+    server.process.wait(30)
+    server.process = None
+    wait_for(lambda: not Path(f"/proc/{spare}").exists() or "zombie" in Path(f"/proc/{spare}/status").read_text())

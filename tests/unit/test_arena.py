@@ -1,0 +1,100 @@
+"""The loaded image's packed form: files and block replicas in arenas, objects made on demand,
+unpacked for a change and packed again after it (also after a rollback)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.workload import generate, scaled
+from dynamo.core.changeset import apply_change_set
+from dynamo.core.codec import DELETE, UPDATE, encode
+from dynamo.core.export import fingerprint
+from dynamo.core.inventory import Inventory
+from dynamo.dataformat import BlockReplica, DatasetReplica, File, Site, replicatable
+from dynamo.errors import ChangeSetError
+from dynamo.store.rows import dataset_replica_row, pack_block_replicas
+
+
+@pytest.fixture
+def image() -> Inventory:
+    return generate(scaled(0.0002), 3)
+
+
+def _replicas(inv: Inventory) -> list[DatasetReplica]:
+    return [r for site in inv.sites.values() for r in site.dataset_replicas()]
+
+
+def test_a_loaded_image_is_packed(image: Inventory) -> None:
+    replicas = _replicas(image)
+    assert replicas and all(type(r._packed) is int and r._block_replicas is None for r in replicas)
+    blocks = [b for d in image.datasets.values() for b in d.blocks]
+    assert blocks and all(type(b._files) is int for b in blocks)
+    assert len(image.arena.chunks) >= 1
+
+
+def test_packed_replicas_read_like_objects(image: Inventory) -> None:
+    total = 0
+    for replica in _replicas(image):
+        members = list(replica.block_replicas)
+        assert len(members) == len(replica.block_replicas) == len({m.block_name for m in members})
+        total += len(members)
+        for member in members:
+            block = member.block
+            assert not isinstance(block, str)
+            assert replica.find_block_replica(block) == member
+            assert member in replica.block_replicas and member.block_name in replica.block_replicas
+            assert block.find_replica(replica.site_name) == member
+            assert member in block.replicas
+            if member.lfns is not None:
+                assert set(member.lfns) <= set(block.file_names()) and member.file_ids is not None
+        assert replica.size() == sum(m.size for m in members)
+        assert replica.is_complete() == all(m.is_complete() for m in members)
+        # the store's row is the packed value as loaded (file ids in stored order), unchanged by reading
+        row = dataset_replica_row(replica)[4]
+        assert replicatable.columns(row)[:2] == replicatable.columns(pack_block_replicas(members))[:2]
+        assert type(replica._packed) is int
+    assert total == image.counts()["blockreplicas"] > 0
+
+
+def test_a_change_unpacks_and_packs_again(image: Inventory) -> None:
+    replica = next(r for r in _replicas(image) if r.group_name is None)
+    member = next(iter(replica.block_replicas))
+    block = member.block
+    assert not isinstance(block, str)
+    changed = BlockReplica(block.full_name(), member.site_name, "group01", not member.is_custodial, 7, member.lfns)
+    apply_change_set(image, None, [encode(UPDATE, changed)])
+    assert isinstance(replica._packed, bytes) and replica._block_replicas is None
+    found = replica.find_block_replica(block)
+    assert found is not None and (found.group_name, found.is_custodial, found.last_update) == \
+        ("group01", not member.is_custodial, 7)
+
+
+def test_a_refused_change_set_leaves_the_image_as_it_was(image: Inventory) -> None:
+    before = fingerprint(image)
+    replica = _replicas(image)[0]
+    member = next(iter(replica.block_replicas))
+    block = member.block
+    assert not isinstance(block, str)
+    records = [encode(DELETE, member), encode(UPDATE, BlockReplica(block.full_name(), member.site_name, None, True, 9)),
+               encode(DELETE, Site("T0_NOWHERE"))]
+    with pytest.raises(ChangeSetError):
+        apply_change_set(image, None, records)
+    assert fingerprint(image) == before
+    assert type(replica._packed) is int or isinstance(replica._packed, bytes)
+    assert replica._block_replicas is None
+
+
+def test_deleting_a_file_updates_the_incomplete_replicas_that_held_it(image: Inventory) -> None:
+    member = next(m for r in _replicas(image) for m in r.block_replicas if m.lfns)
+    block = member.block
+    assert not isinstance(block, str) and member.lfns
+    lfn = member.lfns[0]
+    entry = block.find_file(lfn)
+    assert entry is not None
+    records = [encode(DELETE, File(lfn, block.full_name())),
+               encode(UPDATE, type(block)(block.name, block.dataset_name, block.size - entry.size,
+                                          block.num_files - 1, block.is_open, block.last_update))]
+    apply_change_set(image, None, records)
+    after = block.find_replica(member.site_name)
+    assert after is not None and (after.lfns is None or lfn not in after.lfns)
+    assert lfn not in block.file_names()
