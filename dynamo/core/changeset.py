@@ -74,10 +74,14 @@ def _normalized(op: str, record: Record, obj: DataObject, live: Any) -> Record:
     """
     type_name = record[1]
     if op == UPDATE and (type_name != "blockreplica" or _same_files(record[2]["files"], live.lfns)):
-        fields = dict(record[2])
-        if type_name in HAS_ID:
+        if type_name not in HAS_ID:
+            return record  # nobody changes a record once given; the journal only encodes it
+        fields = record[2]
+        if fields.get("id") != live.id:
+            fields = dict(fields)
             fields["id"] = live.id
-        return [op, type_name, fields]
+            return [op, type_name, fields]
+        return record
     return encode(op, live)
 
 
@@ -89,21 +93,18 @@ def _decoded(records: Iterable[Record] | Prepared) -> Iterator[tuple[Record, tup
     if isinstance(records, Prepared):
         if records.error is not None:
             raise records.error
-        yield from zip(records.records, records.decoded, strict=True)
-    else:
-        for record in records:
-            yield record, None
+        return zip(records.records, records.decoded, strict=True)
+    return ((record, None) for record in records)
 
 
 def _apply_records(inventory: Inventory, txn: Transaction, records: Iterable[Record] | Prepared,
                    journal: JournalWriter) -> None:
-    update, delete = inventory.update, inventory.delete
+    update, delete, add, normalized = inventory.update, inventory.delete, journal.add, _normalized
     for index, (record, decoded) in enumerate(_decoded(records)):
         txn.record_index = index
         try:
             op, obj = decode(record) if decoded is None else decoded
-            live = update(obj) if op == UPDATE else delete(obj)
-            journal.add(_normalized(op, record, obj, live))
+            add(normalized(op, record, obj, update(obj) if op == UPDATE else delete(obj)))
         except (CodecError, ObjectError, InventoryError) as exc:
             raise ChangeSetError(str(exc), index, describe(record)) from exc
         except (TypeError, AttributeError, ValueError, KeyError) as exc:
@@ -170,7 +171,8 @@ def apply_change_set(inventory: Inventory, store: InventoryStore | None, records
         raise ChangeSetError("the inventory has no id allocator (inventory.ids is None), so it cannot "
                              "commit to a store; load it with store.load()")
     txn = Transaction(inventory.ids)
-    journal = JournalWriter() if journal is None else journal
+    if journal is None:
+        journal = JournalWriter(eager=store is None or not store.ENCODES_JOURNAL)
     inventory._tracker = txn
     # Collection passes over the young objects a change set allocates (undo
     # entries, records) cost 25-50 % of the apply time; nothing here needs the

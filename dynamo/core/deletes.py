@@ -113,7 +113,7 @@ class Deletes(ImageState):
             files = None if entries and len(remaining) == len(entries) else remaining
             if files != replica.lfns:
                 self._set(replica, "lfns", files)
-                self._tracker.touched("dataset_replicas", self._dataset_replica_of(replica))
+                self._tracker.block_replicas_touched(self._dataset_replica_of(replica))
         self._tracker.files_touched(block)
         return File._make(obj.lfn, block, entry.size, entry.checksum, entry.id)
 
@@ -158,4 +158,4 @@ class Deletes(ImageState):
         if dataset_replica._block_replicas is None:
             self._remove_dataset_replica(dataset_replica)
         else:
-            self._tracker.touched("dataset_replicas", dataset_replica)
+            self._tracker.block_replicas_touched(dataset_replica)

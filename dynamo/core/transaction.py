@@ -53,6 +53,9 @@ class Tracker:
     def files_touched(self, block: Any) -> None:
         pass
 
+    def block_replicas_touched(self, dataset_replica: Any) -> None:
+        pass
+
     def block_counts_touched(self, block: Any) -> None:
         pass
 
@@ -70,6 +73,9 @@ class Transaction(Tracker):
         self._undo: list[tuple[Any, ...]] = []
         self.push = self._undo.append
         self.dirty: dict[str, dict[int, Any]] = {t: {} for t in TABLES}
+        # dataset replicas whose block replicas changed; unless also in dirty["dataset_replicas"]
+        # (created, or their own values changed), their row changes in the packed column alone
+        self.block_replicas_dirty: dict[int, Any] = {}
         self.deleted_rows: dict[str, list[tuple[int, ...]]] = {t: [] for t in TABLES}
         # blocks whose files or size/num_files changed -> index of the last record touching them
         self.blocks_to_check: dict[int, tuple[Any, int]] = {}
@@ -90,6 +96,9 @@ class Transaction(Tracker):
     def files_touched(self, block: Any) -> None:
         self.dirty["block_files"][id(block)] = block
         self.blocks_to_check[id(block)] = (block, self.record_index)
+
+    def block_replicas_touched(self, dataset_replica: Any) -> None:
+        self.block_replicas_dirty[id(dataset_replica)] = dataset_replica
 
     def block_counts_touched(self, block: Any) -> None:
         self.blocks_to_check[id(block)] = (block, self.record_index)

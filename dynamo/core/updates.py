@@ -105,21 +105,30 @@ class Updates(ImageState):
         return block
 
     def _update_file(self, obj: File) -> File:
-        block = self._block_of(obj.block, f"file {obj.lfn!r}")
-        entries = self._writable_files(block)
-        old = entries.get(obj.lfn)
-        if old is None:
-            entry = FileEntry(obj.size, obj.checksum_text, self._new_id("file", obj.id))
-            entries[obj.lfn] = entry
-            self._tracker.push((_pop, entries, obj.lfn))
-        elif (old.size, old.checksum) != (obj.size, obj.checksum_text):
-            entry = FileEntry(obj.size, obj.checksum_text, old.id)
-            entries[obj.lfn] = entry
-            self._tracker.push((entries.__setitem__, obj.lfn, old))
+        # the hottest handler with block replicas' (a change set of new files): lookups inlined
+        lfn = obj.lfn
+        ref = obj.block
+        if isinstance(ref, str):
+            dataset, _, name = ref.partition("#")  # validated by File()
+            block = self._block(dataset, name)
         else:
-            return File._make(obj.lfn, block, old.size, old.checksum, old.id)
-        self._tracker.files_touched(block)
-        return File._make(obj.lfn, block, entry.size, entry.checksum, entry.id)
+            block = self._block_of(ref, f"file {lfn!r}")
+        entries = self._writable_files(block)
+        old = entries.get(lfn)
+        size, checksum = obj.size, obj.checksum_text
+        tracker = self._tracker
+        if old is None:
+            entry = FileEntry(size, checksum, self._new_id("file", obj.id))
+            entries[lfn] = entry
+            tracker.push((_pop, entries, lfn))
+        elif old.size == size and old.checksum == checksum:
+            return File._make(lfn, block, size, checksum, old.id)
+        else:
+            entry = FileEntry(size, checksum, old.id)
+            entries[lfn] = entry
+            tracker.push((entries.__setitem__, lfn, old))
+        tracker.files_touched(block)
+        return File._make(lfn, block, size, checksum, entry.id)
 
     def _update_datasetreplica(self, obj: DatasetReplica) -> DatasetReplica:
         dataset = self._dataset(obj.dataset_name)
@@ -155,26 +164,45 @@ class Updates(ImageState):
         return files
 
     def _update_blockreplica(self, obj: BlockReplica) -> BlockReplica:
-        block = self._block_of(obj.block, "block replica")
+        ref = obj.block
+        if isinstance(ref, str):
+            dataset_name, _, block_name = ref.partition("#")  # validated by BlockReplica()
+            block = self._block(dataset_name, block_name)
+        else:
+            block = self._block_of(ref, "block replica")
         site = self._site(obj.site_name)
         group = self._group(obj.group_name)
-        files = None if obj.lfns is None else self._replica_files(block, obj.lfns)
+        lfns = obj.lfns
+        files = None if lfns is None else self._replica_files(block, lfns)
         dataset: Any = block.dataset
-        dataset_replica = site._dataset_replicas.get(dataset.name) if site._dataset_replicas else None
+        by_dataset = site._dataset_replicas
+        dataset_replica = by_dataset.get(dataset.name) if by_dataset else None
         if dataset_replica is None:
             dataset_replica = self._create_dataset_replica(dataset, site, False, self.null_group)
         members = self._unpacked_replicas(dataset_replica)
         replica = members.get(block.name) if members else None
+        is_custodial, last_update = obj.is_custodial, obj.last_update
         if replica is None:
-            replica = BlockReplica._make(block, site, group, obj.is_custodial, obj.last_update, files)
+            replica = BlockReplica._make(block, site, group, is_custodial, last_update, files)
             self._child_put(dataset_replica, "_block_replicas", block.name, replica)
-        elif (replica.group is group and replica.is_custodial == obj.is_custodial
-              and replica.last_update == obj.last_update and replica.lfns == files):
+        elif (replica.group is group and replica.is_custodial == is_custodial
+              and replica.last_update == last_update and replica.lfns == files):
             return replica
         else:
-            self._set(replica, "group", group)
-            self._set(replica, "is_custodial", obj.is_custodial)
-            self._set(replica, "last_update", obj.last_update)
-            self._set(replica, "lfns", files)
-        self._tracker.touched("dataset_replicas", dataset_replica)
+            # one undo entry for the four values
+            self._tracker.push((_restore_replica, replica, replica.group, replica.is_custodial, replica.last_update,
+                                replica.lfns))
+            replica.group = group
+            replica.is_custodial = is_custodial
+            replica.last_update = last_update
+            replica.lfns = files
+        self._tracker.block_replicas_touched(dataset_replica)
         return replica
+
+
+def _restore_replica(replica: BlockReplica, group: Group, is_custodial: bool, last_update: int,
+                     lfns: tuple[str, ...] | None) -> None:
+    replica.group = group
+    replica.is_custodial = is_custodial
+    replica.last_update = last_update
+    replica.lfns = lfns

@@ -69,6 +69,9 @@ class JournalRetention:
 
 class InventoryStore(ABC):
     kind: str = "abstract"
+    # Whether commit() encodes the journal's records itself (overlapping that with waiting for
+    # its database) rather than having them encoded while the change set is applied.
+    ENCODES_JOURNAL = False
 
     @abstractmethod
     def create_schema(self) -> None:

@@ -72,6 +72,7 @@ class MySQLStore(SQLStore):
     kind = "mysql"
     SCHEMA_FILE = "mysql.sql"
     PIPELINED = True
+    ENCODES_JOURNAL = True  # see SQLStore.commit
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 3306, user: str = "root", password: str = "",
                  database: str = "dynamo", unix_socket: str | None = None, connect_timeout: float = 10,
@@ -245,12 +246,14 @@ class MySQLStore(SQLStore):
             except pymysql.err.Error:
                 self._discard()
 
-    def _upsert_sql(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
-        updates = ", ".join(f"{c} = VALUES({c})" for c in columns if c not in keys)
-        if not updates:
-            updates = f"{keys[0]} = {keys[0]}"
+    def _upsert_sql(self, table: str, columns: Sequence[str], keys: Sequence[str],
+                    updates: Sequence[str] | None = None) -> str:
+        changed = [c for c in columns if c not in keys] if updates is None else updates
+        assignments = ", ".join(f"{c} = VALUES({c})" for c in changed)
+        if not assignments:
+            assignments = f"{keys[0]} = {keys[0]}"
         return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({','.join(['%s'] * len(columns))}) "
-                f"ON DUPLICATE KEY UPDATE {updates}")
+                f"ON DUPLICATE KEY UPDATE {assignments}")
 
     def _delete_composite_sql(self, table: str, keys: Sequence[str], count: int) -> str:
         # measured slightly faster than a row-constructor IN list on InnoDB

@@ -15,7 +15,7 @@ from dynamo.core.documents import parse_inject
 from dynamo.core.export import fingerprint
 from dynamo.core.inventory import Inventory
 from dynamo.core.journal import ChangeMeta
-from dynamo.dataformat import Block, BlockReplica, Dataset, File, Group, Partition, Site, SitePartition
+from dynamo.dataformat import Block, BlockReplica, Dataset, DatasetReplica, File, Group, Partition, Site, SitePartition
 from dynamo.errors import ChangeSetError, JournalPruned, SchemaError, StoreConflict, StoreError
 from dynamo.store import InventoryStore, JournalRetention, open_store
 from dynamo.store.sql import SQLStore
@@ -299,3 +299,24 @@ def test_original_site_and_partition_settings_persist(store: InventoryStore, sto
     assert fresh.partitions["All"].subpartitions is None and "Physics" not in fresh.partitions
     assert fresh.partitions["Ops"].condition is None and fresh.partitions["Ops"].parent_name is None
     assert fingerprint(fresh) == fingerprint(inv)
+
+
+def test_dataset_replica_rows_follow_block_replica_and_own_changes(store: InventoryStore, store_url: str) -> None:
+    """A dataset replica whose block replicas alone changed has only its packed column rewritten;
+    one whose own values changed too (in the same change set) is rewritten whole: both reload."""
+    inv = _cascade_image(store)
+    # block replicas only: a group, a file list, a new replica at a site that has the dataset
+    apply_change_set(inv, store, [encode(UPDATE, BlockReplica("D#b1", "S1", None, False, 7)),
+                                  encode(UPDATE, BlockReplica("D#b1", "S2", "G", False, 8, ["/D/b1/3"])),
+                                  encode(UPDATE, BlockReplica("D#b2", "S2", "G", True, 9))])
+    assert fingerprint(open_store(store_url).load()) == fingerprint(inv)
+    # the replica's own group and a block replica in one change set, then a file deleted
+    # (which changes an incomplete replica's file list)
+    apply_change_set(inv, store, [encode(UPDATE, BlockReplica("D#b2", "S1", "G", True, 10)),
+                                  encode(UPDATE, DatasetReplica("D", "S1", True, "G"))])
+    apply_change_set(inv, store, [encode(DELETE, File("/D/b1/3", "D#b1")),
+                                  encode(UPDATE, Block("b1", "D", 3, 2))])
+    fresh = open_store(store_url).load()
+    assert fingerprint(fresh) == fingerprint(inv)
+    replica = fresh.sites["S1"].find_dataset_replica("D")
+    assert replica is not None and replica.growing and replica.group_name == "G"

@@ -226,3 +226,38 @@ def test_a_committed_record_that_does_not_apply_is_named() -> None:
     with pytest.raises(ChangeSetError, match="committed record does not apply"):
         list(apply_committed(inv, [encode(UPDATE, Block("b", "NoSuchDataset", 0, 0))]))
     assert inv._tracker.active is False and inv.trust_ids is False
+
+
+def test_journal_chunks_keep_record_order_and_fit() -> None:
+    """Chunks are encoded as records come: in order, each one within the byte limit (a too
+    large chunk is split again), every record back as it was."""
+    from dynamo.core.journal import JournalWriter, decode_chunks
+
+    inv = generate(scaled(0.001), 3)
+    records = change_records(inv, 700, seed=3)
+    writer = JournalWriter(chunk_bytes=4096, chunk_records=250)
+    for record in records:
+        writer.add(record)
+    assert writer.num_records == len(records)
+    assert len(writer.chunks) >= 2  # encoded while records were still coming
+    chunks = writer.finish()
+    assert len(chunks) > len(records) // 250 + 1  # some were split for size
+    assert all(len(chunk) <= 4096 for chunk in chunks)
+    assert list(decode_chunks(chunks)) == records
+
+
+def test_a_deferring_journal_writer_encodes_at_flush_in_the_same_chunks() -> None:
+    """MariaDB's commit encodes the journal itself (eager=False): nothing is encoded before
+    flush(), and the chunks are the ones an eager writer makes."""
+    from dynamo.core.journal import JournalWriter, decode_chunks
+
+    inv = generate(scaled(0.001), 5)
+    records = change_records(inv, 600, seed=5)
+    eager, deferred = JournalWriter(chunk_records=100), JournalWriter(chunk_records=100, eager=False)
+    for record in records:
+        eager.add(record)
+        deferred.add(record)
+    assert deferred.chunks == [] and deferred.num_records == len(records)
+    deferred.flush()
+    assert deferred.finish() == eager.finish()
+    assert list(decode_chunks(deferred.chunks)) == records
