@@ -49,7 +49,10 @@ class Arena:
 
     def group_map(self) -> dict[int, Group]:
         """Group id -> Group as last built (``group`` builds it again for an id it lacks)."""
-        return self._group_ids if self._group_ids is not None else {0: self.group(0)} and self._group_ids  # type: ignore[return-value]
+        if self._group_ids is None:
+            self.group(0)  # builds the map
+        assert self._group_ids is not None
+        return self._group_ids
 
     def group(self, gid: int) -> Group:
         """The group with database id ``gid`` (0: the null group)."""
