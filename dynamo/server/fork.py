@@ -21,10 +21,11 @@ from dataclasses import replace
 
 from dynamo.apps.runner import ChildSpec, child_main
 from dynamo.core.inventory import Inventory
+from dynamo.descriptors import close_inherited
 from dynamo.exitcodes import ChildExit
 from dynamo.protocol import framing
 from dynamo.server.children import Child, Stream
-from dynamo.server.spare import Spare, close_inherited
+from dynamo.server.spare import Spare
 from dynamo.server.system import System
 from dynamo.store.registry import AppRecord
 

@@ -31,6 +31,7 @@ from typing import Any
 from dynamo.apps.containment import Limits
 from dynamo.apps.runner import ChildSpec, child_main
 from dynamo.core.inventory import Inventory
+from dynamo.descriptors import close_inherited
 from dynamo.exitcodes import ChildExit
 from dynamo.proctitle import set_title
 from dynamo.protocol import framing
@@ -55,16 +56,6 @@ class Spare:
     out_r: int         # the spare's stdout and stderr, as fork.spawn makes them
     err_r: int
     forked: float = 0.0  # monotonic
-
-
-def close_inherited(keep: set[int]) -> None:
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
 
 def fork_spare(inventory: Inventory, system: System) -> Spare:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
+from dynamo.descriptors import close_inherited
 from dynamo.proctitle import set_title
 from dynamo.web.app import WebApp
 from dynamo.web.generations import VersionCell, WorkerSpec
@@ -43,16 +44,6 @@ def private_bytes() -> int:
     except OSError:
         return 0
     return total
-
-
-def _close_inherited(keep: set[int]) -> None:
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
 
 def _log_fds() -> set[int]:
@@ -102,7 +93,7 @@ def worker_main(spec: WorkerSpec, sock: Any, cell: VersionCell, ack_fd: int, inv
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         _die_with_parent()
-        _close_inherited({0, 1, 2, sock.fileno(), ack_fd, link.fileno(), *_log_fds()})
+        close_inherited({0, 1, 2, sock.fileno(), ack_fd, link.fileno(), *_log_fds()})
         set_title(f"dynamod: web worker (generation {spec.generation}, version {spec.version})")
         code = _serve(spec, sock, cell, ack_fd, inventory, tls, stop, Dynamod(link), users)
     except BaseException:
