@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.store_bench import rss_mb
+
 
 def private_dirty_kb() -> int:
     with open("/proc/self/smaps_rollup") as f:
@@ -37,14 +39,6 @@ def private_dirty_kb() -> int:
             if line.startswith("Private_Dirty:"):
                 return int(line.split()[1])
     return 0
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def walk(inventory: Any) -> dict[str, int]:
