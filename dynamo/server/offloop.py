@@ -215,8 +215,8 @@ def close_channels(keep: set[int]) -> None:
 class _Keeping(JournalWriter):
     """The journal's writer, keeping the normalized records too (they go back to dynamod)."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, eager: bool) -> None:
+        super().__init__(eager=eager)
         self.kept: list[Record] = []
 
     def add(self, record: Record) -> None:
@@ -252,10 +252,11 @@ def _commit(work: Work, inventory: Inventory, opener: Opener, fd: int, changelog
             return
         work.document = None
         records, counts = parsed.records, parsed.counts
-    journal = _Keeping()
     parsed_at = time.monotonic()
     try:
         store = opener()
+        # a store that encodes the journal during its commit (MariaDB) gets the records unencoded
+        journal = _Keeping(eager=not store.ENCODES_JOURNAL)
         committed = apply_change_set(inventory, store, records, work.meta, journal=journal)
     except ChangeSetError as exc:
         _status(fd, refused=str(exc))
