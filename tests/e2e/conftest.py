@@ -168,6 +168,14 @@ def cmdline_of(pid: int) -> str:
         return ""
 
 
+def gone(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie counts): no race between the check and the read."""
+    try:
+        return "zombie" in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+
+
 def wait_for(predicate: Callable[[], object], timeout: float = 15) -> None:
     """Poll ``predicate`` until it is true; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

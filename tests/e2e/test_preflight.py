@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import dynamo
-from tests.e2e.conftest import Server, command, wait_for
+from tests.e2e.conftest import Server, command, gone, wait_for
 
 ROOT_ONLY = pytest.mark.skipif(os.getuid() != 0, reason="needs root: only root drops applications to a service user")
 
@@ -38,7 +38,7 @@ def start(server: Server, *extra: str, python: str | None = None) -> subprocess.
 def stop(home: Path) -> None:
     pid = int((home / "dynamod.pid").read_text())
     os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text())
+    wait_for(lambda: gone(pid))
 
 
 def one_line(text: str) -> str:

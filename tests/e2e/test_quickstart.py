@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import EXAMPLES, ROOT, command, wait_for
+from tests.e2e.conftest import EXAMPLES, ROOT, command, gone, wait_for
 from tests.e2e.test_seed_transcript import BLOCKS, DS, SITES
 
 
@@ -64,7 +64,7 @@ def test_the_readme_quick_start(home: Path) -> None:
     assert run(home, input="print(inventory.sites['T2_US_XYZ'].status)\n").stdout == "waitroom\n"
 
     os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text())
+    wait_for(lambda: gone(pid))
     assert not (home / "dynamod.pid").exists()
     assert (home / "inventory.db").exists()
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ROOT, wait_for
+from tests.e2e.conftest import ROOT, gone, wait_for
 from tests.e2e.test_seed_transcript import SITES
 
 Shell = Callable[..., subprocess.CompletedProcess[str]]
@@ -68,7 +68,7 @@ def drive_readme(sh: Shell, home: Path) -> None:
 
     pid = int((home / ".dynamo/dynamod.pid").read_text())
     assert sh("kill $(cat ~/.dynamo/dynamod.pid)").returncode == 0
-    wait_for(lambda: not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text())
+    wait_for(lambda: gone(pid))
     assert not (home / ".dynamo/dynamod.pid").exists()
 
 

@@ -7,7 +7,7 @@ import os
 import signal
 from pathlib import Path
 
-from tests.e2e.conftest import Server, wait_for
+from tests.e2e.conftest import Server, gone, wait_for
 from tests.e2e.test_applications import authorize
 
 REPORT = """
@@ -58,4 +58,4 @@ def test_the_spare_dies_with_dynamod(server: Server) -> None:
     os.kill(server.process.pid, signal.SIGKILL)
     server.process.wait(30)
     server.process = None
-    wait_for(lambda: not Path(f"/proc/{spare}").exists() or "zombie" in Path(f"/proc/{spare}/status").read_text())
+    wait_for(lambda: gone(spare))

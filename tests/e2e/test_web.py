@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Server, free_port, wait_for
+from tests.e2e.conftest import Server, cmdline_of, free_port, wait_for
 from tests.web.helpers import PACKAGE_IMPL, PACKAGE_INIT, TEST_MODULE, Reply, get
 
 
@@ -56,7 +56,7 @@ def inject(server: Server, document: str) -> None:
 
 
 def workers(server: Server) -> list[int]:
-    return [pid for pid in server.children() if "web worker" in Path(f"/proc/{pid}/cmdline").read_text()]
+    return [pid for pid in server.children() if "web worker" in cmdline_of(pid)]
 
 
 def test_modules_from_an_extra_directory_with_their_configuration(web: Server) -> None:
