@@ -1,16 +1,18 @@
-"""Exit codes: one enum each for the server, the commands and the children (no dependencies).
+"""Exit codes: one namespace each for the server, the commands and the children (no dependencies).
 
 BSD sysexits values where one fits, the shell's conventions for signals and
 timeouts. ``dynamo`` exits with the application's own exit code when the
 application ran to its end; otherwise with a :class:`ClientExit`.
+
+Namespaces of plain ``int`` constants, not ``IntEnum`` classes: every command imports this module,
+and ``enum`` alone costs the ``dynamo`` command more than its request to the server
+(docs/performance.md, "First line").
 """
 
 from __future__ import annotations
 
-from enum import IntEnum
 
-
-class ServerExit(IntEnum):
+class ServerExit:
     """``dynamod``'s exit status."""
 
     OK = 0                 # stopped by SIGTERM/SIGINT, cleanly
@@ -19,7 +21,7 @@ class ServerExit(IntEnum):
     CONFIG = 78            # the configuration is missing or invalid (EX_CONFIG)
 
 
-class ClientExit(IntEnum):
+class ClientExit:
     """Exit codes of the commands (``dynamo``, ``dynamo-inject``, ``dynamo-exec-auth``, ...)."""
 
     OK = 0
@@ -34,7 +36,7 @@ class ClientExit(IntEnum):
     KILLED = 137           # killed (128 + SIGKILL), by a user or by the server
 
 
-class ChildExit(IntEnum):
+class ChildExit:
     """Codes a child uses besides the script's own ``sys.exit`` value."""
 
     OK = 0

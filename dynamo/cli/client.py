@@ -2,19 +2,19 @@
 
 Kept light on imports: ``dynamo`` must start fast (the time to an
 application's first output line includes this process starting). ``argparse``,
-``dynamo.config`` and ``ssl`` are imported by the functions that need them;
-``typing`` only for the type checker.
+``dynamo.config``, ``socket`` and ``ssl`` are imported by the functions that need
+them (a Unix socket needs only ``_socket``); ``typing`` only for the type checker;
+no ``enum`` (see ``Replies``).
 """
 
 from __future__ import annotations
 
+import _socket
 import os
-import socket
 import sys
 
 from dynamo.exitcodes import ClientExit
 from dynamo.protocol import framing
-from dynamo.protocol.replies import ErrorCode, Reply
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,17 +24,42 @@ if TYPE_CHECKING:
     from dynamo.cli.clientconfig import ClientView
     from dynamo.config import Config
 
-ERROR_EXIT: dict[str, ClientExit] = {
-    ErrorCode.PERMISSION: ClientExit.NO_PERMISSION,
-    ErrorCode.INVALID: ClientExit.CHANGES_REFUSED,
-    ErrorCode.PROTOCOL: ClientExit.SOFTWARE,
-    ErrorCode.NOT_FOUND: ClientExit.NOT_FOUND,
-    ErrorCode.STORE: ClientExit.SOFTWARE,
-    ErrorCode.UNAVAILABLE: ClientExit.UNAVAILABLE,
-    ErrorCode.OVERLOADED: ClientExit.TEMPFAIL,
-    ErrorCode.INTERNAL: ClientExit.SOFTWARE,
+
+class Replies:
+    """The values of ``dynamo.protocol.replies.Reply`` the commands act on, and of
+    ``dynamo.core.appstate.AppState`` (what an ``exit`` reply's status says), as plain strings: those
+    are ``StrEnum`` classes, and ``enum`` costs a client more than its request (tests/unit/test_replies.py
+    holds the two equal)."""
+
+    ERROR = "error"
+    ACCEPTED = "accepted"
+    QUEUED = "queued"
+    STARTED = "started"
+    OUT = "out"
+    ERR = "err"
+    PROMPT = "prompt"
+    EXIT = "exit"
+    # the final states
+    DONE = "done"
+    FAILED = "failed"
+    KILLED = "killed"
+    TIMEOUT = "timeout"
+    REFUSED = "refused"
+    LOST = "lost"
+
+
+ERROR_EXIT: dict[str, int] = {
+    "permission": ClientExit.NO_PERMISSION,
+    "invalid": ClientExit.CHANGES_REFUSED,
+    "protocol": ClientExit.SOFTWARE,
+    "not_found": ClientExit.NOT_FOUND,
+    "store": ClientExit.SOFTWARE,
+    "unavailable": ClientExit.UNAVAILABLE,
+    "overloaded": ClientExit.TEMPFAIL,
+    "internal": ClientExit.SOFTWARE,
 }
-"""The exit code for each refusal (an unknown code: a software error)."""
+"""The exit code for each refusal, by ``dynamo.protocol.replies.ErrorCode`` value (an unknown code: a
+software error; tests/unit/test_replies.py holds the keys equal to the codes)."""
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -71,7 +96,7 @@ def client_configuration(args: Any) -> Config | ClientView:
 
 
 class Client:
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: _socket.socket):
         self.sock = sock
 
     def send(self, message: dict[str, Any]) -> None:
@@ -83,7 +108,7 @@ class Client:
                 last = framing.receive(self.sock)
             except (OSError, framing.ProtocolError):
                 last = None
-            if last is not None and last.get("type") == Reply.ERROR:
+            if last is not None and last.get("type") == Replies.ERROR:
                 refused(last)
             fail(certificate_refused(exc) or f"connection to the server failed: {exc}", ClientExit.UNAVAILABLE)
 
@@ -106,8 +131,12 @@ def connect(args: Any, config: Config | ClientView) -> Client:
     url = args.server or os.environ.get("DYNAMO_SERVER") or config.client.server
     try:
         if url.startswith("unix:"):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.connect(url[len("unix:"):])
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            try:
+                sock.connect(url[len("unix:"):])
+            except OSError:
+                sock.close()
+                raise
         elif url.startswith("tls://"):
             sock = _tls(url, args, config)
         else:
@@ -119,7 +148,8 @@ def connect(args: Any, config: Config | ClientView) -> Client:
     return Client(sock)
 
 
-def _tls(url: str, args: Any, config: Config | ClientView) -> socket.socket:
+def _tls(url: str, args: Any, config: Config | ClientView) -> _socket.socket:
+    import socket
     import ssl
     host, _, port = url[len("tls://"):].rpartition(":")
     if not host or not port.isdigit():
@@ -178,6 +208,6 @@ def request(args: Any, config: Config | ClientView, message: dict[str, Any]) -> 
     client.send(message)
     reply = client.receive()
     client.close()
-    if reply.get("type") == Reply.ERROR:
+    if reply.get("type") == Replies.ERROR:
         refused(reply)
     return reply.get("data")

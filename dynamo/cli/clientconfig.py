@@ -7,10 +7,11 @@ than the rest of the command, and a client needs only where to connect. So:
 * no ``--config`` and no ``$DYNAMO_CONFIG``: the embedded default's socket,
   ``$DYNAMO_HOME/dynamo.sock`` (else ``~/.dynamo``), computed as ``dynamo.config`` computes it,
   with nothing imported;
-* a file: ``tomllib`` reads it, the section and setting names are checked as
-  ``dynamo.config`` checks them, and ``[client] server`` (else ``[server] home``) gives the
-  socket. The values of the other settings are dynamod's, which refuses a file it cannot use;
-  a client does not read them.
+* a file: :func:`plain_toml` reads it when every line is of the few plain forms a
+  configuration file is written in (``tomllib``, which costs more than the rest of the command,
+  reads any other), the section and setting names are checked as ``dynamo.config`` checks
+  them, and ``[client] server`` (else ``[server] home``) gives the socket. The values of the
+  other settings are dynamod's, which refuses a file it cannot use; a client does not read them.
 
 Anything out of the ordinary goes to :func:`dynamo.config.load_config`, so its answer and
 its error messages are the ones users get: an unreadable or malformed file, a wrong name,
@@ -98,14 +99,93 @@ def client_config(path: str | None = None) -> Config | ClientView:
     path = path or os.environ.get("DYNAMO_CONFIG")
     if not path:
         return ClientView(_socket_of(default_home()))
-    import tomllib
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError):
+            raw = f.read()
+    except OSError:
         return _full(path)  # its error message
+    data = plain_toml(raw)
+    if data is None:
+        import tomllib
+        try:
+            data = tomllib.loads(raw.decode())
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+            return _full(path)  # its error message
     server = _from_file(data)
     return ClientView(server) if server is not None else _full(path)
+
+
+_BARE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_BLANK = " \t"
+
+
+def _bare_key(text: str) -> str | None:
+    key = text.strip(_BLANK)
+    return key if key and _BARE.issuperset(key) else None
+
+
+def _plain_chars(text: str) -> bool:
+    """No ASCII control character but the tab (what TOML allows in comments and one-line strings)."""
+    return text.isprintable() or all(c >= " " and c != "\x7f" for c in text if c != "\t")
+
+
+def _plain_value(text: str) -> object:
+    """The value of ``key = text`` for the plain forms (a string without escapes, a decimal integer
+    without underscores, true, false), ``text`` holding no comment; else ``_OTHER``."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        inner = text[1:-1]
+        if text[0] not in inner and "\\" not in inner and _plain_chars(inner):
+            return inner
+        return _OTHER
+    if text in ("true", "false"):
+        return text == "true"
+    digits = text[1:] if text[:1] in "+-" else text
+    if digits.isdigit() and digits.isascii() and (digits == "0" or digits[0] != "0"):
+        return int(text)
+    return _OTHER
+
+
+_OTHER = object()
+
+
+def plain_toml(raw: bytes) -> dict[str, object] | None:
+    """``tomllib.loads(raw.decode())`` for a file of plain lines, else None (then ``tomllib`` must read it).
+
+    Plain lines: blank, a comment, ``[section]`` or ``key = value`` (bare names; a value as
+    ``_plain_value`` has it), each optionally indented and followed by a comment. A string value
+    holding ``#`` is left to ``tomllib``, and so is a file with a table or a key given twice, keys
+    before the first table, or carriage returns. Whatever this reads, ``tomllib`` reads the same
+    (tests/unit/test_clientconfig.py compares the two on generated files)."""
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        return None
+    if "\r" in text:
+        return None
+    data: dict[str, object] = {}
+    table: dict[str, object] | None = None
+    for line in text.split("\n"):
+        content, _, comment = line.partition("#")
+        if not _plain_chars(comment):
+            return None
+        content = content.strip(_BLANK)
+        if not content:
+            continue
+        if content[0] == "[":
+            name = _bare_key(content[1:-1]) if content[-1] == "]" else None
+            if name is None or name in data:
+                return None
+            table = data[name] = {}
+            continue
+        key, equals, value_text = content.partition("=")
+        name = _bare_key(key)
+        if not equals or name is None or table is None or name in table:
+            return None
+        value = _plain_value(value_text.strip(_BLANK))
+        if value is _OTHER:
+            return None
+        table[name] = value
+    return data
 
 
 def _from_file(data: dict[str, object]) -> str | None:

@@ -14,13 +14,13 @@ import sys
 import time
 
 from dynamo.cli.client import Client, client_configuration, connect, fail, refused, request
+from dynamo.cli.client import Replies as Reply
 from dynamo.cli.quickargs import hours_value, quick
-from dynamo.core.appstate import AppState
 from dynamo.exitcodes import ClientExit
-from dynamo.protocol.replies import Reply
 
 # The hot path (run a script, the defaults or a configuration file) imports no argparse, pathlib,
-# shlex, typing or dynamo.config: see dynamo.cli.quickargs and dynamo.cli.clientconfig.
+# shlex, typing, enum, socket, json or dynamo.config: see dynamo.cli.quickargs, dynamo.cli.clientconfig,
+# dynamo.cli.client and dynamo.protocol.framing.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
@@ -181,17 +181,17 @@ def relay(message: dict[str, Any]) -> bool:
 def exit_code(message: dict[str, Any]) -> int:
     status, code = message.get("status"), message.get("code")
     text = message.get("message")
-    if status == AppState.DONE:
+    if status == Reply.DONE:
         if text and message.get("version") is not None and "applied" in text:
             print(f"dynamo: {text}", file=sys.stderr)
         return 0
     print(f"dynamo: application {message.get('id')} {status}" + (f": {text}" if text else ""), file=sys.stderr)
-    if status == AppState.FAILED and isinstance(code, int) and code > 0:
+    if status == Reply.FAILED and isinstance(code, int) and code > 0:
         return code
-    if status == AppState.FAILED and isinstance(code, int) and code < 0:
+    if status == Reply.FAILED and isinstance(code, int) and code < 0:
         return 128 - code  # died of a signal: the shell's convention
-    by_state: dict[str, ClientExit] = {AppState.TIMEOUT: ClientExit.TIMEOUT, AppState.KILLED: ClientExit.KILLED,
-                                       AppState.REFUSED: ClientExit.CHANGES_REFUSED, AppState.LOST: ClientExit.SOFTWARE}
+    by_state: dict[str, int] = {Reply.TIMEOUT: ClientExit.TIMEOUT, Reply.KILLED: ClientExit.KILLED,
+                                Reply.REFUSED: ClientExit.CHANGES_REFUSED, Reply.LOST: ClientExit.SOFTWARE}
     return by_state.get(str(status), ClientExit.SOFTWARE)
 
 
@@ -209,7 +209,7 @@ def shell(client: Client) -> int:
             if kind == Reply.PROMPT:
                 client.send(_next_line(message.get("text", ""), tty))
             elif kind == Reply.EXIT:
-                return 0 if message.get("status") == AppState.DONE else exit_code(message)
+                return 0 if message.get("status") == Reply.DONE else exit_code(message)
             elif kind == Reply.ERROR:
                 refused(message)
         except KeyboardInterrupt:  # while a statement runs: interrupt it, as Python's console does

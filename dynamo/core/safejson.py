@@ -20,14 +20,24 @@ The checks are arranged so that typical frames pay almost nothing: the depth sca
 is skipped when the text holds fewer brackets than the limit, and the exact
 integer and surrogate checks run only when a cheap search finds a candidate
 (a run of 19 digits, a ``\\ud`` escape). Measured numbers: docs/server.md.
+
+The module imports neither ``json`` nor ``re`` nor ``typing`` unless it must: the ``dynamo``
+command decodes its replies here, and those three cost it more than its whole request
+(docs/performance.md, "First line"). A text is decoded by the standard library's C scanner
+(``_json``, what ``json.JSONDecoder`` itself runs), set up as ``json.JSONDecoder`` sets it up;
+anything that does not decode cleanly there is decoded again by ``json.JSONDecoder``, whose
+exception says what is wrong.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import json
+    from collections.abc import Callable
+    from typing import Any
 
 MAX_DEPTH = 64
 INT_MIN = -(1 << 63)
@@ -37,7 +47,7 @@ INT_MAX = (1 << 63) - 1
 # (a regular expression for the same run takes ten times the decoder's own time on a 16 MiB frame)
 _DIGIT_RUNS = bytes.maketrans(bytes(range(256)), bytes(48 if 48 <= b <= 57 else 32 for b in range(256)))
 _LONG_RUN = b"0" * 19
-_QUOTED = re.compile(rb'"[^"]*"')
+_QUOTED = rb'"[^"]*"'  # compiled when needed (rarely): see _depth_ok
 # every byte but the brackets and the quote: what the depth scan deletes
 _NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'[]{}"')))
 _SQUARE = bytes.maketrans(b"{}", b"[]")
@@ -82,11 +92,62 @@ def _short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
-_COMMON: dict[str, Any] = {"parse_float": _finite_float, "parse_constant": _refuse_constant}
-_PLAIN = json.JSONDecoder(**_COMMON)
-_INTS = json.JSONDecoder(parse_int=_int64, **_COMMON)
-_PLAIN_UNIQUE = json.JSONDecoder(object_pairs_hook=_unique_pairs, **_COMMON)
-_INTS_UNIQUE = json.JSONDecoder(parse_int=_int64, object_pairs_hook=_unique_pairs, **_COMMON)
+class _Settings:
+    """The attributes of a ``json.JSONDecoder(parse_float=_finite_float, parse_constant=_refuse_constant,
+    ...)`` that its scanner reads."""
+
+    def __init__(self, parse_int: Callable[[str], int] | None, pairs: Callable[..., Any] | None):
+        self.strict = True
+        self.object_hook = None
+        self.object_pairs_hook = pairs
+        self.parse_float = _finite_float
+        self.parse_int = parse_int or int
+        self.parse_constant = _refuse_constant
+        self.memo: dict[str, str] = {}
+
+    def decoder(self) -> json.JSONDecoder:
+        import json
+        return json.JSONDecoder(parse_float=self.parse_float, parse_int=self.parse_int,
+                                parse_constant=self.parse_constant, object_pairs_hook=self.object_pairs_hook)
+
+
+# (exact integers, unique keys) -> the decoder's settings
+_SETTINGS = {(ints, unique): _Settings(_int64 if ints else None, _unique_pairs if unique else None)
+             for ints in (False, True) for unique in (False, True)}
+
+
+def _scanners() -> dict[tuple[bool, bool], Callable[[str, int], tuple[Any, int]]]:
+    try:
+        from _json import make_scanner
+    except ImportError:  # not CPython: json.JSONDecoder for every text
+        return {}
+    make: Any = make_scanner  # its stub wants a JSONDecoder; it reads the attributes of _Settings
+    return {key: make(settings) for key, settings in _SETTINGS.items()}
+
+
+_SCANNERS = _scanners()
+_DECODERS: dict[tuple[bool, bool], json.JSONDecoder] = {}
+_WHITESPACE = " \t\n\r"
+
+
+def _decode(text: str, key: tuple[bool, bool]) -> Any:
+    """``json.JSONDecoder(...).decode(text)`` with the settings ``key`` names: the C scanner alone when the
+    text decodes cleanly (no ``json`` import), else the decoder, for its exception."""
+    scan = _SCANNERS.get(key)
+    if scan is not None and text[:1] not in _WHITESPACE:
+        try:
+            value, end = scan(text, 0)
+        except JSONRefused:
+            raise
+        except (StopIteration, ValueError, SystemError, RecursionError, OverflowError):
+            pass  # the decoder below says what is wrong (the scanner needs json.decoder to say it)
+        else:
+            if end == len(text) or not text[end:].strip(_WHITESPACE):
+                return value
+    decoder = _DECODERS.get(key)
+    if decoder is None:
+        decoder = _DECODERS[key] = _SETTINGS[key].decoder()
+    return decoder.decode(text)
 
 
 def _depth_ok(raw: bytes, limit: int) -> bool:
@@ -105,7 +166,8 @@ def _depth_ok(raw: bytes, limit: int) -> bool:
         raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
     structure = raw.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
     if b'"' in structure:
-        structure = _QUOTED.sub(b"", structure)
+        import re
+        structure = re.sub(_QUOTED, b"", structure)
     structure = structure.translate(_SQUARE)
     for passes in range(limit + 1):
         shorter = structure.replace(b"[]", b"")
@@ -129,17 +191,16 @@ def loads(data: bytes | str, max_depth: int = MAX_DEPTH, unique_keys: bool = Fal
     if not _depth_ok(raw, max_depth):
         raise JSONRefused(f"nested more than {max_depth} levels deep (or its brackets do not pair up)")
     exact_ints = _LONG_RUN in raw.translate(_DIGIT_RUNS)
-    if unique_keys:
-        decoder = _INTS_UNIQUE if exact_ints else _PLAIN_UNIQUE
-    else:
-        decoder = _INTS if exact_ints else _PLAIN
     try:
-        value = decoder.decode(text)
-    except json.JSONDecodeError as exc:
-        raise JSONRefused(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+        value = _decode(text, (exact_ints, unique_keys))
     except JSONRefused:
         raise
-    except (ValueError, RecursionError, OverflowError) as exc:  # none expected: still a refusal, never a crash
+    except ValueError as exc:
+        import json  # imported already: only json.JSONDecoder raises here
+        if isinstance(exc, json.JSONDecodeError):
+            raise JSONRefused(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+        raise JSONRefused(f"cannot decode: {type(exc).__name__}: {exc}") from exc
+    except (RecursionError, OverflowError) as exc:  # none expected: still a refusal, never a crash
         raise JSONRefused(f"cannot decode: {type(exc).__name__}: {exc}") from exc
     if b"\\" in raw and (b"\\ud" in raw or b"\\uD" in raw):  # one byte is found much faster than three
         _check_strings(value)
@@ -148,6 +209,7 @@ def loads(data: bytes | str, max_depth: int = MAX_DEPTH, unique_keys: bool = Fal
 
 def _check_strings(value: Any) -> None:
     """Refuse lone surrogates (a valid pair was combined into one character by the decoder)."""
+    import json
     try:
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -9,23 +9,49 @@ Payloads are decoded by :func:`dynamo.core.safejson.loads`: nesting, integers
 (64 bits), floats (finite) and strings (no lone surrogates) are bounded before
 anything acts on them, so the only exception a hostile frame can raise here is
 :class:`ProtocolError` — from a client or from a child's pipe alike.
+
+No ``json``, ``socket``, ``struct`` or ``typing`` at import: the ``dynamo`` command frames
+its request and reads its replies here, and its start counts in the time to an application's
+first output line. Messages are encoded by the standard library's C encoder (``_json``), set
+up as ``json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)``
+sets it up (the same bytes).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import struct
-from typing import Any, Iterator
 
 from dynamo.core import safejson
 from dynamo.errors import ProtocolError
 
-HEADER = struct.Struct(">I")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from _socket import socket
+    from collections.abc import Callable, Iterator
+    from typing import Any
+
+HEADER_SIZE = 4  # the length: 4 bytes, big-endian
 DEFAULT_MAX_FRAME = 16 << 20
 __all__ = ["DEFAULT_MAX_FRAME", "Decoder", "FrameTooLarge", "ProtocolError", "encode", "receive", "send"]
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
+
+
+def _not_json(value: object) -> Any:
+    raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")
+
+
+def _encoder() -> Callable[[dict[str, Any]], str]:
+    try:
+        from _json import encode_basestring, make_encoder
+    except ImportError:  # not CPython
+        import json
+        return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
+    # json.JSONEncoder.iterencode's arguments: markers (None: no circular check), default, the string
+    # encoder (ensure_ascii=False), indent, the separators, sort_keys, skipkeys, allow_nan
+    encode = make_encoder(None, _not_json, encode_basestring, None, ":", ",", False, False, True)
+    return lambda message: "".join(encode(message, 0))
+
+
+_dumps = _encoder()
 
 
 class FrameTooLarge(ProtocolError):
@@ -41,7 +67,7 @@ def encode(message: dict[str, Any], max_frame: int = DEFAULT_MAX_FRAME) -> bytes
         raise ProtocolError(f"cannot send this message as JSON: {exc}") from exc
     if len(payload) > max_frame:
         raise FrameTooLarge(f"frame of {len(payload)} bytes exceeds the limit of {max_frame}")
-    return HEADER.pack(len(payload)) + payload
+    return len(payload).to_bytes(HEADER_SIZE, "big") + payload
 
 
 def _parse(payload: bytes) -> dict[str, Any]:
@@ -71,13 +97,13 @@ class Decoder:
     def feed(self, data: bytes) -> Iterator[dict[str, Any]]:
         buffer = self._buffer
         buffer += data
-        while len(buffer) >= HEADER.size:
-            (length,) = HEADER.unpack_from(buffer, 0)
+        while len(buffer) >= HEADER_SIZE:
+            length = int.from_bytes(buffer[:HEADER_SIZE], "big")
             _check_length(length, self.max_frame)
-            end = HEADER.size + length
+            end = HEADER_SIZE + length
             if len(buffer) < end:
                 break
-            payload = bytes(buffer[HEADER.size:end])
+            payload = bytes(buffer[HEADER_SIZE:end])
             del buffer[:end]
             yield _parse(payload)
 
@@ -89,7 +115,7 @@ class Decoder:
 
 # --- blocking helpers (clients, children) -------------------------------------------
 
-def send(sock: socket.socket, message: dict[str, Any], max_frame: int = DEFAULT_MAX_FRAME) -> None:
+def send(sock: socket, message: dict[str, Any], max_frame: int = DEFAULT_MAX_FRAME) -> None:
     sock.sendall(encode(message, max_frame))
 
 
@@ -106,12 +132,12 @@ def _read_exact(read: Any, count: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def receive(sock: socket.socket, max_frame: int = DEFAULT_MAX_FRAME) -> dict[str, Any] | None:
+def receive(sock: socket, max_frame: int = DEFAULT_MAX_FRAME) -> dict[str, Any] | None:
     """The next message, or None at a clean end of stream."""
-    head = _read_exact(sock.recv, HEADER.size)
+    head = _read_exact(sock.recv, HEADER_SIZE)
     if head is None:
         return None
-    (length,) = HEADER.unpack(head)
+    length = int.from_bytes(head, "big")
     _check_length(length, max_frame)
     payload = _read_exact(sock.recv, length)
     if payload is None:
@@ -129,10 +155,10 @@ def write_fd(fd: int, message: dict[str, Any], max_frame: int = DEFAULT_MAX_FRAM
 
 def read_fd(fd: int, max_frame: int = DEFAULT_MAX_FRAME) -> dict[str, Any] | None:
     """Read one frame from a pipe (blocking); None at end of file."""
-    head = _read_exact(lambda n: os.read(fd, n), HEADER.size)
+    head = _read_exact(lambda n: os.read(fd, n), HEADER_SIZE)
     if head is None:
         return None
-    (length,) = HEADER.unpack(head)
+    length = int.from_bytes(head, "big")
     _check_length(length, max_frame)
     payload = _read_exact(lambda n: os.read(fd, n), length)
     if payload is None:

@@ -8,12 +8,15 @@ import socket
 import subprocess
 import sys
 import threading
+import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dynamo import config as full
-from dynamo.cli.clientconfig import SETTINGS, ClientView, client_config
+from dynamo.cli.clientconfig import SETTINGS, ClientView, client_config, plain_toml
 from dynamo.errors import ConfigurationError
 
 
@@ -95,13 +98,18 @@ def test_certificate_settings_are_read_by_dynamo_config(tmp_path: Path) -> None:
     assert not isinstance(got, ClientView) and got.client.cert == Path("~/c.pem").expanduser()
 
 
-HEAVY = ("argparse", "tomllib", "dataclasses", "pathlib", "shlex", "dynamo.config")
+HEAVY = ("argparse", "tomllib", "dataclasses", "pathlib", "shlex", "dynamo.config", "json", "socket", "enum",
+         "typing", "re", "struct")
+PLAIN_FILE = '[client]\nserver = "unix:{sock}"\n[store]\nurl = "sqlite:///x"  # the store\n'
+OTHER_FILE = '[client]\nserver = "unix:{sock}"\n[server]\nadmins = ["root"]\n'  # an array: tomllib's
 
 
-@pytest.mark.parametrize("with_file", [False, True])
-def test_running_a_script_imports_nothing_heavy(tmp_path: Path, with_file: bool) -> None:
+@pytest.mark.parametrize("config", [None, PLAIN_FILE, OTHER_FILE])
+def test_running_a_script_imports_nothing_heavy(tmp_path: Path, config: str | None) -> None:
     """``dynamo script.py`` against a server (here one that hangs up after the request): no argparse,
-    no dynamo.config, and tomllib only to read a configuration file."""
+    no dynamo.config, no json, socket, enum or typing, and tomllib only to read a configuration file
+    that is not written in plain lines."""
+    with_file = config is not None
     sock_path = tmp_path / "s.sock"
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(sock_path))
@@ -119,9 +127,9 @@ def test_running_a_script_imports_nothing_heavy(tmp_path: Path, with_file: bool)
     env = dict(os.environ, DYNAMO_HOME=str(tmp_path))
     env.pop("DYNAMO_CONFIG", None)
     if with_file:
-        config = tmp_path / "dynamo.toml"
-        config.write_text(f'[client]\nserver = "unix:{sock_path}"\n[store]\nurl = "sqlite:///x"\n')
-        env["DYNAMO_CONFIG"] = str(config)
+        path = tmp_path / "dynamo.toml"
+        path.write_text(config.format(sock=sock_path))
+        env["DYNAMO_CONFIG"] = str(path)
     code = ("import sys\nfrom dynamo.cli.dynamo import main\ntry:\n    main([sys.argv[1], '--title', 't'])\n"
             "except SystemExit as exc:\n    print(exc.code, file=sys.stderr)\n"
             f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))\n")
@@ -132,4 +140,49 @@ def test_running_a_script_imports_nothing_heavy(tmp_path: Path, with_file: bool)
     thread.join(10)
     listener.close()
     assert "the server closed the connection" in done.stderr and "69" in done.stderr, done.stderr
-    assert done.stdout.split() == (["tomllib"] if with_file else [])
+    imported = set(done.stdout.split())
+    if config == OTHER_FILE:
+        assert "tomllib" in imported
+        imported -= {"tomllib", "re", "typing", "enum"}  # what tomllib imports
+    assert imported == set()
+
+
+# --- plain_toml: what it reads, tomllib reads the same ------------------------------------------
+
+_NAMES = st.sampled_from(["client", "server", "store", "a-b_1", "x", "home", "url", "1", "", "a b", "a.b", "é"])
+_VALUES = st.one_of(
+    st.sampled_from(['"unix:/x.sock"', "'unix:/x'", '""', "''", '"a#b"', '"a\\\\b"', "'a\\\\b'", '"a\'b"', "'a\"b'",
+                     "true", "false", "True", "0", "00", "-0", "+7", "12", "1_000", "1.5", "[1]", "{}", '"""x"""',
+                     '"x" "y"', '"x"y', "", "'\t'", '"\x01"', '"\x7f"', '"\u00a0é\u0085"', "inf", "0x10"]),
+    st.text(min_size=0, max_size=8),
+)
+_LINES = st.one_of(
+    st.builds(lambda n, pad: f"{pad}[{n}]", _NAMES, st.sampled_from(["", " ", "\t"])),
+    st.builds(lambda n, v, eq: f"{n}{eq}{v}", _NAMES, _VALUES, st.sampled_from(["=", " = ", "\t=  ", " "])),
+    st.builds(lambda c: f"# {c}", st.text(max_size=6)),
+    st.sampled_from(["", "  ", "[[client]]", "[client", "client]", "\ufeff[client]", "x = 1 # c", "[client] # c"]),
+    st.text(max_size=10),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(_LINES, max_size=8), st.sampled_from(["\n", "\r\n"]))
+def test_plain_toml_reads_what_tomllib_reads(lines: list[str], end: str) -> None:
+    raw = end.join(lines).encode("utf-8", "surrogatepass")
+    got = plain_toml(raw)
+    if got is None:
+        return
+    assert got == tomllib.loads(raw.decode())
+
+
+@pytest.mark.parametrize("text", [f.format(sock="/s") for f in (PLAIN_FILE, *FILES)] +
+                         ['[client]\nserver = "unix:/s" # where\n\n# the end\n', "  [ client ]\n\tserver='unix:/s'\n"])
+def test_plain_files_are_read_without_tomllib(text: str) -> None:
+    assert plain_toml(text.encode()) == tomllib.loads(text)
+
+
+@pytest.mark.parametrize("text", [OTHER_FILE, '[client]\nserver = "unix:/a#b"\n', "server = 'unix:/x'\n",
+                                  "[client]\r\nserver = 'unix:/x'\r\n", '[client]\nserver = "\\u0041"\n',
+                                  "[client]\n[client]\n", "[client]\nserver = 'a'\nserver = 'b'\n"])
+def test_other_files_are_left_to_tomllib(text: str) -> None:
+    assert plain_toml(text.encode()) is None

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from dynamo.cli.client import ERROR_EXIT
+from dynamo.cli.client import ERROR_EXIT, Replies
+from dynamo.core.appstate import ALLOWED, AppState
 from dynamo.exitcodes import ClientExit
 from dynamo.protocol import framing, replies
 from dynamo.protocol.replies import ErrorCode, Reply
@@ -16,6 +17,17 @@ def test_every_error_code_has_its_exit_code() -> None:
     assert set(ERROR_EXIT) == set(ErrorCode)
     assert ERROR_EXIT[ErrorCode.PERMISSION] == ClientExit.NO_PERMISSION
     assert ERROR_EXIT[ErrorCode.UNAVAILABLE] == ClientExit.UNAVAILABLE
+
+
+def test_the_clients_plain_names_are_the_enums_values() -> None:
+    """``dynamo`` compares replies with plain strings (no enum on its hot path): the same values."""
+    names = {name: value for name, value in vars(Replies).items() if name.isupper()}
+    final = {state for state in AppState if state not in ALLOWED}
+    for name, value in names.items():
+        assert type(value) is str
+        assert (Reply[name] if name in Reply.__members__ else AppState[name]) == value, name
+    assert {value for name, value in names.items() if name not in Reply.__members__} == final
+    assert set(Reply) - {Reply.RESULT} <= set(names.values())
 
 
 def test_replies_travel_as_plain_json() -> None:
