@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,8 +183,10 @@ class Registry:
     # ----------------------------------------------------------- applications
 
     def new_application(self, *, title: str, user: str, write: bool, script: str, checksum: str,
-                        args: list[str], server: str) -> AppRecord:
-        with self.store.transaction():
+                        args: list[str], server: str, synced: bool = True) -> AppRecord:
+        """The application's record, queued. ``synced=False``: its commit need not wait for the disk
+        (``Statements.unsynced``); the caller makes it durable soon by a synced write."""
+        with nullcontext() if synced else self.store.unsynced(), self.store.transaction():
             done = self.store.execute(
                 "INSERT INTO applications (title, user, write_access, script, checksum, args, status, message, "
                 "server, work_area, submitted) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",

@@ -7,7 +7,11 @@ Checkpoints (copying the WAL back into the database file) do not run inside
 commits: at W10 a 100k-record change set's checkpoint takes as long as the
 commit itself. They run in ``maintain()``, which dynamod calls after the
 client has its answer; a commit checkpoints by itself only when the WAL has
-grown past ``WAL_LIMIT`` (a library user who never calls ``maintain``).
+grown past ``WAL_LIMIT`` (a library user who never calls ``maintain``). Commits made
+``unsynced`` (the registry's queued rows) ask for a checkpoint only every
+``UNSYNCED_PER_CHECKPOINT``-th time: a checkpoint that empties the WAL makes the next commit
+start it again, and that commit then syncs the WAL's new header and its directory, two
+fsyncs on the way to an application's first output line.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dynamo.store.sql import SQLStore, fetch_batches
 from dynamo.store.statements import Outcome, Row
 
 WAL_LIMIT = 1 << 30
+UNSYNCED_PER_CHECKPOINT = 200  # a queued row writes ~12 KiB to the WAL: ~2.4 MiB between checkpoints
 LOAD_CACHE_KIB = 2048  # page cache while loading (see SQLiteStore._loading)
 
 
@@ -51,6 +56,8 @@ class SQLiteStore(SQLStore):
         self.cache_kib = cache_mib * 1024
         self._conn: sqlite3.Connection | None = None
         self._checkpoint_due = False
+        self._unsynced = False        # in an unsynced() block
+        self._unsynced_commits = 0    # since the last checkpoint
         with self._errors():
             self._connection()
 
@@ -154,15 +161,40 @@ class SQLiteStore(SQLStore):
 
     def _commit(self) -> None:
         self._execute("COMMIT")
-        self._checkpoint_due = True
+        if not self._unsynced:
+            self._checkpoint_due = True
+        else:
+            self._unsynced_commits += 1
+            self._checkpoint_due = self._checkpoint_due or self._unsynced_commits >= UNSYNCED_PER_CHECKPOINT
         if self.path != ":memory:" and _size(self.path + "-wal") > WAL_LIMIT:
             self.maintain()
+
+    @contextmanager
+    def unsynced(self) -> Iterator[None]:
+        """``synchronous=NORMAL`` for the block (set outside a transaction: SQLite refuses to change it
+        inside one). In WAL mode a commit then writes its frames to the WAL without waiting for the
+        disk: a crash of the process loses nothing, and the next ``FULL`` commit's sync of the WAL
+        (one file, written in order) makes these frames durable too."""
+        if self._depth or self._conn is None or self.path == ":memory:":
+            yield
+            return
+        with self._errors():
+            self._execute("PRAGMA synchronous = NORMAL")
+        self._unsynced = True
+        try:
+            yield
+        finally:
+            self._unsynced = False
+            if self._conn is not None:
+                with self._errors():
+                    self._execute("PRAGMA synchronous = FULL")
 
     def maintain(self) -> None:
         if self._checkpoint_due and self._conn is not None:
             with self._errors():
                 self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             self._checkpoint_due = False
+            self._unsynced_commits = 0
 
     def _rollback(self) -> None:
         conn = self._conn

@@ -68,3 +68,12 @@ def test_web_bench_runs(tmp_path: Path, request: pytest.FixtureRequest) -> None:
                 "site_blockreplicas_s", "site_worker_private_mb"):
         assert result[key] > 0, key
     assert result["dataset_status"] == 200 and result["site_blocks"] > 0
+
+
+def test_first_line_bench_runs(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    result = run_bench("first_line_bench", "sqlite", tmp_path, request, "--runs", "2", "--pause", "0.05")
+    for key in ("load_s", "rss_mb", "first_line_ms_median", "first_line_ms_max", "client_cpu_ms", "interpreter_ms",
+                "interpreter_cpu_ms", "started_ms", "server_ms"):
+        assert result[key] > 0, key
+    assert len(result["first_line_ms"]) == 2
+    assert [g["key"] for g in result["goals"]] == ["first_line_ms_median"]

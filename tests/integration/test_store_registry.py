@@ -173,3 +173,40 @@ def test_mysql_new_applications_from_two_servers_get_their_own_ids(mysql_url: st
     assert len({r.id for records in got.values() for r in records}) == 200
     for r in registries:
         r.store.close()
+
+
+def test_an_unsynced_queued_row_is_committed_without_waiting_for_the_disk(tmp_path: Any) -> None:
+    """SQLite: ``synced=False`` commits the row with ``synchronous=NORMAL`` (WAL: no fsync), set around
+    the transaction, ``FULL`` again after it; the row is committed, and it asks for no checkpoint."""
+    from dynamo.store.sqlite import SQLiteStore
+    store = open_store(f"sqlite:///{tmp_path}/r.db")
+    assert isinstance(store, SQLiteStore)
+    try:
+        registry = Registry(store)
+        store.maintain()  # the schema's own commits are checkpointed
+        conn = store._connection()
+        seen: list[str] = []
+        conn.set_trace_callback(seen.append)
+        record = registry.new_application(title="t", user="u", write=False, script="s.py", checksum="0" * 64,
+                                          args=[], server="host", synced=False)
+        conn.set_trace_callback(None)
+        statements = [s.split()[0] if not s.startswith("PRAGMA") else s for s in seen]
+        assert statements[:3] == ["PRAGMA synchronous = NORMAL", "BEGIN", "INSERT"], seen
+        assert statements[-2:] == ["COMMIT", "PRAGMA synchronous = FULL"], seen
+        assert store.query_one("PRAGMA synchronous") == (2,)  # FULL
+        assert not store._checkpoint_due
+        other = open_store(f"sqlite:///{tmp_path}/r.db")
+        assert isinstance(other, SQLStore)
+        assert Registry(other).application(record.id) is not None
+        other.close()
+        new_app(registry)  # an ordinary commit: synced, and it asks for a checkpoint
+        assert store._checkpoint_due
+    finally:
+        store.close()
+
+
+def test_an_unsynced_row_is_an_ordinary_commit_elsewhere(registry: Registry) -> None:
+    record = registry.new_application(title="t", user="u", write=False, script="s.py", checksum="0" * 64,
+                                      args=[], server="host", synced=False)
+    assert registry.application(record.id) is not None
+    assert record.status is AppState.QUEUED
