@@ -110,9 +110,11 @@ class Lifecycle:
         if child.stdin_fd is not None:
             os.set_blocking(child.stdin_fd, False)
         # Its row says "running" once its first output has gone to its client (write_held_rows): the
-        # registry's commit (an fsync, ~13 ms) would otherwise stand between the fork and that output.
+        # registry's commit (an fsync, up to ~13 ms) would otherwise stand between the fork and that output.
         # The row itself was written before the fork (queued), so a crash in between loses no record
-        # of the application: the next start marks the row lost, as any it finds queued or running.
+        # of the application: the next start marks the row lost, as any it finds queued or running. (A
+        # reader's queued row was committed without an fsync; this commit's fsync takes it to the disk
+        # too: docs/server.md, "Application records".)
         # If the store is down, the application runs anyway; its record catches up when it ends.
         self.ledger.hold(record, AppState.RUNNING, pid=child.pid, started=self.system.time(), work_area=str(work),
                          version=inventory.version)
