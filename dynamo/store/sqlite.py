@@ -28,7 +28,7 @@ from dynamo.store.sql import SQLStore, fetch_batches
 from dynamo.store.statements import Outcome, Row
 
 WAL_LIMIT = 1 << 30
-UNSYNCED_PER_CHECKPOINT = 200  # a queued row writes ~12 KiB to the WAL: ~2.4 MiB between checkpoints
+UNSYNCED_PER_CHECKPOINT = 200  # an application's three registry rows: ~28 KiB of WAL; ~5.6 MiB between checkpoints
 LOAD_CACHE_KIB = 2048  # page cache while loading (see SQLiteStore._loading)
 
 
