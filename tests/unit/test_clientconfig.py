@@ -165,8 +165,26 @@ _LINES = st.one_of(
 )
 
 
+# files that are mostly plain, so that most are read (the lines above: mostly left to tomllib)
+_BARE = st.text(alphabet="abXY09_-", min_size=1, max_size=4)
+_PLAIN_VALUES = st.one_of(
+    st.builds(lambda t: f'"{t}"', st.text(max_size=6)),
+    st.builds(lambda t: f"'{t}'", st.text(max_size=6)),
+    st.integers(-(10 ** 20), 10 ** 20).map(str),
+    st.sampled_from(["true", "false", "+1", "-0", "007", "1e3"]),
+)
+_PLAIN_LINES = st.one_of(
+    st.builds(lambda n, pad: f"{pad}[{n}]{pad}", _BARE, st.sampled_from(["", " ", "\t"])),
+    st.builds(lambda n, v, eq, c: f"{n}{eq}{v}{c}", _BARE, _PLAIN_VALUES, st.sampled_from(["=", " = ", "\t= "]),
+              st.sampled_from(["", " # c", "#", "  # é\t#"])),
+    st.sampled_from(["", "# note", "  "]),
+)
+_MOSTLY_PLAIN = st.builds(lambda head, lines: [head, *lines], st.sampled_from(["[client]", "[ x ]", "\t[a-b]"]),
+                          st.lists(_PLAIN_LINES, max_size=8))
+
+
 @settings(max_examples=1000, deadline=None)
-@given(st.lists(_LINES, max_size=8), st.sampled_from(["\n", "\r\n"]))
+@given(st.one_of(st.lists(_LINES, max_size=8), _MOSTLY_PLAIN), st.sampled_from(["\n", "\r\n"]))
 def test_plain_toml_reads_what_tomllib_reads(lines: list[str], end: str) -> None:
     raw = end.join(lines).encode("utf-8", "surrogatepass")
     got = plain_toml(raw)
