@@ -46,6 +46,7 @@ from dynamo.store.sql import SQLStore
 log = logging.getLogger("dynamo.server")
 
 APPLY_SLICE_S = 0.02      # the live image is changed this long per loop turn
+APPLY_SLICE_MIN_S = 0.004  # ... or only this long when something else waits for the loop (events_waiting)
 STATE = {"done": AppState.DONE, "refused": AppState.REFUSED, "document": AppState.REFUSED,
          "failed": AppState.FAILED}
 
@@ -98,6 +99,8 @@ class Committer:
         self.zygotes = False                       # set by dynamod when it is the subreaper (zygote.py)
         self.zygote: Zygote | None = None          # forks applications from the old version meanwhile
         self.retired: list[Zygote] = []            # zygotes told to end, not yet reaped
+        # set by dynamod: a client, a child or a pipe waits for the loop (a slice then ends early)
+        self.events_waiting: Callable[[], bool] = lambda: False
 
     def load(self) -> None:
         started = time.monotonic()
@@ -285,10 +288,12 @@ class Committer:
     def _apply_slice(self, budget: float) -> None:
         applying = self.applying
         assert applying is not None
-        deadline = time.monotonic() + budget
+        started = time.monotonic()
+        deadline, early = started + budget, started + APPLY_SLICE_MIN_S
         try:
             for _ in applying.steps:
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                if now > deadline or now > early and self.events_waiting():
                     return
         except ChangeSetError as exc:
             self.applying = None

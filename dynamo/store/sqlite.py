@@ -20,11 +20,13 @@ from typing import Any, Iterable, Iterator, Sequence
 from dynamo.errors import ConfigurationError, StoreError, StoreUnavailable
 from dynamo.privatefiles import create_private, fix_mode
 from dynamo.store import rows as R
-from dynamo.store.sql import SQLStore, fetch_batches
-from dynamo.store.statements import Outcome, Row
+from dynamo.store.sql import SQLStore, fetch_batches, schema_path, split_statements
+from dynamo.store.statements import Outcome, Row, Statements
 
 WAL_LIMIT = 1 << 30
 LOAD_CACHE_KIB = 2048  # page cache while loading (see SQLiteStore._loading)
+REGISTRY_SCHEMA_FILE = "sqlite-registry.sql"
+REGISTRY_TABLES = ("users", "user_roles", "app_authorizations", "applications")  # in the order rows are copied
 
 
 def parse_sqlite_url(url: str) -> str:
@@ -41,25 +43,25 @@ def parse_sqlite_url(url: str) -> str:
     return rest
 
 
-class SQLiteStore(SQLStore):
-    kind = "sqlite"
-    SCHEMA_FILE = "sqlite.sql"
+class SQLiteFile(Statements):
+    """One SQLite database file and its connection: the statement API (``statements.py``) on it.
 
-    def __init__(self, path: str | Path, *, timeout: float = 30.0, cache_mib: int = 256):
+    ``synchronous``: FULL makes each commit durable (an fsync of the WAL); NORMAL (the registry's)
+    survives a crash of the process but syncs the WAL only at checkpoints."""
+
+    def __init__(self, path: str | Path, *, timeout: float = 30.0, cache_mib: int = 256,
+                 synchronous: str = "FULL"):
         self.path = str(path)
         self.timeout = timeout
         self.cache_kib = cache_mib * 1024
+        self.synchronous = synchronous
         self._conn: sqlite3.Connection | None = None
         self._checkpoint_due = False
         with self._errors():
             self._connection()
 
-    @classmethod
-    def from_url(cls, url: str) -> SQLiteStore:
-        return cls(parse_sqlite_url(url))
-
     def __repr__(self) -> str:
-        return f"<SQLiteStore {self.path}>"
+        return f"<{type(self).__name__} {self.path}>"
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -67,7 +69,7 @@ class SQLiteStore(SQLStore):
                 self._private_files()
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
             # The default page cache is 2 MB; a W10 commit touches pages all over a ~2 GB file.
             conn.execute(f"PRAGMA cache_size = {-self.cache_kib}")
@@ -115,31 +117,6 @@ class SQLiteStore(SQLStore):
     def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         self._connection().executemany(self._sql(sql), rows)
 
-    def _stream(self, sql: str) -> Iterator[tuple[Any, ...]]:
-        return fetch_batches(self._connection().execute(self._sql(sql)))
-
-    @contextmanager
-    def _loading(self) -> Iterator[None]:
-        """A load reads every page once: with the commit's page cache (256 MiB) it would leave that
-        much memory behind, inherited by every fork and, interleaved with the image's own
-        allocations, never returned (measured). A small cache reads as fast (faster: fewer pages
-        to manage); the configured size is back for the commits that follow."""
-        conn = self._connection()
-        conn.execute(f"PRAGMA cache_size = {-LOAD_CACHE_KIB}")
-        loaded = False
-        try:
-            yield
-            loaded = True
-        finally:
-            if self._conn is conn:
-                try:
-                    conn.execute("PRAGMA shrink_memory")
-                    conn.execute(f"PRAGMA cache_size = {-self.cache_kib}")
-                except sqlite3.Error:
-                    if loaded:
-                        raise
-                    # else the load's own error says more
-
     def _begin_read(self) -> None:
         # SQLite's read transactions would take writes; refuse them, as MariaDB's READ ONLY does
         self._execute("PRAGMA query_only = 1")
@@ -171,6 +148,134 @@ class SQLiteStore(SQLStore):
                 conn.execute("ROLLBACK")
             conn.execute("PRAGMA query_only = 0")
 
+    def _existing_tables(self) -> set[str]:
+        return {row[0] for row in self._execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass  # the next open replays the WAL: nothing is lost
+            conn.close()
+
+
+class SQLiteStore(SQLiteFile, SQLStore):
+    kind = "sqlite"
+    SCHEMA_FILE = "sqlite.sql"
+
+    def __init__(self, path: str | Path, *, timeout: float = 30.0, cache_mib: int = 256):
+        self._registry: SQLiteFile | None = None
+        super().__init__(path, timeout=timeout, cache_mib=cache_mib)
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        return cls(parse_sqlite_url(url))
+
+    def __repr__(self) -> str:
+        return f"<SQLiteStore {self.path}>"
+
+    def _stream(self, sql: str) -> Iterator[tuple[Any, ...]]:
+        return fetch_batches(self._connection().execute(self._sql(sql)))
+
+    @contextmanager
+    def _loading(self) -> Iterator[None]:
+        """A load reads every page once: with the commit's page cache (256 MiB) it would leave that
+        much memory behind, inherited by every fork and, interleaved with the image's own
+        allocations, never returned (measured). A small cache reads as fast (faster: fewer pages
+        to manage); the configured size is back for the commits that follow."""
+        conn = self._connection()
+        conn.execute(f"PRAGMA cache_size = {-LOAD_CACHE_KIB}")
+        loaded = False
+        try:
+            yield
+            loaded = True
+        finally:
+            if self._conn is conn:
+                try:
+                    conn.execute("PRAGMA shrink_memory")
+                    conn.execute(f"PRAGMA cache_size = {-self.cache_kib}")
+                except sqlite3.Error:
+                    if loaded:
+                        raise
+                    # else the load's own error says more
+
+    # --- the registry's own file ----------------------------------------------------------
+
+    def registry_path(self) -> str:
+        """``inventory.db`` -> ``inventory-registry.db`` (``:memory:`` stays in memory)."""
+        if self.path == ":memory:":
+            return self.path
+        path = Path(self.path)
+        return str(path.with_name(f"{path.stem}-registry{path.suffix}"))
+
+    def registry_statements(self) -> Statements:
+        """The registry's tables live in a database file of their own (``registry_path``): its own
+        write lock, so that a registry row never waits for a change set being committed (by the
+        commit process, on this file), and its own WAL, synced at checkpoints (``synchronous =
+        NORMAL``) rather than at each row: a row survives a crash of the process that wrote it at
+        once, and an OS crash or power cut once its file was checkpointed (docs/stores.md)."""
+        if self._registry is None:
+            registry = SQLiteFile(self.registry_path(), timeout=self.timeout, cache_mib=2, synchronous="NORMAL")
+            try:
+                with registry._errors():
+                    for statement in split_statements(schema_path(REGISTRY_SCHEMA_FILE).read_text()):
+                        registry._execute(statement)
+                self._migrate_registry(registry)
+                self._floor_application_ids(registry)
+            except BaseException:
+                registry.close()
+                raise
+            self._registry = registry
+        return self._registry
+
+    def _migrate_registry(self, registry: SQLiteFile) -> None:
+        """A store made before the registry had its own file holds the registry's tables: copy their
+        rows over (once: ``registry_meta`` says so, in the same transaction), then drop them here."""
+        with self._errors():
+            old = [t for t in REGISTRY_TABLES if t in self._existing_tables()]
+        if not old:
+            return
+        done = registry.query_one("SELECT value FROM registry_meta WHERE name = %s", ("migrated",))
+        if done is None:
+            with registry._errors():
+                registry._execute("ATTACH DATABASE ? AS inventory", (self.path,))
+            try:
+                with registry.transaction():
+                    for table in REGISTRY_TABLES:  # users before the roles that refer to them
+                        if table in old:
+                            registry.execute(f"INSERT INTO main.{table} SELECT * FROM inventory.{table}")
+                    if "applications" in old:  # ids of purged rows are not given again either
+                        seq = registry.query_one("SELECT seq FROM inventory.sqlite_sequence WHERE name = %s",
+                                                 ("applications",))
+                        _raise_sequence(registry, int(seq[0]) if seq is not None else 0)
+                    registry.execute("INSERT INTO registry_meta (name, value) VALUES (%s, %s)", ("migrated", 1))
+            finally:
+                with registry._errors():
+                    registry._execute("DETACH DATABASE inventory")
+        with self.transaction():
+            for table in reversed(REGISTRY_TABLES):  # the roles before the users they refer to
+                if table in old:
+                    self.execute(f"DROP TABLE {table}")
+
+    def _floor_application_ids(self, registry: SQLiteFile) -> None:
+        """Application ids go on from the highest the journal names (``run_id``): rows written since the
+        registry's last checkpoint may be lost to an OS crash, and their ids must not be given again to
+        other applications (the journal would name the wrong one)."""
+        with self._errors():
+            tables = self._existing_tables()
+            found = self._execute("SELECT MAX(run_id) FROM journal") if "journal" in tables else []
+        highest = int(found[0][0]) if found and found[0][0] is not None else 0
+        if highest > 0:
+            with registry.transaction():
+                _raise_sequence(registry, highest)
+
+    def maintain(self) -> None:
+        super().maintain()
+        if self._registry is not None:
+            self._registry.maintain()
+
     def _upsert_sql(self, table: str, columns: Sequence[str], keys: Sequence[str],
                     updates: Sequence[str] | None = None) -> str:
         changed = [c for c in columns if c not in keys] if updates is None else updates
@@ -198,17 +303,22 @@ class SQLiteStore(SQLStore):
         # BEGIN IMMEDIATE already holds the database's write lock
         return "SELECT value FROM store_meta WHERE name = %s"
 
-    def _existing_tables(self) -> set[str]:
-        return {row[0] for row in self._execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-
     def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error:
-                pass  # the next open replays the WAL: nothing is lost
-            conn.close()
+        registry, self._registry = self._registry, None
+        if registry is not None:
+            registry.close()
+        super().close()
+
+
+def _raise_sequence(registry: SQLiteFile, floor: int) -> None:
+    """The next application id is above ``floor`` (AUTOINCREMENT's counter, in ``sqlite_sequence``)."""
+    if floor <= 0:
+        return
+    row = registry.query_one("SELECT seq FROM main.sqlite_sequence WHERE name = %s", ("applications",))
+    if row is None:
+        registry.execute("INSERT INTO main.sqlite_sequence (name, seq) VALUES (%s, %s)", ("applications", floor))
+    elif int(row[0]) < floor:
+        registry.execute("UPDATE main.sqlite_sequence SET seq = %s WHERE name = %s", (floor, "applications"))
 
 
 def _size(path: str) -> int:
