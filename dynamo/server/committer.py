@@ -69,7 +69,7 @@ class Applying:
         self.next_ids = {str(k): int(v) for k, v in status["next_ids"].items()}
         self.counts = status.get("counts") or {}
         self.num_records = int(status["records"])
-        self.steps: Iterator[int] = apply_committed(inventory, offloop.records_of(run.chunks), slice_records=250)
+        self.steps: Iterator[int] = apply_committed(inventory, offloop.records_of(run.chunks), slice_records=50)
         self.started = time.monotonic()
         # the objects made from now to the last slice are the image's: no collection pass over them
         # (one between two slices would walk every object the apply made so far, again and again)
