@@ -240,8 +240,9 @@ class Committer:
         run = self.run
         if run is not None:
             self.interest.drop(run)
-            os.set_blocking(run.fd, True)
-            run.read(blocking=True)
+            if run.open:  # else it was read to its end (and closed), but not reaped yet
+                os.set_blocking(run.fd, True)
+                run.read(blocking=True)
             run.reap(blocking=True)
         self.step()
         while self.applying is not None:
