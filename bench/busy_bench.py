@@ -96,6 +96,15 @@ def summary(times: list[float]) -> dict[str, float]:
             "max": round(ordered[-1], 1)}
 
 
+def run_delay_ms(pid: int) -> float:
+    """Time ``pid``'s threads have waited for a CPU so far (/proc/PID/schedstat: ran, waited, slices)."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e6
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def idle_calls(bench: Bench, script: Path, dynamo: str, count: int) -> list[float]:
     times = []
     for _ in range(count):
@@ -106,7 +115,7 @@ def idle_calls(bench: Bench, script: Path, dynamo: str, count: int) -> list[floa
 
 
 def measure(bin_dir: Path, url: str, home: Path, scale: float, files: int, changes: int, idle: int,
-            seed: int, calls: bool = True) -> dict[str, Any]:
+            seed: int, calls: bool = True, log_level: str = "INFO") -> dict[str, Any]:
     from dynamo.core.journal import ChangeMeta
     from dynamo.store import open_store
     image = generate(W10 if scale == 1 else scaled(scale), seed)
@@ -124,7 +133,11 @@ def measure(bin_dir: Path, url: str, home: Path, scale: float, files: int, chang
     # Bench finds dynamod through server_bench.command: point it at this install
     server_bench.command = lambda name: str(bin_dir / name)
     bench = Bench(home, url)
+    bench.config.write_text(bench.config.read_text().replace("[server]\n", f'[server]\nlog_level = "{log_level}"\n'))
     result: dict[str, Any] = {"ready_s": round(bench.start(), 2)}
+    assert bench.process is not None
+    server_pid = bench.process.pid
+    marks: dict[str, float] = {}
     try:
         trivial = bench.script("trivial.py", TRIVIAL)
         writer = bench.script("writer.py", WRITER)
@@ -138,6 +151,7 @@ def measure(bin_dir: Path, url: str, home: Path, scale: float, files: int, chang
         else:
             caller.stop.set()
         time.sleep(1.0)
+        waited = run_delay_ms(server_pid)
         started = time.time()
         done = subprocess.run([inject, str(document)], env=bench.env, capture_output=True, text=True, check=False)
         ended = time.time()
@@ -146,8 +160,11 @@ def measure(bin_dir: Path, url: str, home: Path, scale: float, files: int, chang
         result["inject_s"] = round(ended - started, 2)
         result["inject_files"] = files
         result["inject"] = summary(caller.within(started, ended))
+        result["inject_dynamod_cpu_wait_ms"] = round(run_delay_ms(server_pid) - waited)
+        marks.update(inject_start=started, inject_end=ended)
         time.sleep(1.0)
 
+        waited = run_delay_ms(server_pid)
         started = time.time()
         process = subprocess.run([dynamo, f"{writer} {records_path}", "--write-request", "--title", "benchwriter"],
                                  env=bench.env, capture_output=True, text=True, check=False)
@@ -159,10 +176,13 @@ def measure(bin_dir: Path, url: str, home: Path, scale: float, files: int, chang
         result["write_records"] = changes
         result["write"] = summary(caller.within(exited, ended))
         result["write_run"] = summary(caller.within(started, ended))
+        result["write_run_dynamod_cpu_wait_ms"] = round(run_delay_ms(server_pid) - waited)
+        marks.update(write_start=started, write_exit=exited, write_end=ended)
         caller.stop.set()
         if calls:
             caller.join()
         result["failed_calls"] = caller.failures
+        (home / "calls.json").write_text(json.dumps({"marks": marks, "calls": caller.calls}))
         result["after"] = summary(idle_calls(bench, trivial, dynamo, idle))
     finally:
         bench.stop()
@@ -183,7 +203,9 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--no-calls", action="store_true",
                         help="no trivial calls during the inject and the write: their own durations alone")
-    parser.add_argument("--keep", action="store_true", help="keep the server's home (its log) for a look")
+    parser.add_argument("--keep", action="store_true", help="keep the server's home (its log, and calls.json: "
+                        "every call's start and end, and the phases') for a look")
+    parser.add_argument("--log-level", default="INFO", help="dynamod's; DEBUG logs the loop's slow turns")
     args = parser.parse_args()
     files = args.files or int(1_000_000 * args.scale)
     installs = [("new", Path(sys.executable).parent)]
@@ -202,12 +224,13 @@ def main() -> None:
                 print(f"== {kind} {label} ({bin_dir}): scale {args.scale}, inject {files} files, write "
                       f"{args.changes} records; load {os.getloadavg()[0]:.2f}", flush=True)
                 r = measure(bin_dir, url, home, args.scale, files, args.changes, args.idle, args.seed,
-                            calls=not args.no_calls)
+                            calls=not args.no_calls, log_level=args.log_level)
                 results["runs"][f"{kind}/{label}"] = r
                 for phase in ("before", "inject", "write", "write_run", "after"):
                     print(f"   {phase:9} {r[phase]}", flush=True)
                 print(f"   inject {r['inject_s']} s, write exit -> done {r['write_s']} s, ready {r['ready_s']} s, "
-                      f"failed calls {r['failed_calls']}", flush=True)
+                      f"failed calls {r['failed_calls']}; dynamod waited for a CPU {r['inject_dynamod_cpu_wait_ms']} "
+                      f"ms during the inject, {r['write_run_dynamod_cpu_wait_ms']} ms during the write", flush=True)
             finally:
                 if args.keep:
                     print(f"   kept {home}", flush=True)

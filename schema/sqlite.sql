@@ -105,48 +105,5 @@ CREATE TABLE IF NOT EXISTS journal_chunks (
   PRIMARY KEY (seq, chunk)
 ) WITHOUT ROWID;
 
--- Server tables: users and roles, authorized applications, application records.
-
-CREATE TABLE IF NOT EXISTS users (
-  id INTEGER NOT NULL PRIMARY KEY,
-  name TEXT NOT NULL UNIQUE,
-  dn TEXT NULL UNIQUE,
-  email TEXT NOT NULL DEFAULT ''
-);
-
-CREATE TABLE IF NOT EXISTS user_roles (
-  user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-  role TEXT NOT NULL,
-  target TEXT NOT NULL,
-  PRIMARY KEY (user_id, role, target)
-) WITHOUT ROWID;
-
-CREATE TABLE IF NOT EXISTS app_authorizations (
-  title TEXT NOT NULL,
-  user TEXT NOT NULL,
-  checksum TEXT NOT NULL,
-  authorized_by TEXT NOT NULL,
-  time REAL NOT NULL,
-  PRIMARY KEY (title, user)
-) WITHOUT ROWID;
-
-CREATE TABLE IF NOT EXISTS applications (
-  id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
-  title TEXT NOT NULL,
-  user TEXT NOT NULL,
-  write_access INTEGER NOT NULL,
-  script TEXT NOT NULL,
-  checksum TEXT NOT NULL,
-  args TEXT NOT NULL,
-  status TEXT NOT NULL,
-  exit_code INTEGER NULL,
-  message TEXT NOT NULL,
-  server TEXT NOT NULL,
-  pid INTEGER NULL,
-  work_area TEXT NOT NULL,
-  submitted REAL NOT NULL,
-  started REAL NULL,
-  ended REAL NULL,
-  version INTEGER NULL
-);
-CREATE INDEX IF NOT EXISTS applications_status ON applications (status);
+-- The server's tables (users and roles, authorized applications, application records) are in a
+-- database file of their own: sqlite-registry.sql (docs/stores.md).

@@ -46,6 +46,7 @@ from dynamo.store.sql import SQLStore
 log = logging.getLogger("dynamo.server")
 
 APPLY_SLICE_S = 0.02      # the live image is changed this long per loop turn
+APPLY_SLICE_MIN_S = 0.004  # ... or only this long when something else waits for the loop (events_waiting)
 STATE = {"done": AppState.DONE, "refused": AppState.REFUSED, "document": AppState.REFUSED,
          "failed": AppState.FAILED}
 
@@ -68,7 +69,7 @@ class Applying:
         self.next_ids = {str(k): int(v) for k, v in status["next_ids"].items()}
         self.counts = status.get("counts") or {}
         self.num_records = int(status["records"])
-        self.steps: Iterator[int] = apply_committed(inventory, offloop.records_of(run.chunks), slice_records=250)
+        self.steps: Iterator[int] = apply_committed(inventory, offloop.records_of(run.chunks), slice_records=50)
         self.started = time.monotonic()
         # the objects made from now to the last slice are the image's: no collection pass over them
         # (one between two slices would walk every object the apply made so far, again and again)
@@ -98,6 +99,8 @@ class Committer:
         self.zygotes = False                       # set by dynamod when it is the subreaper (zygote.py)
         self.zygote: Zygote | None = None          # forks applications from the old version meanwhile
         self.retired: list[Zygote] = []            # zygotes told to end, not yet reaped
+        # set by dynamod: a client, a child or a pipe waits for the loop (a slice then ends early)
+        self.events_waiting: Callable[[], bool] = lambda: False
 
     def load(self) -> None:
         started = time.monotonic()
@@ -237,8 +240,9 @@ class Committer:
         run = self.run
         if run is not None:
             self.interest.drop(run)
-            os.set_blocking(run.fd, True)
-            run.read(blocking=True)
+            if run.open:  # else it was read to its end (and closed), but not reaped yet
+                os.set_blocking(run.fd, True)
+                run.read(blocking=True)
             run.reap(blocking=True)
         self.step()
         while self.applying is not None:
@@ -285,10 +289,12 @@ class Committer:
     def _apply_slice(self, budget: float) -> None:
         applying = self.applying
         assert applying is not None
-        deadline = time.monotonic() + budget
+        started = time.monotonic()
+        deadline, early = started + budget, started + APPLY_SLICE_MIN_S
         try:
             for _ in applying.steps:
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                if now > deadline or now > early and self.events_waiting():
                     return
         except ChangeSetError as exc:
             self.applying = None

@@ -32,6 +32,10 @@ log = logging.getLogger("dynamo.server")
 
 ROW_DELAY = 0.25
 """Seconds an application's "running" row may wait for its first output before it is written anyway."""
+SPARE_QUIET = 0.005
+"""A wait this long that finds nothing to do is a quiet moment: the spare is forked then."""
+SPARE_PATIENCE = 1.0
+"""Seconds the spare may be missing before it is forked whether the loop is quiet or not."""
 
 
 def effective_timeout(limit: float, asked: float | None) -> float:
@@ -63,6 +67,7 @@ class Lifecycle:
         self.pipes = pipes
         self.system = system
         self.spares = Spares(system)
+        self.missing_since: float | None = None  # monotonic: since when there has been no spare
 
     def start(self, pending: Pending) -> Child | None:
         record, request = pending.record, pending.request
@@ -110,11 +115,9 @@ class Lifecycle:
         if child.stdin_fd is not None:
             os.set_blocking(child.stdin_fd, False)
         # Its row says "running" once its first output has gone to its client (write_held_rows): the
-        # registry's commit (an fsync, up to ~13 ms) would otherwise stand between the fork and that output.
+        # registry's commit (MariaDB: a log flush) would otherwise stand between the fork and that output.
         # The row itself was written before the fork (queued), so a crash in between loses no record
-        # of the application: the next start marks the row lost, as any it finds queued or running. (A
-        # reader's queued row was committed without an fsync; this commit's fsync takes it to the disk
-        # too: docs/server.md, "Application records".)
+        # of the application: the next start marks the row lost, as any it finds queued or running.
         # If the store is down, the application runs anyway; its record catches up when it ends.
         self.ledger.hold(record, AppState.RUNNING, pid=child.pid, started=self.system.time(), work_area=str(work),
                          version=inventory.version)
@@ -140,11 +143,27 @@ class Lifecycle:
             self.spares.discard(spare)
             return None
 
-    def tend_spare(self) -> None:
-        """Keep a spare child of the current image, forked while the loop is idle: not while a child just
-        started waits for its first output (``rows_held``), when the fork would delay it, nor while the image is
-        half-way through a committed change set (a spare forked then would hold half of it)."""
-        self.spares.tend(self.committer.inventory, idle=not self.rows_held() and self.committer.image_whole)
+    def tend_spare(self, quiet: bool = True) -> None:
+        """Keep a spare child of the current image, forked while the loop is idle: when its last wait
+        found nothing to do (``quiet``; a fork holds the loop ~9 ms per GB of image, so not while a
+        client or a child's output waits for it, unless the spare has been missing for
+        ``SPARE_PATIENCE``), not while a child just started waits for its first output
+        (``rows_held``), nor while the image is half-way through a committed change set (a spare
+        forked then would hold half of it)."""
+        now = self.system.monotonic()
+        if self.spares.spare is not None or self.missing_since is None:
+            self.missing_since = None if self.spares.spare is not None else now
+        patient = self.missing_since is not None and now < self.missing_since + SPARE_PATIENCE
+        idle = (quiet or not patient) and not self.rows_held() and self.committer.image_whole
+        self.spares.tend(self.committer.inventory, idle=idle)
+        if self.spares.spare is not None:
+            self.missing_since = None
+
+    def spare_due_in(self) -> float:
+        """Seconds the loop may wait before ``tend_spare`` should look for a quiet moment again."""
+        if self.spares.spare is None and not self.spares.failed and self.committer.image_whole:
+            return SPARE_QUIET
+        return 3600.0
 
     def write_held_rows(self, now: float) -> None:
         """Write the "running" rows ``start`` held back: for each child whose first output its client now

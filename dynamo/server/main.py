@@ -52,6 +52,7 @@ from dynamo.server.scheduler import Scheduler
 from dynamo.server.service import AppService
 from dynamo.server.signals import SignalQueue
 from dynamo.server.system import REAL, System
+from dynamo.server.turns import TurnClock
 from dynamo.server.workareas import WorkAreas
 from dynamo.store import open_store
 from dynamo.store.mysql import url_has_password
@@ -84,6 +85,8 @@ class Dynamod:
         self.work_areas = WorkAreas(config.path(config.applications.work_area))
         self.keeper: KeeperLink | None = None   # holds the secrets: dynamo.server.keeper
         self.tls_name: str | None = None        # the keeper's TLS listener
+        self.turn = TurnClock()                 # logs the turns that held the loop long (debug level)
+        self.quiet = False                      # the last wait for events found none
         # made by start(), once the store is open
         self.store: SQLStore
         self.registry: Registry
@@ -105,19 +108,33 @@ class Dynamod:
             self._failed_start(exc)
             raise
         try:
+            turn = self.turn
             while not self.stopping:
                 events = self.wait_for_events()
+                self.quiet = not events
+                turn.begin()
                 self.handle_signals()
                 self.dispatch(events)
+                turn.lap("dispatch")
                 self.lifecycle.write_held_rows(self.system.monotonic())  # after the first output went out
+                turn.lap("rows")
                 console.feed_all(self.children)
                 self.reap()
+                turn.lap("reap")
                 self.enforce_deadlines()
                 self.finish_children()
+                turn.lap("finish")
+                self.scheduler.start_readers()  # before a slice of a change set: a reader need not wait for it
+                turn.lap("readers")
                 self.committer.step()
+                turn.lap("committer")
                 self.scheduler.start_next_write()
+                turn.lap("writer")
                 self.scheduler.start_readers()
+                turn.lap("readers")
                 self.periodic_work()
+                turn.lap("periodic")
+                turn.end()
         except BaseException:
             log.exception("unexpected error in the main loop: stopping")
             self.exit_code = ServerExit.SOFTWARE
@@ -131,7 +148,8 @@ class Dynamod:
         self.pipes.refresh_interest(self.children)
         now = self.system.monotonic()
         return self.interest.wait(min(self.children.next_wake(now), self.clients.resume_in(time.monotonic()),
-                                      self.lifecycle.row_due_in(now), self.committer.wake_in()))
+                                      self.lifecycle.row_due_in(now), self.committer.wake_in(),
+                                      self.lifecycle.spare_due_in()))
 
     def dispatch(self, events: list[tuple[Any, int]]) -> None:
         for key, mask in events:
@@ -181,13 +199,16 @@ class Dynamod:
 
     def periodic_work(self) -> None:
         self.committer.run_after_reply()
+        self.turn.lap("after_reply")
         # Not while a child just forked has not been heard from: the store's checkpoint (SQLite: two
         # fsyncs) would hold up its first output; it runs once that output has gone out.
         if not self.lifecycle.rows_held():
             self.maintenance.run()
+            self.turn.lap("maintenance")
         self.serve_web()
         if not self.stopping:
-            self.lifecycle.tend_spare()
+            self.lifecycle.tend_spare(self.quiet)
+            self.turn.lap("spare")
 
     def serve_web(self) -> None:
         """Web workers for the current version of the image (a new generation after a commit)."""
@@ -291,6 +312,7 @@ class Dynamod:
         self.registry = Registry(store)
         ledger = Ledger(self.registry, self.system)
         self.committer = Committer(store, ledger, self.changelog, self.interest, self._commit_store)
+        self.committer.events_waiting = lambda: bool(self.interest.wait(0))
         self.lifecycle = Lifecycle(self.config.applications, self.work_areas, self.committer, ledger, self.children,
                                    self.pipes, self.system, self.identities)
         self.scheduler = Scheduler(ledger, self.children, self.config.applications.max_running,
@@ -300,7 +322,8 @@ class Dynamod:
         handlers = Handlers(AppService(self.registry, self.scheduler, self.children, self.hostname))
         self.clients = Clients(self.interest, self.registry, self.config.listen, handlers.handle, self.listeners)
         self.maintenance = Maintenance(self.config, store, self.registry, self.work_areas,
-                                       busy=lambda: len(self.children) > 0, system=self.system)
+                                       busy=lambda: len(self.children) > 0, system=self.system,
+                                       committing=lambda: self.committer.busy)
 
     def _failed_start(self, exc: BaseException) -> None:
         """Log why the server could not start (the log is the first place an operator looks), release

@@ -19,25 +19,31 @@ log = logging.getLogger("dynamo.server")
 
 MAINTENANCE_GC_EVERY = 6 * 3600.0   # full collection of frozen objects (deleted datasets...), when idle
 CLEANUP_EVERY = 3600.0
+STORE_EVERY = 1.0   # the store's upkeep (SQLite: checkpoints, which sync the registry's rows) at most this often
 
 
 class Maintenance:
     def __init__(self, config: Config, store: SQLStore, registry: Registry, work_areas: WorkAreas,
-                 busy: Callable[[], bool], system: System = REAL):
+                 busy: Callable[[], bool], system: System = REAL, committing: Callable[[], bool] = lambda: False):
         self.config = config
         self.store = store
         self.registry = registry
         self.work_areas = work_areas
         self.busy = busy              # children are running: the full collection waits
+        self.committing = committing  # a change set is being committed: the store's upkeep waits
         self.system = system
-        self.next_compaction = self.next_cleanup = self.next_gc = 0.0
+        self.next_compaction = self.next_cleanup = self.next_gc = self.next_store = 0.0
 
     def run(self) -> None:
-        try:
-            self.store.maintain()
-        except StoreError as exc:
-            log.error("store maintenance failed: %s", exc)
         now = self.system.monotonic()
+        # Not while a change set is committed: a checkpoint's fsync then waits for the commit's own
+        # writes to reach the disk (100+ ms), and the loop with it.
+        if now >= self.next_store and not self.committing():
+            self.next_store = now + STORE_EVERY
+            try:
+                self.store.maintain()
+            except StoreError as exc:
+                log.error("store maintenance failed: %s", exc)
         if now >= self.next_compaction:
             self.next_compaction = now + self.config.store.compact_every
             self.compact_journal()

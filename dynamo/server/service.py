@@ -28,14 +28,9 @@ class AppService:
     def submit(self, conn: Connection, request: dict[str, Any], checksum: str) -> None:
         user: User = conn.user
         is_async = bool(request.get("async"))
-        # A read-only application whose client waits: its queued row need not wait for the disk (an fsync
-        # on the way to its first output line). The row survives a crash of dynamod as it is; only the
-        # machine's crash, which the application does not survive either, could lose it before its
-        # "running" row, synced, takes it to the disk (docs/server.md, "Application records").
         record = self.registry.new_application(title=request["title"], user=user.name, write=request["write"],
                                                script=request["name"], checksum=checksum,
-                                               args=list(request["args"]), server=self.hostname,
-                                               synced=bool(request["write"]) or is_async)
+                                               args=list(request["args"]), server=self.hostname)
         log.info("app %d (%s): submitted by %s (%s)", record.id, record.title, user.name,
                  "write" if record.write else "read-only")
         if is_async:

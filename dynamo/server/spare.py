@@ -74,7 +74,7 @@ def fork_spare(inventory: Inventory, system: System) -> Spare:
         raise
     if pid == 0:
         try:
-            _wait_for_spec(parent, inventory, out_w, err_w, spec_r)
+            wait_for_spec(parent, inventory, out_w, err_w, spec_r)
         finally:
             os._exit(ChildExit.SETUP_FAILED)
     try:
@@ -87,16 +87,19 @@ def fork_spare(inventory: Inventory, system: System) -> Spare:
                  forked=system.monotonic())
 
 
-def _wait_for_spec(parent: int, inventory: Inventory, out_w: int, err_w: int, spec_r: int) -> None:
-    """The spare's side: never returns."""
+def wait_for_spec(parent: int | None, inventory: Inventory, out_w: int, err_w: int, spec_r: int) -> None:
+    """The spare's side: never returns. ``parent``: dynamod, whose death kills the spare; None for the
+    zygote's spares (``dynamo.server.zygote``), whose parent exits when the spare is handed out: they
+    end when their spec pipe closes unused."""
     set_title("dynamo: spare")
     os.setpgid(0, 0)
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # dynamod died before the prctl
-        os._exit(0)
+    if parent is not None:
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+        if os.getppid() != parent:  # dynamod died before the prctl
+            os._exit(0)
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)

@@ -1,10 +1,12 @@
 """The registry: users and roles, authorized applications, application records.
 
-It lives in the store's database (``users``, ``user_roles``,
-``app_authorizations``, ``applications``) so that several servers can share
-it, and it uses the store's connection through its public statement API:
-dynamod touches it only from its main loop. Every operation is atomic: one
-statement, or several in one ``store.transaction()``, so an operation that
+Its tables (``users``, ``user_roles``, ``app_authorizations``, ``applications``)
+are where ``store.registry_statements()`` says: MariaDB's in the store's database
+(several servers share it), SQLite's in a database file of their own beside the
+inventory's, so that a registry row never waits for the inventory's write lock
+while a change set is committed (docs/stores.md). It uses them through the public
+statement API: dynamod touches it only from its main loop. Every operation is
+atomic: one statement, or several in one ``transaction()``, so an operation that
 fails halfway (a lost connection, a refused row) leaves nothing behind.
 """
 
@@ -12,14 +14,13 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from dynamo.core.appstate import AppState, check_transition
 from dynamo.errors import ObjectError, UnknownUser
 from dynamo.store.sql import SQLStore
-from dynamo.store.statements import Row
+from dynamo.store.statements import Row, Statements
 
 ROLES = ("admin", "operator")
 TARGETS = ("inventory", "application")
@@ -78,13 +79,14 @@ _APP_COLUMNS = ("id, title, user, write_access, script, checksum, args, status, 
 
 class Registry:
     def __init__(self, store: SQLStore):
-        self.store = store
+        self.store = store                        # the inventory's (its journal)
+        self.db: Statements = store.registry_statements()  # the registry's tables
 
     # ------------------------------------------------------------------ users
 
     def _users(self, where: str, params: tuple[Any, ...]) -> list[User]:
         """Users and their roles in one statement (one snapshot, one round trip)."""
-        rows = self.store.query_all(
+        rows = self.db.query_all(
             "SELECT u.id, u.name, u.dn, u.email, r.role, r.target FROM users u "
             f"LEFT JOIN user_roles r ON r.user_id = u.id {where} ORDER BY u.name", params)
         found: dict[int, tuple[Row, set[tuple[str, str]]]] = {}
@@ -113,36 +115,36 @@ class Registry:
 
     def add_user(self, name: str, dn: str | None = None, email: str = "") -> User:
         """Add a user, or change an existing user's DN and e-mail (those given)."""
-        with self.store.transaction():
+        with self.db.transaction():
             existing = self.user_by_name(name)
             if existing is None:
-                self.store.execute("INSERT INTO users (name, dn, email) VALUES (%s, %s, %s)", (name, dn, email))
+                self.db.execute("INSERT INTO users (name, dn, email) VALUES (%s, %s, %s)", (name, dn, email))
             else:
-                self.store.execute("UPDATE users SET dn = %s, email = %s WHERE id = %s",
+                self.db.execute("UPDATE users SET dn = %s, email = %s WHERE id = %s",
                                    (dn if dn is not None else existing.dn, email or existing.email, existing.id))
             return self._existing(name)
 
     def delete_user(self, name: str) -> bool:
-        with self.store.transaction():
+        with self.db.transaction():
             user = self.user_by_name(name)
             if user is None:
                 return False
-            self.store.execute("DELETE FROM user_roles WHERE user_id = %s", (user.id,))
-            self.store.execute("DELETE FROM users WHERE id = %s", (user.id,))
-            self.store.execute("DELETE FROM app_authorizations WHERE user = %s", (name,))
+            self.db.execute("DELETE FROM user_roles WHERE user_id = %s", (user.id,))
+            self.db.execute("DELETE FROM users WHERE id = %s", (user.id,))
+            self.db.execute("DELETE FROM app_authorizations WHERE user = %s", (name,))
         return True
 
     def grant(self, name: str, role: str, target: str) -> None:
         """Give a user a role on a target; ``UnknownUser`` if there is no such user."""
         self._check_role(role, target)
-        with self.store.transaction():
+        with self.db.transaction():
             user = self._existing(name)
             if not user.has_role(role, target):
-                self.store.execute("INSERT INTO user_roles (user_id, role, target) VALUES (%s, %s, %s)",
+                self.db.execute("INSERT INTO user_roles (user_id, role, target) VALUES (%s, %s, %s)",
                                    (user.id, role, target))
 
     def revoke(self, name: str, role: str, target: str) -> None:
-        self.store.execute("DELETE FROM user_roles WHERE user_id = (SELECT id FROM users WHERE name = %s) "
+        self.db.execute("DELETE FROM user_roles WHERE user_id = (SELECT id FROM users WHERE name = %s) "
                            "AND role = %s AND target = %s", (name, role, target))
 
     @staticmethod
@@ -158,36 +160,34 @@ class Registry:
         """Authorize ``checksum`` for ``title`` and ``user`` ('' = any user), replacing an earlier
         authorization; ``UnknownUser`` if ``user`` is not registered (checked in the same
         transaction: ``dynamo-user-auth`` may delete users meanwhile, from another process)."""
-        with self.store.transaction():
+        with self.db.transaction():
             if user:
                 self._existing(user)
-            self.store.execute("DELETE FROM app_authorizations WHERE title = %s AND user = %s", (title, user))
-            self.store.execute("INSERT INTO app_authorizations (title, user, checksum, authorized_by, time) "
+            self.db.execute("DELETE FROM app_authorizations WHERE title = %s AND user = %s", (title, user))
+            self.db.execute("INSERT INTO app_authorizations (title, user, checksum, authorized_by, time) "
                                "VALUES (%s, %s, %s, %s, %s)", (title, user, checksum, by, time.time()))
 
     def revoke_authorization(self, title: str, user: str | None) -> int:
         """Remove the authorizations of ``title`` (for ``user`` only, if given); return how many."""
         if user is None:
-            done = self.store.execute("DELETE FROM app_authorizations WHERE title = %s", (title,))
+            done = self.db.execute("DELETE FROM app_authorizations WHERE title = %s", (title,))
         else:
-            done = self.store.execute("DELETE FROM app_authorizations WHERE title = %s AND user = %s",
+            done = self.db.execute("DELETE FROM app_authorizations WHERE title = %s AND user = %s",
                                       (title, user))
         return done.rowcount
 
     def authorizations(self, title: str | None = None) -> list[Authorization]:
         sql = "SELECT title, user, checksum, authorized_by, time FROM app_authorizations"
-        rows = self.store.query_all(sql + " WHERE title = %s ORDER BY title, user", (title,)) if title else \
-            self.store.query_all(sql + " ORDER BY title, user")
+        rows = self.db.query_all(sql + " WHERE title = %s ORDER BY title, user", (title,)) if title else \
+            self.db.query_all(sql + " ORDER BY title, user")
         return [Authorization(t, u, c, b, float(tm)) for t, u, c, b, tm in rows]
 
     # ----------------------------------------------------------- applications
 
     def new_application(self, *, title: str, user: str, write: bool, script: str, checksum: str,
-                        args: list[str], server: str, synced: bool = True) -> AppRecord:
-        """The application's record, queued. ``synced=False``: its commit need not wait for the disk
-        (``Statements.unsynced``); the caller makes it durable soon by a synced write."""
-        with nullcontext() if synced else self.store.unsynced(), self.store.transaction():
-            done = self.store.execute(
+                        args: list[str], server: str) -> AppRecord:
+        with self.db.transaction():
+            done = self.db.execute(
                 "INSERT INTO applications (title, user, write_access, script, checksum, args, status, message, "
                 "server, work_area, submitted) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (title, user, int(write), script, checksum, json.dumps(args), AppState.QUEUED.value, "", server,
@@ -197,18 +197,18 @@ class Registry:
         return record
 
     def application(self, app_id: int) -> AppRecord | None:
-        row = self.store.query_one(f"SELECT {_APP_COLUMNS} FROM applications WHERE id = %s", (app_id,))
+        row = self.db.query_one(f"SELECT {_APP_COLUMNS} FROM applications WHERE id = %s", (app_id,))
         return _record(row) if row is not None else None
 
     def applications(self, *, limit: int = 50, active_only: bool = False, offset: int = 0) -> list[AppRecord]:
         """The active ones (all, oldest first), or the ``limit`` newest after skipping ``offset`` newer ones
         (oldest first within the page)."""
         if active_only:
-            rows = self.store.query_all(
+            rows = self.db.query_all(
                 f"SELECT {_APP_COLUMNS} FROM applications WHERE status IN (%s, %s, %s) ORDER BY id",
                 (AppState.QUEUED.value, AppState.RUNNING.value, AppState.APPLYING.value))
         else:
-            rows = self.store.query_all(f"SELECT {_APP_COLUMNS} FROM applications ORDER BY id DESC "
+            rows = self.db.query_all(f"SELECT {_APP_COLUMNS} FROM applications ORDER BY id DESC "
                                         f"LIMIT {int(limit)} OFFSET {int(offset)}")
             rows.reverse()
         return [_record(r) for r in rows]
@@ -228,13 +228,13 @@ class Registry:
         columns = {("write_access" if k == "write" else k): (v.value if isinstance(v, AppState) else v)
                    for k, v in changes.items()}
         assignments = ", ".join(f"{k} = %s" for k in columns)
-        self.store.execute(f"UPDATE applications SET {assignments} WHERE id = %s", (*columns.values(), record.id))
+        self.db.execute(f"UPDATE applications SET {assignments} WHERE id = %s", (*columns.values(), record.id))
 
     def mark_lost(self, server: str) -> int:
         """Settle the applications this server left unfinished when it stopped; returns how many
         were lost. A writer that was being applied is done if the journal has its change set (the
         commit landed before the server died), and lost otherwise. All or none are settled."""
-        with self.store.transaction():
+        with self.db.transaction():
             active = [r for r in self.applications(active_only=True) if r.server == server]
             lost = 0
             for record in active:
@@ -253,10 +253,10 @@ class Registry:
 
     def purge_applications(self, older_than: float) -> list[AppRecord]:
         """Remove the records of applications that ended before ``older_than``; return them."""
-        with self.store.transaction():
-            rows = self.store.query_all(
+        with self.db.transaction():
+            rows = self.db.query_all(
                 f"SELECT {_APP_COLUMNS} FROM applications WHERE ended IS NOT NULL AND ended < %s", (older_than,))
-            self.store.execute("DELETE FROM applications WHERE ended IS NOT NULL AND ended < %s", (older_than,))
+            self.db.execute("DELETE FROM applications WHERE ended IS NOT NULL AND ended < %s", (older_than,))
         return [_record(r) for r in rows]
 
 

@@ -180,6 +180,11 @@ class SQLStore(Statements, InventoryStore):
     @abstractmethod
     def _existing_tables(self) -> set[str]: ...
 
+    def registry_statements(self) -> Statements:
+        """Where the registry's tables are (``dynamo.store.registry``): this database, unless the
+        dialect keeps them apart (SQLite: a file of their own)."""
+        return self
+
     # ------------------------------------------------------------------
     # schema
     # ------------------------------------------------------------------

@@ -7,11 +7,7 @@ Checkpoints (copying the WAL back into the database file) do not run inside
 commits: at W10 a 100k-record change set's checkpoint takes as long as the
 commit itself. They run in ``maintain()``, which dynamod calls after the
 client has its answer; a commit checkpoints by itself only when the WAL has
-grown past ``WAL_LIMIT`` (a library user who never calls ``maintain``). Commits made
-``unsynced`` (the registry's queued rows) ask for a checkpoint only every
-``UNSYNCED_PER_CHECKPOINT``-th time: a checkpoint that empties the WAL makes the next commit
-start it again, and that commit then syncs the WAL's new header and its directory, two
-fsyncs on the way to an application's first output line.
+grown past ``WAL_LIMIT`` (a library user who never calls ``maintain``).
 """
 
 from __future__ import annotations
@@ -24,12 +20,13 @@ from typing import Any, Iterable, Iterator, Sequence
 from dynamo.errors import ConfigurationError, StoreError, StoreUnavailable
 from dynamo.privatefiles import create_private, fix_mode
 from dynamo.store import rows as R
-from dynamo.store.sql import SQLStore, fetch_batches
-from dynamo.store.statements import Outcome, Row
+from dynamo.store.sql import SQLStore, fetch_batches, schema_path, split_statements
+from dynamo.store.statements import Outcome, Row, Statements
 
 WAL_LIMIT = 1 << 30
-UNSYNCED_PER_CHECKPOINT = 200  # an application's three registry rows: ~28 KiB of WAL; ~5.6 MiB between checkpoints
 LOAD_CACHE_KIB = 2048  # page cache while loading (see SQLiteStore._loading)
+REGISTRY_SCHEMA_FILE = "sqlite-registry.sql"
+REGISTRY_TABLES = ("users", "user_roles", "app_authorizations", "applications")  # in the order rows are copied
 
 
 def parse_sqlite_url(url: str) -> str:
@@ -46,27 +43,25 @@ def parse_sqlite_url(url: str) -> str:
     return rest
 
 
-class SQLiteStore(SQLStore):
-    kind = "sqlite"
-    SCHEMA_FILE = "sqlite.sql"
+class SQLiteFile(Statements):
+    """One SQLite database file and its connection: the statement API (``statements.py``) on it.
 
-    def __init__(self, path: str | Path, *, timeout: float = 30.0, cache_mib: int = 256):
+    ``synchronous``: FULL makes each commit durable (an fsync of the WAL); NORMAL (the registry's)
+    survives a crash of the process but syncs the WAL only at checkpoints."""
+
+    def __init__(self, path: str | Path, *, timeout: float = 30.0, cache_mib: int = 256,
+                 synchronous: str = "FULL"):
         self.path = str(path)
         self.timeout = timeout
         self.cache_kib = cache_mib * 1024
+        self.synchronous = synchronous
         self._conn: sqlite3.Connection | None = None
         self._checkpoint_due = False
-        self._unsynced = False        # in an unsynced() block
-        self._unsynced_commits = 0    # since the last checkpoint
         with self._errors():
             self._connection()
 
-    @classmethod
-    def from_url(cls, url: str) -> SQLiteStore:
-        return cls(parse_sqlite_url(url))
-
     def __repr__(self) -> str:
-        return f"<SQLiteStore {self.path}>"
+        return f"<{type(self).__name__} {self.path}>"
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -74,7 +69,7 @@ class SQLiteStore(SQLStore):
                 self._private_files()
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
             # The default page cache is 2 MB; a W10 commit touches pages all over a ~2 GB file.
             conn.execute(f"PRAGMA cache_size = {-self.cache_kib}")
@@ -122,6 +117,65 @@ class SQLiteStore(SQLStore):
     def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         self._connection().executemany(self._sql(sql), rows)
 
+    def _begin_read(self) -> None:
+        # SQLite's read transactions would take writes; refuse them, as MariaDB's READ ONLY does
+        self._execute("PRAGMA query_only = 1")
+        try:
+            self._execute("BEGIN DEFERRED")
+        except BaseException:
+            self._execute("PRAGMA query_only = 0")
+            raise
+
+    def _begin_write(self) -> None:
+        self._execute("BEGIN IMMEDIATE")
+
+    def _commit(self) -> None:
+        self._execute("COMMIT")
+        self._checkpoint_due = True
+        if self.path != ":memory:" and _size(self.path + "-wal") > WAL_LIMIT:
+            self.maintain()
+
+    def maintain(self) -> None:
+        if self._checkpoint_due and self._conn is not None:
+            with self._errors():
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._checkpoint_due = False
+
+    def _rollback(self) -> None:
+        conn = self._conn
+        if conn is not None:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.execute("PRAGMA query_only = 0")
+
+    def _existing_tables(self) -> set[str]:
+        return {row[0] for row in self._execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass  # the next open replays the WAL: nothing is lost
+            conn.close()
+
+
+class SQLiteStore(SQLiteFile, SQLStore):
+    kind = "sqlite"
+    SCHEMA_FILE = "sqlite.sql"
+
+    def __init__(self, path: str | Path, *, timeout: float = 30.0, cache_mib: int = 256):
+        self._registry: SQLiteFile | None = None
+        super().__init__(path, timeout=timeout, cache_mib=cache_mib)
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        return cls(parse_sqlite_url(url))
+
+    def __repr__(self) -> str:
+        return f"<SQLiteStore {self.path}>"
+
     def _stream(self, sql: str) -> Iterator[tuple[Any, ...]]:
         return fetch_batches(self._connection().execute(self._sql(sql)))
 
@@ -147,61 +201,80 @@ class SQLiteStore(SQLStore):
                         raise
                     # else the load's own error says more
 
-    def _begin_read(self) -> None:
-        # SQLite's read transactions would take writes; refuse them, as MariaDB's READ ONLY does
-        self._execute("PRAGMA query_only = 1")
-        try:
-            self._execute("BEGIN DEFERRED")
-        except BaseException:
-            self._execute("PRAGMA query_only = 0")
-            raise
+    # --- the registry's own file ----------------------------------------------------------
 
-    def _begin_write(self) -> None:
-        self._execute("BEGIN IMMEDIATE")
+    def registry_path(self) -> str:
+        """``inventory.db`` -> ``inventory-registry.db`` (``:memory:`` stays in memory)."""
+        if self.path == ":memory:":
+            return self.path
+        path = Path(self.path)
+        return str(path.with_name(f"{path.stem}-registry{path.suffix}"))
 
-    def _commit(self) -> None:
-        self._execute("COMMIT")
-        if not self._unsynced:
-            self._checkpoint_due = True
-        else:
-            self._unsynced_commits += 1
-            self._checkpoint_due = self._checkpoint_due or self._unsynced_commits >= UNSYNCED_PER_CHECKPOINT
-        if self.path != ":memory:" and _size(self.path + "-wal") > WAL_LIMIT:
-            self.maintain()
+    def registry_statements(self) -> Statements:
+        """The registry's tables live in a database file of their own (``registry_path``): its own
+        write lock, so that a registry row never waits for a change set being committed (by the
+        commit process, on this file), and its own WAL, synced at checkpoints (``synchronous =
+        NORMAL``) rather than at each row: a row survives a crash of the process that wrote it at
+        once, and an OS crash or power cut once its file was checkpointed (docs/stores.md)."""
+        if self._registry is None:
+            registry = SQLiteFile(self.registry_path(), timeout=self.timeout, cache_mib=2, synchronous="NORMAL")
+            try:
+                with registry._errors():
+                    for statement in split_statements(schema_path(REGISTRY_SCHEMA_FILE).read_text()):
+                        registry._execute(statement)
+                self._migrate_registry(registry)
+                self._floor_application_ids(registry)
+            except BaseException:
+                registry.close()
+                raise
+            self._registry = registry
+        return self._registry
 
-    @contextmanager
-    def unsynced(self) -> Iterator[None]:
-        """``synchronous=NORMAL`` for the block (set outside a transaction: SQLite refuses to change it
-        inside one). In WAL mode a commit then writes its frames to the WAL without waiting for the
-        disk: a crash of the process loses nothing, and the next ``FULL`` commit's sync of the WAL
-        (one file, written in order) makes these frames durable too."""
-        if self._depth or self._conn is None or self.path == ":memory:":
-            yield
-            return
+    def _migrate_registry(self, registry: SQLiteFile) -> None:
+        """A store made before the registry had its own file holds the registry's tables: copy their
+        rows over (once: ``registry_meta`` says so, in the same transaction), then drop them here."""
         with self._errors():
-            self._execute("PRAGMA synchronous = NORMAL")
-        self._unsynced = True
-        try:
-            yield
-        finally:
-            self._unsynced = False
-            if self._conn is not None:
-                with self._errors():
-                    self._execute("PRAGMA synchronous = FULL")
+            old = [t for t in REGISTRY_TABLES if t in self._existing_tables()]
+        if not old:
+            return
+        done = registry.query_one("SELECT value FROM registry_meta WHERE name = %s", ("migrated",))
+        if done is None:
+            with registry._errors():
+                registry._execute("ATTACH DATABASE ? AS inventory", (self.path,))
+            try:
+                with registry.transaction():
+                    for table in REGISTRY_TABLES:  # users before the roles that refer to them
+                        if table in old:
+                            registry.execute(f"INSERT INTO main.{table} SELECT * FROM inventory.{table}")
+                    if "applications" in old:  # ids of purged rows are not given again either
+                        seq = registry.query_one("SELECT seq FROM inventory.sqlite_sequence WHERE name = %s",
+                                                 ("applications",))
+                        _raise_sequence(registry, int(seq[0]) if seq is not None else 0)
+                    registry.execute("INSERT INTO registry_meta (name, value) VALUES (%s, %s)", ("migrated", 1))
+            finally:
+                with registry._errors():
+                    registry._execute("DETACH DATABASE inventory")
+        with self.transaction():
+            for table in reversed(REGISTRY_TABLES):  # the roles before the users they refer to
+                if table in old:
+                    self.execute(f"DROP TABLE {table}")
+
+    def _floor_application_ids(self, registry: SQLiteFile) -> None:
+        """Application ids go on from the highest the journal names (``run_id``): rows written since the
+        registry's last checkpoint may be lost to an OS crash, and their ids must not be given again to
+        other applications (the journal would name the wrong one)."""
+        with self._errors():
+            tables = self._existing_tables()
+            found = self._execute("SELECT MAX(run_id) FROM journal") if "journal" in tables else []
+        highest = int(found[0][0]) if found and found[0][0] is not None else 0
+        if highest > 0:
+            with registry.transaction():
+                _raise_sequence(registry, highest)
 
     def maintain(self) -> None:
-        if self._checkpoint_due and self._conn is not None:
-            with self._errors():
-                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            self._checkpoint_due = False
-            self._unsynced_commits = 0
-
-    def _rollback(self) -> None:
-        conn = self._conn
-        if conn is not None:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            conn.execute("PRAGMA query_only = 0")
+        super().maintain()
+        if self._registry is not None:
+            self._registry.maintain()
 
     def _upsert_sql(self, table: str, columns: Sequence[str], keys: Sequence[str],
                     updates: Sequence[str] | None = None) -> str:
@@ -230,17 +303,22 @@ class SQLiteStore(SQLStore):
         # BEGIN IMMEDIATE already holds the database's write lock
         return "SELECT value FROM store_meta WHERE name = %s"
 
-    def _existing_tables(self) -> set[str]:
-        return {row[0] for row in self._execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-
     def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error:
-                pass  # the next open replays the WAL: nothing is lost
-            conn.close()
+        registry, self._registry = self._registry, None
+        if registry is not None:
+            registry.close()
+        super().close()
+
+
+def _raise_sequence(registry: SQLiteFile, floor: int) -> None:
+    """The next application id is above ``floor`` (AUTOINCREMENT's counter, in ``sqlite_sequence``)."""
+    if floor <= 0:
+        return
+    row = registry.query_one("SELECT seq FROM main.sqlite_sequence WHERE name = %s", ("applications",))
+    if row is None:
+        registry.execute("INSERT INTO main.sqlite_sequence (name, seq) VALUES (%s, %s)", ("applications", floor))
+    elif int(row[0]) < floor:
+        registry.execute("UPDATE main.sqlite_sequence SET seq = %s WHERE name = %s", (floor, "applications"))
 
 
 def _size(path: str) -> int:

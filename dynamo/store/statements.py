@@ -140,14 +140,6 @@ class Statements(ABC):
         finally:
             self._depth = depth
 
-    @contextmanager
-    def unsynced(self) -> Iterator[None]:
-        """Write transactions begun in the block may return from their commit before it is on disk:
-        the commit survives a crash of this process, not of the machine, until a later ordinary
-        commit (which waits for the disk) takes it along. A dialect that cannot do this commits as
-        always (MariaDB: whether InnoDB flushes its log at each commit is a server-wide setting)."""
-        yield
-
     def _finish(self, depth: int, read_only: bool) -> None:
         if depth > 0:
             self._check_usable()

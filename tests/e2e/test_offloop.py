@@ -40,6 +40,10 @@ def count(server: Server, script: Path) -> tuple[int, int, int]:
     return version, datasets, files
 
 
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 def helper_running(server: Server) -> bool:
     """A commit process or a zygote (the change set is being validated, committed or applied)."""
     return any(cmdline_of(pid).startswith(("dynamod: commit", "dynamod: zygote")) for pid in server.all_children())
@@ -112,6 +116,10 @@ def test_a_commit_process_killed_mid_commit_leaves_image_and_store_agreeing(serv
 
     wait_for(found, timeout=60)
     time.sleep(0.3)  # somewhere in parsing, validating or committing
+    # it gives way to the loop and the calls it serves (offloop.yield_cpu)
+    assert server.process is not None
+    assert _nice(committing[0]) == min(19, _nice(server.process.pid) + 5)
+    assert os.sched_getscheduler(committing[0]) == os.SCHED_BATCH
     os.kill(committing[0], signal.SIGKILL)
     out, err = inject.communicate(timeout=120)
     now = count(server, script)

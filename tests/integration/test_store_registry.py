@@ -3,8 +3,11 @@ are the driver's, and its errors say what they are."""
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +18,7 @@ from dynamo.errors import DynamoError, NotFound, ObjectError, StoreError, Transi
 from dynamo.store import open_store
 from dynamo.store.registry import Registry
 from dynamo.store.sql import SQLStore
+from dynamo.store.sqlite import SQLiteStore
 
 
 @pytest.fixture
@@ -25,9 +29,11 @@ def registry(store_url: str) -> Iterator[Registry]:
     store.close()
 
 
-def refuse(store: SQLStore, event: str, table: str, when: str = "1 = 1") -> None:
-    """A trigger that makes the database refuse ``event`` on ``table`` (a real failure, not a mock)."""
-    if store.kind == "sqlite":
+def refuse(registry: Registry, event: str, table: str, when: str = "1 = 1") -> None:
+    """A trigger that makes the database refuse ``event`` on ``table`` of the registry (a real failure,
+    not a mock)."""
+    store = registry.db
+    if registry.store.kind == "sqlite":
         store.execute(f"CREATE TRIGGER refuse BEFORE {event} ON {table} WHEN {when} "
                       "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
     else:
@@ -99,7 +105,7 @@ def test_delete_user_refused_halfway_leaves_the_user_whole(registry: Registry) -
     registry.add_user("alice", "/CN=alice")
     registry.grant("alice", "admin", "inventory")
     registry.authorize("title", "a" * 64, "alice", "alice")
-    refuse(registry.store, "DELETE", "app_authorizations")  # the last of delete_user's three statements
+    refuse(registry, "DELETE", "app_authorizations")  # the last of delete_user's three statements
     with pytest.raises(StoreError, match="refused by the test"):
         registry.delete_user("alice")
     alice = registry.user_by_name("alice")
@@ -120,7 +126,7 @@ def test_mark_lost_refused_halfway_settles_nothing(registry: Registry, store_url
     apply_change_set(inv, store, [["update", "site", {"name": "T1_X", "host": "", "storage_type": "disk",
                                                       "backend": "", "status": "ready"}]],
                      ChangeMeta(user="u", title="t", run_id=applied.id))
-    refuse(store, "UPDATE", "applications", "NEW.status = 'lost'")
+    refuse(registry, "UPDATE", "applications", "NEW.status = 'lost'")
     with pytest.raises(StoreError, match="refused by the test"):
         registry.mark_lost("host")
     with open_store(store_url) as other:
@@ -128,7 +134,7 @@ def test_mark_lost_refused_halfway_settles_nothing(registry: Registry, store_url
         seen = Registry(other)
         assert [(r.id, r.status) for r in seen.applications(active_only=True)] == \
             [(applied.id, AppState.APPLYING), (running.id, AppState.RUNNING)]
-    store.execute("DROP TRIGGER refuse")
+    registry.db.execute("DROP TRIGGER refuse")
     assert registry.mark_lost("host") == 1
     done, lost = registry.application(applied.id), registry.application(running.id)
     assert done is not None and done.status == AppState.DONE and done.version == store.version()
@@ -175,38 +181,87 @@ def test_mysql_new_applications_from_two_servers_get_their_own_ids(mysql_url: st
         r.store.close()
 
 
-def test_an_unsynced_queued_row_is_committed_without_waiting_for_the_disk(tmp_path: Any) -> None:
-    """SQLite: ``synced=False`` commits the row with ``synchronous=NORMAL`` (WAL: no fsync), set around
-    the transaction, ``FULL`` again after it; the row is committed, and it asks for no checkpoint."""
-    from dynamo.store.sqlite import SQLiteStore
-    store = open_store(f"sqlite:///{tmp_path}/r.db")
-    assert isinstance(store, SQLiteStore)
+# --- SQLite: the registry in a file of its own ------------------------------------------------------
+
+def test_sqlite_registry_rows_do_not_wait_for_a_commit(tmp_path: Path) -> None:
+    """While another connection holds the inventory's write lock (the commit process committing a
+    change set), the registry's rows are written at once: they have a database file of their own."""
+    path = tmp_path / "inventory.db"
+    store = SQLiteStore(path, timeout=0.5)
+    store.create_schema()
+    registry = Registry(store)
+    committing = SQLiteStore(path)
     try:
-        registry = Registry(store)
-        store.maintain()  # the schema's own commits are checkpointed
-        conn = store._connection()
-        seen: list[str] = []
-        conn.set_trace_callback(seen.append)
-        record = registry.new_application(title="t", user="u", write=False, script="s.py", checksum="0" * 64,
-                                          args=[], server="host", synced=False)
-        conn.set_trace_callback(None)
-        statements = [s.split()[0] if not s.startswith("PRAGMA") else s for s in seen]
-        assert statements[:3] == ["PRAGMA synchronous = NORMAL", "BEGIN", "INSERT"], seen
-        assert statements[-2:] == ["COMMIT", "PRAGMA synchronous = FULL"], seen
-        assert store.query_one("PRAGMA synchronous") == (2,)  # FULL
-        assert not store._checkpoint_due
-        other = open_store(f"sqlite:///{tmp_path}/r.db")
-        assert isinstance(other, SQLStore)
-        assert Registry(other).application(record.id) is not None
-        other.close()
-        new_app(registry)  # an ordinary commit: synced, and it asks for a checkpoint
-        assert store._checkpoint_due
+        with committing.transaction():
+            committing.execute("UPDATE store_meta SET value = value WHERE name = %s", ("version",))
+            started = time.monotonic()
+            record = new_app(registry)
+            registry.update_application(record, status=AppState.RUNNING)
+            registry.add_user("alice")
+            assert time.monotonic() - started < 0.4
+        assert registry.application(record.id) is not None
+        assert Path(store.registry_path()).name == "inventory-registry.db"
+        assert os.stat(store.registry_path()).st_mode & 0o777 == 0o600
     finally:
+        committing.close()
         store.close()
 
 
-def test_an_unsynced_row_is_an_ordinary_commit_elsewhere(registry: Registry) -> None:
-    record = registry.new_application(title="t", user="u", write=False, script="s.py", checksum="0" * 64,
-                                      args=[], server="host", synced=False)
-    assert registry.application(record.id) is not None
-    assert record.status is AppState.QUEUED
+OLD_LAYOUT = """
+CREATE TABLE users (id INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL UNIQUE, dn TEXT NULL UNIQUE,
+                    email TEXT NOT NULL DEFAULT '');
+CREATE TABLE user_roles (user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE, role TEXT NOT NULL,
+                         target TEXT NOT NULL, PRIMARY KEY (user_id, role, target)) WITHOUT ROWID;
+CREATE TABLE app_authorizations (title TEXT NOT NULL, user TEXT NOT NULL, checksum TEXT NOT NULL,
+                                 authorized_by TEXT NOT NULL, time REAL NOT NULL, PRIMARY KEY (title, user))
+                                 WITHOUT ROWID;
+CREATE TABLE applications (id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL, user TEXT NOT NULL,
+  write_access INTEGER NOT NULL, script TEXT NOT NULL, checksum TEXT NOT NULL, args TEXT NOT NULL,
+  status TEXT NOT NULL, exit_code INTEGER NULL, message TEXT NOT NULL, server TEXT NOT NULL, pid INTEGER NULL,
+  work_area TEXT NOT NULL, submitted REAL NOT NULL, started REAL NULL, ended REAL NULL, version INTEGER NULL)
+"""
+
+
+def test_sqlite_store_of_the_old_layout_moves_its_registry(tmp_path: Path) -> None:
+    """A store made when the registry's tables were in the inventory's file: their rows move to the
+    registry's file at the first open (ids, and the ids of purged applications, not given again), and
+    the old tables are gone."""
+    path = tmp_path / "inventory.db"
+    with SQLiteStore(path) as old:
+        old.create_schema()
+        for statement in OLD_LAYOUT.split(";"):
+            old.execute(statement)
+        old.execute("INSERT INTO users (id, name, dn, email) VALUES (1, 'alice', '/CN=alice', 'a@x.org')")
+        old.execute("INSERT INTO user_roles VALUES (1, 'admin', 'inventory')")
+        old.execute("INSERT INTO app_authorizations VALUES ('t', '', %s, 'alice', 1.0)", ("a" * 64,))
+        for i in range(1, 8):
+            old.execute("INSERT INTO applications (title, user, write_access, script, checksum, args, status, "
+                        "message, server, work_area, submitted) VALUES (%s, 'alice', 0, 's', '', '[]', 'done', '', "
+                        "'host', '', 1.0)", (f"t{i}",))
+        old.execute("DELETE FROM applications WHERE id > 5")  # purged: ids 6 and 7 were given already
+    with SQLiteStore(path) as store:
+        store.create_schema()
+        registry = Registry(store)
+        alice = registry.user_by_name("alice")
+        assert alice is not None and (alice.dn, alice.roles) == ("/CN=alice", {("admin", "inventory")})
+        assert [(a.title, a.user) for a in registry.authorizations()] == [("t", "")]
+        assert [r.title for r in registry.applications()] == [f"t{i}" for i in range(1, 6)]
+        assert new_app(registry).id == 8
+        assert not {"users", "user_roles", "app_authorizations", "applications"} & store._existing_tables()
+    with SQLiteStore(path) as again:  # once only
+        assert [r.id for r in Registry(again).applications()] == [1, 2, 3, 4, 5, 8]
+
+
+def test_sqlite_registry_ids_go_on_from_the_journal(tmp_path: Path) -> None:
+    """Registry rows are synced at checkpoints: an OS crash may lose the last ones. The ids of lost
+    applications that the journal names (``run_id``) are not given again."""
+    from dynamo.core.changeset import apply_change_set
+    path = tmp_path / "inventory.db"
+    with SQLiteStore(path) as store:
+        store.create_schema()
+        inventory = store.load()
+        apply_change_set(inventory, store, [["update", "site", {"name": "T1_X", "host": "", "storage_type": "disk",
+                                                                "backend": "", "status": "ready"}]],
+                         ChangeMeta(user="u", title="t", run_id=41))
+    with SQLiteStore(path) as store:  # a registry that never saw application 41 (lost)
+        assert new_app(Registry(store)).id == 42

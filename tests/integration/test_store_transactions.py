@@ -14,15 +14,17 @@ from dynamo.errors import StoreError, StoreUnavailable
 from dynamo.store import open_store
 from dynamo.store.mysql import MySQLStore, parse_mysql_url
 from dynamo.store.sql import SQLStore
+from dynamo.store.statements import Statements
 
 ADD = "INSERT INTO users (name, dn, email) VALUES (%s, NULL, '')"
 
 
 @pytest.fixture
-def sql(store_url: str) -> Iterator[SQLStore]:
+def sql(store_url: str) -> Iterator[Statements]:
+    """The statements of the database that holds ``users`` (SQLite: the registry's own file)."""
     s = open_store(store_url)
     assert isinstance(s, SQLStore)
-    yield s
+    yield s.registry_statements()
     s.close()
 
 
@@ -30,7 +32,7 @@ def names(url: str) -> list[str]:
     """The users as another connection sees them (what was committed)."""
     with open_store(url) as other:
         assert isinstance(other, SQLStore)
-        return [row[0] for row in other.query_all("SELECT name FROM users ORDER BY name")]
+        return [row[0] for row in other.registry_statements().query_all("SELECT name FROM users ORDER BY name")]
 
 
 def kill(store: MySQLStore, url: str) -> None:
@@ -44,7 +46,7 @@ def kill(store: MySQLStore, url: str) -> None:
         killer.close()
 
 
-def test_statements_outside_a_transaction_commit_by_themselves(sql: SQLStore, store_url: str) -> None:
+def test_statements_outside_a_transaction_commit_by_themselves(sql: Statements, store_url: str) -> None:
     outcome = sql.execute(ADD, ("a",))
     assert outcome.rowcount == 1 and outcome.lastrowid is not None
     assert names(store_url) == ["a"]
@@ -55,7 +57,7 @@ def test_statements_outside_a_transaction_commit_by_themselves(sql: SQLStore, st
     assert sql.execute("DELETE FROM users WHERE name IN (%s, %s)", ("a", "b")).rowcount == 2
 
 
-def test_a_transaction_commits_when_its_block_ends(sql: SQLStore, store_url: str) -> None:
+def test_a_transaction_commits_when_its_block_ends(sql: Statements, store_url: str) -> None:
     with sql.transaction():
         sql.execute(ADD, ("a",))
         sql.execute(ADD, ("b",))
@@ -63,7 +65,7 @@ def test_a_transaction_commits_when_its_block_ends(sql: SQLStore, store_url: str
     assert names(store_url) == ["a", "b"]
 
 
-def test_an_exception_rolls_back_and_goes_on_unchanged(sql: SQLStore, store_url: str) -> None:
+def test_an_exception_rolls_back_and_goes_on_unchanged(sql: Statements, store_url: str) -> None:
     error = KeyError("the caller's own error")
     with pytest.raises(KeyError) as raised, sql.transaction():
         sql.execute(ADD, ("a",))
@@ -74,7 +76,7 @@ def test_an_exception_rolls_back_and_goes_on_unchanged(sql: SQLStore, store_url:
     assert names(store_url) == ["after"]
 
 
-def test_a_failed_statement_in_the_middle_leaves_nothing(sql: SQLStore, store_url: str) -> None:
+def test_a_failed_statement_in_the_middle_leaves_nothing(sql: Statements, store_url: str) -> None:
     sql.execute(ADD, ("taken",))
     with pytest.raises(StoreError) as raised, sql.transaction():
         sql.execute(ADD, ("a",))
@@ -86,7 +88,7 @@ def test_a_failed_statement_in_the_middle_leaves_nothing(sql: SQLStore, store_ur
     assert names(store_url) == ["taken"]
 
 
-def test_an_inner_block_is_a_savepoint(sql: SQLStore, store_url: str) -> None:
+def test_an_inner_block_is_a_savepoint(sql: Statements, store_url: str) -> None:
     with sql.transaction():
         sql.execute(ADD, ("outer",))
         with pytest.raises(StoreError), sql.transaction():
@@ -98,7 +100,7 @@ def test_an_inner_block_is_a_savepoint(sql: SQLStore, store_url: str) -> None:
     assert names(store_url) == ["kept", "outer"]
 
 
-def test_an_inner_error_that_goes_on_undoes_everything(sql: SQLStore, store_url: str) -> None:
+def test_an_inner_error_that_goes_on_undoes_everything(sql: Statements, store_url: str) -> None:
     with pytest.raises(ZeroDivisionError), sql.transaction():
         sql.execute(ADD, ("outer",))
         with sql.transaction():
@@ -110,7 +112,7 @@ def test_an_inner_error_that_goes_on_undoes_everything(sql: SQLStore, store_url:
     assert names(store_url) == ["next"]
 
 
-def test_a_read_only_transaction_refuses_writes(sql: SQLStore, store_url: str) -> None:
+def test_a_read_only_transaction_refuses_writes(sql: Statements, store_url: str) -> None:
     sql.execute(ADD, ("a",))
     with pytest.raises(StoreError), sql.transaction(read_only=True):
         assert sql.query_all("SELECT name FROM users") == [("a",)]
@@ -123,8 +125,9 @@ def test_a_read_only_transaction_refuses_writes(sql: SQLStore, store_url: str) -
 def test_a_failed_commit_rolls_back(sqlite_url: str) -> None:
     """A COMMIT the database refuses (SQLite's deferred foreign key check; InnoDB checks at
     each statement and has no such COMMIT) leaves nothing, and the store goes on."""
-    sql = open_store(sqlite_url)
-    assert isinstance(sql, SQLStore)
+    store = open_store(sqlite_url)
+    assert isinstance(store, SQLStore)
+    sql = store.registry_statements()
     sql.execute("PRAGMA defer_foreign_keys = 1")  # until the next COMMIT or ROLLBACK
     with pytest.raises(StoreError, match="FOREIGN KEY"), sql.transaction():
         sql.execute(ADD, ("a",))
@@ -134,7 +137,7 @@ def test_a_failed_commit_rolls_back(sqlite_url: str) -> None:
     with sql.transaction():
         sql.execute(ADD, ("b",))
     assert names(sqlite_url) == ["b"]
-    sql.close()
+    store.close()
 
 
 @pytest.mark.mysql

@@ -261,3 +261,30 @@ def test_a_deferring_journal_writer_encodes_at_flush_in_the_same_chunks() -> Non
     deferred.flush()
     assert deferred.finish() == eager.finish()
     assert list(decode_chunks(deferred.chunks)) == records
+
+
+def test_the_blocks_of_a_committed_inject_are_packed_in_slices() -> None:
+    """The file tables of an inject's new blocks are packed between slices too (at W10 that is seconds
+    of work): the loop gets a turn every BLOCKS_PER_SLICE blocks, however few records there were."""
+    import json
+
+    from dynamo.core.changeset import BLOCKS_PER_SLICE, apply_committed
+    from dynamo.core.documents import parse_inject
+    from dynamo.core.journal import JournalWriter, decode_chunks
+
+    blocks = 3 * BLOCKS_PER_SLICE
+    document = json.dumps({"dataset": [{"name": "/Sliced/Run/RAW", "blocks": [
+        {"name": f"b{b}", "files": [{"name": f"/store/sliced/{b}/{f}.root", "size": 10} for f in range(5)]}
+        for b in range(blocks)]}]})
+    validated, live = fresh(), fresh()
+    for inv in (validated, live):
+        inv.ids = inv.ids or IdAllocator()
+    journal = JournalWriter()
+    assert apply_change_set(validated, None, parse_inject(document, validated).records, journal=journal)
+    normalized = list(decode_chunks(journal.finish()))
+    slices = list(apply_committed(live, normalized, slice_records=10**6))
+    assert len(slices) >= 2 * blocks // BLOCKS_PER_SLICE  # checked, then packed, a slice per BLOCKS_PER_SLICE
+    assert live.ids is not None and validated.ids is not None
+    live.ids.restore(validated.ids.next_ids)
+    live.version = validated.version
+    assert fingerprint(live) == fingerprint(validated)

@@ -70,3 +70,23 @@ def test_timers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     system.now += 2 * M.MAINTENANCE_GC_EVERY
     m.run()
     assert len(collections) == 2                      # a period overdue: busy or not
+
+
+def test_store_upkeep_waits_for_the_commit_and_runs_at_most_once_a_second(tmp_path: Path) -> None:
+    """The store's upkeep (SQLite's checkpoints, which sync the registry's rows) does not run while a change
+    set is committed (its fsync would wait for the commit's writes, and the loop with it), nor more than
+    once a second."""
+    system = FakeSystem()
+    store, committing = CountingStore(), [True]
+    m = M.Maintenance(embedded_default(tmp_path), store, NoOldApplications(),  # type: ignore[arg-type]
+                      WorkAreas(tmp_path / "work"), busy=lambda: False, system=system,
+                      committing=lambda: committing[0])
+    m.run()
+    assert store.maintained == 0
+    committing[0] = False
+    m.run()
+    m.run()
+    assert store.maintained == 1
+    system.now += M.STORE_EVERY
+    m.run()
+    assert store.maintained == 2
