@@ -25,7 +25,7 @@ from typing import Any
 
 from dynamo.appserver.handlers import Handlers
 from dynamo.core.appstate import AppState
-from dynamo.core.changeset import apply_committed
+from dynamo.core.changeset import LiveChange, apply_committed
 from dynamo.core.inventory import Inventory
 from dynamo.core.journal import ChangeMeta
 from dynamo.errors import ChangeSetError, JournalPruned, StoreError
@@ -80,6 +80,30 @@ class Applying:
             gc.enable()
 
 
+class Alongside:
+    """A writer's change set going into the live image while its commit process commits it."""
+
+    def __init__(self, run: CommitRun, inventory: Inventory):
+        assert run.work.records is not None
+        self.run = run
+        self.change = LiveChange(inventory, run.work.records)
+        self.steps: Iterator[int] | None = self.change.steps()
+        self.error: ChangeSetError | None = None   # the live image refused it (and was rolled back)
+        self.status: dict[str, Any] | None = None  # the commit process's "committed" status
+        self.started = time.monotonic()
+        self.gc_was_enabled = gc.isenabled()
+        gc.disable()  # as in Applying
+
+    @property
+    def applied(self) -> bool:
+        return self.steps is None
+
+    def restore_gc(self) -> None:
+        if self.gc_was_enabled:
+            gc.enable()
+            self.gc_was_enabled = False
+
+
 class Committer:
     def __init__(self, store: SQLStore, ledger: Ledger, changelog: ChangeLog, interest: Interest | None = None,
                  opener: StoreOpener | None = None):
@@ -95,6 +119,7 @@ class Committer:
         self.on_version: Callable[[int], None] | None = None
         self.run: CommitRun | None = None          # the commit process at work
         self.applying: Applying | None = None      # its change set going into the live image
+        self.alongside: Alongside | None = None    # or a writer's, while it is committed
         self.zygotes = False                       # set by dynamod when it is the subreaper (zygote.py)
         self.zygote: Zygote | None = None          # forks applications from the old version meanwhile
         self.retired: list[Zygote] = []            # zygotes told to end, not yet reaped
@@ -122,17 +147,17 @@ class Committer:
     @property
     def busy(self) -> bool:
         """A change set is being committed or applied: the next writer waits."""
-        return self.run is not None or self.applying is not None
+        return self.run is not None or self.applying is not None or self.alongside is not None
 
     @property
     def image_whole(self) -> bool:
-        """The live image is whole (not half-way through a committed change set): it may be forked."""
-        return self.applying is None
+        """The live image is whole (not half-way through a change set): it may be forked."""
+        return self.applying is None and self.alongside is None
 
     @property
     def forks_allowed(self) -> bool:
         """Applications may start now: from the live image, or else from the zygote (the old version)."""
-        return self.applying is None or self.zygote is not None
+        return self.image_whole or self.zygote is not None
 
     def pids(self) -> set[int]:
         """The processes the committer forked (not to be swept as orphans)."""
@@ -150,6 +175,8 @@ class Committer:
 
     def wake_in(self) -> float:
         if self.applying is not None:
+            return 0.0
+        if self.alongside is not None and (not self.alongside.applied or self.alongside.status is not None):
             return 0.0
         if self.run is not None and not self.run.open:
             return 0.01  # its pipe closed: reap it soon
@@ -169,7 +196,8 @@ class Committer:
             self.ledger.finish(record, STATE[result.state], 0, result.message, version=self.inventory.version)
             then()
 
-        self.start(Work(f"app {record.id} ({record.title}) {record.user}", meta, finish, records=child.records))
+        self.start(Work(f"app {record.id} ({record.title}) {record.user}", meta, finish, records=child.records,
+                        alongside=True))
 
     def run_inject(self, job: InjectJob) -> None:
         conn = job.conn
@@ -209,6 +237,11 @@ class Committer:
                 os.close(fd)
         self.run.started = time.monotonic()
         self.interest.set(self.run, READ)
+        if work.alongside:
+            # the image is half-changed from the first slice on: applications start from the zygote meanwhile
+            self._start_zygote(work.who)
+            self.alongside = Alongside(self.run, self.inventory)
+            self._alongside_slice(APPLY_SLICE_S)
 
     # --- the loop's steps ---------------------------------------------------------------
 
@@ -228,6 +261,8 @@ class Committer:
                 self._settle(run)
             if run.ended:  # the next change set waits for it: its change log lines come first
                 self.run = None
+        if self.alongside is not None:
+            self._alongside_slice(APPLY_SLICE_S)
         if self.applying is not None:
             self._apply_slice(APPLY_SLICE_S)
         self.retired = [z for z in self.retired if not z.reap()]
@@ -241,6 +276,8 @@ class Committer:
             run.read(blocking=True)
             run.reap(blocking=True)
         self.step()
+        while self.alongside is not None:
+            self._alongside_slice(60.0)
         while self.applying is not None:
             self._apply_slice(60.0)
         for zygote in self.retired:
@@ -251,6 +288,15 @@ class Committer:
 
     def _settle(self, run: CommitRun) -> None:
         work, status, version = run.work, run.status or {}, self.inventory.version
+        alongside = self.alongside
+        if alongside is not None and alongside.run is run:
+            if status.get("committed"):
+                log.info("%s: %d change(s) validated and committed as version %d in %.2f s (commit process: "
+                         "parse, apply and commit: %s s)", work.who, status["records"], status["version"],
+                         time.monotonic() - run.started, status.get("times"))
+                alongside.status = status  # done once the live image has it too
+                return
+            self._abandon(alongside)  # the image goes back to version N, whole; then as below
         if "document" in status:
             log.info("%s: document refused: %s", work.who, status["document"])
             work.finish(Result("document", str(status["document"]), version))
@@ -274,6 +320,56 @@ class Committer:
             self.applying = Applying(run, self.inventory, status)
             self._apply_slice(APPLY_SLICE_S)
 
+    def _abandon(self, alongside: Alongside) -> None:
+        """The change set was not committed: roll the live image back (it is whole again)."""
+        self.alongside = None
+        alongside.steps = None
+        try:
+            alongside.change.rollback()
+        finally:
+            alongside.restore_gc()
+            self.drop_zygote()
+
+    def _alongside_slice(self, budget: float) -> None:
+        alongside = self.alongside
+        assert alongside is not None
+        if alongside.steps is not None:
+            deadline = time.monotonic() + budget
+            try:
+                for _ in alongside.steps:
+                    if time.monotonic() > deadline:
+                        return
+                alongside.steps = None
+            except ChangeSetError as exc:
+                # refused here: the commit process refuses it too (the same code on the same image)
+                log.info("%s: the live image refuses the change set (%s): rolled back, waiting for the commit "
+                         "process", alongside.run.work.who, exc)
+                alongside.error = exc
+                alongside.steps = None
+                alongside.change.rollback()
+                alongside.restore_gc()
+                self.drop_zygote()
+        status = alongside.status
+        if status is None:
+            return  # the commit process is still at work
+        self.alongside = None
+        alongside.restore_gc()
+        work = alongside.run.work
+        version = int(status["version"])
+        next_ids = {str(k): int(v) for k, v in status["next_ids"].items()}
+        if alongside.error is not None or not alongside.change.commit(version, next_ids):
+            why = alongside.error or ChangeSetError("the ids assigned differ from the committed ones")
+            self._diverged(work, version, int(status["records"]), status.get("counts") or {}, why)
+            return
+        self.drop_zygote()
+        gc.freeze()  # the new objects join the shared generation (no collection: they are alive)
+        log.info("%s: version %d in the image %.2f s after the commit process started", work.who, version,
+                 time.monotonic() - alongside.run.started)
+        if self.on_version is not None:
+            self.on_version(version)
+        work.finish(Result("done", f"{status['records']} change(s) applied: inventory version {version}",
+                           version, status.get("counts") or {}))
+
     def _start_zygote(self, who: str) -> None:
         if not self.zygotes:
             return
@@ -293,7 +389,7 @@ class Committer:
         except ChangeSetError as exc:
             self.applying = None
             applying.restore_gc()
-            self._diverged(applying, exc)
+            self._diverged(applying.run.work, applying.version, applying.num_records, applying.counts, exc)
             return
         self.applying = None
         applying.restore_gc()
@@ -311,20 +407,20 @@ class Committer:
         work.finish(Result("done", f"{applying.num_records} change(s) applied: inventory version "
                                    f"{applying.version}", applying.version, applying.counts))
 
-    def _diverged(self, applying: Applying, exc: ChangeSetError) -> None:
+    def _diverged(self, work: Work, version: int, num_records: int, counts: dict[str, int],
+                  exc: ChangeSetError) -> None:
         """A committed change set did not apply to the live image (a bug): load the image again."""
         self.drop_zygote()
-        work = applying.run.work
         log.error("%s: version %d is committed but did not apply to the image (%s): loading the image again",
-                  work.who, applying.version, exc)
+                  work.who, version, exc)
         try:
             self.load()
         except StoreError as error:
             log.error("loading the image failed: %s", error)
         if self.on_version is not None:
             self.on_version(self.inventory.version)
-        work.finish(Result("done", f"{applying.num_records} change(s) applied: inventory version "
-                                   f"{applying.version}", applying.version, applying.counts))
+        work.finish(Result("done", f"{num_records} change(s) applied: inventory version {version}", version,
+                           counts))
 
     def _failed(self, run: CommitRun, exc: StoreError) -> None:
         """The store failed while the change set was written, or the commit process died. The image
