@@ -150,7 +150,8 @@ def _repack_replicas(inventory: Inventory, txn: Transaction, undoable: bool) -> 
 
 
 def apply_change_set(inventory: Inventory, store: InventoryStore | None, records: Iterable[Record] | Prepared,
-                     meta: ChangeMeta | None = None, journal: JournalWriter | None = None) -> bool:
+                     meta: ChangeMeta | None = None, journal: JournalWriter | None = None,
+                     hold: list[Any] | None = None) -> bool:
     """Validate, persist (when ``store`` is given) and apply a change set, all or nothing.
 
     Returns True when the change set was committed: ``inventory.version`` is
@@ -160,6 +161,8 @@ def apply_change_set(inventory: Inventory, store: InventoryStore | None, records
     ``StoreError`` if the store fails; in both cases nothing changed.
     ``journal``, if given, collects the normalized records (dynamod's commit
     process sends its chunks back to the server, which applies them).
+    ``hold``, if given, receives the transaction instead of its undo log being
+    dropped (a process about to exit need not spend the time freeing it).
     """
     if inventory._tracker.active:
         raise RuntimeError("a change set is already being applied to this inventory")
@@ -199,7 +202,10 @@ def apply_change_set(inventory: Inventory, store: InventoryStore | None, records
         inventory._tracker = NO_TRACKING
         if gc_was_enabled:
             gc.enable()
-    txn.release()
+    if hold is not None:
+        hold.append(txn)
+    else:
+        txn.release()
     return changed
 
 

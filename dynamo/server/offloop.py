@@ -248,7 +248,8 @@ def _status(fd: int, **status: Any) -> None:
 def _commit(work: Work, inventory: Inventory, opener: Opener, fd: int, changelog: ChangeLog) -> None:
     records: Prepared | list[Record] = work.records if work.records is not None else []
     counts: dict[str, int] = {}
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
+    held: list[Any] = []
     if work.document is not None:
         try:
             parsed = (parse_delete if work.delete else parse_inject)(work.document, inventory)
@@ -262,7 +263,8 @@ def _commit(work: Work, inventory: Inventory, opener: Opener, fd: int, changelog
         store = opener()
         # a store that encodes the journal during its commit (MariaDB) gets the records unencoded
         journal = (JournalWriter if work.alongside else _Keeping)(eager=not store.ENCODES_JOURNAL)
-        committed = apply_change_set(inventory, store, records, work.meta, journal=journal)
+        # the undo log is left to the process's exit: dropping it would hold up the status
+        committed = apply_change_set(inventory, store, records, work.meta, journal=journal, hold=held)
     except ChangeSetError as exc:
         _status(fd, refused=str(exc))
         return
@@ -277,7 +279,8 @@ def _commit(work: Work, inventory: Inventory, opener: Opener, fd: int, changelog
     ids = inventory.ids.next_ids if inventory.ids is not None else {}
     _status(fd, committed=committed, version=inventory.version, next_ids=ids, counts=counts,
             records=journal.num_records, times=[round(parsed_at - started, 2), round(committed_at - parsed_at, 2),
-                                                round(time.monotonic() - committed_at, 2)])
+                                                round(time.monotonic() - committed_at, 2)],
+            cpu=round(time.process_time() - cpu, 2))
     # dynamod goes on with the status; what is left here it does not wait for (but the next change set does)
     if committed:
         plain = records.records if isinstance(records, Prepared) else records
