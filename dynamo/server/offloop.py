@@ -25,6 +25,7 @@ records (the journal's, ids included), ``S`` the status (JSON). Both ends are dy
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -181,6 +182,10 @@ def _child(work: Work, inventory: Inventory, opener: Opener, fd: int, keep: tupl
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
         set_title("dynamod: commit")
+        # No collector in this short-lived process: its objects are freed when it exits. (With it, the
+        # first allocations after apply_change_set turned it back on walked every object the change set
+        # made, 0.3-0.6 s at 100k records, before the status went out.)
+        gc.disable()
         close_channels({fd, *keep})
         try:
             import fcntl
