@@ -12,6 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import Server, cmdline_of, command, wait_for
 from tests.e2e.test_applications import authorize
 
@@ -181,3 +183,43 @@ def test_a_writers_commit_process_killed_while_the_image_takes_the_change_set(se
     assert server.stop() == 0
     server.start()  # what the store holds is what the image held
     assert count(server, script) == after
+
+
+def test_a_writers_commit_refused_by_the_store_after_the_image_took_it(server: Server, store_url_e2e: str) -> None:
+    """Another writer commits to the store while a writer's change set goes into the live image and
+    its commit process applies it: the commit process's commit fails (the store moved on), the live
+    image is rolled back and catches up with the other writer's change set from the journal."""
+    from dynamo.core.changeset import apply_change_set
+    from dynamo.core.codec import UPDATE, encode
+    from dynamo.core.journal import ChangeMeta
+    from dynamo.dataformat import Site
+    from dynamo.errors import StoreConflict
+    from dynamo.store import open_store
+
+    url = f"sqlite:///{server.home}/inventory.db" if store_url_e2e == "sqlite" else store_url_e2e
+    script = server.script("count.py", COUNT)
+    script.chmod(0o644)
+    before = count(server, script)
+    writer = server.script("writer.py", WRITER.replace("range(30)", "range(60)"))
+    authorize(server, str(writer), "offloopwriter")
+    app = subprocess.Popen([command("dynamo"), str(writer), "--write-request", "--title", "offloopwriter"],
+                           env=server.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: "commit process started" in server.log(), timeout=60)
+    other = open_store(url, create=False)
+    try:
+        image = other.load()
+        apply_change_set(image, other, [encode(UPDATE, Site("T1_OTHER"))], ChangeMeta(user="other", title="other"))
+    except StoreConflict:
+        app.communicate(timeout=120)
+        pytest.skip("the commit process committed before the other writer (a machine much faster than expected)")
+    finally:
+        other.close()
+    out, err = app.communicate(timeout=120)
+    assert app.returncode != 0, err
+    assert "nothing applied" in err and "another writer committed" in err, err
+    # the image has the other writer's change set (from the journal), and none of this one
+    assert count(server, script) == (before[0] + 1, 0, 0)
+    assert "T1_OTHER" in server.shell("print(sorted(inventory.sites))\n").out
+    assert server.stop() == 0
+    server.start()
+    assert count(server, script) == (before[0] + 1, 0, 0)
