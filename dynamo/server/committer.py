@@ -18,6 +18,7 @@ import functools
 import gc
 import logging
 import os
+import resource
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -91,6 +92,7 @@ class Alongside:
         self.error: ChangeSetError | None = None   # the live image refused it (and was rolled back)
         self.status: dict[str, Any] | None = None  # the commit process's "committed" status
         self.started, self.cpu = time.monotonic(), time.process_time()
+        self.faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         self.gc_was_enabled = gc.isenabled()
         gc.disable()  # as in Applying
 
@@ -304,8 +306,9 @@ class Committer:
         if alongside is not None and alongside.run is run:
             if status.get("committed"):
                 log.info("%s: %d change(s) validated and committed as version %d in %.2f s (commit process: "
-                         "parse, apply and commit: %s s; CPU %s s)", work.who, status["records"],
-                         status["version"], time.monotonic() - run.started, status.get("times"), status.get("cpu"))
+                         "parse, apply and commit: %s s; CPU %s s, %s page faults)", work.who, status["records"],
+                         status["version"], time.monotonic() - run.started, status.get("times"), status.get("cpu"),
+                         status.get("faults"))
                 alongside.status = status  # done once the live image has it too
                 return
             self._abandon(alongside)  # the image goes back to version N, whole; then as below
@@ -326,8 +329,9 @@ class Committer:
             work.finish(Result("done", f"no changes applied: inventory version {version} unchanged", version))
         else:
             log.info("%s: %d change(s) validated and committed as version %d in %.2f s (commit process: "
-                     "parse, apply and commit, send: %s s; CPU %s s)", work.who, status["records"],
-                     status["version"], time.monotonic() - run.started, status.get("times"), status.get("cpu"))
+                     "parse, apply and commit, send: %s s; CPU %s s, %s page faults)", work.who, status["records"],
+                     status["version"], time.monotonic() - run.started, status.get("times"), status.get("cpu"),
+                     status.get("faults"))
             self._start_zygote(work.who)
             self.applying = Applying(run, self.inventory, status)
             self._apply_slice(APPLY_SLICE_S)
@@ -376,8 +380,9 @@ class Committer:
         self.drop_zygote()
         gc.freeze()  # the new objects join the shared generation (no collection: they are alive)
         log.info("%s: version %d in the image %.2f s after the commit process started (dynamod's CPU meanwhile "
-                 "%.2f s)", work.who, version, time.monotonic() - alongside.run.started,
-                 time.process_time() - alongside.cpu)
+                 "%.2f s, %d page faults)", work.who, version, time.monotonic() - alongside.run.started,
+                 time.process_time() - alongside.cpu,
+                 resource.getrusage(resource.RUSAGE_SELF).ru_minflt - alongside.faults)
         if self.on_version is not None:
             self.on_version(version)
         work.finish(Result("done", f"{status['records']} change(s) applied: inventory version {version}",

@@ -29,6 +29,7 @@ import gc
 import json
 import logging
 import os
+import resource
 import signal
 import stat
 import struct
@@ -285,7 +286,8 @@ def _commit(work: Work, inventory: Inventory, opener: Opener, fd: int, changelog
     _status(fd, committed=committed, version=inventory.version, next_ids=ids, counts=counts,
             records=journal.num_records, times=[round(parsed_at - started, 2), round(committed_at - parsed_at, 2),
                                                 round(time.monotonic() - committed_at, 2)],
-            cpu=round(time.process_time() - cpu, 2))
+            cpu=round(time.process_time() - cpu, 2),
+            faults=resource.getrusage(resource.RUSAGE_SELF).ru_minflt)  # copy-on-write (and new) pages
     # dynamod goes on with the status; what is left here it does not wait for (but the next change set does)
     if committed:
         plain = records.records if isinstance(records, Prepared) else records
