@@ -254,16 +254,21 @@ def measure(kind: str, url: str, home: Path, args: argparse.Namespace) -> dict[s
     store = open_store(url)
     store.import_image(image, ChangeMeta(title="server_bench import"))
     store.close()
-    # two write change sets: the second is valid on the image the first leaves behind
-    first = change_records(image, args.changes, args.seed + 1)
-    apply_change_set(image, None, first)
-    second = change_records(image, args.changes, args.seed + 2)
-    del image
-    records_path, busy_records_path = home / "changes.json", home / "changes2.json"
-    for path, records in ((records_path, first), (busy_records_path, second)):
+    # write change sets, each valid on the image the one before leaves behind: --writes timed ones, then the
+    # busy one
+    paths = []
+    for n in range(args.writes + 1):
+        records = change_records(image, args.changes, args.seed + 1 + n)
+        if n < args.writes:
+            apply_change_set(image, None, records)
+        path = home / f"changes{n + 1}.json"
         path.write_text(json.dumps(records))
         path.chmod(0o644)
-    del first, second
+        paths.append(path)
+        del records
+    del image
+    records_paths, busy_records_path = paths[:-1], paths[-1]
+    phases = set(args.phases.split(","))
     inject_files = args.inject_files if args.inject_files is not None else max(1000, int(1_000_000 * args.scale))
     document = inject_document(inject_files)
     result: dict[str, Any] = {"records": args.changes, "inject_files": inject_files}
@@ -276,24 +281,54 @@ def measure(kind: str, url: str, home: Path, args: argparse.Namespace) -> dict[s
     result["load_over_floor"] = result["load_s"] / result["floor_s"] if result["floor_s"] else None
     try:
         result["rss_mb"] = bench.rss_mb()
-        first_line = bench.script("first.py", FIRST_LINE)
-        times = [bench.first_line_ms(first_line) for _ in range(args.runs)]
-        result.update(first_line_ms_median=statistics.median(times), first_line_ms_max=max(times))
-        memory = bench.script("memory.py", MEMORY)
-        private, gc_dirty = map(float, bench.run(str(memory)).stdout.split())
-        result.update(child_private_mb=private, gc_dirty_mb=gc_dirty)
-        walk = json.loads(bench.run(str(bench.script("walk.py", WALK))).stdout.strip().splitlines()[-1])
-        result.update(walk=walk, walk_dirty_mb=walk["walk_dirty_mb"], readers16_mb=16 * walk["walk_dirty_mb"])
-        result["write_exit_to_done_s"], _ = bench.write_app(records_path)
+        if "first" in phases:
+            first_line = bench.script("first.py", FIRST_LINE)
+            times = [bench.first_line_ms(first_line) for _ in range(args.runs)]
+            result.update(first_line_ms_median=statistics.median(times), first_line_ms_max=max(times))
+        if "walk" in phases:
+            memory = bench.script("memory.py", MEMORY)
+            private, gc_dirty = map(float, bench.run(str(memory)).stdout.split())
+            result.update(child_private_mb=private, gc_dirty_mb=gc_dirty)
+            walk = json.loads(bench.run(str(bench.script("walk.py", WALK))).stdout.strip().splitlines()[-1])
+            result.update(walk=walk, walk_dirty_mb=walk["walk_dirty_mb"], readers16_mb=16 * walk["walk_dirty_mb"])
+        if "write" in phases:
+            writes = [bench.write_app(path)[0] for path in records_paths]
+            result.update(write_exit_to_done_s=statistics.median(writes), writes_s=writes)
         trivial = bench.script("trivial.py", "print('ok')\n")
-        result["quiet_call_ms"] = statistics.median(bench.call_ms(trivial) for _ in range(5))
-        times, _ = bench.calls_during(trivial, lambda: bench.write_app(busy_records_path))
-        result.update(busy_write_p99_ms=p99(times), busy_write_calls=len(times))
-        times, _ = bench.calls_during(trivial, lambda: bench.inject(document))
-        result.update(busy_inject_p99_ms=p99(times), busy_inject_calls=len(times))
+        if "busy" in phases:
+            result["quiet_call_ms"] = statistics.median(bench.call_ms(trivial) for _ in range(5))
+            times, _ = bench.calls_during(trivial, lambda: bench.write_app(busy_records_path))
+            result.update(busy_write_p99_ms=p99(times), busy_write_calls=len(times))
+        if "inject" in phases:
+            times, _ = bench.calls_during(trivial, lambda: bench.inject(document))
+            result.update(busy_inject_p99_ms=p99(times), busy_inject_calls=len(times))
     finally:
         bench.stop()
     return result
+
+
+PHASES = ("first", "walk", "write", "busy", "inject")
+
+
+def summary(r: dict[str, Any]) -> str:
+    """One line of what was measured."""
+    parts = [f"ready {r['load_s']:.2f} s (raw floor {r['floor_s']:.2f} s), RSS {r['rss_mb']:.0f} MB"]
+    if "first_line_ms_median" in r:
+        parts.append(f"first line {r['first_line_ms_median']:.0f} ms (max {r['first_line_ms_max']:.0f})")
+    if "walk" in r:
+        parts.append(f"child private {r['child_private_mb']:.1f} MB, gc.collect() dirties {r['gc_dirty_mb']:.2f} MB; "
+                     f"a walk of {r['walk']['files']} files and {r['walk']['block_replicas']} block replicas "
+                     f"({r['walk']['walk_s']:.1f} s) dirties {r['walk_dirty_mb']:.1f} MB")
+    if "writes_s" in r:
+        parts.append(f"write of {r['records']}: {r['write_exit_to_done_s']:.2f} s from exit to done (median of "
+                     + ", ".join(f"{t:.2f}" for t in r["writes_s"]) + ")")
+    if "busy_write_p99_ms" in r:
+        parts.append(f"trivial call {r['quiet_call_ms']:.0f} ms quiet, p99 {r['busy_write_p99_ms']:.0f} ms during a "
+                     f"write ({r['busy_write_calls']} calls)")
+    if "busy_inject_p99_ms" in r:
+        parts.append(f"{r['busy_inject_p99_ms']:.0f} ms during an inject of {r['inject_files']} files "
+                     f"({r['busy_inject_calls']} calls)")
+    return "; ".join(parts)
 
 
 def main() -> None:
@@ -306,7 +341,12 @@ def main() -> None:
     parser.add_argument("--mysql", default=os.environ.get("DYNAMO_TEST_MYSQL", "mysql://root@127.0.0.1:3306"))
     parser.add_argument("--mysql-db", default="dynamo_server_bench")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--phases", default=",".join(PHASES),
+                        help=f"what to measure after the start, of {','.join(PHASES)} (default: all)")
+    parser.add_argument("--writes", type=int, default=1, help="write applications timed one after another "
+                        "(each a new change set; the median is reported)")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--keep-log", help="keep dynamod's log as KEEP_LOG.<store>.log")
     args = parser.parse_args()
     results: dict[str, Any] = {"scale": args.scale, "changes": args.changes, "time": time.time(),
                                "loadavg_start": os.getloadavg(), "stores": {}}
@@ -322,17 +362,11 @@ def main() -> None:
             r = measure(kind, url, home, args)
             r["goals"] = judge(SERVER_GOALS, kind, r, args.scale, args.changes)
             results["stores"][kind] = r
-            print(f"   ready {r['load_s']:.2f} s (raw floor {r['floor_s']:.2f} s), RSS {r['rss_mb']:.0f} MB; "
-                  f"first line {r['first_line_ms_median']:.0f} ms (max {r['first_line_ms_max']:.0f}); "
-                  f"child private {r['child_private_mb']:.1f} MB, gc.collect() dirties {r['gc_dirty_mb']:.2f} MB; "
-                  f"a walk of {r['walk']['files']} files and {r['walk']['block_replicas']} block replicas "
-                  f"({r['walk']['walk_s']:.1f} s) dirties {r['walk_dirty_mb']:.1f} MB; write of {r['records']}: "
-                  f"{r['write_exit_to_done_s']:.2f} s from exit to done; trivial call {r['quiet_call_ms']:.0f} ms "
-                  f"quiet, p99 {r['busy_write_p99_ms']:.0f} ms during a write ({r['busy_write_calls']} calls), "
-                  f"{r['busy_inject_p99_ms']:.0f} ms during an inject of {r['inject_files']} files "
-                  f"({r['busy_inject_calls']} calls)", flush=True)
+            print("   " + summary(r), flush=True)
             print(render(r["goals"]), flush=True)
         finally:
+            if args.keep_log:
+                shutil.copy(home / "log" / "server.log", f"{args.keep_log}.{kind}.log")
             shutil.rmtree(home, ignore_errors=True)
     results["loadavg_end"] = os.getloadavg()
     print(f"load average {results['loadavg_start'][0]:.2f} at the start, {results['loadavg_end'][0]:.2f} at the end")

@@ -154,7 +154,8 @@ def _repack_replicas(inventory: Inventory, txn: Transaction, undoable: bool) -> 
 
 
 def apply_change_set(inventory: Inventory, store: InventoryStore | None, records: Iterable[Record] | Prepared,
-                     meta: ChangeMeta | None = None, journal: JournalWriter | None = None) -> bool:
+                     meta: ChangeMeta | None = None, journal: JournalWriter | None = None,
+                     hold: list[Any] | None = None) -> bool:
     """Validate, persist (when ``store`` is given) and apply a change set, all or nothing.
 
     Returns True when the change set was committed: ``inventory.version`` is
@@ -164,6 +165,8 @@ def apply_change_set(inventory: Inventory, store: InventoryStore | None, records
     ``StoreError`` if the store fails; in both cases nothing changed.
     ``journal``, if given, collects the normalized records (dynamod's commit
     process sends its chunks back to the server, which applies them).
+    ``hold``, if given, receives the transaction instead of its undo log being
+    dropped (a process about to exit need not spend the time freeing it).
     """
     if inventory._tracker.active:
         raise RuntimeError("a change set is already being applied to this inventory")
@@ -203,8 +206,88 @@ def apply_change_set(inventory: Inventory, store: InventoryStore | None, records
         inventory._tracker = NO_TRACKING
         if gc_was_enabled:
             gc.enable()
-    txn.release()
+    if hold is not None:
+        hold.append(txn)
+    else:
+        txn.release()
     return changed
+
+
+# ---------------------------------------------------------------------------
+# a change set applied to dynamod's live image while the commit process commits it
+# ---------------------------------------------------------------------------
+
+class LiveChange:
+    """A writer's change set going into dynamod's live image, in slices, *while* the commit process
+    (forked at this very version, holding the same records) validates and commits it.
+
+    Both processes run the same code on the same image with the same records, so they reach the
+    same image and assign the same ids; dynamod needs nothing back from the commit process but its
+    outcome. Everything done here is under an undo log, as in ``apply_change_set``: when the commit
+    process refuses the change set, fails or dies, ``rollback`` makes the image exactly as before.
+    Once the commit process says committed, ``commit`` keeps the change (and checks that the ids
+    agree with the store's). Between two slices the image is half-changed: nobody may read or fork it.
+    """
+
+    def __init__(self, inventory: Inventory, records: list[Record] | Prepared):
+        if inventory._tracker.active:
+            raise RuntimeError("a change set is already being applied to this inventory")
+        self.inventory = inventory
+        self.records = records
+        self.txn = Transaction(inventory.ids)
+        self.num_records = 0
+        self.open = True
+        inventory._tracker = self.txn
+
+    def steps(self, slice_records: int = 250) -> Iterator[int]:
+        """Apply the records, yielding after every ``slice_records``; then check and repack the
+        blocks. Raises ``ChangeSetError`` as ``apply_change_set`` would (the caller rolls back)."""
+        inventory, txn = self.inventory, self.txn
+        update, delete = inventory.update, inventory.delete
+        index = -1
+        for index, (record, decoded) in enumerate(_decoded(self.records)):
+            txn.record_index = index
+            try:
+                op, obj = decode(record) if decoded is None else decoded
+                update(obj) if op == UPDATE else delete(obj)
+            except (CodecError, ObjectError, InventoryError) as exc:
+                raise ChangeSetError(str(exc), index, describe(record)) from exc
+            except (TypeError, AttributeError, ValueError, KeyError) as exc:
+                raise ChangeSetError(f"unexpected {type(exc).__name__}: {exc}", index, describe(record)) from exc
+            if index % slice_records == slice_records - 1:
+                yield index + 1
+        txn.record_index = -1
+        self.num_records = index + 1
+        if self.num_records:
+            _check_blocks(inventory, txn)
+            yield self.num_records
+            _repack_replicas(inventory, txn, undoable=True)
+        yield self.num_records
+
+    def rollback(self) -> None:
+        """Undo everything applied so far: the image is exactly as before."""
+        if self.open:
+            self.open = False
+            try:
+                self.txn.rollback()
+                _repack_replicas(self.inventory, self.txn, undoable=False)
+            finally:
+                self.inventory._tracker = NO_TRACKING
+
+    def commit(self, version: int, next_ids: dict[str, int]) -> bool:
+        """The store committed the change set as ``version``: keep it. False if the ids this image
+        assigned are not the store's (a bug: the caller must load the image again)."""
+        inventory = self.inventory
+        self.open = False
+        inventory._tracker = NO_TRACKING
+        self.txn.release()
+        inventory.version = version
+        ids = inventory.ids
+        if ids is None:
+            return True
+        agree = ids.next_ids == next_ids
+        ids.restore(next_ids)
+        return agree
 
 
 # ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import functools
 import gc
 import logging
 import os
+import resource
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from typing import Any
 
 from dynamo.appserver.handlers import Handlers
 from dynamo.core.appstate import AppState
-from dynamo.core.changeset import apply_committed
+from dynamo.core.changeset import LiveChange, apply_committed
 from dynamo.core.inventory import Inventory
 from dynamo.core.journal import ChangeMeta
 from dynamo.errors import ChangeSetError, JournalPruned, StoreError
@@ -81,6 +82,31 @@ class Applying:
             gc.enable()
 
 
+class Alongside:
+    """A writer's change set going into the live image while its commit process commits it."""
+
+    def __init__(self, run: CommitRun, inventory: Inventory):
+        assert run.work.records is not None
+        self.run = run
+        self.change = LiveChange(inventory, run.work.records)
+        self.steps: Iterator[int] | None = self.change.steps()
+        self.error: ChangeSetError | None = None   # the live image refused it (and was rolled back)
+        self.status: dict[str, Any] | None = None  # the commit process's "committed" status
+        self.started, self.cpu = time.monotonic(), time.process_time()
+        self.faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        self.gc_was_enabled = gc.isenabled()
+        gc.disable()  # as in Applying
+
+    @property
+    def applied(self) -> bool:
+        return self.steps is None
+
+    def restore_gc(self) -> None:
+        if self.gc_was_enabled:
+            gc.enable()
+            self.gc_was_enabled = False
+
+
 class Committer:
     def __init__(self, store: SQLStore, ledger: Ledger, changelog: ChangeLog, interest: Interest | None = None,
                  opener: StoreOpener | None = None):
@@ -96,6 +122,7 @@ class Committer:
         self.on_version: Callable[[int], None] | None = None
         self.run: CommitRun | None = None          # the commit process at work
         self.applying: Applying | None = None      # its change set going into the live image
+        self.alongside: Alongside | None = None    # or a writer's, while it is committed
         self.zygotes = False                       # set by dynamod when it is the subreaper (zygote.py)
         self.zygote: Zygote | None = None          # forks applications from the old version meanwhile
         self.retired: list[Zygote] = []            # zygotes told to end, not yet reaped
@@ -125,17 +152,17 @@ class Committer:
     @property
     def busy(self) -> bool:
         """A change set is being committed or applied: the next writer waits."""
-        return self.run is not None or self.applying is not None
+        return self.run is not None or self.applying is not None or self.alongside is not None
 
     @property
     def image_whole(self) -> bool:
-        """The live image is whole (not half-way through a committed change set): it may be forked."""
-        return self.applying is None
+        """The live image is whole (not half-way through a change set): it may be forked."""
+        return self.applying is None and self.alongside is None
 
     @property
     def forks_allowed(self) -> bool:
         """Applications may start now: from the live image, or else from the zygote (the old version)."""
-        return self.applying is None or self.zygote is not None
+        return self.image_whole or self.zygote is not None
 
     def pids(self) -> set[int]:
         """The processes the committer forked (not to be swept as orphans)."""
@@ -153,6 +180,8 @@ class Committer:
 
     def wake_in(self) -> float:
         if self.applying is not None:
+            return 0.0
+        if self.alongside is not None and (not self.alongside.applied or self.alongside.status is not None):
             return 0.0
         if self.run is not None and not self.run.open:
             return 0.01  # its pipe closed: reap it soon
@@ -172,7 +201,8 @@ class Committer:
             self.ledger.finish(record, STATE[result.state], 0, result.message, version=self.inventory.version)
             then()
 
-        self.start(Work(f"app {record.id} ({record.title}) {record.user}", meta, finish, records=child.records))
+        self.start(Work(f"app {record.id} ({record.title}) {record.user}", meta, finish, records=child.records,
+                        alongside=True), since=child.state_since)
 
     def run_inject(self, job: InjectJob) -> None:
         conn = job.conn
@@ -193,15 +223,22 @@ class Committer:
         job.document, document = "", job.document  # the commit process has it; the loop lets go of it
         self.start(Work(f"inject by {job.user.name}", meta, finish, document=document, delete=job.delete))
 
-    def start(self, work: Work) -> None:
+    def start(self, work: Work, since: float | None = None) -> None:
+        """Fork the commit process for ``work``; ``since``: when the writer ended (for the log)."""
         assert not self.busy, "one change set at a time"
         keep: tuple[int, ...] = ()
+        started = time.monotonic()
         try:
             if self.opener is None:
                 raise StoreError("no store to commit to")
             opener, keep = self.opener()
-            gc.collect()  # as before any fork: what is alive now is shared, not copied by the child's collections
+            # As before any fork: what is alive now is shared, not copied by the child's collections. A
+            # writer's records were decoded while it ran and sit in the oldest generation: a full collection
+            # would walk them all (0.2 s at 100k records) to find nothing; the young generations hold what
+            # the application's end left behind.
+            gc.collect(1 if work.alongside else 2)
             gc.freeze()
+            collected = time.monotonic()
             self.run = offloop.start(work, self.inventory, opener, keep, self.changelog)
         except (StoreError, OSError) as exc:
             log.error("%s: cannot start the commit: %s", work.who, exc)
@@ -212,6 +249,16 @@ class Committer:
                 os.close(fd)
         self.run.started = time.monotonic()
         self.interest.set(self.run, READ)
+        forked = time.monotonic()
+        if work.alongside:
+            # the image is half-changed from the first slice on: applications start from the zygote meanwhile
+            self._start_zygote(work.who)
+        after = f" {started - since:.3f} s after the application ended" if since is not None else ""
+        log.info("%s: commit process started%s (collection %.3f s, fork %.3f s, zygote %.3f s)", work.who, after,
+                 collected - started, forked - collected, time.monotonic() - forked)
+        if work.alongside:
+            self.alongside = Alongside(self.run, self.inventory)
+            self._alongside_slice(APPLY_SLICE_S)
 
     # --- the loop's steps ---------------------------------------------------------------
 
@@ -231,6 +278,8 @@ class Committer:
                 self._settle(run)
             if run.ended:  # the next change set waits for it: its change log lines come first
                 self.run = None
+        if self.alongside is not None:
+            self._alongside_slice(APPLY_SLICE_S)
         if self.applying is not None:
             self._apply_slice(APPLY_SLICE_S)
         self.retired = [z for z in self.retired if not z.reap()]
@@ -245,6 +294,8 @@ class Committer:
                 run.read(blocking=True)
             run.reap(blocking=True)
         self.step()
+        while self.alongside is not None:
+            self._alongside_slice(60.0)
         while self.applying is not None:
             self._apply_slice(60.0)
         for zygote in self.retired:
@@ -255,6 +306,16 @@ class Committer:
 
     def _settle(self, run: CommitRun) -> None:
         work, status, version = run.work, run.status or {}, self.inventory.version
+        alongside = self.alongside
+        if alongside is not None and alongside.run is run:
+            if status.get("committed"):
+                log.info("%s: %d change(s) validated and committed as version %d in %.2f s (commit process: "
+                         "parse, apply and commit: %s s; CPU %s s, %s page faults)", work.who, status["records"],
+                         status["version"], time.monotonic() - run.started, status.get("times"), status.get("cpu"),
+                         status.get("faults"))
+                alongside.status = status  # done once the live image has it too
+                return
+            self._abandon(alongside)  # the image goes back to version N, whole; then as below
         if "document" in status:
             log.info("%s: document refused: %s", work.who, status["document"])
             work.finish(Result("document", str(status["document"]), version))
@@ -272,11 +333,64 @@ class Committer:
             work.finish(Result("done", f"no changes applied: inventory version {version} unchanged", version))
         else:
             log.info("%s: %d change(s) validated and committed as version %d in %.2f s (commit process: "
-                     "parse, apply and commit, send: %s s)", work.who, status["records"], status["version"],
-                     time.monotonic() - run.started, status.get("times"))
+                     "parse, apply and commit, send: %s s; CPU %s s, %s page faults)", work.who, status["records"],
+                     status["version"], time.monotonic() - run.started, status.get("times"), status.get("cpu"),
+                     status.get("faults"))
             self._start_zygote(work.who)
             self.applying = Applying(run, self.inventory, status)
             self._apply_slice(APPLY_SLICE_S)
+
+    def _abandon(self, alongside: Alongside) -> None:
+        """The change set was not committed: roll the live image back (it is whole again)."""
+        self.alongside = None
+        alongside.steps = None
+        try:
+            alongside.change.rollback()
+        finally:
+            alongside.restore_gc()
+            self.drop_zygote()
+
+    def _alongside_slice(self, budget: float) -> None:
+        alongside = self.alongside
+        assert alongside is not None
+        if alongside.steps is not None:
+            deadline = time.monotonic() + budget
+            try:
+                for _ in alongside.steps:
+                    if time.monotonic() > deadline:
+                        return
+                alongside.steps = None
+            except ChangeSetError as exc:
+                # refused here: the commit process refuses it too (the same code on the same image)
+                log.info("%s: the live image refuses the change set (%s): rolled back, waiting for the commit "
+                         "process", alongside.run.work.who, exc)
+                alongside.error = exc
+                alongside.steps = None
+                alongside.change.rollback()
+                alongside.restore_gc()
+                self.drop_zygote()
+        status = alongside.status
+        if status is None:
+            return  # the commit process is still at work
+        self.alongside = None
+        alongside.restore_gc()
+        work = alongside.run.work
+        version = int(status["version"])
+        next_ids = {str(k): int(v) for k, v in status["next_ids"].items()}
+        if alongside.error is not None or not alongside.change.commit(version, next_ids):
+            why = alongside.error or ChangeSetError("the ids assigned differ from the committed ones")
+            self._diverged(work, version, int(status["records"]), status.get("counts") or {}, why)
+            return
+        self.drop_zygote()
+        gc.freeze()  # the new objects join the shared generation (no collection: they are alive)
+        log.info("%s: version %d in the image %.2f s after the commit process started (dynamod's CPU meanwhile "
+                 "%.2f s, %d page faults)", work.who, version, time.monotonic() - alongside.run.started,
+                 time.process_time() - alongside.cpu,
+                 resource.getrusage(resource.RUSAGE_SELF).ru_minflt - alongside.faults)
+        if self.on_version is not None:
+            self.on_version(version)
+        work.finish(Result("done", f"{status['records']} change(s) applied: inventory version {version}",
+                           version, status.get("counts") or {}))
 
     def _start_zygote(self, who: str) -> None:
         if not self.zygotes:
@@ -299,7 +413,7 @@ class Committer:
         except ChangeSetError as exc:
             self.applying = None
             applying.restore_gc()
-            self._diverged(applying, exc)
+            self._diverged(applying.run.work, applying.version, applying.num_records, applying.counts, exc)
             return
         self.applying = None
         applying.restore_gc()
@@ -317,20 +431,20 @@ class Committer:
         work.finish(Result("done", f"{applying.num_records} change(s) applied: inventory version "
                                    f"{applying.version}", applying.version, applying.counts))
 
-    def _diverged(self, applying: Applying, exc: ChangeSetError) -> None:
+    def _diverged(self, work: Work, version: int, num_records: int, counts: dict[str, int],
+                  exc: ChangeSetError) -> None:
         """A committed change set did not apply to the live image (a bug): load the image again."""
         self.drop_zygote()
-        work = applying.run.work
         log.error("%s: version %d is committed but did not apply to the image (%s): loading the image again",
-                  work.who, applying.version, exc)
+                  work.who, version, exc)
         try:
             self.load()
         except StoreError as error:
             log.error("loading the image failed: %s", error)
         if self.on_version is not None:
             self.on_version(self.inventory.version)
-        work.finish(Result("done", f"{applying.num_records} change(s) applied: inventory version "
-                                   f"{applying.version}", applying.version, applying.counts))
+        work.finish(Result("done", f"{num_records} change(s) applied: inventory version {version}", version,
+                           counts))
 
     def _failed(self, run: CommitRun, exc: StoreError) -> None:
         """The store failed while the change set was written, or the commit process died. The image

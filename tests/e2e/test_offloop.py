@@ -1,6 +1,7 @@
 """The server keeps answering while it writes (issue 10): a change set is validated and committed by a
-commit process forked at the current version, and the image changes only after the commit, while
-applications that start meanwhile are forked from the old version (the zygote)."""
+commit process forked at the current version; an inject's goes into the image after the commit, a
+writer's while it is committed (rolled back unless it is); applications that start meanwhile are
+forked from the old version (the zygote)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import Server, cmdline_of, command, wait_for
+from tests.e2e.test_applications import authorize
 
 DATASETS, BLOCKS, FILES = 100, 10, 100   # 100k files: seconds of parsing, validating and committing
 COUNT = """
@@ -132,3 +136,98 @@ def test_a_commit_process_killed_mid_commit_leaves_image_and_store_agreeing(serv
     assert server.stop() == 0
     server.start()  # what the store holds is what the image held
     assert count(server, script) == now
+
+
+WRITER = """
+from dynamo.core.executable import inventory
+from dynamo.dataformat import Block, Dataset, File
+for d in range(DATASETS):
+    name = f"/OffLoop{d:04d}/Run/RAW"
+    inventory.update(Dataset(name))
+    for b in range(BLOCKS):
+        block = f"b{d:04d}-{b:02d}"
+        inventory.update(Block(block, name, sum(100 + f for f in range(FILES)), FILES))
+        for f in range(FILES):
+            inventory.update(File(f"/store/offloop/{d:04d}/{b:02d}/{f:04d}.root", f"{name}#{block}", 100 + f))
+""".replace("DATASETS", "30").replace("BLOCKS", str(BLOCKS)).replace("FILES", str(FILES))
+
+
+def test_a_writers_commit_process_killed_while_the_image_takes_the_change_set(server: Server) -> None:
+    """A writer's change set goes into the live image while its commit process commits it; the commit
+    process dies meanwhile: the image is rolled back (or, if the commit went through, caught up), and
+    store and image agree, also after a restart."""
+    script = server.script("count.py", COUNT)
+    script.chmod(0o644)
+    before = count(server, script)
+    writer = server.script("writer.py", WRITER)
+    authorize(server, str(writer), "offloopwriter")
+    app = subprocess.Popen([command("dynamo"), str(writer), "--write-request", "--title", "offloopwriter"],
+                           env=server.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    committing: list[int] = []
+
+    def found() -> bool:
+        committing[:] = [p for p in server.all_children() if cmdline_of(p).startswith("dynamod: commit")]
+        return bool(committing) and "commit process started" in server.log()
+
+    wait_for(found, timeout=60)
+    time.sleep(0.2)  # the live image is taking the change set, the commit process applying or committing it
+    os.kill(committing[0], signal.SIGKILL)
+    out, err = app.communicate(timeout=120)
+    now = count(server, script)
+    if app.returncode == 0:  # it had committed: the image has it, from its own apply or from the journal
+        assert now == (before[0] + 1, 30, 30 * BLOCKS * FILES), (now, err)
+    else:
+        assert "nothing applied" in err or "could not be asked" in err, err
+        assert now == before
+        assert "commit process failed" in server.log()
+    # the next change set is the next version, and the image whole: a reader sees all of it or none
+    small = server.script("small.py", WRITER.replace("range(30)", "range(1)"))
+    authorize(server, str(small), "smallwriter")
+    done = server.run(str(small), "--write-request", "--title", "smallwriter")
+    assert done.code == 0, done.err
+    after = count(server, script)
+    assert after[0] == now[0] + 1 and after[1] == max(now[1], 1)
+    assert server.process is not None and server.process.poll() is None
+    assert server.stop() == 0
+    server.start()  # what the store holds is what the image held
+    assert count(server, script) == after
+
+
+def test_a_writers_commit_refused_by_the_store_after_the_image_took_it(server: Server, store_url_e2e: str) -> None:
+    """Another writer commits to the store while a writer's change set goes into the live image and
+    its commit process applies it: the commit process's commit fails (the store moved on), the live
+    image is rolled back and catches up with the other writer's change set from the journal."""
+    from dynamo.core.changeset import apply_change_set
+    from dynamo.core.codec import UPDATE, encode
+    from dynamo.core.journal import ChangeMeta
+    from dynamo.dataformat import Site
+    from dynamo.errors import StoreConflict
+    from dynamo.store import open_store
+
+    url = f"sqlite:///{server.home}/inventory.db" if store_url_e2e == "sqlite" else store_url_e2e
+    script = server.script("count.py", COUNT)
+    script.chmod(0o644)
+    before = count(server, script)
+    writer = server.script("writer.py", WRITER.replace("range(30)", "range(60)"))
+    authorize(server, str(writer), "offloopwriter")
+    app = subprocess.Popen([command("dynamo"), str(writer), "--write-request", "--title", "offloopwriter"],
+                           env=server.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: "commit process started" in server.log(), timeout=60)
+    other = open_store(url, create=False)
+    try:
+        image = other.load()
+        apply_change_set(image, other, [encode(UPDATE, Site("T1_OTHER"))], ChangeMeta(user="other", title="other"))
+    except StoreConflict:
+        app.communicate(timeout=120)
+        pytest.skip("the commit process committed before the other writer (a machine much faster than expected)")
+    finally:
+        other.close()
+    out, err = app.communicate(timeout=120)
+    assert app.returncode != 0, err
+    assert "nothing applied" in err and "another writer committed" in err, err
+    # the image has the other writer's change set (from the journal), and none of this one
+    assert count(server, script) == (before[0] + 1, 0, 0)
+    assert "T1_OTHER" in server.shell("print(sorted(inventory.sites))\n").out
+    assert server.stop() == 0
+    server.start()
+    assert count(server, script) == (before[0] + 1, 0, 0)

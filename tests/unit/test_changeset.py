@@ -219,6 +219,55 @@ def test_committed_records_applied_in_slices_give_the_validated_image(seed: int)
     assert fingerprint(live) == fingerprint(validated)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_a_change_applied_alongside_gives_the_validated_image_or_nothing(seed: int) -> None:
+    """dynamod applies a writer's change set to its live image (LiveChange) while the commit process
+    validates and commits the same records on its copy: the same image and ids; rolled back, the image
+    is exactly as before."""
+    from dynamo.core.changeset import LiveChange, Prepared
+
+    validated, live = generate(scaled(0.001), seed), generate(scaled(0.001), seed)
+    for inv in (validated, live):
+        inv.ids = inv.ids or IdAllocator()
+    before = fingerprint(live)
+    records = change_records(validated, 400, seed=seed)
+    records += [encode(UPDATE, Site("NEW")), encode(DELETE, Site("NEW"))]  # an id allocated and let go
+    prepared = Prepared()
+    prepared.extend(records)
+    assert apply_change_set(validated, None, records)
+    assert validated.ids is not None and live.ids is not None
+
+    change = LiveChange(live, prepared)
+    slices = list(change.steps(slice_records=50))
+    assert slices[-1] == len(records) and len(slices) > len(records) // 50
+    change.rollback()
+    assert fingerprint(live) == before and live._tracker.active is False
+
+    change = LiveChange(live, prepared)
+    for _ in change.steps(slice_records=50):
+        pass
+    assert change.commit(validated.version, validated.ids.next_ids)
+    assert fingerprint(live) == fingerprint(validated) and live._tracker.active is False
+
+
+def test_a_change_refused_alongside_is_rolled_back() -> None:
+    """A change set refused by the last check (a block's counts) after every record went into the
+    live image: the image is as before."""
+    from dynamo.core.changeset import LiveChange
+
+    inv = generate(scaled(0.001), 5)
+    inv.ids = inv.ids or IdAllocator()
+    before = fingerprint(inv)
+    block = next(b for d in inv.datasets.values() for b in d.blocks if b.has_files())
+    records = change_records(inv, 200, seed=5)
+    records.append(encode(UPDATE, Block(block.name, block.dataset.name, block.size + 1, block.num_files)))
+    change = LiveChange(inv, records)
+    with pytest.raises(ChangeSetError, match="declares num_files"):
+        list(change.steps(slice_records=50))
+    change.rollback()
+    assert fingerprint(inv) == before and inv._tracker.active is False
+
+
 def test_a_committed_record_that_does_not_apply_is_named() -> None:
     from dynamo.core.changeset import apply_committed
 
