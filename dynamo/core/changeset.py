@@ -143,14 +143,25 @@ def _repack_replicas(inventory: Inventory, txn: Transaction, undoable: bool) -> 
     """Pack the block replicas the change set unpacked or created again (as the store writes
     them), so that the server's memory does not grow with use. ``undoable``: before the
     commit, with an undo entry each (the undo log refers to the unpacked dicts)."""
+    for _ in _repack_replicas_sliced(inventory, txn, undoable, 0):
+        pass
+
+
+REPLICAS_PER_SLICE = 50
+
+
+def _repack_replicas_sliced(inventory: Inventory, txn: Transaction, undoable: bool, applied: int) -> Iterator[int]:
+    """``_repack_replicas``, yielding (``applied``) after every ``REPLICAS_PER_SLICE`` dataset replicas."""
     replicas = {**txn.unpacked_replicas, **txn.dirty["dataset_replicas"]}
-    for replica in replicas.values():
+    for n, replica in enumerate(replicas.values(), 1):
         members = replica._block_replicas
         if members is None or not inventory.is_alive("dataset_replicas", replica):
             continue
         replica._repack()
         if undoable and replica._block_replicas is None:
             txn.push((_restore_unpacked, replica, members))
+        if n % REPLICAS_PER_SLICE == 0:
+            yield applied
 
 
 def apply_change_set(inventory: Inventory, store: InventoryStore | None, records: Iterable[Record] | Prepared,
@@ -258,10 +269,10 @@ class LiveChange:
                 yield index + 1
         txn.record_index = -1
         self.num_records = index + 1
-        if self.num_records:
-            _check_blocks(inventory, txn)
+        if self.num_records:  # in slices too: packing the touched blocks and replicas takes long at W10
+            yield from _check_blocks_sliced(inventory, txn, self.num_records)
             yield self.num_records
-            _repack_replicas(inventory, txn, undoable=True)
+            yield from _repack_replicas_sliced(inventory, txn, True, self.num_records)
         yield self.num_records
 
     def rollback(self) -> None:

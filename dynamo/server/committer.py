@@ -89,7 +89,7 @@ class Alongside:
         assert run.work.records is not None
         self.run = run
         self.change = LiveChange(inventory, run.work.records)
-        self.steps: Iterator[int] | None = self.change.steps()
+        self.steps: Iterator[int] | None = self.change.steps(slice_records=50)
         self.error: ChangeSetError | None = None   # the live image refused it (and was rolled back)
         self.status: dict[str, Any] | None = None  # the commit process's "committed" status
         self.started, self.cpu = time.monotonic(), time.process_time()
@@ -354,10 +354,12 @@ class Committer:
         alongside = self.alongside
         assert alongside is not None
         if alongside.steps is not None:
-            deadline = time.monotonic() + budget
+            started = time.monotonic()
+            deadline, early = started + budget, started + APPLY_SLICE_MIN_S
             try:
                 for _ in alongside.steps:
-                    if time.monotonic() > deadline:
+                    now = time.monotonic()
+                    if now > deadline or now > early and self.events_waiting():
                         return
                 alongside.steps = None
             except ChangeSetError as exc:
