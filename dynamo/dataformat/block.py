@@ -39,7 +39,7 @@ class Block(DataObject):
     not stored here: they are found through the dataset's replicas.
     """
 
-    __slots__ = ("_name", "_dataset", "id", "size", "num_files", "is_open", "last_update", "_files")
+    __slots__ = ("_name", "_dataset", "id", "_size", "num_files", "is_open", "last_update", "_files")
 
     TYPE = "block"
     ATTRS = ("size", "num_files", "is_open", "last_update")
@@ -66,7 +66,7 @@ class Block(DataObject):
         obj = cls.__new__(cls)
         obj._name = name
         obj._dataset = dataset
-        obj.size = size
+        obj._size = size
         obj.num_files = num_files
         obj.is_open = is_open
         obj.last_update = last_update
@@ -81,6 +81,17 @@ class Block(DataObject):
     @property
     def dataset(self) -> Dataset | str:
         return self._dataset
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @size.setter
+    def size(self, value: int) -> None:
+        self._size = value
+        dataset = self._dataset
+        if not isinstance(dataset, str):
+            dataset._block_table = None  # the dataset's packed ids and sizes (Dataset.block_table)
 
     @property
     def dataset_name(self) -> str:

@@ -167,9 +167,12 @@ class DatasetReplica(DataObject):
         return BlockReplica._make(block, self._site, group, bool(flag & replicatable.FLAG_CUSTODIAL),  # type: ignore[arg-type]
                                   last_update, lfns)
 
-    def _columns(self) -> tuple[list[Block], tuple[int, ...], tuple[int, ...], bytes, list[list[int] | None]]:
-        """The packed block replicas as columns: blocks, last updates, group ids, flags, and the
-        file ids held (None: complete)."""
+    def _columns(self) -> tuple[list[Block], tuple[int, ...], tuple[int, ...], bytes, list[list[int] | None],
+                                list[int]]:
+        """The packed block replicas as columns: blocks, last updates, group ids, flags, the
+        file ids held (None: complete), and the blocks' sizes. Blocks are found by id, and their
+        sizes read, in the dataset's block table (``Dataset._block_table_of``): a forked reader
+        then writes the reference counts of the blocks only, not of their ints."""
         dataset: Any = self._dataset
         packed = self._packed
         if type(packed) is int:
@@ -177,8 +180,13 @@ class DatasetReplica(DataObject):
         else:
             buf, at = packed, 0
         n, values, tail = replicatable.columns(buf, at)
-        by_id = {b.id: b for b in dataset._blocks.values()} if dataset._blocks else {}
-        blocks = [by_id[i] for i in values[:n]]
+        members = list(dataset._blocks.values()) if dataset._blocks else []
+        table = dataset._block_table_of()
+        m = len(members)
+        index = {block_id: i for i, block_id in enumerate(table[:m])}
+        positions = [index[i] for i in values[:n]]
+        blocks = [members[p] for p in positions]
+        sizes = [table[m + p] for p in positions]
         flags: bytes = values[3 * n]
         held: list[list[int] | None] = [None] * n
         if b"\x02" in flags or b"\x03" in flags:
@@ -188,13 +196,13 @@ class DatasetReplica(DataObject):
                     (k,) = _U32.unpack_from(buf, tail)
                     held[i] = view[tail + 4:tail + 4 + 8 * k].cast("q").tolist()
                     tail += 4 + 8 * k
-        return blocks, values[n:2 * n], values[2 * n:3 * n], flags, held
+        return blocks, values[n:2 * n], values[2 * n:3 * n], flags, held, sizes
 
     def _unpacked(self) -> Iterator[BlockReplica]:
         """Fresh objects for the packed block replicas, in stored order."""
         from dynamo.dataformat.blockreplica import BlockReplica
 
-        blocks, updates, group_ids, flags, held = self._columns()
+        blocks, updates, group_ids, flags, held, _ = self._columns()
         site = self._site
         arena: Any = self._dataset._arena  # type: ignore[union-attr]
         groups = arena.group_map()
@@ -262,11 +270,11 @@ class DatasetReplica(DataObject):
         """Bytes physically present (a method, as in the original); ``physical=False``: the
         full sizes of the blocks that have a replica here."""
         if self._packed is not None:
-            blocks, _, _, _, held = self._columns()
+            blocks, _, _, _, held, block_sizes = self._columns()
             total = 0
-            for block, file_ids in zip(blocks, held, strict=True):
+            for block, file_ids, block_size in zip(blocks, held, block_sizes, strict=True):
                 if file_ids is None or not physical:
-                    total += block.size
+                    total += block_size
                 else:
                     sizes = dict(zip(block._file_ids(), block.file_sizes(), strict=True))
                     total += sum(sizes.get(f, 0) for f in file_ids)

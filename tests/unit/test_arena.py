@@ -98,3 +98,64 @@ def test_deleting_a_file_updates_the_incomplete_replicas_that_held_it(image: Inv
     after = block.find_replica(member.site_name)
     assert after is not None and (after.lfns is None or lfn not in after.lfns)
     assert lfn not in block.file_names()
+
+
+# --- the datasets' block tables (ids and sizes, read by packed replicas) -------------------------
+
+def _assert_tables_true(inv: Inventory) -> None:
+    """Every table says what the blocks say, and every replica's sizes agree with its objects'."""
+    for dataset in inv.datasets.values():
+        members = list(dataset.blocks)
+        table = dataset._block_table_of().tolist()
+        assert table == [b.id for b in members] + [b.size for b in members], dataset.name
+    for replica in _replicas(inv):
+        members = list(replica.block_replicas)
+        assert replica.size() == sum(m.size for m in members)
+        assert replica.size(physical=False) == sum(m.block.size for m in members)  # type: ignore[union-attr]
+
+
+def test_the_loader_makes_every_block_table(image: Inventory) -> None:
+    assert all(isinstance(d._block_table, bytes) for d in image.datasets.values())
+    _assert_tables_true(image)
+
+
+def test_a_dataset_whose_blocks_come_in_two_runs_gets_a_whole_table() -> None:
+    from dynamo.store.rows import ImageBuilder
+
+    builder = ImageBuilder()
+    builder.datasets([(1, "/A/B/C", "valid", "production", None, 1, 0),
+                      (2, "/D/E/F", "valid", "production", None, 1, 0)])
+    builder.blocks([(1, 1, "b1", 10, 0, 0, 1), (2, 2, "b2", 20, 0, 0, 1), (3, 1, "b3", 30, 0, 0, 1)])
+    inv = builder.finish(0, {})
+    assert inv.datasets["/A/B/C"]._block_table_of().tolist() == [1, 3, 10, 30]
+    assert inv.datasets["/D/E/F"]._block_table_of().tolist() == [2, 20]
+
+
+def test_block_tables_follow_changes_and_rollbacks(image: Inventory) -> None:
+    replica = next(r for r in _replicas(image) if len(r.block_replicas) > 1)
+    dataset = image.datasets[replica.dataset_name]
+    block = next(iter(replica.block_replicas)).block
+    assert not isinstance(block, str)
+    # a size change by a change set (a block without files: the counts are its own)
+    bare = type(block)("bare", dataset.name, 5, 0, True, 1)
+    bare_replica = BlockReplica(f"{dataset.name}#bare", replica.site_name, None, False, 1)
+    apply_change_set(image, None, [encode(UPDATE, bare), encode(UPDATE, bare_replica)])
+    _assert_tables_true(image)
+    apply_change_set(image, None, [encode(UPDATE, type(block)("bare", dataset.name, 7_000, 0, False, 2))])
+    _assert_tables_true(image)
+    assert replica.size() == sum(m.size for m in replica.block_replicas)
+    # refused: the size change and the new block are rolled back, the tables with them
+    before = replica.size(physical=False)
+    with pytest.raises(ChangeSetError):
+        apply_change_set(image, None, [encode(UPDATE, type(block)("bare", dataset.name, 9_000, 0, False, 3)),
+                                       encode(UPDATE, type(block)("other", dataset.name, 1, 0, False, 3)),
+                                       encode(DELETE, Site("T0_NOWHERE"))])
+    _assert_tables_true(image)
+    assert replica.size(physical=False) == before
+    # an application's edit in place, then the block deleted
+    live = dataset.find_block("bare")
+    assert live is not None
+    live.size = 123
+    _assert_tables_true(image)
+    apply_change_set(image, None, [encode(DELETE, live)])
+    _assert_tables_true(image)
