@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from typing import TYPE_CHECKING, Any
 
 from dynamo.dataformat import filetable
@@ -33,8 +34,10 @@ class Block(DataObject):
     is accepted so that the original system's reprs evaluate; names are always
     stored as given.
 
-    Files are kept packed: ``_files`` is an int, the offset of the block's file table in the
-    image's arena (``dataset._arena``, see ``dataformat.arena``), or bytes of its own (packed
+    Files are kept packed: ``_files`` is an int as loaded, the index of the offset of the block's
+    file table in the image's arena (``dataset._arena``, see ``dataformat.arena``) among the
+    dataset's ``_file_offsets`` (a small int, shared: a forked reader writes no int of the
+    block's own), or bytes of its own (packed
     after a change), or an unpacked dict while a change is in progress, or None. Replicas are
     not stored here: they are found through the dataset's replicas.
     """
@@ -160,7 +163,9 @@ class Block(DataObject):
         Not for a block whose files are unpacked (a dict)."""
         files = self._files
         if type(files) is int:
-            return self._dataset._arena.span(files)  # type: ignore[union-attr]
+            dataset: Any = self._dataset
+            (offset,) = _I64.unpack_from(dataset._file_offsets, 8 * files)
+            return dataset._arena.span(offset)
         assert files is None or isinstance(files, bytes)
         return files, 0, None
 
@@ -242,3 +247,6 @@ class Block(DataObject):
         if isinstance(files, dict):
             return sum(e.size for e in files.values())
         return filetable.total_size(*self._span())
+
+
+_I64 = struct.Struct("<q")

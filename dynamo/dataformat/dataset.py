@@ -60,7 +60,8 @@ class Dataset(DataObject):
     """
 
     __slots__ = ("_name", "id", "_status", "_data_type", "software_version", "last_update", "is_open",
-                 "_blocks", "_replicas", "_attr", "_arena", "_block_table")
+                 "_blocks", "_replicas", "_attr", "_arena", "_block_table", "_replica_offsets",
+                 "_file_offsets")
 
     TYPE = "dataset"
     ATTRS = ("status", "data_type", "software_version", "last_update", "is_open")
@@ -115,6 +116,10 @@ class Dataset(DataObject):
         self._arena: Arena | None = None
         # the ids and sizes of the blocks, packed (see block_table); None: to be made again
         self._block_table: bytes | None = None
+        # where the loaded replicas' block replicas are in the arena (see DatasetReplica._packed)
+        self._replica_offsets: bytes | None = None
+        # where the loaded blocks' file tables are in the arena (see Block._files)
+        self._file_offsets: bytes | None = None
 
     @classmethod
     def _make(cls, name: str, status: DatasetStatus, data_type: DataType, software_version: str | None,
@@ -132,6 +137,8 @@ class Dataset(DataObject):
         obj._attr = None
         obj._arena = None
         obj._block_table = None
+        obj._replica_offsets = None
+        obj._file_offsets = None
         return obj
 
     @property

@@ -43,9 +43,11 @@ class DatasetReplica(DataObject):
     None is the null group). ``block_replicas`` is a read-only view keyed by
     block name. A dataset replica disappears with its last block replica.
 
-    Block replicas are kept packed (``_packed``: an int offset into the image's arena, or
-    bytes of their own; layout in ``dataformat.replicatable``) and become BlockReplica objects
-    only when asked for: reading gives fresh objects that die with their reader. The inventory
+    Block replicas are kept packed (``_packed``: as loaded, an int, the index of their offset in
+    the image's arena among the dataset's ``_replica_offsets`` (a small int, shared: no int of
+    their own for a forked reader to write to); or bytes of their own; layout in
+    ``dataformat.replicatable``) and become BlockReplica objects only when asked for:
+    reading gives fresh objects that die with their reader. The inventory
     unpacks them into ``_block_replicas`` (block name -> BlockReplica) before changing any of
     them, and a change set packs them again when it is done (``_repack``). At most one of
     the two slots is set; neither when the replica holds no block replica.
@@ -141,10 +143,16 @@ class DatasetReplica(DataObject):
 
     # --- packed block replicas ------------------------------------------------
 
+    def _arena_span(self, index: int) -> tuple[Buffer, int, int]:
+        """Where the loaded block replicas are: the dataset's ``_replica_offsets[index]``."""
+        dataset: Any = self._dataset
+        (offset,) = _I64.unpack_from(dataset._replica_offsets, 8 * index)
+        return dataset._arena.span(offset)
+
     def _span(self) -> tuple[Buffer, int]:
         packed = self._packed
         if type(packed) is int:
-            return self._dataset._arena.span(packed)[:2]  # type: ignore[union-attr]
+            return self._arena_span(packed)[:2]
         assert isinstance(packed, bytes)
         return packed, 0
 
@@ -174,11 +182,7 @@ class DatasetReplica(DataObject):
         sizes read, in the dataset's block table (``Dataset._block_table_of``): a forked reader
         then writes the reference counts of the blocks only, not of their ints."""
         dataset: Any = self._dataset
-        packed = self._packed
-        if type(packed) is int:
-            buf, at, _ = dataset._arena.span(packed)
-        else:
-            buf, at = packed, 0
+        buf, at = self._span()
         n, values, tail = replicatable.columns(buf, at)
         members = list(dataset._blocks.values()) if dataset._blocks else []
         table = dataset._block_table_of()
@@ -248,7 +252,7 @@ class DatasetReplica(DataObject):
             return replicatable.pack(self._block_replicas.values() if self._block_replicas else ())
         if isinstance(packed, bytes):
             return packed
-        buf, at, end = self._dataset._arena.span(packed)  # type: ignore[union-attr]
+        buf, at, end = self._arena_span(packed)
         return bytes(buf[at:end])
 
     def is_complete(self) -> bool:

@@ -159,3 +159,38 @@ def test_block_tables_follow_changes_and_rollbacks(image: Inventory) -> None:
     _assert_tables_true(image)
     apply_change_set(image, None, [encode(DELETE, live)])
     _assert_tables_true(image)
+
+
+@pytest.mark.parametrize("files_first", [True, False])
+def test_blocks_find_their_files_whatever_the_order_of_the_rows(files_first: bool) -> None:
+    """A loaded block keeps the index of its file table's offset among its dataset's; the
+    indexes hold with the files before or after the blocks and with a dataset's blocks in
+    two runs (blocks added to it later have higher ids)."""
+    from dynamo.dataformat import filetable
+    from dynamo.dataformat.filetable import FileEntry
+    from dynamo.store.rows import ImageBuilder
+
+    builder = ImageBuilder()
+    builder.datasets([(1, "/A/B/C", "valid", "production", None, 1, 0),
+                      (2, "/D/E/F", "valid", "production", None, 1, 0)])
+    owner = {1: 1, 2: 2, 3: 1, 4: 1, 5: 2}
+    tables = {bid: filetable.pack({f"/store/{bid}/f{i}.root": FileEntry(bid * 10 + i, None, bid * 100 + i)
+                                   for i in range(bid)}) for bid in owner if bid != 4}  # block 4: no files
+    block_rows = [(bid, did, f"b{bid}", sum(bid * 10 + i for i in range(bid)) if bid != 4 else 0,
+                   bid if bid != 4 else 0, 0, 1) for bid, did in owner.items()]
+    if files_first:
+        builder.block_files(tables.items())
+        builder.blocks(block_rows)
+    else:
+        builder.blocks(block_rows)
+        builder.block_files(tables.items())
+    inv = builder.finish(0, {})
+    for bid, did in owner.items():
+        block = inv.datasets["/A/B/C" if did == 1 else "/D/E/F"].blocks[f"b{bid}"]
+        if bid == 4:
+            assert block._files is None and block.files == ()
+            continue
+        assert type(block._files) is int
+        assert block.file_names() == [f"/store/{bid}/f{i}.root" for i in range(bid)]
+        assert block._file_ids() == [bid * 100 + i for i in range(bid)]
+    _assert_tables_true(inv)
