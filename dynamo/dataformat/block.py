@@ -42,7 +42,7 @@ class Block(DataObject):
     not stored here: they are found through the dataset's replicas.
     """
 
-    __slots__ = ("_name", "_dataset", "id", "_size", "num_files", "is_open", "last_update", "_files")
+    __slots__ = ("_name", "_dataset", "id", "_size", "_meta", "_files")
 
     TYPE = "block"
     ATTRS = ("size", "num_files", "is_open", "last_update")
@@ -56,9 +56,8 @@ class Block(DataObject):
             check_link(dataset, "block dataset", "dataset")
         self._dataset = dataset
         self.size = check_int(size, "block size")
-        self.num_files = check_int(num_files, "block num_files")
-        self.is_open = check_bool(is_open, "block is_open")
-        self.last_update = check_int(last_update, "block last_update")
+        self._meta = _meta(check_int(last_update, "block last_update"), check_int(num_files, "block num_files"),
+                           check_bool(is_open, "block is_open"))
         self.id = check_int(id, "block id")
         check_bool(internal_name, "block internal_name")
         self._files: int | bytes | FileEntries | None = None
@@ -70,9 +69,7 @@ class Block(DataObject):
         obj._name = name
         obj._dataset = dataset
         obj._size = size
-        obj.num_files = num_files
-        obj.is_open = is_open
-        obj.last_update = last_update
+        obj._meta = _meta(last_update, num_files, is_open)
         obj.id = id
         obj._files = None
         return obj
@@ -84,6 +81,32 @@ class Block(DataObject):
     @property
     def dataset(self) -> Dataset | str:
         return self._dataset
+
+    # last_update, num_files and is_open share one int (``_meta``, see ``_meta()``): a Block is
+    # then 80 bytes rather than 96, which a forked reader that walks the blocks copies
+    @property
+    def last_update(self) -> int:
+        return self._meta >> 65
+
+    @last_update.setter
+    def last_update(self, value: int) -> None:
+        self._meta = _meta(check_int(value, "block last_update"), self.num_files, self.is_open)
+
+    @property
+    def num_files(self) -> int:
+        return (self._meta >> 1) & _U64
+
+    @num_files.setter
+    def num_files(self, value: int) -> None:
+        self._meta = _meta(self.last_update, check_int(value, "block num_files"), self.is_open)
+
+    @property
+    def is_open(self) -> bool:
+        return self._meta & 1 == 1
+
+    @is_open.setter
+    def is_open(self, value: bool) -> None:
+        self._meta = _meta(self.last_update, self.num_files, check_bool(value, "block is_open"))
 
     @property
     def size(self) -> int:
@@ -250,3 +273,9 @@ class Block(DataObject):
 
 
 _I64 = struct.Struct("<q")
+_U64 = (1 << 64) - 1
+
+
+def _meta(last_update: int, num_files: int, is_open: bool) -> int:
+    """``Block._meta``: last_update, num_files (each below 2**63, as checked) and is_open in one int."""
+    return (last_update << 65) | (num_files << 1) | is_open

@@ -384,9 +384,7 @@ class ImageBuilder:
             b._dataset = dataset
             b.id = bid
             b._size = size
-            b.num_files = num_files
-            b.is_open = bool(is_open)
-            b.last_update = last_update
+            b._meta = (last_update << 65) | (num_files << 1) | (1 if is_open else 0)  # see block._meta
             offset = files_of(bid, None)
             if offset is not None:
                 b._files = len(flat) + delta

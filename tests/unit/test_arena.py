@@ -194,3 +194,25 @@ def test_blocks_find_their_files_whatever_the_order_of_the_rows(files_first: boo
         assert block.file_names() == [f"/store/{bid}/f{i}.root" for i in range(bid)]
         assert block._file_ids() == [bid * 100 + i for i in range(bid)]
     _assert_tables_true(inv)
+
+
+def test_a_blocks_counts_and_time_share_one_int() -> None:
+    import sys
+
+    from dynamo.dataformat import Block
+    from dynamo.errors import ObjectError
+
+    top = 2**63 - 1
+    block = Block("b", "/A/B/C", 5, top, True, top, 7)
+    assert (block.num_files, block.is_open, block.last_update, block.size, block.id) == (top, True, top, 5, 7)
+    block.is_open = False
+    assert (block.num_files, block.is_open, block.last_update) == (top, False, top)
+    block.num_files = 0
+    block.last_update = 3
+    assert (block.num_files, block.is_open, block.last_update) == (0, False, 3)
+    assert block == Block("b", "/A/B/C", 5, 0, False, 3) and repr(block) == "Block('b','/A/B/C',5,0,False,3,7,False)"
+    for attr, bad in (("num_files", -1), ("last_update", 2**63), ("is_open", 1), ("last_update", 1.5)):
+        with pytest.raises(ObjectError, match=attr):
+            setattr(block, attr, bad)
+    assert (block.num_files, block.is_open, block.last_update) == (0, False, 3)
+    assert sys.getsizeof(block) <= 80  # six slots and the collector's header
