@@ -34,10 +34,10 @@ class Block(DataObject):
     is accepted so that the original system's reprs evaluate; names are always
     stored as given.
 
-    Files are kept packed: ``_files`` is an int as loaded, the index of the offset of the block's
-    file table in the image's arena (``dataset._arena``, see ``dataformat.arena``) among the
-    dataset's ``_file_offsets`` (a small int, shared: a forked reader writes no int of the
-    block's own), or bytes of its own (packed
+    Files are kept packed: ``_files`` is an int as loaded, the block's index among its dataset's
+    ``_file_offsets`` (the offset of its file table in the image's arena, ``dataset._arena``,
+    see ``dataformat.arena``; its id; its size as loaded: a size change makes the table bytes of
+    its own), or bytes of its own (packed
     after a change), or an unpacked dict while a change is in progress, or None. Replicas are
     not stored here: they are found through the dataset's replicas.
     """
@@ -55,12 +55,12 @@ class Block(DataObject):
         else:
             check_link(dataset, "block dataset", "dataset")
         self._dataset = dataset
+        self._files: int | bytes | FileEntries | None = None
         self.size = check_int(size, "block size")
         self._meta = _meta(check_int(last_update, "block last_update"), check_int(num_files, "block num_files"),
                            check_bool(is_open, "block is_open"))
         self.id = check_int(id, "block id")
         check_bool(internal_name, "block internal_name")
-        self._files: int | bytes | FileEntries | None = None
 
     @classmethod
     def _make(cls, name: str, dataset: Dataset, size: int, num_files: int, is_open: bool,
@@ -114,10 +114,29 @@ class Block(DataObject):
 
     @size.setter
     def size(self, value: int) -> None:
+        if type(self._files) is int:  # the loaded size (see _quiet_size) no longer holds
+            self._files = filetable.extract(*self._span())
         self._size = value
         dataset = self._dataset
         if not isinstance(dataset, str):
             dataset._block_table = None  # the dataset's packed ids and sizes (Dataset.block_table)
+
+    # A loaded block (``_files`` an int) finds its id and size in its dataset's ``_file_offsets``
+    # (see ``Block._span``): readers that take them from there write no reference count of the
+    # block's own ints, whose pages a forked reader would otherwise copy (the blocks' replicas).
+    def _quiet_id(self) -> int:
+        files = self._files
+        if type(files) is int:
+            dataset: Any = self._dataset
+            return int(_I64.unpack_from(dataset._file_offsets, 24 * files + 8)[0])
+        return self.id
+
+    def _quiet_size(self) -> int:
+        files = self._files
+        if type(files) is int:
+            dataset: Any = self._dataset
+            return int(_I64.unpack_from(dataset._file_offsets, 24 * files + 16)[0])
+        return self._size
 
     @property
     def dataset_name(self) -> str:
@@ -187,7 +206,7 @@ class Block(DataObject):
         files = self._files
         if type(files) is int:
             dataset: Any = self._dataset
-            (offset,) = _I64.unpack_from(dataset._file_offsets, 8 * files)
+            (offset,) = _I64.unpack_from(dataset._file_offsets, 24 * files)
             return dataset._arena.span(offset)
         assert files is None or isinstance(files, bytes)
         return files, 0, None

@@ -129,16 +129,21 @@ class DatasetReplica(DataObject):
         return PackedReplicas(self)
 
     def find_block_replica(self, block: Block | str) -> BlockReplica | None:
-        name = block if isinstance(block, str) else block.name
-        if self._packed is None:
-            return self._block_replicas.get(name) if self._block_replicas else None
         dataset = self._dataset
-        live = dataset._blocks.get(name) if not isinstance(dataset, str) and dataset._blocks else None
-        if live is None:
-            return None
+        if self._packed is not None and not isinstance(block, str) and block._dataset is dataset \
+                and not isinstance(dataset, str):
+            live: Block | None = block  # a block of this very dataset: no lookup by name
+        else:
+            name = block if isinstance(block, str) else block.name
+            if self._packed is None:
+                return self._block_replicas.get(name) if self._block_replicas else None
+            live = dataset._blocks.get(name) if not isinstance(dataset, str) and dataset._blocks else None
+            if live is None:
+                return None
+        assert live is not None
         buf, at = self._span()
         lay = replicatable.layout(buf, at)
-        index = replicatable.find(buf, lay, live.id)
+        index = replicatable.find(buf, lay, live._quiet_id())
         return None if index < 0 else self._make_replica(buf, lay, index, live)
 
     # --- packed block replicas ------------------------------------------------
