@@ -38,10 +38,6 @@ def _pop(d: dict[Any, Any], key: Any) -> None:
     del d[key]
 
 
-def _drop_block_table(dataset: Dataset) -> None:
-    dataset._block_table = None
-
-
 
 class ImageState:
     def __init__(self) -> None:
@@ -129,16 +125,8 @@ class ImageState:
         self._tracker.push((d.__setitem__, key, value))
         return value
 
-    def _blocks_changing(self, owner: Any, attr: str) -> None:
-        """A dataset's blocks are about to change: its block table goes (and again when the
-        change is rolled back, after it: the undo log runs backwards)."""
-        if attr == "_blocks":
-            owner._block_table = None
-            self._tracker.push((_drop_block_table, owner))
-
     def _child_put(self, owner: Any, attr: str, key: Any, value: Any) -> None:
         """Insert into a lazily allocated dict slot (None while empty)."""
-        self._blocks_changing(owner, attr)
         d = getattr(owner, attr)
         if d is None:
             d = {}
@@ -147,7 +135,6 @@ class ImageState:
         self._put(d, key, value)
 
     def _child_drop(self, owner: Any, attr: str, key: Any) -> None:
-        self._blocks_changing(owner, attr)
         d = getattr(owner, attr)
         self._drop(d, key)
         if not d:

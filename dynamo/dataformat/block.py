@@ -117,9 +117,6 @@ class Block(DataObject):
         if type(self._files) is int:  # the loaded size (see _quiet_size) no longer holds
             self._files = filetable.extract(*self._span())
         self._size = value
-        dataset = self._dataset
-        if not isinstance(dataset, str):
-            dataset._block_table = None  # the dataset's packed ids and sizes (Dataset.block_table)
 
     # A loaded block (``_files`` an int) finds its id and size in its dataset's ``_file_offsets``
     # (see ``Block._span``): readers that take them from there write no reference count of the

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from array import array
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -60,8 +59,7 @@ class Dataset(DataObject):
     """
 
     __slots__ = ("_name", "id", "_status", "_data_type", "software_version", "last_update", "is_open",
-                 "_blocks", "_replicas", "_attr", "_arena", "_block_table", "_replica_offsets",
-                 "_file_offsets")
+                 "_blocks", "_replicas", "_attr", "_arena", "_replica_offsets", "_file_offsets")
 
     TYPE = "dataset"
     ATTRS = ("status", "data_type", "software_version", "last_update", "is_open")
@@ -114,11 +112,9 @@ class Dataset(DataObject):
         self._attr: dict[str, Any] | None = None
         # the image's arena, where its blocks' files and its replicas' block replicas are packed
         self._arena: Arena | None = None
-        # the ids and sizes of the blocks, packed (see block_table); None: to be made again
-        self._block_table: bytes | None = None
         # where the loaded replicas' block replicas are in the arena (see DatasetReplica._packed)
         self._replica_offsets: bytes | None = None
-        # where the loaded blocks' file tables are in the arena (see Block._files)
+        # the loaded blocks' file tables' offsets in the arena, ids and sizes (see Block._files)
         self._file_offsets: bytes | None = None
 
     @classmethod
@@ -136,7 +132,6 @@ class Dataset(DataObject):
         obj._replicas = None
         obj._attr = None
         obj._arena = None
-        obj._block_table = None
         obj._replica_offsets = None
         obj._file_offsets = None
         return obj
@@ -169,21 +164,6 @@ class Dataset(DataObject):
     def replicas(self) -> ObjectSet[DatasetReplica]:
         return ObjectSet(self._replicas, _replica_site_name)
 
-    def _block_table_of(self) -> memoryview:
-        """The ids, then the sizes, of the blocks in ``_blocks`` order (i64 each; see
-        :func:`pack_block_table`), made again when a change dropped it.
-
-        Readers that find blocks by id (packed block replicas) or sum their sizes read them here:
-        reading ``block.id`` and ``block.size`` writes the reference counts of two int objects a
-        block, whose pages (shared with the block's other ints) a forked reader then copies. The
-        loader makes every table; a change of ``_blocks`` and a block's size change drop it."""
-        table = self._block_table
-        blocks = self._blocks
-        if table is None or len(table) != 16 * (len(blocks) if blocks else 0):
-            members = list(blocks.values()) if blocks else []
-            table = self._block_table = pack_block_table([b.id for b in members], [b.size for b in members])
-        return memoryview(table).cast("q")
-
     def find_block(self, name: str) -> Block | None:
         return self._blocks.get(name) if self._blocks else None
 
@@ -212,7 +192,3 @@ class Dataset(DataObject):
     def num_files(self) -> int:
         return sum(b.num_files for b in self._blocks.values()) if self._blocks else 0
 
-
-def pack_block_table(ids: list[int], sizes: list[int]) -> bytes:
-    """``Dataset._block_table``: the block ids then their sizes, i64 each."""
-    return array("q", ids).tobytes() + array("q", sizes).tobytes()

@@ -183,19 +183,25 @@ class DatasetReplica(DataObject):
     def _columns(self) -> tuple[list[Block], tuple[int, ...], tuple[int, ...], bytes, list[list[int] | None],
                                 list[int]]:
         """The packed block replicas as columns: blocks, last updates, group ids, flags, the
-        file ids held (None: complete), and the blocks' sizes. Blocks are found by id, and their
-        sizes read, in the dataset's block table (``Dataset._block_table_of``): a forked reader
-        then writes the reference counts of the blocks only, not of their ints."""
+        file ids held (None: complete), and the blocks' sizes. A loaded block's id and size are
+        read from its dataset's ``_file_offsets`` (``Block._quiet_id``): a forked reader then
+        writes the reference counts of the blocks only, not of their ints."""
         dataset: Any = self._dataset
         buf, at = self._span()
         n, values, tail = replicatable.columns(buf, at)
-        members = list(dataset._blocks.values()) if dataset._blocks else []
-        table = dataset._block_table_of()
-        m = len(members)
-        index = {block_id: i for i, block_id in enumerate(table[:m])}
-        positions = [index[i] for i in values[:n]]
-        blocks = [members[p] for p in positions]
-        sizes = [table[m + p] for p in positions]
+        loaded = dataset._file_offsets
+        column = memoryview(loaded).cast("q") if loaded else None
+        found: dict[int, tuple[Block, int]] = {}
+        for block in dataset._blocks.values() if dataset._blocks else ():
+            files = block._files
+            if type(files) is int:
+                assert column is not None
+                found[column[3 * files + 1]] = (block, column[3 * files + 2])
+            else:
+                found[block.id] = (block, block._size)
+        members = [found[i] for i in values[:n]]
+        blocks = [m[0] for m in members]
+        sizes = [m[1] for m in members]
         flags: bytes = values[3 * n]
         held: list[list[int] | None] = [None] * n
         if b"\x02" in flags or b"\x03" in flags:

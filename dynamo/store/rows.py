@@ -346,39 +346,22 @@ class ImageBuilder:
             by_id[did] = d
 
     def blocks(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """The blocks, and each dataset's block table (``Dataset._block_table_of``: ids and sizes)
-        from the same rows. The tables are made at the end, one after the other, so that they lie
-        together (a forked reader that reads them all then copies ~16 bytes a block), and a dataset
-        whose blocks come in more than one run gets its table then too."""
         datasets_by_id = self.datasets_by_id
         by_id = self.blocks_by_id
         new = Block.__new__
         files_of = self._pending_files.pop
         file_offsets = self._file_offsets
+        flat = file_offsets.flat
+        delta = 0
         current_id = -1
         current: dict[str, Block] = {}
         dataset: Any = None
-        flat = file_offsets.flat
-        delta = 0
-        columns = array("q")  # per dataset run: its ids, then its sizes
-        runs: list[tuple[Any, int, int]] = []
-        ids: list[int] = []
-        sizes: list[int] = []
-        split: list[Any] = []
         for bid, dataset_id, name, size, num_files, is_open, last_update in rows:
             if dataset_id != current_id:
-                if dataset is not None:
-                    runs.append((dataset, len(columns), len(ids)))
-                    columns.extend(ids)
-                    columns.extend(sizes)
-                    ids.clear()
-                    sizes.clear()
                 dataset = datasets_by_id[dataset_id]
                 delta = file_offsets.open_run(dataset)
                 if dataset._blocks is None:
                     dataset._blocks = {}
-                else:  # its blocks come in more than one run
-                    split.append(dataset)
                 current = dataset._blocks
                 current_id = dataset_id
             b = new(Block)
@@ -395,20 +378,6 @@ class ImageBuilder:
                 b._files = None
             current[name] = b
             by_id[bid] = b
-            ids.append(bid)
-            sizes.append(size)
-        if dataset is not None:
-            runs.append((dataset, len(columns), len(ids)))
-            columns.extend(ids)
-            columns.extend(sizes)
-        del ids, sizes
-        view = memoryview(columns)
-        for dataset, start, n in runs:
-            dataset._block_table = view[start:start + 2 * n].tobytes()
-        del view, runs, columns
-        for dataset in split:
-            dataset._block_table = None
-            dataset._block_table_of()
         self.num_blocks = len(by_id)
         file_offsets.seal()
 

@@ -100,35 +100,26 @@ def test_deleting_a_file_updates_the_incomplete_replicas_that_held_it(image: Inv
     assert lfn not in block.file_names()
 
 
-# --- the datasets' block tables (ids and sizes, read by packed replicas) -------------------------
+# --- loaded blocks' ids and sizes beside their file tables (read by packed replicas) -------------
 
 def _assert_tables_true(inv: Inventory) -> None:
-    """Every table says what the blocks say, and every replica's sizes agree with its objects'."""
+    """What readers take from the datasets' tables is what the blocks say, and every replica's
+    sizes agree with its objects'."""
     for dataset in inv.datasets.values():
-        members = list(dataset.blocks)
-        table = dataset._block_table_of().tolist()
-        assert table == [b.id for b in members] + [b.size for b in members], dataset.name
+        for block in dataset.blocks:
+            assert (block._quiet_id(), block._quiet_size()) == (block.id, block.size), block.full_name()
     for replica in _replicas(inv):
         members = list(replica.block_replicas)
         assert replica.size() == sum(m.size for m in members)
         assert replica.size(physical=False) == sum(m.block.size for m in members)  # type: ignore[union-attr]
+        for member in members:
+            assert replica.find_block_replica(member.block) == member
 
 
-def test_the_loader_makes_every_block_table(image: Inventory) -> None:
-    assert all(isinstance(d._block_table, bytes) for d in image.datasets.values())
+def test_the_loader_puts_ids_and_sizes_beside_the_file_tables(image: Inventory) -> None:
+    blocks = [b for d in image.datasets.values() for b in d.blocks]
+    assert blocks and all(type(b._files) is int for b in blocks)
     _assert_tables_true(image)
-
-
-def test_a_dataset_whose_blocks_come_in_two_runs_gets_a_whole_table() -> None:
-    from dynamo.store.rows import ImageBuilder
-
-    builder = ImageBuilder()
-    builder.datasets([(1, "/A/B/C", "valid", "production", None, 1, 0),
-                      (2, "/D/E/F", "valid", "production", None, 1, 0)])
-    builder.blocks([(1, 1, "b1", 10, 0, 0, 1), (2, 2, "b2", 20, 0, 0, 1), (3, 1, "b3", 30, 0, 0, 1)])
-    inv = builder.finish(0, {})
-    assert inv.datasets["/A/B/C"]._block_table_of().tolist() == [1, 3, 10, 30]
-    assert inv.datasets["/D/E/F"]._block_table_of().tolist() == [2, 20]
 
 
 def test_block_tables_follow_changes_and_rollbacks(image: Inventory) -> None:
@@ -152,6 +143,21 @@ def test_block_tables_follow_changes_and_rollbacks(image: Inventory) -> None:
                                        encode(DELETE, Site("T0_NOWHERE"))])
     _assert_tables_true(image)
     assert replica.size(physical=False) == before
+    # a loaded block's size and a file changed, refused, rolled back; then its size in place
+    loaded = next(b for b in dataset.blocks if type(b._files) is int)
+    names = loaded.file_names()
+    first = loaded.find_file(names[0])
+    assert first is not None
+    with pytest.raises(ChangeSetError):
+        apply_change_set(image, None, [
+            encode(UPDATE, File(names[0], loaded.full_name(), 1, None)),
+            encode(UPDATE, type(block)(loaded.name, dataset.name, loaded.size - first.size + 1, loaded.num_files,
+                                       loaded.is_open, loaded.last_update)),
+            encode(DELETE, Site("T0_NOWHERE"))])
+    _assert_tables_true(image)
+    loaded.size += 1
+    assert not isinstance(loaded._files, int) and loaded.file_names() == names
+    _assert_tables_true(image)
     # an application's edit in place, then the block deleted
     live = dataset.find_block("bare")
     assert live is not None
