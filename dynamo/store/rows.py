@@ -227,16 +227,15 @@ class _OffsetRuns:
         self._current: tuple[Any, int] | None = None
 
     def open_run(self, dataset: Any) -> int:
-        """Start ``dataset``'s next blocks: a block's index is ``len(flat) + delta`` (the value
-        returned) as its offset is appended. A dataset met again (its blocks in more than one
-        run) goes on with its numbering."""
+        """Start ``dataset``'s next blocks; the index of the first (then one more each, as each
+        appends its offset, id and size to ``flat``). A dataset met again (its blocks in more
+        than one run) goes on with its numbering."""
         self.close_run()
         count = self._counts.get(id(dataset))
         if count is None:
             count = len(dataset._file_offsets or b"") // 24
-        start = len(self.flat) // 3
-        self._current = (dataset, start)
-        return count - start
+        self._current = (dataset, len(self.flat) // 3)
+        return count
 
     def close_run(self) -> None:
         current = self._current
@@ -351,15 +350,15 @@ class ImageBuilder:
         new = Block.__new__
         files_of = self._pending_files.pop
         file_offsets = self._file_offsets
-        flat = file_offsets.flat
-        delta = 0
+        append = file_offsets.flat.append
+        index = 0  # the next block's index among its dataset's loaded blocks with files
         current_id = -1
         current: dict[str, Block] = {}
         dataset: Any = None
         for bid, dataset_id, name, size, num_files, is_open, last_update in rows:
             if dataset_id != current_id:
                 dataset = datasets_by_id[dataset_id]
-                delta = file_offsets.open_run(dataset)
+                index = file_offsets.open_run(dataset)
                 if dataset._blocks is None:
                     dataset._blocks = {}
                 current = dataset._blocks
@@ -372,8 +371,11 @@ class ImageBuilder:
             b._meta = (last_update << 65) | (num_files << 1) | (1 if is_open else 0)  # see block._meta
             offset = files_of(bid, None)
             if offset is not None:
-                b._files = len(flat) // 3 + delta
-                flat.extend((offset, bid, size))
+                b._files = index
+                index += 1
+                append(offset)
+                append(bid)
+                append(size)
             else:
                 b._files = None
             current[name] = b
@@ -392,7 +394,7 @@ class ImageBuilder:
         file_offsets = self._file_offsets
         dataset: Any = None
         flat = file_offsets.flat
-        delta = 0
+        index = 0
         add = self._writer.add
         count_files = filetable.count
         num_files_loaded = 0
@@ -404,8 +406,9 @@ class ImageBuilder:
             else:  # the blocks came first
                 if block._dataset is not dataset:
                     dataset = block._dataset
-                    delta = file_offsets.open_run(dataset)
-                block._files = len(flat) // 3 + delta
+                    index = file_offsets.open_run(dataset)
+                block._files = index
+                index += 1
                 flat.extend((add(files), block.id, block._size))
         self._writer.close()
         self.num_files += num_files_loaded
