@@ -7,7 +7,9 @@ Each run is a fresh process that loads the image from the store (``load_s``, RSS
 load; ``rss_trimmed_mb``: after closing the store and ``malloc_trim``, i.e. without SQLite's
 page cache, the image alone), freezes it as the server does (``gc.freeze()``), then forks a child that walks the
 whole inventory through the public object API: every dataset, block, file (name and size),
-dataset replica (its size) and block replica (its size, group, completeness). The child
+dataset replica (its size) and block replica (its size, group, completeness); a second child walks as
+the server benchmark's application does (``walk_by_block``: each block's files, then its
+replicas through ``block.replicas``: ``block_walk_dirty_mb``). Each child
 reports the private memory it dirtied (``Private_Dirty`` of /proc/self/smaps_rollup, before
 and after the walk): what copy-on-write failed to share. Medians over ``--runs`` are printed
 and written as JSON (``--json``).
@@ -64,6 +66,47 @@ def walk(inventory: Any) -> dict[str, int]:
     return n
 
 
+def walk_by_block(inventory: Any) -> dict[str, int]:
+    """The server benchmark's walk (``bench.server_bench.WALK``): every file, then each block's
+    replicas through ``block.replicas`` (found by block, sized by block replica)."""
+    n = {"files": 0, "file_bytes": 0, "name_chars": 0, "blockreplicas": 0, "replica_bytes": 0}
+    for dataset in inventory.datasets.values():
+        for block in dataset.blocks:
+            for f in block.files:
+                n["files"] += 1
+                n["file_bytes"] += f.size
+                n["name_chars"] += len(f.lfn)
+            for replica in block.replicas:
+                n["blockreplicas"] += 1
+                n["replica_bytes"] += replica.size
+                n["name_chars"] += len(replica.site.name)
+    return n
+
+
+def _walk_in_child(how: Any, inventory: Any) -> dict[str, Any]:
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the reader
+        os.close(read_fd)
+        code = 1
+        try:
+            before = private_dirty_kb()
+            t = time.perf_counter()
+            counts = how(inventory)
+            walk_s = time.perf_counter() - t
+            after = private_dirty_kb()
+            os.write(write_fd, json.dumps({"dirty_mb": (after - before) / 1024, "s": walk_s,
+                                           "walked": counts}).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        child = json.loads(pipe.read())
+    os.waitpid(pid, 0)
+    return dict(child)
+
+
 def worker(url: str) -> dict[str, Any]:
     import dynamo
     from dynamo.store import open_store
@@ -79,26 +122,10 @@ def worker(url: str) -> dict[str, Any]:
     # the image alone: the store's page cache, freed by close(), given back to the system
     ctypes.CDLL(None).malloc_trim(0)
     rss_trimmed = rss_mb()
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the reader
-        os.close(read_fd)
-        code = 1
-        try:
-            before = private_dirty_kb()
-            t = time.perf_counter()
-            counts = walk(inventory)
-            walk_s = time.perf_counter() - t
-            after = private_dirty_kb()
-            os.write(write_fd, json.dumps({"walk_dirty_mb": (after - before) / 1024, "walk_s": walk_s,
-                                           "walked": counts}).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as pipe:
-        child = json.loads(pipe.read())
-    os.waitpid(pid, 0)
+    by_site = _walk_in_child(walk, inventory)
+    by_block = _walk_in_child(walk_by_block, inventory)
+    child = {"walk_dirty_mb": by_site["dirty_mb"], "walk_s": by_site["s"], "walked": by_site["walked"],
+             "block_walk_dirty_mb": by_block["dirty_mb"], "block_walk_s": by_block["s"]}
     return {"code": dynamo.__file__, "load_s": load_s, "rss_mb": rss, "rss_trimmed_mb": rss_trimmed, **child}
 
 
@@ -137,7 +164,7 @@ def main() -> None:
                              capture_output=True, text=True)
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(runs[-1]), flush=True)
-    keys = ("load_s", "rss_mb", "rss_trimmed_mb", "walk_dirty_mb", "walk_s")
+    keys = ("load_s", "rss_mb", "rss_trimmed_mb", "walk_dirty_mb", "walk_s", "block_walk_dirty_mb", "block_walk_s")
     result = {"code": runs[0]["code"], "walked": runs[0]["walked"], "runs": runs,
               "median": {k: statistics.median(r[k] for r in runs) for k in keys},
               "loadavg": os.getloadavg()}

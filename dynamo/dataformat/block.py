@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from typing import TYPE_CHECKING, Any
 
 from dynamo.dataformat import filetable
@@ -33,13 +34,15 @@ class Block(DataObject):
     is accepted so that the original system's reprs evaluate; names are always
     stored as given.
 
-    Files are kept packed: ``_files`` is an int, the offset of the block's file table in the
-    image's arena (``dataset._arena``, see ``dataformat.arena``), or bytes of its own (packed
+    Files are kept packed: ``_files`` is an int as loaded, the block's index among its dataset's
+    ``_file_offsets`` (the offset of its file table in the image's arena, ``dataset._arena``,
+    see ``dataformat.arena``; its id; its size as loaded: a size change makes the table bytes of
+    its own), or bytes of its own (packed
     after a change), or an unpacked dict while a change is in progress, or None. Replicas are
     not stored here: they are found through the dataset's replicas.
     """
 
-    __slots__ = ("_name", "_dataset", "id", "size", "num_files", "is_open", "last_update", "_files")
+    __slots__ = ("_name", "_dataset", "id", "_size", "_meta", "_files")
 
     TYPE = "block"
     ATTRS = ("size", "num_files", "is_open", "last_update")
@@ -52,13 +55,12 @@ class Block(DataObject):
         else:
             check_link(dataset, "block dataset", "dataset")
         self._dataset = dataset
+        self._files: int | bytes | FileEntries | None = None
         self.size = check_int(size, "block size")
-        self.num_files = check_int(num_files, "block num_files")
-        self.is_open = check_bool(is_open, "block is_open")
-        self.last_update = check_int(last_update, "block last_update")
+        self._meta = _meta(check_int(last_update, "block last_update"), check_int(num_files, "block num_files"),
+                           check_bool(is_open, "block is_open"))
         self.id = check_int(id, "block id")
         check_bool(internal_name, "block internal_name")
-        self._files: int | bytes | FileEntries | None = None
 
     @classmethod
     def _make(cls, name: str, dataset: Dataset, size: int, num_files: int, is_open: bool,
@@ -66,10 +68,8 @@ class Block(DataObject):
         obj = cls.__new__(cls)
         obj._name = name
         obj._dataset = dataset
-        obj.size = size
-        obj.num_files = num_files
-        obj.is_open = is_open
-        obj.last_update = last_update
+        obj._size = size
+        obj._meta = _meta(last_update, num_files, is_open)
         obj.id = id
         obj._files = None
         return obj
@@ -81,6 +81,59 @@ class Block(DataObject):
     @property
     def dataset(self) -> Dataset | str:
         return self._dataset
+
+    # last_update, num_files and is_open share one int (``_meta``, see ``_meta()``): a Block is
+    # then 80 bytes rather than 96, which a forked reader that walks the blocks copies
+    @property
+    def last_update(self) -> int:
+        return self._meta >> 65
+
+    @last_update.setter
+    def last_update(self, value: int) -> None:
+        self._meta = _meta(check_int(value, "block last_update"), self.num_files, self.is_open)
+
+    @property
+    def num_files(self) -> int:
+        return (self._meta >> 1) & _U64
+
+    @num_files.setter
+    def num_files(self, value: int) -> None:
+        self._meta = _meta(self.last_update, check_int(value, "block num_files"), self.is_open)
+
+    @property
+    def is_open(self) -> bool:
+        return self._meta & 1 == 1
+
+    @is_open.setter
+    def is_open(self, value: bool) -> None:
+        self._meta = _meta(self.last_update, self.num_files, check_bool(value, "block is_open"))
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @size.setter
+    def size(self, value: int) -> None:
+        if type(self._files) is int:  # the loaded size (see _quiet_size) no longer holds
+            self._files = filetable.extract(*self._span())
+        self._size = value
+
+    # A loaded block (``_files`` an int) finds its id and size in its dataset's ``_file_offsets``
+    # (see ``Block._span``): readers that take them from there write no reference count of the
+    # block's own ints, whose pages a forked reader would otherwise copy (the blocks' replicas).
+    def _quiet_id(self) -> int:
+        files = self._files
+        if type(files) is int:
+            dataset: Any = self._dataset
+            return int(_I64.unpack_from(dataset._file_offsets, 24 * files + 8)[0])
+        return self.id
+
+    def _quiet_size(self) -> int:
+        files = self._files
+        if type(files) is int:
+            dataset: Any = self._dataset
+            return int(_I64.unpack_from(dataset._file_offsets, 24 * files + 16)[0])
+        return self._size
 
     @property
     def dataset_name(self) -> str:
@@ -149,7 +202,9 @@ class Block(DataObject):
         Not for a block whose files are unpacked (a dict)."""
         files = self._files
         if type(files) is int:
-            return self._dataset._arena.span(files)  # type: ignore[union-attr]
+            dataset: Any = self._dataset
+            (offset,) = _I64.unpack_from(dataset._file_offsets, 24 * files)
+            return dataset._arena.span(offset)
         assert files is None or isinstance(files, bytes)
         return files, 0, None
 
@@ -231,3 +286,12 @@ class Block(DataObject):
         if isinstance(files, dict):
             return sum(e.size for e in files.values())
         return filetable.total_size(*self._span())
+
+
+_I64 = struct.Struct("<q")
+_U64 = (1 << 64) - 1
+
+
+def _meta(last_update: int, num_files: int, is_open: bool) -> int:
+    """``Block._meta``: last_update, num_files (each below 2**63, as checked) and is_open in one int."""
+    return (last_update << 65) | (num_files << 1) | is_open

@@ -162,7 +162,7 @@ class BlockReplica(DataObject):
         """Bytes physically present."""
         block = self._live_block()
         if self.lfns is None:
-            return block.size
+            return block._quiet_size()
         entries = dict(block._iter_entries())
         return sum(entries[lfn].size for lfn in self.lfns if lfn in entries)
 

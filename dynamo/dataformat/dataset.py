@@ -59,7 +59,7 @@ class Dataset(DataObject):
     """
 
     __slots__ = ("_name", "id", "_status", "_data_type", "software_version", "last_update", "is_open",
-                 "_blocks", "_replicas", "_attr", "_arena")
+                 "_blocks", "_replicas", "_attr", "_arena", "_replica_offsets", "_file_offsets")
 
     TYPE = "dataset"
     ATTRS = ("status", "data_type", "software_version", "last_update", "is_open")
@@ -112,6 +112,10 @@ class Dataset(DataObject):
         self._attr: dict[str, Any] | None = None
         # the image's arena, where its blocks' files and its replicas' block replicas are packed
         self._arena: Arena | None = None
+        # where the loaded replicas' block replicas are in the arena (see DatasetReplica._packed)
+        self._replica_offsets: bytes | None = None
+        # the loaded blocks' file tables' offsets in the arena, ids and sizes (see Block._files)
+        self._file_offsets: bytes | None = None
 
     @classmethod
     def _make(cls, name: str, status: DatasetStatus, data_type: DataType, software_version: str | None,
@@ -128,6 +132,8 @@ class Dataset(DataObject):
         obj._replicas = None
         obj._attr = None
         obj._arena = None
+        obj._replica_offsets = None
+        obj._file_offsets = None
         return obj
 
     @property
@@ -185,3 +191,4 @@ class Dataset(DataObject):
     @property
     def num_files(self) -> int:
         return sum(b.num_files for b in self._blocks.values()) if self._blocks else 0
+

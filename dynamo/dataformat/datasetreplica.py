@@ -43,9 +43,11 @@ class DatasetReplica(DataObject):
     None is the null group). ``block_replicas`` is a read-only view keyed by
     block name. A dataset replica disappears with its last block replica.
 
-    Block replicas are kept packed (``_packed``: an int offset into the image's arena, or
-    bytes of their own; layout in ``dataformat.replicatable``) and become BlockReplica objects
-    only when asked for: reading gives fresh objects that die with their reader. The inventory
+    Block replicas are kept packed (``_packed``: as loaded, an int, the index of their offset in
+    the image's arena among the dataset's ``_replica_offsets`` (a small int, shared: no int of
+    their own for a forked reader to write to); or bytes of their own; layout in
+    ``dataformat.replicatable``) and become BlockReplica objects only when asked for:
+    reading gives fresh objects that die with their reader. The inventory
     unpacks them into ``_block_replicas`` (block name -> BlockReplica) before changing any of
     them, and a change set packs them again when it is done (``_repack``). At most one of
     the two slots is set; neither when the replica holds no block replica.
@@ -127,24 +129,35 @@ class DatasetReplica(DataObject):
         return PackedReplicas(self)
 
     def find_block_replica(self, block: Block | str) -> BlockReplica | None:
-        name = block if isinstance(block, str) else block.name
-        if self._packed is None:
-            return self._block_replicas.get(name) if self._block_replicas else None
         dataset = self._dataset
-        live = dataset._blocks.get(name) if not isinstance(dataset, str) and dataset._blocks else None
-        if live is None:
-            return None
+        if self._packed is not None and not isinstance(block, str) and block._dataset is dataset \
+                and not isinstance(dataset, str):
+            live: Block | None = block  # a block of this very dataset: no lookup by name
+        else:
+            name = block if isinstance(block, str) else block.name
+            if self._packed is None:
+                return self._block_replicas.get(name) if self._block_replicas else None
+            live = dataset._blocks.get(name) if not isinstance(dataset, str) and dataset._blocks else None
+            if live is None:
+                return None
+        assert live is not None
         buf, at = self._span()
         lay = replicatable.layout(buf, at)
-        index = replicatable.find(buf, lay, live.id)
+        index = replicatable.find(buf, lay, live._quiet_id())
         return None if index < 0 else self._make_replica(buf, lay, index, live)
 
     # --- packed block replicas ------------------------------------------------
 
+    def _arena_span(self, index: int) -> tuple[Buffer, int, int]:
+        """Where the loaded block replicas are: the dataset's ``_replica_offsets[index]``."""
+        dataset: Any = self._dataset
+        (offset,) = _I64.unpack_from(dataset._replica_offsets, 8 * index)
+        return dataset._arena.span(offset)
+
     def _span(self) -> tuple[Buffer, int]:
         packed = self._packed
         if type(packed) is int:
-            return self._dataset._arena.span(packed)[:2]  # type: ignore[union-attr]
+            return self._arena_span(packed)[:2]
         assert isinstance(packed, bytes)
         return packed, 0
 
@@ -167,18 +180,28 @@ class DatasetReplica(DataObject):
         return BlockReplica._make(block, self._site, group, bool(flag & replicatable.FLAG_CUSTODIAL),  # type: ignore[arg-type]
                                   last_update, lfns)
 
-    def _columns(self) -> tuple[list[Block], tuple[int, ...], tuple[int, ...], bytes, list[list[int] | None]]:
-        """The packed block replicas as columns: blocks, last updates, group ids, flags, and the
-        file ids held (None: complete)."""
+    def _columns(self) -> tuple[list[Block], tuple[int, ...], tuple[int, ...], bytes, list[list[int] | None],
+                                list[int]]:
+        """The packed block replicas as columns: blocks, last updates, group ids, flags, the
+        file ids held (None: complete), and the blocks' sizes. A loaded block's id and size are
+        read from its dataset's ``_file_offsets`` (``Block._quiet_id``): a forked reader then
+        writes the reference counts of the blocks only, not of their ints."""
         dataset: Any = self._dataset
-        packed = self._packed
-        if type(packed) is int:
-            buf, at, _ = dataset._arena.span(packed)
-        else:
-            buf, at = packed, 0
+        buf, at = self._span()
         n, values, tail = replicatable.columns(buf, at)
-        by_id = {b.id: b for b in dataset._blocks.values()} if dataset._blocks else {}
-        blocks = [by_id[i] for i in values[:n]]
+        loaded = dataset._file_offsets
+        column = memoryview(loaded).cast("q") if loaded else None
+        found: dict[int, tuple[Block, int]] = {}
+        for block in dataset._blocks.values() if dataset._blocks else ():
+            files = block._files
+            if type(files) is int:
+                assert column is not None
+                found[column[3 * files + 1]] = (block, column[3 * files + 2])
+            else:
+                found[block.id] = (block, block._size)
+        members = [found[i] for i in values[:n]]
+        blocks = [m[0] for m in members]
+        sizes = [m[1] for m in members]
         flags: bytes = values[3 * n]
         held: list[list[int] | None] = [None] * n
         if b"\x02" in flags or b"\x03" in flags:
@@ -188,13 +211,13 @@ class DatasetReplica(DataObject):
                     (k,) = _U32.unpack_from(buf, tail)
                     held[i] = view[tail + 4:tail + 4 + 8 * k].cast("q").tolist()
                     tail += 4 + 8 * k
-        return blocks, values[n:2 * n], values[2 * n:3 * n], flags, held
+        return blocks, values[n:2 * n], values[2 * n:3 * n], flags, held, sizes
 
     def _unpacked(self) -> Iterator[BlockReplica]:
         """Fresh objects for the packed block replicas, in stored order."""
         from dynamo.dataformat.blockreplica import BlockReplica
 
-        blocks, updates, group_ids, flags, held = self._columns()
+        blocks, updates, group_ids, flags, held, _ = self._columns()
         site = self._site
         arena: Any = self._dataset._arena  # type: ignore[union-attr]
         groups = arena.group_map()
@@ -240,7 +263,7 @@ class DatasetReplica(DataObject):
             return replicatable.pack(self._block_replicas.values() if self._block_replicas else ())
         if isinstance(packed, bytes):
             return packed
-        buf, at, end = self._dataset._arena.span(packed)  # type: ignore[union-attr]
+        buf, at, end = self._arena_span(packed)
         return bytes(buf[at:end])
 
     def is_complete(self) -> bool:
@@ -262,11 +285,11 @@ class DatasetReplica(DataObject):
         """Bytes physically present (a method, as in the original); ``physical=False``: the
         full sizes of the blocks that have a replica here."""
         if self._packed is not None:
-            blocks, _, _, _, held = self._columns()
+            blocks, _, _, _, held, block_sizes = self._columns()
             total = 0
-            for block, file_ids in zip(blocks, held, strict=True):
+            for block, file_ids, block_size in zip(blocks, held, block_sizes, strict=True):
                 if file_ids is None or not physical:
-                    total += block.size
+                    total += block_size
                 else:
                     sizes = dict(zip(block._file_ids(), block.file_sizes(), strict=True))
                     total += sum(sizes.get(f, 0) for f in file_ids)

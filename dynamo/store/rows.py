@@ -21,6 +21,7 @@ image's arena (``dataformat.arena``) without parsing it; so are blocks' files.
 from __future__ import annotations
 
 import json
+from array import array
 from typing import Any, Iterable
 
 from dynamo.core.ids import IdAllocator
@@ -209,6 +210,56 @@ def _as_list(by_id: dict[int, Any]) -> list[Any]:
     return table
 
 
+class _OffsetRuns:
+    """For each loaded block with files: the arena offset of its file table, its id and its size
+    (``Dataset._file_offsets``, see ``Block._span``), gathered in one flat array a dataset at a
+    time, then packed into each dataset's table, one after the other. A block keeps its index
+    there (``Block._files``: a small int, shared by every block) rather than an int of its own,
+    and readers take its id and size from there too: a forked reader then writes the reference
+    counts of none of the block's ints (they cost ~130 bytes a block in pages copied)."""
+
+    __slots__ = ("flat", "_runs", "_counts", "_current")
+
+    def __init__(self) -> None:
+        self.flat: array[int] = array("q")
+        self._runs: list[tuple[Any, int, int]] = []  # (dataset, start, end) in flat
+        self._counts: dict[int, int] = {}  # id(dataset) -> offsets gathered
+        self._current: tuple[Any, int] | None = None
+
+    def open_run(self, dataset: Any) -> int:
+        """Start ``dataset``'s next blocks; the index of the first (then one more each, as each
+        appends its offset, id and size to ``flat``). A dataset met again (its blocks in more
+        than one run) goes on with its numbering."""
+        self.close_run()
+        count = self._counts.get(id(dataset))
+        if count is None:
+            count = len(dataset._file_offsets or b"") // 24
+        self._current = (dataset, len(self.flat) // 3)
+        return count
+
+    def close_run(self) -> None:
+        current = self._current
+        if current is not None:
+            dataset, start = current
+            end = len(self.flat) // 3
+            if end > start:
+                self._runs.append((dataset, start, end))
+                self._counts[id(dataset)] = self._counts.get(id(dataset), 0) + end - start
+            self._current = None
+
+    def seal(self) -> None:
+        """Each dataset's ``_file_offsets``, its runs one after the other."""
+        self.close_run()
+        view = memoryview(self.flat)
+        for dataset, start, end in self._runs:
+            table = view[3 * start:3 * end].tobytes()
+            dataset._file_offsets = dataset._file_offsets + table if dataset._file_offsets else table
+        view.release()
+        self.flat = array("q")
+        self._runs = []
+        self._counts = {}
+
+
 class ImageBuilder:
     """Builds an Inventory from rows streamed in ``WRITE_ORDER`` (except that the store
     reads each block's packed files, ``block_files``, before ``blocks``; either order works).
@@ -229,6 +280,8 @@ class ImageBuilder:
         self.datasets_by_id: dict[int, Dataset] = {}
         self.blocks_by_id: dict[int, Block] = {}
         self._pending_files: dict[int, int] = {}  # block id -> offset, for files read before their block
+        # the arena offsets of each dataset's blocks' file tables (``Dataset._file_offsets``)
+        self._file_offsets = _OffsetRuns()
         self.max_ids = {"site": 0, "group": 0, "partition": 0, "dataset": 0, "block": 0, "file": 0}
         # counted while building, so that nobody walks the image for them (Inventory.counts() does)
         self.num_blocks = self.num_files = self.num_dataset_replicas = self.num_block_replicas = 0
@@ -296,12 +349,16 @@ class ImageBuilder:
         by_id = self.blocks_by_id
         new = Block.__new__
         files_of = self._pending_files.pop
+        file_offsets = self._file_offsets
+        append = file_offsets.flat.append
+        index = 0  # the next block's index among its dataset's loaded blocks with files
         current_id = -1
         current: dict[str, Block] = {}
         dataset: Any = None
         for bid, dataset_id, name, size, num_files, is_open, last_update in rows:
             if dataset_id != current_id:
                 dataset = datasets_by_id[dataset_id]
+                index = file_offsets.open_run(dataset)
                 if dataset._blocks is None:
                     dataset._blocks = {}
                 current = dataset._blocks
@@ -310,14 +367,21 @@ class ImageBuilder:
             b._name = name
             b._dataset = dataset
             b.id = bid
-            b.size = size
-            b.num_files = num_files
-            b.is_open = bool(is_open)
-            b.last_update = last_update
-            b._files = files_of(bid, None)
+            b._size = size
+            b._meta = (last_update << 65) | (num_files << 1) | (1 if is_open else 0)  # see block._meta
+            offset = files_of(bid, None)
+            if offset is not None:
+                b._files = index
+                index += 1
+                append(offset)
+                append(bid)
+                append(size)
+            else:
+                b._files = None
             current[name] = b
             by_id[bid] = b
         self.num_blocks = len(by_id)
+        file_offsets.seal()
 
     def block_files(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """Each block's packed file table, appended to the arena as it comes; before or after
@@ -327,6 +391,10 @@ class ImageBuilder:
         otherwise fill the holes the blocks' rows left."""
         by_id = self.blocks_by_id
         pending = self._pending_files
+        file_offsets = self._file_offsets
+        dataset: Any = None
+        flat = file_offsets.flat
+        index = 0
         add = self._writer.add
         count_files = filetable.count
         num_files_loaded = 0
@@ -335,10 +403,16 @@ class ImageBuilder:
             block = by_id.get(bid)
             if block is None:
                 pending[bid] = add(files)
-            else:
-                block._files = add(files)
+            else:  # the blocks came first
+                if block._dataset is not dataset:
+                    dataset = block._dataset
+                    index = file_offsets.open_run(dataset)
+                block._files = index
+                index += 1
+                flat.extend((add(files), block.id, block._size))
         self._writer.close()
         self.num_files += num_files_loaded
+        file_offsets.seal()
 
     def dataset_replicas(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """~0.5 M dataset replicas at W10 holding ~5 M block replicas, kept packed as stored."""
@@ -347,6 +421,9 @@ class ImageBuilder:
         make_dr = DatasetReplica._make
         add = self._writer.add
         head = _BR_HEAD.unpack_from
+        # per dataset, the arena offsets of its replicas' block replicas; a replica keeps its index
+        # there (a small int, shared), not an int of its own that a reader would write to
+        offsets: dict[int, list[int]] = {}
         for dataset_id, site_id, growing, group_id, blob in rows:
             dataset = datasets_by_id[dataset_id]
             site = sites_by_id[site_id]
@@ -363,8 +440,14 @@ class ImageBuilder:
             self.num_dataset_replicas += 1
             if n:
                 self.num_block_replicas += n
-                dr._packed = add(blob)
+                mine = offsets.get(dataset_id)
+                if mine is None:
+                    mine = offsets[dataset_id] = []
+                dr._packed = len(mine)
+                mine.append(add(blob))
         self._writer.close()
+        for dataset_id, mine in offsets.items():  # made one after the other: they lie together
+            datasets_by_id[dataset_id]._replica_offsets = array("q", mine).tobytes()
 
     def counts(self) -> dict[str, int]:
         """What ``Inventory.counts()`` says of the image built, without walking it."""

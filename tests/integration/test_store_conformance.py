@@ -320,3 +320,34 @@ def test_dataset_replica_rows_follow_block_replica_and_own_changes(store: Invent
     assert fingerprint(fresh) == fingerprint(inv)
     replica = fresh.sites["S1"].find_dataset_replica("D")
     assert replica is not None and replica.growing and replica.group_name == "G"
+
+
+def test_file_tables_of_the_former_format_load_and_are_rewritten(store: InventoryStore, store_url: str) -> None:
+    """Stores written before version 2 of the file table hold version-1 rows: they load as they
+    are, and a block that a change set touches is written back in version 2."""
+    from dynamo.dataformat import filetable
+
+    image = generate(scaled(0.0005), 31)
+    store.import_image(image, ChangeMeta(title="import"))
+    assert isinstance(store, SQLStore)
+    rows = store.query_all("SELECT block_id, files FROM block_files")
+    assert rows and all(bytes(files)[0] == 2 for _, files in rows)
+    for block_id, files in rows:
+        store.execute("UPDATE block_files SET files = %s WHERE block_id = %s",
+                      (filetable.pack(filetable.unpack(bytes(files)), version=1), block_id))
+    old = open_store(store_url).load()
+    assert fingerprint(old) == fingerprint(image)
+    dataset = next(iter(old.datasets.values()))
+    block = next(iter(dataset.blocks))
+    assert block.files == image.datasets[dataset.name].blocks[block.name].files
+    lfn = f"/store/new/{block.name}.root"
+    apply_change_set(old, store, [encode(UPDATE, File(lfn, block.full_name(), 5, "adler32:0000abcd")),
+                                  encode(UPDATE, Block(block.name, dataset.name, block.size + 5,
+                                                       block.num_files + 1, block.is_open, block.last_update))])
+    rows = store.query_all("SELECT block_id, files FROM block_files")
+    versions = {block_id: bytes(files)[0] for block_id, files in rows}
+    assert versions.pop(block.id) == 2 and set(versions.values()) == {1}
+    fresh = open_store(store_url).load()
+    assert fingerprint(fresh) == fingerprint(old)
+    found = fresh.datasets[dataset.name].blocks[block.name].find_file(lfn)
+    assert found is not None and found.checksum_text == "adler32:0000abcd" and found.size == 5

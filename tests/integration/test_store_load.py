@@ -72,7 +72,7 @@ def _sqlite_memory_used() -> int:
 def test_a_sqlite_load_leaves_no_page_cache_behind(tmp_path: Path) -> None:
     path = tmp_path / "inventory.db"
     with open_store(f"sqlite:///{path}") as store:
-        store.import_image(generate(scaled(0.01), 25), ChangeMeta(title="import"))
+        store.import_image(generate(scaled(0.02), 25), ChangeMeta(title="import"))
     assert path.stat().st_size > 8 << 20  # more than the load's cache and the bound below
     with SQLiteStore(path) as store:
         before = _sqlite_memory_used()

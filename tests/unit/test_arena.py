@@ -98,3 +98,127 @@ def test_deleting_a_file_updates_the_incomplete_replicas_that_held_it(image: Inv
     after = block.find_replica(member.site_name)
     assert after is not None and (after.lfns is None or lfn not in after.lfns)
     assert lfn not in block.file_names()
+
+
+# --- loaded blocks' ids and sizes beside their file tables (read by packed replicas) -------------
+
+def _assert_tables_true(inv: Inventory) -> None:
+    """What readers take from the datasets' tables is what the blocks say, and every replica's
+    sizes agree with its objects'."""
+    for dataset in inv.datasets.values():
+        for block in dataset.blocks:
+            assert (block._quiet_id(), block._quiet_size()) == (block.id, block.size), block.full_name()
+    for replica in _replicas(inv):
+        members = list(replica.block_replicas)
+        assert replica.size() == sum(m.size for m in members)
+        assert replica.size(physical=False) == sum(m.block.size for m in members)  # type: ignore[union-attr]
+        for member in members:
+            assert replica.find_block_replica(member.block) == member
+
+
+def test_the_loader_puts_ids_and_sizes_beside_the_file_tables(image: Inventory) -> None:
+    blocks = [b for d in image.datasets.values() for b in d.blocks]
+    assert blocks and all(type(b._files) is int for b in blocks)
+    _assert_tables_true(image)
+
+
+def test_block_tables_follow_changes_and_rollbacks(image: Inventory) -> None:
+    replica = next(r for r in _replicas(image) if len(r.block_replicas) > 1)
+    dataset = image.datasets[replica.dataset_name]
+    block = next(iter(replica.block_replicas)).block
+    assert not isinstance(block, str)
+    # a size change by a change set (a block without files: the counts are its own)
+    bare = type(block)("bare", dataset.name, 5, 0, True, 1)
+    bare_replica = BlockReplica(f"{dataset.name}#bare", replica.site_name, None, False, 1)
+    apply_change_set(image, None, [encode(UPDATE, bare), encode(UPDATE, bare_replica)])
+    _assert_tables_true(image)
+    apply_change_set(image, None, [encode(UPDATE, type(block)("bare", dataset.name, 7_000, 0, False, 2))])
+    _assert_tables_true(image)
+    assert replica.size() == sum(m.size for m in replica.block_replicas)
+    # refused: the size change and the new block are rolled back, the tables with them
+    before = replica.size(physical=False)
+    with pytest.raises(ChangeSetError):
+        apply_change_set(image, None, [encode(UPDATE, type(block)("bare", dataset.name, 9_000, 0, False, 3)),
+                                       encode(UPDATE, type(block)("other", dataset.name, 1, 0, False, 3)),
+                                       encode(DELETE, Site("T0_NOWHERE"))])
+    _assert_tables_true(image)
+    assert replica.size(physical=False) == before
+    # a loaded block's size and a file changed, refused, rolled back; then its size in place
+    loaded = next(b for b in dataset.blocks if type(b._files) is int)
+    names = loaded.file_names()
+    first = loaded.find_file(names[0])
+    assert first is not None
+    with pytest.raises(ChangeSetError):
+        apply_change_set(image, None, [
+            encode(UPDATE, File(names[0], loaded.full_name(), 1, None)),
+            encode(UPDATE, type(block)(loaded.name, dataset.name, loaded.size - first.size + 1, loaded.num_files,
+                                       loaded.is_open, loaded.last_update)),
+            encode(DELETE, Site("T0_NOWHERE"))])
+    _assert_tables_true(image)
+    loaded.size += 1
+    assert not isinstance(loaded._files, int) and loaded.file_names() == names
+    _assert_tables_true(image)
+    # an application's edit in place, then the block deleted
+    live = dataset.find_block("bare")
+    assert live is not None
+    live.size = 123
+    _assert_tables_true(image)
+    apply_change_set(image, None, [encode(DELETE, live)])
+    _assert_tables_true(image)
+
+
+@pytest.mark.parametrize("files_first", [True, False])
+def test_blocks_find_their_files_whatever_the_order_of_the_rows(files_first: bool) -> None:
+    """A loaded block keeps the index of its file table's offset among its dataset's; the
+    indexes hold with the files before or after the blocks and with a dataset's blocks in
+    two runs (blocks added to it later have higher ids)."""
+    from dynamo.dataformat import filetable
+    from dynamo.dataformat.filetable import FileEntry
+    from dynamo.store.rows import ImageBuilder
+
+    builder = ImageBuilder()
+    builder.datasets([(1, "/A/B/C", "valid", "production", None, 1, 0),
+                      (2, "/D/E/F", "valid", "production", None, 1, 0)])
+    owner = {1: 1, 2: 2, 3: 1, 4: 1, 5: 2}
+    tables = {bid: filetable.pack({f"/store/{bid}/f{i}.root": FileEntry(bid * 10 + i, None, bid * 100 + i)
+                                   for i in range(bid)}) for bid in owner if bid != 4}  # block 4: no files
+    block_rows = [(bid, did, f"b{bid}", sum(bid * 10 + i for i in range(bid)) if bid != 4 else 0,
+                   bid if bid != 4 else 0, 0, 1) for bid, did in owner.items()]
+    if files_first:
+        builder.block_files(tables.items())
+        builder.blocks(block_rows)
+    else:
+        builder.blocks(block_rows)
+        builder.block_files(tables.items())
+    inv = builder.finish(0, {})
+    for bid, did in owner.items():
+        block = inv.datasets["/A/B/C" if did == 1 else "/D/E/F"].blocks[f"b{bid}"]
+        if bid == 4:
+            assert block._files is None and block.files == ()
+            continue
+        assert type(block._files) is int
+        assert block.file_names() == [f"/store/{bid}/f{i}.root" for i in range(bid)]
+        assert block._file_ids() == [bid * 100 + i for i in range(bid)]
+    _assert_tables_true(inv)
+
+
+def test_a_blocks_counts_and_time_share_one_int() -> None:
+    import sys
+
+    from dynamo.dataformat import Block
+    from dynamo.errors import ObjectError
+
+    top = 2**63 - 1
+    block = Block("b", "/A/B/C", 5, top, True, top, 7)
+    assert (block.num_files, block.is_open, block.last_update, block.size, block.id) == (top, True, top, 5, 7)
+    block.is_open = False
+    assert (block.num_files, block.is_open, block.last_update) == (top, False, top)
+    block.num_files = 0
+    block.last_update = 3
+    assert (block.num_files, block.is_open, block.last_update) == (0, False, 3)
+    assert block == Block("b", "/A/B/C", 5, 0, False, 3) and repr(block) == "Block('b','/A/B/C',5,0,False,3,7,False)"
+    for attr, bad in (("num_files", -1), ("last_update", 2**63), ("is_open", 1), ("last_update", 1.5)):
+        with pytest.raises(ObjectError, match=attr):
+            setattr(block, attr, bad)
+    assert (block.num_files, block.is_open, block.last_update) == (0, False, 3)
+    assert sys.getsizeof(block) <= 80  # six slots and the collector's header
