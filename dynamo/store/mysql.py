@@ -15,7 +15,7 @@ from pymysql.cursors import RE_INSERT_VALUES
 
 from dynamo.errors import ConfigurationError, StoreError, StoreUnavailable
 from dynamo.store.handover import SESSION, adopt
-from dynamo.store.sql import SQLStore, fetch_batches
+from dynamo.store.sql import SQLStore, fetch_batches, fetch_lists
 from dynamo.store.statements import Outcome, Row
 
 log = logging.getLogger("dynamo.store")
@@ -72,6 +72,7 @@ class MySQLStore(SQLStore):
     kind = "mysql"
     SCHEMA_FILE = "mysql.sql"
     PIPELINED = True
+    LOAD_PIPELINED = True  # see SQLStore.load
     ENCODES_JOURNAL = True  # see SQLStore.commit
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 3306, user: str = "root", password: str = "",
@@ -228,6 +229,15 @@ class MySQLStore(SQLStore):
             cur.close()
             raise
         return fetch_batches(cur)
+
+    def _stream_lists(self, sql: str, size: int) -> Iterator[list[tuple[Any, ...]]]:
+        cur = self._connection().cursor(pymysql.cursors.SSCursor)
+        try:
+            cur.execute(sql)
+        except BaseException:
+            cur.close()
+            raise
+        return fetch_lists(cur, size)
 
     def _begin_read(self) -> None:
         self._execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")

@@ -198,6 +198,9 @@ def image_rows(inventory: Inventory) -> dict[str, Iterable[tuple[Any, ...]]]:
 # rows -> image
 # ---------------------------------------------------------------------------
 
+_NO_ID = 1 << 63  # greater than any block id
+
+
 def _as_list(by_id: dict[int, Any]) -> list[Any]:
     """Index by id with a list: faster than a dict in the hot loop, and ids are dense."""
     size = max(by_id, default=0) + 1
@@ -222,13 +225,21 @@ class ImageBuilder:
     def __init__(self) -> None:
         self.inventory = Inventory()
         self.arena = self.inventory.arena
-        self._writer = ArenaWriter(self.arena)
+        self._writer = ArenaWriter(self.arena, prefault=True)
         self.groups_by_id: dict[int, Group] = {0: self.inventory.null_group}
         self.sites_by_id: dict[int, Site] = {}
         self.partitions_by_id: dict[int, Partition] = {}
         self.datasets_by_id: dict[int, Dataset] = {}
+        # blocks by id: only when blocks come before their files (files first, the store's order,
+        # needs no such dict: 1 M entries at W10, built only to be thrown away)
         self.blocks_by_id: dict[int, Block] = {}
-        self._pending_files: dict[int, int] = {}  # block id -> offset, for files read before their block
+        self.max_block_id = 0
+        # files read before their blocks: block ids (ascending, as both tables are read in primary
+        # key order) and offsets, joined with the blocks as they come (see blocks())
+        self._pending_ids: list[int] = []
+        self._pending_offsets: list[int] = []
+        self._pending_sorted = True
+        self._files_read = False
         self.max_ids = {"site": 0, "group": 0, "partition": 0, "dataset": 0, "block": 0, "file": 0}
         # counted while building, so that nobody walks the image for them (Inventory.counts() does)
         self.num_blocks = self.num_files = self.num_dataset_replicas = self.num_block_replicas = 0
@@ -292,13 +303,22 @@ class ImageBuilder:
             by_id[did] = d
 
     def blocks(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Blocks, each with its files when they were read before (``block_files``): a merge of the
+        two scans, both in block id order (the store's queries say ORDER BY); a dict of the block
+        ids when the files were not."""
         datasets_by_id = self.datasets_by_id
-        by_id = self.blocks_by_id
+        by_id = None if self._files_read else self.blocks_by_id
+        ids, offsets = self._pending_ids, self._pending_offsets
+        self._pending_ids, self._pending_offsets = [], []
+        n = len(ids)
+        files_of = None if self._pending_sorted else dict(zip(ids, offsets, strict=True)).get
+        i = 0
+        next_id = ids[0] if n and files_of is None else _NO_ID  # the next file table's block
         new = Block.__new__
-        files_of = self._pending_files.pop
         current_id = -1
         current: dict[str, Block] = {}
         dataset: Any = None
+        last_id = max_id = self.max_block_id
         for bid, dataset_id, name, size, num_files, is_open, last_update in rows:
             if dataset_id != current_id:
                 dataset = datasets_by_id[dataset_id]
@@ -314,10 +334,33 @@ class ImageBuilder:
             b.num_files = num_files
             b.is_open = bool(is_open)
             b.last_update = last_update
-            b._files = files_of(bid, None)
+            if bid == next_id:
+                b._files = offsets[i]
+                i += 1
+                next_id = ids[i] if i < n else _NO_ID
+            elif files_of is not None:
+                b._files = files_of(bid)
+            else:
+                while next_id < bid:  # file tables of no block (the schema's foreign key forbids them)
+                    i += 1
+                    next_id = ids[i] if i < n else _NO_ID
+                if bid == next_id:
+                    b._files = offsets[i]
+                    i += 1
+                    next_id = ids[i] if i < n else _NO_ID
+                else:
+                    b._files = None
             current[name] = b
-            by_id[bid] = b
-        self.num_blocks = len(by_id)
+            if by_id is not None:
+                by_id[bid] = b
+            if bid <= last_id:
+                if n and files_of is None:
+                    raise StoreError(f"blocks: block {bid} after block {last_id}: the rows are not in id order")
+            else:
+                max_id = bid
+            last_id = bid
+            self.num_blocks += 1
+        self.max_block_id = max_id
 
     def block_files(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """Each block's packed file table, appended to the arena as it comes; before or after
@@ -326,17 +369,26 @@ class ImageBuilder:
         block, rather than the pages of every block's other ints, among which they would
         otherwise fill the holes the blocks' rows left."""
         by_id = self.blocks_by_id
-        pending = self._pending_files
+        ids, offsets = self._pending_ids, self._pending_offsets
+        add_id, add_offset = ids.append, offsets.append
         add = self._writer.add
         count_files = filetable.count
         num_files_loaded = 0
+        last = ids[-1] if ids else -1
+        in_order = self._pending_sorted
         for bid, files in rows:
             num_files_loaded += count_files(files)
-            block = by_id.get(bid)
+            block = by_id.get(bid) if by_id else None
             if block is None:
-                pending[bid] = add(files)
+                if bid <= last:
+                    in_order = False
+                last = bid
+                add_id(bid)
+                add_offset(add(files))
             else:
                 block._files = add(files)
+        self._pending_sorted = in_order
+        self._files_read = True
         self._writer.close()
         self.num_files += num_files_loaded
 
@@ -375,13 +427,18 @@ class ImageBuilder:
             "datasetreplicas": self.num_dataset_replicas, "blockreplicas": self.num_block_replicas,
         }
 
+    def release(self) -> None:
+        """Stop the arena's helper thread (the loader's process forks afterwards); ``finish`` does,
+        and a load that failed half-way must."""
+        self._writer.release()
+
     def finish(self, version: int, next_ids: dict[str, int]) -> Inventory:
         inv = self.inventory
-        self._writer.close()
+        self._writer.release()
         for kind, objects in (("site", self.sites_by_id), ("group", self.groups_by_id),
-                              ("partition", self.partitions_by_id), ("dataset", self.datasets_by_id),
-                              ("block", self.blocks_by_id)):
+                              ("partition", self.partitions_by_id), ("dataset", self.datasets_by_id)):
             self.max_ids[kind] = max(objects, default=0)
+        self.max_ids["block"] = max(self.max_block_id, max(self.blocks_by_id, default=0))
         # counters never move backwards, and never below what the image holds
         merged = {k: max(next_ids.get(k, 1), self.max_ids[k] + 1) for k in self.max_ids}
         inv.ids = IdAllocator(merged)
