@@ -29,7 +29,7 @@ from __future__ import annotations
 import mmap
 import struct
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Iterable
 
 if TYPE_CHECKING:
     from dynamo.dataformat.group import Group
@@ -117,22 +117,24 @@ class ArenaWriter:
             self._prepare()
 
     def _prepare(self) -> None:
+        if self._thread is not None:
+            self._thread.join()  # done already (see _take)
         chunk = self._next = _new_chunk(CHUNK_SIZE)
         self._thread = threading.Thread(target=_populate, args=(chunk,), name="dynamo-arena", daemon=True)
         self._thread.start()
 
     def _take(self, need: int) -> mmap.mmap:
-        """A new current chunk of at least ``need`` bytes: the prepared one when it is large enough."""
+        """A new current chunk of at least ``need`` bytes: the prepared one when it is large enough.
+        The writer does not wait for the helper: on a busy machine it may be behind, and a page
+        the helper has not faulted in yet is faulted in by the writer's own write (both are safe
+        at once). Only one helper runs: while it is behind, no chunk is prepared ahead."""
         self.close()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
         chunk, self._next = self._next, None
-        if chunk is None or need > CHUNK_SIZE:
-            if chunk is not None:
-                chunk.close()
-            chunk = _new_chunk(max(CHUNK_SIZE, need))
-        if self._prefault:
+        if need > CHUNK_SIZE:
+            self._next, chunk = chunk, _new_chunk(need)  # the prepared chunk waits for the next value
+        elif chunk is None:
+            chunk = _new_chunk(CHUNK_SIZE)
+        if self._prefault and self._next is None and not (self._thread is not None and self._thread.is_alive()):
             self._prepare()
         self._chunk, self._pos, self._size = chunk, 0, len(chunk)
         return chunk
@@ -150,6 +152,34 @@ class ArenaWriter:
         self._pos = end = at + n
         chunk[at:end] = blob
         return (len(self.arena.chunks) << 32) | at
+
+    def add_keyed(self, rows: Iterable[tuple[int, bytes]], keys: list[int], offsets: list[int],
+                  measure: Callable[[bytes], int]) -> int:
+        """``add`` for each ``(key, value)`` of ``rows``, appending the keys to ``keys`` and the
+        offsets to ``offsets``; the sum of ``measure(value)``. (The loader's loop over a million
+        file tables at W10: ``add``'s call and attribute lookups, done once here, cost 0.3 s there.)"""
+        add_key, add_offset = keys.append, offsets.append
+        pack_into = _U32.pack_into
+        chunk, pos, size = self._chunk, self._pos, self._size
+        index = len(self.arena.chunks) << 32
+        total = 0
+        try:
+            for key, blob in rows:
+                total += measure(blob)
+                n = len(blob)
+                if chunk is None or pos + n + 4 > size:
+                    self._pos = pos
+                    chunk = self._take(n + 4)
+                    pos, size, index = 0, self._size, len(self.arena.chunks) << 32
+                pack_into(chunk, pos, n)
+                at = pos + 4
+                pos = at + n
+                chunk[at:pos] = blob
+                add_key(key)
+                add_offset(index | at)
+        finally:
+            self._pos = pos
+        return total
 
     def close(self) -> None:
         """Seal the current chunk: cut to what was written (its pages past that go back to the
