@@ -14,6 +14,7 @@ import pymysql.cursors
 from pymysql.cursors import RE_INSERT_VALUES
 
 from dynamo.errors import ConfigurationError, StoreError, StoreUnavailable
+from dynamo.store import url_has_password  # noqa: F401 (its home was here)
 from dynamo.store.handover import SESSION, adopt
 from dynamo.store.sql import SQLStore, fetch_batches, fetch_lists
 from dynamo.store.statements import Outcome, Row
@@ -64,8 +65,6 @@ def parse_mysql_url(url: str) -> dict[str, Any]:
     return params
 
 
-def url_has_password(url: str) -> bool:
-    return urlsplit(url).password is not None
 
 
 class MySQLStore(SQLStore):

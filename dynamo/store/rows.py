@@ -294,12 +294,21 @@ class ImageBuilder:
     def datasets(self, rows: Iterable[tuple[Any, ...]]) -> None:
         datasets = self.inventory.datasets
         by_id = self.datasets_by_id
-        make = Dataset._make
+        new = Dataset.__new__
         arena = self.arena
         status_of, type_of = _DATASET_STATUS, _DATA_TYPE
         for did, name, status, data_type, software_version, last_update, is_open in rows:
-            d = make(name, status_of[status], type_of[data_type], software_version, last_update,
-                     bool(is_open), did)
+            d = new(Dataset)  # Dataset._make, inline
+            d._name = name
+            d._status = status_of[status]
+            d._data_type = type_of[data_type]
+            d.software_version = software_version
+            d.last_update = last_update
+            d.is_open = bool(is_open)
+            d.id = did
+            d._blocks = None
+            d._replicas = None
+            d._attr = None
             d._arena = arena
             datasets[name] = d
             by_id[did] = d
