@@ -86,10 +86,18 @@ def _new_chunk(size: int) -> mmap.mmap:
     return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 
 
-def _populate(chunk: mmap.mmap) -> None:
-    """Fault every page of ``chunk`` in, writable (the GIL is released meanwhile)."""
+_POPULATE_STEP = 4 << 20
+
+
+def _populate(chunk: mmap.mmap, stop: threading.Event) -> None:
+    """Fault the pages of ``chunk`` in, writable, a few MiB at a time until ``stop`` (the GIL is
+    released meanwhile)."""
+    size = len(chunk)
     try:
-        chunk.madvise(_MADV_POPULATE_WRITE)
+        for start in range(0, size, _POPULATE_STEP):
+            if stop.is_set():
+                return
+            chunk.madvise(_MADV_POPULATE_WRITE, start, min(_POPULATE_STEP, size - start))
     except (OSError, ValueError):
         pass  # an older kernel: the writer faults the pages itself, as it would have
 
@@ -103,7 +111,7 @@ class ArenaWriter:
     fragmented (RSS 2x the live data at W1). With ``prefault`` (the loader), the chunk after the
     current one is faulted in by a helper thread meanwhile (see the module's doc)."""
 
-    __slots__ = ("arena", "_chunk", "_pos", "_size", "_next", "_thread", "_prefault")
+    __slots__ = ("arena", "_chunk", "_pos", "_size", "_next", "_thread", "_prefault", "_stop")
 
     def __init__(self, arena: Arena, prefault: bool = False):
         self.arena = arena
@@ -113,6 +121,7 @@ class ArenaWriter:
         self._next: mmap.mmap | None = None  # a chunk being faulted in by _thread
         self._thread: threading.Thread | None = None
         self._prefault = prefault
+        self._stop = threading.Event()
         if prefault:
             self._prepare()
 
@@ -120,7 +129,8 @@ class ArenaWriter:
         if self._thread is not None:
             self._thread.join()  # done already (see _take)
         chunk = self._next = _new_chunk(CHUNK_SIZE)
-        self._thread = threading.Thread(target=_populate, args=(chunk,), name="dynamo-arena", daemon=True)
+        self._thread = threading.Thread(target=_populate, args=(chunk, self._stop), name="dynamo-arena",
+                                        daemon=True)
         self._thread.start()
 
     def _take(self, need: int) -> mmap.mmap:
@@ -196,6 +206,7 @@ class ArenaWriter:
         loader's process forks afterwards)."""
         self.close()
         self._prefault = False
+        self._stop.set()  # the helper stops within a step: what it faults in now would be thrown away
         if self._thread is not None:
             self._thread.join()
             self._thread = None
