@@ -38,9 +38,8 @@ if TYPE_CHECKING:
 Buffer = bytes | bytearray | mmap.mmap
 _U32 = struct.Struct("<I")
 CHUNK_SIZE = 64 << 20
-# Linux >= 5.14 (the constant is in Python's mmap module from 3.12 on)
+# Linux >= 5.14 (not a constant of Python 3.11's mmap module)
 _MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)
-_PAGE = mmap.PAGESIZE
 _POS_MASK = 0xFFFFFFFF
 
 
