@@ -75,13 +75,12 @@ def worker_floor(url: str) -> dict[str, Any]:
     """The raw driver read of the load's rows, with the load's connection settings and the collector
     off as in the load: iterate, build nothing."""
     from dynamo.store import open_store
-    from dynamo.store.sql import _LOAD_QUERIES
     store: Any = open_store(url, create=False)
     gc.disable()
     t0, c0 = time.perf_counter(), time.process_time()
     rows = 0
     with store._loading(), store.transaction(read_only=True):
-        for _, query in _LOAD_QUERIES:
+        for _, query in store.LOAD_QUERIES:
             for _ in store._stream(query):
                 rows += 1
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0

@@ -171,6 +171,7 @@ class SQLStore(Statements, InventoryStore):
     SCHEMA_FILE = ""
     PIPELINED = False  # see _execute_all
     LOAD_PIPELINED = False  # see load
+    LOAD_QUERIES: tuple[tuple[str, str], ...] = _LOAD_QUERIES  # (ImageBuilder method, query), in order
     loaded_counts: dict[str, int] = {}  # of the last load(); replaced by each, never changed in place
 
     # ------------------------------------------------------------------
@@ -265,7 +266,7 @@ class SQLStore(Statements, InventoryStore):
                 meta = self._meta()
                 if meta.get("schema_version") != SCHEMA_VERSION:
                     raise SchemaError(f"store schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}")
-                for table, query in _LOAD_QUERIES:
+                for table, query in self.LOAD_QUERIES:
                     with self._rows(query) as rows:
                         getattr(builder, table)(rows)
             next_ids = {kind: meta.get(f"next_{kind}_id", 1) for kind in ID_KINDS}
