@@ -131,7 +131,9 @@ class Bench:
         tail = b""
         while time.perf_counter() < started + START_TIMEOUT:
             if self.process.poll() is not None:
-                raise SystemExit(f"dynamod failed; see {log_path}")
+                # the log's end in the message: the benchmark removes the home, and the log with it
+                end = log_path.read_text(errors="replace").splitlines()[-15:] if log_path.exists() else []
+                raise SystemExit("\n".join([f"dynamod failed; the end of {log_path}:", *end]))
             try:
                 with open(log_path, "rb") as f:
                     f.seek(seen)
