@@ -2,6 +2,7 @@
 
     python -m bench.server_bench                       # W10 on SQLite and MariaDB
     python -m bench.server_bench --scale 0.01 --stores sqlite
+    python -m bench.server_bench --start-only --starts 3 --stores sqlite   # start to ready only
 
 Reports, per store, with issue 10's goals beside them (``bench.goals``):
 
@@ -134,7 +135,9 @@ class Bench:
         tail = b""
         while time.perf_counter() < started + START_TIMEOUT:
             if self.process.poll() is not None:
-                raise SystemExit(f"dynamod failed; see {log_path}")
+                # the log's end in the message: the benchmark removes the home, and the log with it
+                end = log_path.read_text(errors="replace").splitlines()[-15:] if log_path.exists() else []
+                raise SystemExit("\n".join([f"dynamod failed; the end of {log_path}:", *end]))
             try:
                 with open(log_path, "rb") as f:
                     f.seek(seen)
@@ -246,6 +249,35 @@ def inject_document(files: int) -> str:
     return json.dumps({"dataset": [{"name": name, "status": "valid", "blocks": blocks}]})
 
 
+def measure_start(url: str, home: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """``--start-only``: the raw floor, then ``--starts`` starts of dynamod to its ready line (medians)."""
+    result: dict[str, Any] = {}
+    if url.startswith("mysql"):
+        result["innodb_buffer_pool_mb"] = buffer_pool_mb(url)
+    result.update(run_worker(["floor", url]))
+    bench = Bench(home, url)
+    starts, rss = [], []
+    for _ in range(args.starts):
+        starts.append(bench.start())
+        try:
+            rss.append(bench.rss_mb())
+        finally:
+            bench.stop()
+    result.update(load_s=statistics.median(starts), start_runs_s=starts, rss_mb=statistics.median(rss))
+    result["ready_s"] = result["load_s"]
+    result["load_over_floor"] = result["load_s"] / result["floor_s"] if result["floor_s"] else None
+    return result
+
+
+def prepare_store(url: str, args: argparse.Namespace) -> None:
+    from dynamo.core.journal import ChangeMeta
+    from dynamo.store import open_store
+    image = generate(W10 if args.scale == 1 else scaled(args.scale), args.seed)
+    store = open_store(url)
+    store.import_image(image, ChangeMeta(title="server_bench import"))
+    store.close()
+
+
 def measure(kind: str, url: str, home: Path, args: argparse.Namespace) -> dict[str, Any]:
     from dynamo.core.changeset import apply_change_set
     from dynamo.core.journal import ChangeMeta
@@ -347,6 +379,11 @@ def main() -> None:
                         "(each a new change set; the median is reported)")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--keep-log", help="keep dynamod's log as KEEP_LOG.<store>.log")
+    parser.add_argument("--start-only", action="store_true",
+                        help="measure only the raw floor and dynamod's start to its ready line (and RSS)")
+    parser.add_argument("--starts", type=int, default=1, help="with --start-only: starts to take the median of")
+    parser.add_argument("--store-url", help="with --start-only: a store already holding the image (dynamod "
+                                            "adds its registry rows to it) instead of a new one")
     args = parser.parse_args()
     results: dict[str, Any] = {"scale": args.scale, "changes": args.changes, "time": time.time(),
                                "loadavg_start": os.getloadavg(), "stores": {}}
@@ -354,11 +391,24 @@ def main() -> None:
         home = Path(tempfile.mkdtemp(prefix="dynb", dir="/tmp"))
         home.chmod(0o711)
         try:
-            if kind == "sqlite":
+            if args.start_only and args.store_url:
+                url = args.store_url
+            elif kind == "sqlite":
                 url = f"sqlite:///{home}/inventory.db"
             else:
                 url = fresh_mysql_url(args.mysql, args.mysql_db)
             print(f"== {kind}: scale {args.scale} ...", flush=True)
+            if args.start_only:
+                if not args.store_url:
+                    prepare_store(url, args)
+                r = measure_start(url, home, args)
+                r["goals"] = judge(SERVER_GOALS, kind, r, args.scale, args.changes)
+                results["stores"][kind] = r
+                runs = ", ".join(f"{t:.2f}" for t in r["start_runs_s"])
+                print(f"   ready {r['load_s']:.2f} s (runs {runs}; raw floor {r['floor_s']:.2f} s, ratio "
+                      f"{r['load_over_floor']:.2f}), RSS {r['rss_mb']:.0f} MB", flush=True)
+                print(render(r["goals"]), flush=True)
+                continue
             r = measure(kind, url, home, args)
             r["goals"] = judge(SERVER_GOALS, kind, r, args.scale, args.changes)
             results["stores"][kind] = r

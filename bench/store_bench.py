@@ -3,6 +3,7 @@
     python -m bench.store_bench                      # W10 on SQLite and MariaDB (minutes, ~10 GB RAM)
     python -m bench.store_bench --scale 0.01         # 1 % of W10
     python -m bench.store_bench --stores sqlite --changes 10000
+    python -m bench.store_bench --keep /var/tmp/bench   # prepare once, measure again later
 
 For each store: generate the workload (seeded), import it into an empty
 store, then in fresh processes (so RSS is the image alone):
@@ -74,13 +75,12 @@ def worker_floor(url: str) -> dict[str, Any]:
     """The raw driver read of the load's rows, with the load's connection settings and the collector
     off as in the load: iterate, build nothing."""
     from dynamo.store import open_store
-    from dynamo.store.sql import _LOAD_QUERIES
     store: Any = open_store(url, create=False)
     gc.disable()
     t0, c0 = time.perf_counter(), time.process_time()
     rows = 0
     with store._loading(), store.transaction(read_only=True):
-        for _, query in _LOAD_QUERIES:
+        for _, query in store.LOAD_QUERIES:
             for _ in store._stream(query):
                 rows += 1
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -202,6 +202,11 @@ def main() -> None:
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--repeat", type=int, default=1, help="loads and floors to take the median of")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="keep the prepared stores (SQLite file in DIR; MariaDB database as named) and "
+                             "reuse them when DIR says one of this scale and seed was prepared")
+    parser.add_argument("--no-commit", action="store_true",
+                        help="measure load and floor only (the change set would change a kept store)")
     args = parser.parse_args()
 
     if args.worker:
@@ -215,21 +220,41 @@ def main() -> None:
                                "loadavg_start": os.getloadavg(), "stores": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.stores.split(","):
-            url = f"sqlite:///{tmp}/bench.db" if kind == "sqlite" else fresh_mysql_url(args.mysql, args.mysql_db)
-            print(f"== {kind}: preparing scale {args.scale} ...", flush=True)
-            r = prepare(url, args.scale, args.seed)
+            where = Path(args.keep) if args.keep else Path(tmp)
+            where.mkdir(parents=True, exist_ok=True)
+            tag = f"scale{args.scale:g}-seed{args.seed}"
+            marker = where / (f"sqlite-{tag}.prepared" if kind == "sqlite" else f"mysql-{args.mysql_db}-{tag}.prepared")
+            if args.keep and marker.exists():
+                url = f"sqlite:///{where}/bench-{tag}.db" if kind == "sqlite" else \
+                    f"{args.mysql.rstrip('/')}/{args.mysql_db}"
+                print(f"== {kind}: reusing the store prepared at scale {args.scale} ({marker})", flush=True)
+                r = json.loads(marker.read_text())
+            else:
+                marker.unlink(missing_ok=True)
+                url = f"sqlite:///{where}/bench-{tag}.db" if kind == "sqlite" else \
+                    fresh_mysql_url(args.mysql, args.mysql_db)
+                if kind == "sqlite":
+                    Path(url[len("sqlite://"):]).unlink(missing_ok=True)
+                print(f"== {kind}: preparing scale {args.scale} ...", flush=True)
+                r = prepare(url, args.scale, args.seed)
+                if args.keep:
+                    marker.write_text(json.dumps(r))
             if kind == "mysql":
                 r["innodb_buffer_pool_mb"] = buffer_pool_mb(url)
             r.update(load_and_floor(url, args.repeat))
-            r.update(run_worker(["commit", url, str(args.changes), str(args.seed + 1)]))
+            if not args.no_commit:
+                if args.keep:
+                    marker.unlink()  # the change set changes the store: the next run prepares again
+                r.update(run_worker(["commit", url, str(args.changes), str(args.seed + 1)]))
             r["goals"] = judge(STORE_GOALS, kind, r, args.scale)
             results["stores"][kind] = r
             print(f"   {r['counts']}" + (f", InnoDB buffer pool {r['innodb_buffer_pool_mb']:.0f} MiB"
                                             if kind == "mysql" else ""))
             print(f"   load {r['load_s']:.2f} s (floor {r['floor_s']:.2f} s, ratio {r['load_over_floor']:.2f}; "
                   f"CPU {r['load_cpu_s']:.2f} s / {r['floor_cpu_s']:.2f} s = {r['load_over_floor_cpu']:.2f}), "
-                  f"RSS {r['rss_mb']:.0f} MB; change set of {r['records']}: {r['total_s']:.2f} s "
-                  f"(apply {r['apply_s']:.2f} s + database {r['db_commit_s']:.2f} s); "
+                  f"RSS {r['rss_mb']:.0f} MB; " + ("" if args.no_commit else
+                  f"change set of {r['records']}: {r['total_s']:.2f} s "
+                  f"(apply {r['apply_s']:.2f} s + database {r['db_commit_s']:.2f} s); ") +
                   f"import {r['import_s']:.1f} s", flush=True)
             print(render(r["goals"]), flush=True)
     results["loadavg_end"] = os.getloadavg()

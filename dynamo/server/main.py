@@ -54,8 +54,7 @@ from dynamo.server.signals import SignalQueue
 from dynamo.server.system import REAL, System
 from dynamo.server.turns import TurnClock
 from dynamo.server.workareas import WorkAreas
-from dynamo.store import open_store
-from dynamo.store.mysql import url_has_password
+from dynamo.store import open_store, url_has_password
 from dynamo.store.registry import Registry
 from dynamo.store.sql import SQLStore
 from dynamo.web.generations import WebGenerations, registry_users

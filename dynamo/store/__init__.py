@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from dynamo.errors import ConfigurationError
 from dynamo.store.base import InventoryStore, JournalEntry, JournalRetention
@@ -36,4 +37,10 @@ def open_store(url: str, *, create: bool = True, password_file: str | None = Non
     return store
 
 
-__all__ = ["InventoryStore", "JournalEntry", "JournalRetention", "open_store"]
+def url_has_password(url: str) -> bool:
+    """Whether a (MySQL) store URL carries a password. Here rather than in ``store.mysql``, so that
+    dynamod asks without importing PyMySQL (tens of ms of its start) for a SQLite store."""
+    return urlsplit(url).password is not None
+
+
+__all__ = ["InventoryStore", "JournalEntry", "JournalRetention", "open_store", "url_has_password"]

@@ -20,7 +20,9 @@ image's arena (``dataformat.arena``) without parsing it; so are blocks' files.
 
 from __future__ import annotations
 
+import itertools
 import json
+import operator
 from array import array
 from typing import Any, Iterable
 
@@ -199,6 +201,9 @@ def image_rows(inventory: Inventory) -> dict[str, Iterable[tuple[Any, ...]]]:
 # rows -> image
 # ---------------------------------------------------------------------------
 
+_NO_ID = 1 << 63  # greater than any block id
+
+
 def _as_list(by_id: dict[int, Any]) -> list[Any]:
     """Index by id with a list: faster than a dict in the hot loop, and ids are dense."""
     size = max(by_id, default=0) + 1
@@ -273,13 +278,21 @@ class ImageBuilder:
     def __init__(self) -> None:
         self.inventory = Inventory()
         self.arena = self.inventory.arena
-        self._writer = ArenaWriter(self.arena)
+        self._writer = ArenaWriter(self.arena, prefault=True)
         self.groups_by_id: dict[int, Group] = {0: self.inventory.null_group}
         self.sites_by_id: dict[int, Site] = {}
         self.partitions_by_id: dict[int, Partition] = {}
         self.datasets_by_id: dict[int, Dataset] = {}
+        # blocks by id: only when blocks come before their files (files first, the store's order,
+        # needs no such dict: 1 M entries at W10, built only to be thrown away)
         self.blocks_by_id: dict[int, Block] = {}
-        self._pending_files: dict[int, int] = {}  # block id -> offset, for files read before their block
+        self.max_block_id = 0
+        # files read before their blocks: block ids (ascending, as both tables are read in primary
+        # key order) and offsets, joined with the blocks as they come (see blocks())
+        self._pending_ids: list[int] = []
+        self._pending_offsets: list[int] = []
+        self._pending_sorted = True
+        self._files_read = False
         # the arena offsets of each dataset's blocks' file tables (``Dataset._file_offsets``)
         self._file_offsets = _OffsetRuns()
         self.max_ids = {"site": 0, "group": 0, "partition": 0, "dataset": 0, "block": 0, "file": 0}
@@ -334,27 +347,49 @@ class ImageBuilder:
     def datasets(self, rows: Iterable[tuple[Any, ...]]) -> None:
         datasets = self.inventory.datasets
         by_id = self.datasets_by_id
-        make = Dataset._make
+        new = Dataset.__new__
         arena = self.arena
         status_of, type_of = _DATASET_STATUS, _DATA_TYPE
         for did, name, status, data_type, software_version, last_update, is_open in rows:
-            d = make(name, status_of[status], type_of[data_type], software_version, last_update,
-                     bool(is_open), did)
+            d = new(Dataset)  # Dataset._make, inline
+            d._name = name
+            d._status = status_of[status]
+            d._data_type = type_of[data_type]
+            d.software_version = software_version
+            d.last_update = last_update
+            d.is_open = bool(is_open)
+            d.id = did
+            d._blocks = None
+            d._replicas = None
+            d._attr = None
             d._arena = arena
+            d._replica_offsets = None
+            d._file_offsets = None
             datasets[name] = d
             by_id[did] = d
 
     def blocks(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Blocks, each with its files when they were read before (``block_files``): a merge of the
+        two scans, both in block id order (the store's queries say ORDER BY); a dict of the block
+        ids when the files were not."""
         datasets_by_id = self.datasets_by_id
-        by_id = self.blocks_by_id
+        by_id = None if self._files_read else self.blocks_by_id
+        ids, offsets = self._pending_ids, self._pending_offsets
+        self._pending_ids, self._pending_offsets = [], []
+        n = len(ids)
+        files_of = None if self._pending_sorted else dict(zip(ids, offsets, strict=True)).get
+        i = 0
+        next_id = ids[0] if n and files_of is None else _NO_ID  # the next file table's block
         new = Block.__new__
-        files_of = self._pending_files.pop
         file_offsets = self._file_offsets
         append = file_offsets.flat.append
         index = 0  # the next block's index among its dataset's loaded blocks with files
         current_id = -1
         current: dict[str, Block] = {}
         dataset: Any = None
+        last_id = -1
+        max_id = self.max_block_id
+        num_blocks = 0
         for bid, dataset_id, name, size, num_files, is_open, last_update in rows:
             if dataset_id != current_id:
                 dataset = datasets_by_id[dataset_id]
@@ -369,7 +404,23 @@ class ImageBuilder:
             b.id = bid
             b._size = size
             b._meta = (last_update << 65) | (num_files << 1) | (1 if is_open else 0)  # see block._meta
-            offset = files_of(bid, None)
+            offset: int | None
+            if bid == next_id:
+                offset = offsets[i]
+                i += 1
+                next_id = ids[i] if i < n else _NO_ID
+            elif files_of is not None:
+                offset = files_of(bid)
+            else:
+                while next_id < bid:  # file tables of no block (the schema's foreign key forbids them)
+                    i += 1
+                    next_id = ids[i] if i < n else _NO_ID
+                if bid == next_id:
+                    offset = offsets[i]
+                    i += 1
+                    next_id = ids[i] if i < n else _NO_ID
+                else:
+                    offset = None
             if offset is not None:
                 b._files = index
                 index += 1
@@ -379,9 +430,65 @@ class ImageBuilder:
             else:
                 b._files = None
             current[name] = b
-            by_id[bid] = b
-        self.num_blocks = len(by_id)
+            if by_id is not None:
+                by_id[bid] = b
+            if bid <= last_id:
+                if n and files_of is None:
+                    raise StoreError(f"blocks: block {bid} after block {last_id}: the rows are not in id order")
+            else:
+                max_id = max(max_id, bid)
+            last_id = bid
+            num_blocks += 1
+        self.num_blocks += num_blocks
+        self.max_block_id = max_id
         file_offsets.seal()
+
+    def blocks_with_files(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Blocks with their packed files (None: none) in one row each, in id order (MariaDB's join)."""
+        datasets_by_id = self.datasets_by_id
+        add = self._writer.add
+        count_files = filetable.count
+        new = Block.__new__
+        file_offsets = self._file_offsets
+        append = file_offsets.flat.append
+        index = 0
+        current_id = -1
+        current: dict[str, Block] = {}
+        dataset: Any = None
+        max_id = self.max_block_id
+        num_blocks = num_files = 0
+        for bid, dataset_id, name, size, num, is_open, last_update, files in rows:
+            if dataset_id != current_id:
+                dataset = datasets_by_id[dataset_id]
+                index = file_offsets.open_run(dataset)
+                if dataset._blocks is None:
+                    dataset._blocks = {}
+                current = dataset._blocks
+                current_id = dataset_id
+            b = new(Block)
+            b._name = name
+            b._dataset = dataset
+            b.id = bid
+            b._size = size
+            b._meta = (last_update << 65) | (num << 1) | (1 if is_open else 0)  # see block._meta
+            if files is None:
+                b._files = None
+            else:
+                num_files += count_files(files)
+                b._files = index
+                index += 1
+                append(add(files))
+                append(bid)
+                append(size)
+            current[name] = b
+            max_id = max(max_id, bid)
+            num_blocks += 1
+        self._writer.close()
+        file_offsets.seal()
+        self._files_read = True
+        self.max_block_id = max_id
+        self.num_blocks += num_blocks
+        self.num_files += num_files
 
     def block_files(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """Each block's packed file table, appended to the arena as it comes; before or after
@@ -390,26 +497,36 @@ class ImageBuilder:
         block, rather than the pages of every block's other ints, among which they would
         otherwise fill the holes the blocks' rows left."""
         by_id = self.blocks_by_id
-        pending = self._pending_files
+        ids, offsets = self._pending_ids, self._pending_offsets
         file_offsets = self._file_offsets
-        dataset: Any = None
-        flat = file_offsets.flat
-        index = 0
-        add = self._writer.add
-        count_files = filetable.count
-        num_files_loaded = 0
-        for bid, files in rows:
-            num_files_loaded += count_files(files)
-            block = by_id.get(bid)
-            if block is None:
-                pending[bid] = add(files)
-            else:  # the blocks came first
-                if block._dataset is not dataset:
-                    dataset = block._dataset
-                    index = file_offsets.open_run(dataset)
-                block._files = index
-                index += 1
-                flat.extend((add(files), block.id, block._size))
+        if not by_id:  # the store's order: files first, joined with the blocks later
+            start = len(ids)
+            num_files_loaded = self._writer.add_keyed(rows, ids, offsets, filetable.count)
+            in_order = self._pending_sorted and all(map(operator.lt, ids[max(0, start - 1):],
+                                                        itertools.islice(ids, max(1, start), None)))
+        else:  # the blocks came first
+            dataset: Any = None
+            flat = file_offsets.flat
+            index = 0
+            add = self._writer.add
+            count_files = filetable.count
+            num_files_loaded = 0
+            in_order = False
+            for bid, files in rows:
+                num_files_loaded += count_files(files)
+                block = by_id.get(bid)
+                if block is None:
+                    ids.append(bid)
+                    offsets.append(add(files))
+                else:
+                    if block._dataset is not dataset:
+                        dataset = block._dataset
+                        index = file_offsets.open_run(dataset)
+                    block._files = index
+                    index += 1
+                    flat.extend((add(files), block.id, block._size))
+        self._pending_sorted = in_order
+        self._files_read = True
         self._writer.close()
         self.num_files += num_files_loaded
         file_offsets.seal()
@@ -418,36 +535,48 @@ class ImageBuilder:
         """~0.5 M dataset replicas at W10 holding ~5 M block replicas, kept packed as stored."""
         datasets_by_id, sites_by_id = self.datasets_by_id, self.sites_by_id
         groups = _as_list(self.groups_by_id)
-        make_dr = DatasetReplica._make
+        new = DatasetReplica.__new__
         add = self._writer.add
         head = _BR_HEAD.unpack_from
         # per dataset, the arena offsets of its replicas' block replicas; a replica keeps its index
         # there (a small int, shared), not an int of its own that a reader would write to
         offsets: dict[int, list[int]] = {}
+        num_replicas = num_block_replicas = 0
         for dataset_id, site_id, growing, group_id, blob in rows:
             dataset = datasets_by_id[dataset_id]
             site = sites_by_id[site_id]
-            dr = make_dr(dataset, site, bool(growing), groups[group_id or 0])
-            if dataset._replicas is None:
-                dataset._replicas = {}
-            dataset._replicas[site._name] = dr
-            if site._dataset_replicas is None:
-                site._dataset_replicas = {}
-            site._dataset_replicas[dataset._name] = dr
+            dr = new(DatasetReplica)  # DatasetReplica._make, inline: 0.5 M calls at W10
+            dr._dataset = dataset
+            dr._site = site
+            dr.growing = bool(growing)
+            dr.group = groups[group_id or 0]
+            dr._block_replicas = None
+            replicas = dataset._replicas
+            if replicas is None:
+                replicas = dataset._replicas = {}
+            replicas[site._name] = dr
+            replicas = site._dataset_replicas
+            if replicas is None:
+                replicas = site._dataset_replicas = {}
+            replicas[dataset._name] = dr
             version, n = head(blob, 0)
             if version != BR_VERSION:
                 raise StoreError(f"dataset replica {dataset._name}@{site._name}: unknown format {version}")
-            self.num_dataset_replicas += 1
+            num_replicas += 1
             if n:
-                self.num_block_replicas += n
+                num_block_replicas += n
                 mine = offsets.get(dataset_id)
                 if mine is None:
                     mine = offsets[dataset_id] = []
                 dr._packed = len(mine)
                 mine.append(add(blob))
+            else:
+                dr._packed = None
         self._writer.close()
         for dataset_id, mine in offsets.items():  # made one after the other: they lie together
             datasets_by_id[dataset_id]._replica_offsets = array("q", mine).tobytes()
+        self.num_dataset_replicas += num_replicas
+        self.num_block_replicas += num_block_replicas
 
     def counts(self) -> dict[str, int]:
         """What ``Inventory.counts()`` says of the image built, without walking it."""
@@ -458,13 +587,18 @@ class ImageBuilder:
             "datasetreplicas": self.num_dataset_replicas, "blockreplicas": self.num_block_replicas,
         }
 
+    def release(self) -> None:
+        """Stop the arena's helper thread (the loader's process forks afterwards); ``finish`` does,
+        and a load that failed half-way must."""
+        self._writer.release()
+
     def finish(self, version: int, next_ids: dict[str, int]) -> Inventory:
         inv = self.inventory
-        self._writer.close()
+        self._writer.release()
         for kind, objects in (("site", self.sites_by_id), ("group", self.groups_by_id),
-                              ("partition", self.partitions_by_id), ("dataset", self.datasets_by_id),
-                              ("block", self.blocks_by_id)):
+                              ("partition", self.partitions_by_id), ("dataset", self.datasets_by_id)):
             self.max_ids[kind] = max(objects, default=0)
+        self.max_ids["block"] = max(self.max_block_id, max(self.blocks_by_id, default=0))
         # counters never move backwards, and never below what the image holds
         merged = {k: max(next_ids.get(k, 1), self.max_ids[k] + 1) for k in self.max_ids}
         inv.ids = IdAllocator(merged)

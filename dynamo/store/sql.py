@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import gc
+import itertools
 import queue
 import sys
 import threading
@@ -31,6 +32,7 @@ from dynamo.store.base import SCHEMA_VERSION, InventoryStore, JournalEntry, Jour
 from dynamo.store.statements import Statements
 
 DELETE_CHUNK = 500
+LOAD_BATCH = 1000  # rows a load's fetching thread hands over at a time (LOAD_PIPELINED)
 _JOURNAL_COLUMNS = "seq, time, user, dn, title, checksum, run_id, num_records, pruned"
 
 _LOAD_QUERIES = (
@@ -44,8 +46,9 @@ _LOAD_QUERIES = (
     # one row per block with its files: PyMySQL's cost is mostly per row (performance.md)
     # two scans rather than a join (an index lookup per block); the builder attaches each file
     # table to its block by id (files first: see ImageBuilder.block_files)
-    ("block_files", "SELECT block_id, files FROM block_files"),
-    ("blocks", "SELECT id, dataset_id, name, size, num_files, is_open, last_update FROM blocks"),
+    # (both in id order, which the primary key gives for nothing: ImageBuilder.blocks merges them)
+    ("block_files", "SELECT block_id, files FROM block_files ORDER BY block_id"),
+    ("blocks", "SELECT id, dataset_id, name, size, num_files, is_open, last_update FROM blocks ORDER BY id"),
     ("dataset_replicas", "SELECT dataset_id, site_id, growing, group_id, block_replicas FROM dataset_replicas"),
 )
 
@@ -122,6 +125,10 @@ class Pipeline:
                     return
         except BaseException as exc:  # handed to the consumer
             self._error = exc
+        finally:
+            close = getattr(self._items, "close", None)
+            if close is not None:
+                close()  # a generator's cleanup (a cursor's close) in this thread, before the join
         self._put(self._DONE)
 
     def _put(self, item: Any) -> bool:
@@ -143,6 +150,15 @@ class Pipeline:
             yield item
 
 
+def fetch_lists(cursor: Any, size: int) -> Iterator[list[tuple[Any, ...]]]:
+    """Rows of an executed query in lists of ``size``; closes the cursor."""
+    try:
+        while batch := cursor.fetchmany(size):
+            yield list(batch)
+    finally:
+        cursor.close()
+
+
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -154,6 +170,8 @@ class SQLStore(Statements, InventoryStore):
 
     SCHEMA_FILE = ""
     PIPELINED = False  # see _execute_all
+    LOAD_PIPELINED = False  # see load
+    LOAD_QUERIES: tuple[tuple[str, str], ...] = _LOAD_QUERIES  # (ImageBuilder method, query), in order
     loaded_counts: dict[str, int] = {}  # of the last load(); replaced by each, never changed in place
 
     # ------------------------------------------------------------------
@@ -238,10 +256,12 @@ class SQLStore(Statements, InventoryStore):
         every object of the image once (2-3.7 s at W10, performance.md). ``loaded_counts`` holds
         the image's object counts afterwards (``Inventory.counts()`` without its walk).
 
-        Rows are fetched in this thread. Fetching in a second one while this one builds was
-        measured (a bounded queue of 2,000-row batches) and gained nothing: both drivers do their
-        per-row work (tuples, strings, PyMySQL's parsing) holding the GIL, and sqlite3 releases it
-        around every step, so the two threads mostly hand it back and forth.
+        SQLite: rows are fetched in this thread. Fetching in a second one while this one builds was
+        measured (a bounded queue of 2,000-row batches) and gained nothing: sqlite3 does its per-row
+        work (tuples, strings) holding the GIL and releases it around every step, so the two threads
+        mostly hand it back and forth. MariaDB (``LOAD_PIPELINED``): PyMySQL's parsing holds the GIL
+        too, but most of a load's time is spent waiting for the server's rows, with the GIL
+        released; a thread fetching them lets the building happen meanwhile (``_rows``).
         """
         builder = R.ImageBuilder()
         was_enabled = gc.isenabled()
@@ -251,17 +271,35 @@ class SQLStore(Statements, InventoryStore):
                 meta = self._meta()
                 if meta.get("schema_version") != SCHEMA_VERSION:
                     raise SchemaError(f"store schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}")
-                for table, query in _LOAD_QUERIES:
-                    getattr(builder, table)(self._stream(query))
+                for table, query in self.LOAD_QUERIES:
+                    with self._rows(query) as rows:
+                        getattr(builder, table)(rows)
             next_ids = {kind: meta.get(f"next_{kind}_id", 1) for kind in ID_KINDS}
             inventory = builder.finish(meta["version"], next_ids)
             if freeze:
                 gc.freeze()  # the young generation is empty now: gc.enable() has nothing to walk
         finally:
+            builder.release()  # the arena's helper thread ends with the load, also when it failed
             if was_enabled:
                 gc.enable()
         self.loaded_counts = builder.counts()
         return inventory
+
+    @contextmanager
+    def _rows(self, query: str) -> Iterator[Iterable[tuple[Any, ...]]]:
+        """The rows of one of the load's queries: streamed, and with ``LOAD_PIPELINED`` fetched by a
+        thread (in batches of ``LOAD_BATCH`` rows, a few ahead), joined before this returns."""
+        if not self.LOAD_PIPELINED:
+            yield self._stream(query)
+            return
+        with Pipeline(self._stream_lists(query, LOAD_BATCH), depth=8) as batches:
+            yield itertools.chain.from_iterable(batches)
+
+    def _stream_lists(self, sql: str, size: int) -> Iterator[list[tuple[Any, ...]]]:
+        """A large result in lists of ``size`` rows (for LOAD_PIPELINED)."""
+        rows = self._stream(sql)
+        while batch := list(itertools.islice(rows, size)):
+            yield batch
 
     @contextmanager
     def _loading(self) -> Iterator[None]:

@@ -60,6 +60,28 @@ def test_server_bench_runs(kind: str, tmp_path: Path, request: pytest.FixtureReq
     assert {g["key"] for g in result["goals"]} >= {"load_s", "walk_dirty_mb", "busy_inject_p99_ms"}
 
 
+def test_store_bench_keeps_and_reuses_its_store(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    keep = tmp_path / "keep"
+    first = run_bench("store_bench", "sqlite", tmp_path, request, "--keep", str(keep), "--no-commit")
+    assert "records" not in first and first["load_over_floor"] > 0
+    database = next(keep.glob("bench-*.db"))
+    made = database.stat().st_mtime_ns
+    again = run_bench("store_bench", "sqlite", tmp_path, request, "--keep", str(keep), "--no-commit")
+    assert again["counts"] == first["counts"] and again["import_s"] == first["import_s"]
+    assert database.stat().st_mtime_ns == made  # read, not made again
+    # a change set changes the store: the next run prepares a new one
+    run_bench("store_bench", "sqlite", tmp_path, request, "--keep", str(keep))
+    assert not list(keep.glob("*.prepared"))
+
+
+def test_server_bench_measures_the_start_alone(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    result = run_bench("server_bench", "sqlite", tmp_path, request, "--start-only", "--starts", "2")
+    assert len(result["start_runs_s"]) == 2 and result["load_s"] > 0 and result["floor_s"] > 0
+    assert result["rss_mb"] > 0 and "first_line_ms_median" not in result
+    measured = {g["key"] for g in result["goals"] if g["measured"] is not None}
+    assert measured == {"load_s", "load_over_floor", "rss_mb"}
+
+
 def test_web_bench_runs(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     result = run_bench("web_bench", "sqlite", tmp_path, request, "--seconds", "1", "--connections", "4")
     assert result["records"] == 300 and result["trivial_statuses"].get("200", 0) > 0

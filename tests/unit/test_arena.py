@@ -3,6 +3,12 @@ unpacked for a change and packed again after it (also after a rollback)."""
 
 from __future__ import annotations
 
+import mmap
+import random
+import threading
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from bench.workload import generate, scaled
@@ -10,9 +16,22 @@ from dynamo.core.changeset import apply_change_set
 from dynamo.core.codec import DELETE, UPDATE, encode
 from dynamo.core.export import fingerprint
 from dynamo.core.inventory import Inventory
+from dynamo.core.journal import ChangeMeta
 from dynamo.dataformat import BlockReplica, DatasetReplica, File, Site, replicatable
-from dynamo.errors import ChangeSetError
-from dynamo.store.rows import dataset_replica_row, pack_block_replicas
+from dynamo.dataformat import arena as arena_module
+from dynamo.dataformat.arena import Arena, ArenaWriter
+from dynamo.errors import ChangeSetError, StoreError
+from dynamo.store import open_store
+from dynamo.store.rows import (
+    ImageBuilder,
+    block_files_row,
+    block_row,
+    dataset_replica_row,
+    dataset_row,
+    group_row,
+    pack_block_replicas,
+    site_row,
+)
 
 
 @pytest.fixture
@@ -222,3 +241,101 @@ def test_a_blocks_counts_and_time_share_one_int() -> None:
             setattr(block, attr, bad)
     assert (block.num_files, block.is_open, block.last_update) == (0, False, 3)
     assert sys.getsizeof(block) <= 80  # six slots and the collector's header
+
+
+def _arena_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "dynamo-arena"]
+
+
+def test_the_writer_faults_chunks_in_ahead_and_leaves_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(arena_module, "CHUNK_SIZE", 4 * mmap.PAGESIZE)
+    arena = Arena({})
+    writer = ArenaWriter(arena, prefault=True)
+    values = [bytes([i % 251]) * (i * 97 % 3000) for i in range(200)] + [b"x" * (9 * mmap.PAGESIZE)]
+    offsets = [writer.add(v) for v in values[:100]]
+    writer.close()  # a table ends: the next value starts a chunk of its own
+    offsets += [writer.add(v) for v in values[100:]]
+    writer.release()
+    assert not _arena_threads()
+    assert len(arena.chunks) > 3 and arena.chunks[0] is not arena.chunks[1]
+    for value, offset in zip(values, offsets, strict=True):
+        buf, at, end = arena.span(offset)
+        assert buf[at:end] == value
+    # sealed chunks are cut to what was written (the large value has a chunk of its own)
+    assert arena.nbytes() == sum(4 + len(v) for v in values)
+
+
+def test_a_failed_load_leaves_no_arena_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store: Any = open_store(f"sqlite:///{tmp_path}/s.db")
+    store.import_image(generate(scaled(0.0002), 5), ChangeMeta(title="import"))
+
+    def fail(self: ImageBuilder, rows: Any) -> None:
+        next(iter(rows))
+        raise StoreError("a row that cannot be built")
+
+    monkeypatch.setattr(ImageBuilder, "dataset_replicas", fail)
+    with pytest.raises(StoreError, match="cannot be built"):
+        store.load()
+    assert not _arena_threads()
+    store.close()
+
+
+def _rows_of(image: Inventory) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    blocks = sorted((b for d in image.datasets.values() for b in d.blocks), key=lambda b: b.id)
+    block_rows = [block_row(b) for b in blocks]
+    file_rows = [row for row in map(block_files_row, blocks) if row is not None]
+    return block_rows, file_rows
+
+
+def _build(image: Inventory, blocks_first: bool, file_rows: list[tuple[Any, ...]],
+           block_rows: list[tuple[Any, ...]]) -> Inventory:
+    builder = ImageBuilder()
+    builder.groups(group_row(g) for g in image.groups.values() if g.name is not None)
+    builder.sites(site_row(s) for s in image.sites.values())
+    builder.datasets(sorted((dataset_row(d) for d in image.datasets.values()), key=lambda r: r[0]))
+    if blocks_first:
+        builder.blocks(block_rows)
+        builder.block_files(file_rows)
+    else:
+        builder.block_files(file_rows)
+        builder.blocks(block_rows)
+    return builder.finish(1, {})
+
+
+def _files(image: Inventory) -> dict[tuple[str, str], list[str]]:
+    return {(d.name, b.name): b.file_names() for d in image.datasets.values() for b in d.blocks}
+
+
+@pytest.mark.parametrize("order", ["files first", "files first, shuffled", "blocks first"])
+def test_blocks_get_their_files_whatever_the_order(order: str) -> None:
+    image = generate(scaled(0.0003), 6)
+    block_rows, file_rows = _rows_of(image)
+    # a block without files, between blocks with files
+    empty = block_rows[len(block_rows) // 2]
+    file_rows = [r for r in file_rows if r[0] != empty[0]]
+    if order == "files first, shuffled":
+        random.Random(1).shuffle(file_rows)
+    built = _build(image, order == "blocks first", file_rows, block_rows)
+    expected = _files(image)
+    expected[next((d.name, b.name) for d in image.datasets.values() for b in d.blocks if b.id == empty[0])] = []
+    assert _files(built) == expected
+    assert built.counts()["blocks"] == len(block_rows) and not _arena_threads()
+    assert built.ids is not None and built.ids.allocate("block") == max(r[0] for r in block_rows) + 1
+
+
+def test_a_file_table_without_its_block_is_skipped() -> None:
+    image = generate(scaled(0.0002), 7)
+    block_rows, file_rows = _rows_of(image)
+    orphan = block_rows[3]
+    built = _build(image, False, file_rows, [r for r in block_rows if r is not orphan])
+    expected = _files(image)
+    del expected[next((d.name, b.name) for d in image.datasets.values() for b in d.blocks if b.id == orphan[0])]
+    assert _files(built) == expected
+
+
+def test_blocks_out_of_id_order_after_their_files_are_refused() -> None:
+    image = generate(scaled(0.0002), 8)
+    block_rows, file_rows = _rows_of(image)
+    block_rows[1], block_rows[2] = block_rows[2], block_rows[1]
+    with pytest.raises(StoreError, match="not in id order"):
+        _build(image, False, file_rows, block_rows)
