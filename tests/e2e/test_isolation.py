@@ -206,7 +206,8 @@ def test_the_state_is_readable_by_the_server_alone(server_home: Path) -> None:
         script = server.script("peek.py", f"""
 import os
 print('hello')
-for path in {[str(server_home / n) for n in ("inventory.db", "inventory.db-wal", "log/server.log")]!r}:
+for path in {[str(server_home / n) for n in ("inventory.db", "inventory.db-wal", "inventory-registry.db",
+                                            "inventory-registry.db-wal", "log/server.log")]!r}:
     try:
         open(path, 'rb').read(1)
         print(path, 'read')
@@ -215,10 +216,12 @@ for path in {[str(server_home / n) for n in ("inventory.db", "inventory.db-wal",
 """)
         done = server.run(str(script))
         assert done.code == 0, done.err
-        assert " read" not in done.out and done.out.count("refused") == 3, done.out
+        assert " read" not in done.out and done.out.count("refused") == 5, done.out
         run_dir = next((server_home / "work").glob("*-*"))
         files = [server_home / name for name in ("inventory.db", "inventory.db-wal", "inventory.db-shm",
-                                                 "log/server.log", "log/changes.log", "dynamod.pid")]
+                                                 "inventory-registry.db", "inventory-registry.db-wal",
+                                                 "inventory-registry.db-shm", "log/server.log", "log/changes.log",
+                                                 "dynamod.pid")]
         files += [run_dir / "_stdout", run_dir / "_stderr"]
         modes = {str(path): stat.S_IMODE(os.stat(path).st_mode) for path in files}
         assert modes == dict.fromkeys(modes, 0o600)

@@ -85,14 +85,14 @@ def test_a_request_that_fails_inside_the_server_costs_its_connection_only(server
     assert server.run(str(hello)).code == 0
     # a record the registry cannot read (a status written by a newer Dynamo sharing the store): an
     # error nobody foresaw, deep in the registry, while serving a request
-    with sqlite3.connect(server_home / "inventory.db") as db:
+    with sqlite3.connect(server_home / "inventory-registry.db") as db:
         db.execute("UPDATE applications SET status = 'from-a-newer-dynamo' WHERE id = 1")
     reply = _ask(server, framing.encode({"op": "poll", "id": 1}))
     assert reply == {"type": "error", "code": "internal", "message": "the server failed on this request (logged)"}
     log = server.log()
     assert "<connection unix root> from uid 0: unexpected error while serving its request 'poll'" in log, log[-3000:]
     assert "Traceback" in log
-    with sqlite3.connect(server_home / "inventory.db") as db:
+    with sqlite3.connect(server_home / "inventory-registry.db") as db:
         db.execute("UPDATE applications SET status = 'done' WHERE id = 1")
     _serves(server)
     # a frame whose JSON nests too deep for the decoder
