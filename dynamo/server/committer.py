@@ -354,13 +354,9 @@ class Committer:
         alongside = self.alongside
         assert alongside is not None
         if alongside.steps is not None:
-            started = time.monotonic()
-            deadline, early = started + budget, started + APPLY_SLICE_MIN_S
             try:
-                for _ in alongside.steps:
-                    now = time.monotonic()
-                    if now > deadline or now > early and self.events_waiting():
-                        return
+                if not self._slice(alongside.steps, budget):
+                    return
                 alongside.steps = None
             except ChangeSetError as exc:
                 # refused here: the commit process refuses it too (the same code on the same image)
@@ -402,16 +398,23 @@ class Committer:
         except OSError as exc:
             log.warning("%s: no zygote (%s): applications wait until the image has the change set", who, exc)
 
+    def _slice(self, steps: Iterator[int], budget: float) -> bool:
+        """Run ``steps`` for ``budget`` seconds, or ``APPLY_SLICE_MIN_S`` when other work waits for the
+        loop; True once they are exhausted."""
+        started = time.monotonic()
+        deadline, early = started + budget, started + APPLY_SLICE_MIN_S
+        for _ in steps:
+            now = time.monotonic()
+            if now > deadline or now > early and self.events_waiting():
+                return False
+        return True
+
     def _apply_slice(self, budget: float) -> None:
         applying = self.applying
         assert applying is not None
-        started = time.monotonic()
-        deadline, early = started + budget, started + APPLY_SLICE_MIN_S
         try:
-            for _ in applying.steps:
-                now = time.monotonic()
-                if now > deadline or now > early and self.events_waiting():
-                    return
+            if not self._slice(applying.steps, budget):
+                return
         except ChangeSetError as exc:
             self.applying = None
             applying.restore_gc()
