@@ -51,6 +51,7 @@ class Relay:
         self.plain_dead = False
         self.tls_shut = False
         self.plain_shut = False
+        self.refused = False          # the handshake failed: its alert is out, the client's bytes are drained
         self.done = False
 
     def __repr__(self) -> str:
@@ -62,6 +63,8 @@ class Relay:
         """Events wanted on (the TLS socket, the plaintext socket)."""
         if self.done:
             return 0, 0
+        if self.refused:
+            return READ, 0
         if self.handshaking:
             return (WRITE if self.handshake_wants_write else READ), 0
         tls = READ if not self.tls_eof and len(self.to_plain) < LIMIT else 0
@@ -76,6 +79,9 @@ class Relay:
     # --- events -------------------------------------------------------------------
 
     def on_tls(self, mask: int, now: float) -> None:
+        if self.refused:
+            self._drain()
+            return
         if self.handshaking:
             self._handshake(now)
         else:
@@ -105,7 +111,7 @@ class Relay:
             # INFO, not WARNING: anyone can open a connection and fail its handshake
             log.info("keeper: TLS handshake failed (client %s, from ip %s): %s", self.peer,
                      self.peer.rpartition(":")[0], exc)
-            self.done = True
+            self._refuse(now)
             return
         self.handshaking = False
         self.deadline = None
@@ -122,6 +128,29 @@ class Relay:
         # the request may have come with the handshake's last flight and sit in OpenSSL's buffer,
         # where select() cannot see it: read now
         self._recv_tls()
+
+    def _refuse(self, now: float) -> None:
+        """After a failed handshake: the alert saying why has been sent; shut our side and read (and
+        drop) what the client still sends until it hangs up or ``LINGER`` passes. Closing at once
+        with its unread bytes (over TLS 1.3, its request follows its certificate before the server
+        has judged it) would reset the connection, and the client could lose the alert."""
+        self.handshaking = False
+        self.refused = True
+        self.deadline = now + LINGER
+        try:
+            self.tls.shutdown(socket.SHUT_WR)  # SSLSocket.shutdown drops the SSL object: plain TCP from here
+        except OSError:
+            self.done = True
+
+    def _drain(self) -> None:
+        try:
+            while self.tls.recv(CHUNK):
+                pass
+        except _WOULD_BLOCK:
+            return
+        except OSError:
+            pass
+        self.done = True  # end of stream or an error: the client is gone
 
     def _recv_tls(self) -> None:
         try:

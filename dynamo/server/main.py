@@ -233,6 +233,9 @@ class Dynamod:
         self.open_store()
         self.committer.load()
         self.bootstrap_registry()
+        # Before anything listens: once a client can connect, SIGTERM is a clean stop, not a kill.
+        self.signals.install()
+        self.interest.set(self.signals, READ)
         self.open_listeners()
         log.info("open descriptors: up to %d", raise_descriptor_limit())
         self.subreaper = become_subreaper()
@@ -245,8 +248,6 @@ class Dynamod:
             self.interest.set(self.web.link, READ)
             # a new generation of web workers before the writer hears its change is in
             self.committer.on_version = lambda version: self.serve_web()
-        self.signals.install()
-        self.interest.set(self.signals, READ)
         self.serve_web()
         set_title("dynamod: main")
         log.info("server ready: inventory version %d, listening on %s", self.committer.inventory.version,
@@ -362,13 +363,14 @@ class Dynamod:
                 self.registry.grant(name, "admin", target)
 
     def open_listeners(self) -> None:
-        open_listeners(self.config, self.listeners)
-        for listener in self.listeners:
-            self.interest.set(listener, READ)
+        # TLS (in the keeper) first: whoever can connect to the local socket finds every listener open
         if self.keeper is not None:
             if self.config.listen.tls_address is not None:
                 self.tls_name = self.keeper.listen_tls()
             self.interest.set(self.keeper, READ)
+        open_listeners(self.config, self.listeners)
+        for listener in self.listeners:
+            self.interest.set(listener, READ)
 
     def _listener_names(self) -> list[str]:
         names = listener_names(self.listeners) + ([self.tls_name] if self.tls_name else [])

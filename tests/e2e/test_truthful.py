@@ -4,7 +4,9 @@ server's connection, a certificate the server does not trust: the client is told
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,3 +153,24 @@ def test_a_certificate_from_an_unknown_ca_is_refused_with_a_reason(
     assert "the server refused your certificate: it is not signed by a CA the server trusts" in done.err
     log = server.log()
     assert "TLS handshake failed" in log and "from ip 127.0.0.1" in log, log[-2000:]
+
+
+def test_a_refusal_reaches_a_client_that_reads_late(
+        pki: dict[str, Path], server_home: Path, started: list[Server]) -> None:
+    """Over TLS 1.3 a client's request follows its certificate before the server has judged it. The
+    keeper must not close on those unread bytes (a reset, which can destroy the alert in the client's
+    receive queue): a client slow to read (a loaded machine) still gets the reason."""
+    server = Server(server_home, f"sqlite:///{server_home}/inventory.db", tls=pki)
+    server.start()
+    started.append(server)
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
+    context.load_cert_chain(str(pki["other_ca"]), str(pki["other_ca"].with_suffix(".key")))
+    with pytest.raises(ssl.SSLError) as refused:
+        with socket.create_connection(("localhost", server.tls_port), timeout=30) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"\0\0\0\x10" + b"x" * 16)  # a request right behind the certificate
+                time.sleep(1.0)  # the alert, and then the end of the connection, arrive before we read
+                tls.recv(100)
+    assert refused.value.reason == "TLSV1_ALERT_UNKNOWN_CA", refused.value
+    # the keeper dropped the client's bytes and let it go (no relay left behind)
+    assert "TLS handshake failed" in server.log()
