@@ -47,6 +47,7 @@ from dynamo.dataformat import (
 )
 from dynamo.dataformat.arena import ArenaWriter
 from dynamo.errors import StoreError
+from dynamo.store.filesreader import ReadFiles
 
 BR_VERSION = replicatable.VERSION
 _BR_HEAD = replicatable.HEAD
@@ -293,6 +294,9 @@ class ImageBuilder:
         self._pending_offsets: list[int] = []
         self._pending_sorted = True
         self._files_read = False
+        # what the pending offsets are relative to: the index of the first chunk a second reader
+        # made (block_files_read), in arena offset units; 0 for the loader's own
+        self._pending_base = 0
         # the arena offsets of each dataset's blocks' file tables (``Dataset._file_offsets``)
         self._file_offsets = _OffsetRuns()
         self.max_ids = {"site": 0, "group": 0, "partition": 0, "dataset": 0, "block": 0, "file": 0}
@@ -376,6 +380,7 @@ class ImageBuilder:
         by_id = None if self._files_read else self.blocks_by_id
         ids, offsets = self._pending_ids, self._pending_offsets
         self._pending_ids, self._pending_offsets = [], []
+        base, self._pending_base = self._pending_base, 0
         n = len(ids)
         files_of = None if self._pending_sorted else dict(zip(ids, offsets, strict=True)).get
         i = 0
@@ -424,7 +429,7 @@ class ImageBuilder:
             if offset is not None:
                 b._files = index
                 index += 1
-                append(offset)
+                append(offset + base)
                 append(bid)
                 append(size)
             else:
@@ -530,6 +535,21 @@ class ImageBuilder:
         self._writer.close()
         self.num_files += num_files_loaded
         file_offsets.seal()
+
+    def block_files_read(self, files: ReadFiles) -> None:
+        """The file tables a second reader read (``store.filesreader``), instead of ``block_files``:
+        its chunks join the arena as they are, and the blocks (next) are joined with its offsets."""
+        if self._pending_ids or self.blocks_by_id:
+            raise StoreError("block_files_read: only before the blocks, and instead of block_files")
+        self._writer.close()  # nothing of the loader's own is open: the chunks' indexes are fixed now
+        chunks = self.arena.chunks
+        self._pending_base = len(chunks) << 32
+        chunks.extend(files.chunks)
+        self._pending_ids = files.ids  # type: ignore[assignment]  # indexed like a list
+        self._pending_offsets = files.offsets  # type: ignore[assignment]
+        self._pending_sorted = True  # the reader checked
+        self._files_read = True
+        self.num_files += files.num_files
 
     def dataset_replicas(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """~0.5 M dataset replicas at W10 holding ~5 M block replicas, kept packed as stored."""

@@ -29,6 +29,7 @@ from dynamo.core.transaction import Transaction
 from dynamo.errors import JournalPruned, SchemaError, StoreConflict, StoreError
 from dynamo.store import rows as R
 from dynamo.store.base import SCHEMA_VERSION, InventoryStore, JournalEntry, JournalRetention
+from dynamo.store.filesreader import FilesReader
 from dynamo.store.statements import Statements
 
 DELETE_CHUNK = 500
@@ -173,6 +174,7 @@ class SQLStore(Statements, InventoryStore):
     LOAD_PIPELINED = False  # see load
     LOAD_QUERIES: tuple[tuple[str, str], ...] = _LOAD_QUERIES  # (ImageBuilder method, query), in order
     loaded_counts: dict[str, int] = {}  # of the last load(); replaced by each, never changed in place
+    load_readers = 1  # processes that read the last load's rows (2: a second reader read block_files)
 
     # ------------------------------------------------------------------
     # dialect hooks (besides the statement hooks of Statements)
@@ -263,27 +265,53 @@ class SQLStore(Statements, InventoryStore):
         too, but most of a load's time is spent waiting for the server's rows, with the GIL
         released; a thread fetching them lets the building happen meanwhile (``_rows``).
         """
-        builder = R.ImageBuilder()
-        was_enabled = gc.isenabled()
-        gc.disable()  # millions of objects: collection passes would cost seconds (performance.md)
+        reader = self._start_files_reader()  # first: its start overlaps the loader's first reads
         try:
-            with self._errors(), self._loading(), self.transaction(read_only=True):
-                meta = self._meta()
-                if meta.get("schema_version") != SCHEMA_VERSION:
-                    raise SchemaError(f"store schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}")
-                for table, query in self.LOAD_QUERIES:
-                    with self._rows(query) as rows:
-                        getattr(builder, table)(rows)
-            next_ids = {kind: meta.get(f"next_{kind}_id", 1) for kind in ID_KINDS}
-            inventory = builder.finish(meta["version"], next_ids)
-            if freeze:
-                gc.freeze()  # the young generation is empty now: gc.enable() has nothing to walk
+            builder = R.ImageBuilder()
+            was_enabled = gc.isenabled()
+            gc.disable()  # millions of objects: collection passes would cost seconds (performance.md)
+            try:
+                with self._errors(), self._loading(), self.transaction(read_only=True):
+                    meta = self._meta()
+                    if meta.get("schema_version") != SCHEMA_VERSION:
+                        raise SchemaError(f"store schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}")
+                    self.load_readers = 1
+                    for table, query in self._load_queries(reader is not None):
+                        if table == "block_files" and reader is not None:
+                            read = reader.result(int(meta["version"]))
+                            if read is not None:  # else: the store changed in between; read here
+                                builder.block_files_read(read)
+                                self.load_readers = 2
+                                continue
+                        with self._rows(query) as rows:
+                            getattr(builder, table)(rows)
+                next_ids = {kind: meta.get(f"next_{kind}_id", 1) for kind in ID_KINDS}
+                inventory = builder.finish(meta["version"], next_ids)
+                if freeze:
+                    gc.freeze()  # the young generation is empty now: gc.enable() has nothing to walk
+            finally:
+                builder.release()  # the arena's helper thread ends with the load, also when it failed
+                if was_enabled:
+                    gc.enable()
         finally:
-            builder.release()  # the arena's helper thread ends with the load, also when it failed
-            if was_enabled:
-                gc.enable()
+            if reader is not None:
+                reader.close()  # reaped (killed first when the load failed before its result)
         self.loaded_counts = builder.counts()
         return inventory
+
+    def _load_queries(self, two_readers: bool) -> tuple[tuple[str, str], ...]:
+        """The load's queries in order; with a second reader, the tables that do not need its
+        result (``block_files``) come first, then ``block_files`` (its result) and ``blocks``."""
+        if not two_readers:
+            return self.LOAD_QUERIES
+        late = ("block_files", "blocks")
+        return (tuple(q for q in self.LOAD_QUERIES if q[0] not in late)
+                + tuple(q for q in self.LOAD_QUERIES if q[0] in late))
+
+    def _start_files_reader(self) -> FilesReader | None:
+        """A second reader of ``block_files`` for this load (``store.filesreader``), or None: the
+        dialect's choice (``files_reader_min_bytes``: only for stores large enough to gain)."""
+        return None
 
     @contextmanager
     def _rows(self, query: str) -> Iterator[Iterable[tuple[Any, ...]]]:
