@@ -29,6 +29,7 @@ kills and reaps its reader.
 
 from __future__ import annotations
 
+import io
 import json
 import mmap
 import os
@@ -80,7 +81,7 @@ class FilesReader:
     def wait_for_report(self) -> None:
         """Until the reader reports (its read transaction is over by then; for tests)."""
         proc = self._proc
-        assert proc is not None and proc.stdout is not None
+        assert proc is not None and isinstance(proc.stdout, io.BufferedReader)
         proc.stdout.peek(1)
 
     def result(self, version: int) -> ReadFiles | None:
