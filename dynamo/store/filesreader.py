@@ -31,48 +31,62 @@ from __future__ import annotations
 
 import io
 import json
+import marshal
 import mmap
 import os
 import struct
 import subprocess
 import sys
 from array import array
-from typing import IO, Any, Iterable
+from typing import IO, Any, Iterable, Iterator
 
 from dynamo.errors import StoreError
 
 PAGE = mmap.PAGESIZE
 CHUNK_SIZE = 64 << 20  # as the arena's (dataformat.arena.CHUNK_SIZE)
 _MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux >= 5.14
+# SQLite: the two scans of the load (SQLStore.LOAD_QUERIES), merged here
 FILES_QUERY = "SELECT block_id, files FROM block_files ORDER BY block_id"
+BLOCKS_QUERY = "SELECT id, dataset_id, name, size, num_files, is_open, last_update FROM blocks ORDER BY id"
 VERSION_QUERY = "SELECT value FROM store_meta WHERE name = 'version'"
 _U32 = struct.Struct("<I")
 
 
 class ReadFiles:
     """What a reader read: the block ids (ascending), the offsets of their file tables relative
-    to the first of ``chunks`` (``index << 32 | position``, as arena offsets), the chunks
-    (read-only mappings) and the number of files in the tables."""
+    to the first of ``chunks`` (``index << 32 | position``, as arena offsets; -1: a block without
+    files), the chunks (read-only mappings), the number of files in the tables and the blocks'
+    other columns (``blocks``: dataset ids, names, sizes, numbers of files, open flags, last
+    updates)."""
 
-    __slots__ = ("ids", "offsets", "chunks", "num_files")
+    __slots__ = ("ids", "offsets", "chunks", "num_files", "blocks")
 
-    def __init__(self, ids: array[int], offsets: array[int], chunks: list[mmap.mmap], num_files: int):
+    def __init__(self, ids: array[int], offsets: array[int], chunks: list[mmap.mmap], num_files: int,
+                 blocks: tuple[array[int], list[str], array[int], array[int], array[int], array[int]]):
         self.ids, self.offsets, self.chunks, self.num_files = ids, offsets, chunks, num_files
+        self.blocks = blocks
 
 
 class FilesReader:
     """The loader's side: starts the reader process, and takes its result (``result``) or ends it
-    (``close``: always, also when the load failed)."""
+    (``close``: always, also when the load failed). ``spec`` says what to read and how to connect
+    (``main``); it goes to the reader on its standard input, with ``fds`` (a database socket)."""
 
-    def __init__(self, dialect: str, target: str):
+    def __init__(self, spec: dict[str, Any], fds: tuple[int, ...] = ()):
         self._fd = os.memfd_create("dynamo-block-files", os.MFD_CLOEXEC)
         try:
             self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-                [sys.executable, "-P", "-m", "dynamo.store.filesreader", dialect, target, str(self._fd)],
-                pass_fds=(self._fd,), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, close_fds=True)
+                [sys.executable, "-P", "-m", "dynamo.store.filesreader", str(self._fd)],
+                pass_fds=(self._fd, *fds), stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
         except BaseException:
             os.close(self._fd)
             raise
+        try:
+            assert self._proc.stdin is not None
+            self._proc.stdin.write(json.dumps(spec).encode())
+            self._proc.stdin.close()
+        except OSError:
+            pass  # the reader is gone already: result() says why
 
     @property
     def pid(self) -> int | None:
@@ -97,19 +111,22 @@ class FilesReader:
         if not isinstance(head, dict) or "error" in head:
             status = proc.wait()
             why = head["error"] if isinstance(head, dict) else f"exit status {status}, no report"
-            raise StoreError(f"the load's second reader (block_files) failed: {why}")
+            raise StoreError(f"the load's second reader failed: {why}")
         if int(head["version"]) != version:
             return None
         count = int(head["count"])
-        ids, offsets = array("q"), array("q")
         try:
-            _read_array(out, ids, count)
-            _read_array(out, offsets, count)
-        except (EOFError, ValueError) as exc:
-            raise StoreError(f"the load's second reader (block_files) failed: {exc}") from exc
+            ids, offsets = _read_array(out, "q", count), _read_array(out, "q", count)
+            columns = [_read_array(out, "q", count) for _ in range(5)]
+            names = marshal.loads(_read_exactly(out, int(head["names"])))
+            if not isinstance(names, list) or len(names) != count:
+                raise ValueError("the block names do not match the blocks")
+            blocks = (columns[0], names, columns[1], columns[2], columns[3], columns[4])
+        except (EOFError, ValueError, TypeError) as exc:
+            raise StoreError(f"the load's second reader failed: {exc}") from exc
         status = proc.wait()
         if status != 0:
-            raise StoreError(f"the load's second reader (block_files) failed: exit status {status}")
+            raise StoreError(f"the load's second reader failed: exit status {status}")
         chunks = []
         try:
             for start, length in head["chunks"]:
@@ -123,7 +140,7 @@ class FilesReader:
             for chunk in chunks:
                 chunk.close()
             raise
-        return ReadFiles(ids, offsets, chunks, int(head["files"]))
+        return ReadFiles(ids, offsets, chunks, int(head["files"]), blocks)
 
     def close(self) -> None:
         """End the reader (killed if still running) and close the memory file (the mappings made
@@ -140,120 +157,215 @@ class FilesReader:
             self._fd = -1
 
 
-def _read_array(stream: IO[bytes], into: array[int], count: int) -> None:
-    try:
-        into.fromfile(stream, count)
-    except EOFError as exc:
-        raise EOFError(f"report cut short ({len(into)} of {count} values)") from exc
+def _read_exactly(stream: IO[bytes], size: int) -> bytes:
+    data = stream.read(size)
+    if len(data) != size:
+        raise EOFError(f"report cut short ({len(data)} of {size} bytes)")
+    return data
+
+
+def _read_array(stream: IO[bytes], code: str, count: int) -> array[int]:
+    values = array(code)
+    values.frombytes(_read_exactly(stream, count * values.itemsize))
+    return values
 
 
 # ---------------------------------------------------------------------------
 # the reader's side (its own process)
 # ---------------------------------------------------------------------------
 
-class _ChunkWriter:
-    """Packed values appended to chunks of a memory file, each chunk starting on a page."""
+_BUFFER = 1 << 20  # bytes gathered before each write into the memory file
+
+
+def _write(fd: int, data: bytes | memoryview, at: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, at)
+        view, at = view[written:], at + written
+
+
+class _Blocks:
+    """The blocks read, in columns, their files in chunks of the memory file (``Chunks``)."""
 
     def __init__(self, fd: int):
-        self.fd = fd
-        self.chunks: list[tuple[int, int]] = []  # (start in the file, length)
-        self._end = 0  # where the next chunk starts
-        self._chunk: mmap.mmap | None = None
-        self._start = 0
+        self.ids, self.dataset_ids, self.sizes, self.nums, self.opens, self.updates, self.offsets = (
+            array("q") for _ in range(7))
+        self.names: list[str] = []
+        self.chunks = Chunks(fd)
+        self.files = 0
 
-    def take(self, need: int, used: int) -> mmap.mmap:
-        """Seal the current chunk at ``used`` bytes; a new one of at least ``need``."""
-        self.seal(used)
-        size = max(CHUNK_SIZE, need)
-        self._start = self._end
-        os.ftruncate(self.fd, self._start + size)
-        self._chunk = mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED, offset=self._start)
-        return self._chunk
+    def add_all(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Rows ``(id, dataset id, name, size, number of files, open, last update, files or None)``
+        in id order."""
+        from dynamo.dataformat.filetable import count as count_files
+        ids, dataset_ids, sizes, nums, opens, updates, offsets = (
+            self.ids, self.dataset_ids, self.sizes, self.nums, self.opens, self.updates, self.offsets)
+        names = self.names
+        add = self.chunks.add
+        files = 0
+        last = ids[-1] if ids else -1
+        for bid, dataset_id, name, size, num, is_open, last_update, blob in rows:
+            if bid <= last:
+                raise StoreError(f"blocks: block {bid} after block {last}: the rows are not in id order")
+            last = bid
+            ids.append(bid)
+            dataset_ids.append(dataset_id)
+            names.append(name)
+            sizes.append(size)
+            nums.append(num)
+            opens.append(1 if is_open else 0)
+            updates.append(last_update)
+            if blob is None:
+                offsets.append(-1)
+            else:
+                files += count_files(blob)
+                offsets.append(add(blob))
+        self.files += files
 
-    def seal(self, used: int) -> None:
-        chunk, self._chunk = self._chunk, None
-        if chunk is not None:
-            chunk.close()
-            used = max(used, 1)  # a mapping cannot be empty
-            self.chunks.append((self._start, used))
-            self._end = self._start + -(-used // PAGE) * PAGE
-            os.ftruncate(self.fd, self._end)  # the rest of the chunk was never written: no memory
-
-
-def copy_files(rows: Iterable[tuple[int, bytes]],
-               fd: int) -> tuple[array[int], array[int], list[tuple[int, int]], int, bool]:
-    """Append each row's file table to chunks of the memory file ``fd``: the block ids, the
-    offsets, the chunks, the number of files and whether the ids ascend."""
-    from dynamo.dataformat.filetable import count as count_files
-    writer = _ChunkWriter(fd)
-    ids, offsets = array("q"), array("q")
-    add_id, add_offset = ids.append, offsets.append
-    pack_into = _U32.pack_into
-    chunk: mmap.mmap | None = None
-    pos = size = 0
-    index = -1
-    files = 0
-    last = -1
-    ascending = True
-    for bid, blob in rows:
-        files += count_files(blob)
-        n = len(blob)
-        if chunk is None or pos + n + 4 > size:
-            chunk = writer.take(n + 4, pos)
-            pos, size = 0, len(chunk)
-            index += 1
-        pack_into(chunk, pos, n)
-        at = pos + 4
-        pos = at + n
-        chunk[at:pos] = blob
-        if bid <= last:
-            ascending = False
-        last = bid
-        add_id(bid)
-        add_offset((index << 32) | at)
-    writer.seal(pos)
-    return ids, offsets, writer.chunks, files, ascending
+    def report(self, version: int) -> tuple[dict[str, Any], list[bytes]]:
+        names = marshal.dumps(self.names)
+        head = {"version": version, "count": len(self.ids), "files": self.files, "chunks": self.chunks.finish(),
+                "names": len(names)}
+        return head, [self.ids.tobytes(), self.offsets.tobytes(), self.dataset_ids.tobytes(), self.sizes.tobytes(),
+                      self.nums.tobytes(), self.opens.tobytes(), self.updates.tobytes(), names]
 
 
-def _read_sqlite(path: str, fd: int) -> tuple[dict[str, Any], array[int], array[int]]:
+def with_files(blocks: Iterable[tuple[Any, ...]], files: Iterable[tuple[int, bytes]]) -> Iterator[tuple[Any, ...]]:
+    """Each block row with its files (None: none), the two scans merged (both in id order)."""
+    tables = iter(files)
+    table = next(tables, None)
+    for row in blocks:
+        bid = row[0]
+        while table is not None and table[0] < bid:  # files of no block (the foreign key forbids them)
+            table = next(tables, None)
+        if table is not None and table[0] == bid:
+            yield (*row, table[1])
+            table = next(tables, None)
+        else:
+            yield (*row, None)
+
+
+def _read_sqlite(spec: dict[str, Any], fd: int) -> tuple[dict[str, Any], list[bytes]]:
     import sqlite3
-    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    conn = sqlite3.connect(spec["path"], timeout=30.0, isolation_level=None)
     try:
         conn.execute("PRAGMA query_only = 1")
-        conn.execute("PRAGMA cache_size = -2048")  # one pass over the table (SQLiteStore._loading)
+        conn.execute("PRAGMA cache_size = -2048")  # one pass over the tables (SQLiteStore._loading)
         conn.execute("BEGIN DEFERRED")
-        found = conn.execute(VERSION_QUERY).fetchall()
-        if not found:
-            raise StoreError("store_meta has no version")
-        cursor = conn.execute(FILES_QUERY)
-        ids, offsets, chunks, files, ascending = copy_files(_batches(cursor), fd)
+        version = _version(conn.execute(VERSION_QUERY).fetchall())
+        blocks = _Blocks(fd)
+        blocks.add_all(with_files(_batches(conn.execute(BLOCKS_QUERY)), _batches(conn.execute(FILES_QUERY))))
         conn.execute("COMMIT")
     finally:
         conn.close()
-    if not ascending:
-        raise StoreError("block_files: the rows are not in block id order")
-    return {"version": int(found[0][0]), "count": len(ids), "files": files, "chunks": chunks}, ids, offsets
+    return blocks.report(version)
 
 
-def _batches(cursor: Any, size: int = 2000) -> Iterable[tuple[int, bytes]]:
+def _read_mysql(spec: dict[str, Any], fd: int) -> tuple[dict[str, Any], list[bytes]]:
+    import pymysql
+    import pymysql.cursors
+
+    from dynamo.store.handover import SESSION, adopt
+    if spec.get("socket") is not None:
+        conn = adopt(spec["params"], int(spec["socket"]), spec["state"])
+    else:
+        conn = pymysql.connect(**spec["params"], **SESSION)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            cur.execute(VERSION_QUERY)
+            version = _version(cur.fetchall())
+        blocks = _Blocks(fd)
+        with conn.cursor(pymysql.cursors.SSCursor) as cur:
+            cur.execute(spec["query"], (spec["after"],))
+            blocks.add_all(_batches(cur))
+        conn.rollback()
+    finally:
+        conn.close()
+    return blocks.report(version)
+
+
+class Chunks:
+    """Values appended to a memory file in arena chunks (each value preceded by its length; a
+    chunk starts on a page and holds up to ``CHUNK_SIZE`` bytes, or one larger value); ``add``
+    gives each value's offset (``index << 32 | position``), ``finish`` the chunks ``(start,
+    length)``.
+
+    The values are gathered in a buffer and written (``pwrite``), not copied into a mapping: the
+    kernel puts them into the file's pages without a page fault for each."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.chunks: list[tuple[int, int]] = []
+        self._buffer = bytearray(_BUFFER)
+        self._view = memoryview(self._buffer)
+        self._fill = self._out = self._start = self._pos = self._index = 0
+
+    def add(self, blob: bytes) -> int:
+        n = len(blob)
+        if self._pos and self._pos + n + 4 > CHUNK_SIZE:
+            self._flush()
+            self.chunks.append((self._start, self._pos))
+            self._start += -(-self._pos // PAGE) * PAGE
+            self._out, self._pos = self._start, 0
+            self._index += 1
+        if self._fill + n + 4 > _BUFFER:
+            self._flush()
+        if n + 4 > _BUFFER:
+            _write(self.fd, _U32.pack(n) + blob, self._out)
+            self._out += n + 4
+        else:
+            fill = self._fill
+            _U32.pack_into(self._buffer, fill, n)
+            self._buffer[fill + 4:fill + 4 + n] = blob
+            self._fill = fill + n + 4
+        at = self._pos + 4
+        self._pos = at + n
+        return (self._index << 32) | at
+
+    def _flush(self) -> None:
+        _write(self.fd, self._view[:self._fill], self._out)
+        self._out += self._fill
+        self._fill = 0
+
+    def finish(self) -> list[tuple[int, int]]:
+        if self._pos:
+            self._flush()
+            self.chunks.append((self._start, self._pos))
+            self._pos = 0
+        return self.chunks
+
+
+def _version(found: list[Any]) -> int:
+    if not found:
+        raise StoreError("store_meta has no version")
+    return int(found[0][0])
+
+
+def _batches(cursor: Any, size: int = 2000) -> Iterator[tuple[Any, ...]]:
     while batch := cursor.fetchmany(size):
         yield from batch
 
 
 def main(argv: list[str]) -> int:
+    """``python -m dynamo.store.filesreader MEMFD`` with the spec on standard input:
+    ``{"dialect": "sqlite", "path": ...}`` or ``{"dialect": "mysql", "params": ..., "socket": fd or
+    null, "state": ..., "query": ..., "after": id}`` (blocks with ids above ``after``)."""
     out = sys.stdout.buffer
     try:
-        dialect, target, fd_text = argv
-        if dialect != "sqlite":
-            raise StoreError(f"no second reader for {dialect!r}")
-        head, ids, offsets = _read_sqlite(target, int(fd_text))
+        (fd_text,) = argv
+        spec = json.loads(sys.stdin.buffer.read())
+        readers = {"sqlite": _read_sqlite, "mysql": _read_mysql}
+        if not isinstance(spec, dict) or spec.get("dialect") not in readers:
+            raise StoreError("no second reader for this store")
+        head, parts = readers[spec["dialect"]](spec, int(fd_text))
     except Exception as exc:  # reported to the loader, which fails the load with it
         out.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode() + b"\n")
         out.flush()
         return 1
     out.write(json.dumps(head).encode() + b"\n")
-    out.write(memoryview(ids).cast("B"))
-    out.write(memoryview(offsets).cast("B"))
+    for part in parts:
+        out.write(part)
     out.flush()
     return 0
 

@@ -24,7 +24,7 @@ import itertools
 import json
 import operator
 from array import array
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from dynamo.core.ids import IdAllocator
 from dynamo.core.inventory import Inventory
@@ -294,9 +294,6 @@ class ImageBuilder:
         self._pending_offsets: list[int] = []
         self._pending_sorted = True
         self._files_read = False
-        # what the pending offsets are relative to: the index of the first chunk a second reader
-        # made (block_files_read), in arena offset units; 0 for the loader's own
-        self._pending_base = 0
         # the arena offsets of each dataset's blocks' file tables (``Dataset._file_offsets``)
         self._file_offsets = _OffsetRuns()
         self.max_ids = {"site": 0, "group": 0, "partition": 0, "dataset": 0, "block": 0, "file": 0}
@@ -380,7 +377,6 @@ class ImageBuilder:
         by_id = None if self._files_read else self.blocks_by_id
         ids, offsets = self._pending_ids, self._pending_offsets
         self._pending_ids, self._pending_offsets = [], []
-        base, self._pending_base = self._pending_base, 0
         n = len(ids)
         files_of = None if self._pending_sorted else dict(zip(ids, offsets, strict=True)).get
         i = 0
@@ -429,7 +425,7 @@ class ImageBuilder:
             if offset is not None:
                 b._files = index
                 index += 1
-                append(offset + base)
+                append(offset)
                 append(bid)
                 append(size)
             else:
@@ -450,9 +446,26 @@ class ImageBuilder:
 
     def blocks_with_files(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """Blocks with their packed files (None: none) in one row each, in id order (MariaDB's join)."""
+        self._blocks_joined(rows, self._writer.add, filetable.count)
+        self._writer.close()
+
+    def blocks_read(self, read: ReadFiles) -> None:
+        """The blocks a second reader read with their files (``store.filesreader``), after
+        the loader's own (MariaDB: ``blocks_with_files`` of the lower ids): its chunks join the arena."""
+        self._writer.close()
+        chunks = self.arena.chunks
+        base = len(chunks) << 32
+        chunks.extend(read.chunks)
+        dataset_ids, names, sizes, nums, opens, updates = read.blocks
+        rows = zip(read.ids, dataset_ids, names, sizes, nums, opens, updates, read.offsets, strict=True)
+        self._blocks_joined(rows, base.__add__, None)
+        self.num_files += read.num_files
+
+    def _blocks_joined(self, rows: Iterable[tuple[Any, ...]], place: Callable[[Any], int],
+                       count_files: Callable[[Any], int] | None) -> None:
+        """Blocks each with its files: ``place(files)`` gives the files' arena offset (files None or
+        -1: none), ``count_files`` their number (None: counted elsewhere)."""
         datasets_by_id = self.datasets_by_id
-        add = self._writer.add
-        count_files = filetable.count
         new = Block.__new__
         file_offsets = self._file_offsets
         append = file_offsets.flat.append
@@ -476,19 +489,19 @@ class ImageBuilder:
             b.id = bid
             b._size = size
             b._meta = (last_update << 65) | (num << 1) | (1 if is_open else 0)  # see block._meta
-            if files is None:
+            if files is None or files == -1:
                 b._files = None
             else:
-                num_files += count_files(files)
+                if count_files is not None:
+                    num_files += count_files(files)
                 b._files = index
                 index += 1
-                append(add(files))
+                append(place(files))
                 append(bid)
                 append(size)
             current[name] = b
             max_id = max(max_id, bid)
             num_blocks += 1
-        self._writer.close()
         file_offsets.seal()
         self._files_read = True
         self.max_block_id = max_id
@@ -535,21 +548,6 @@ class ImageBuilder:
         self._writer.close()
         self.num_files += num_files_loaded
         file_offsets.seal()
-
-    def block_files_read(self, files: ReadFiles) -> None:
-        """The file tables a second reader read (``store.filesreader``), instead of ``block_files``:
-        its chunks join the arena as they are, and the blocks (next) are joined with its offsets."""
-        if self._pending_ids or self.blocks_by_id:
-            raise StoreError("block_files_read: only before the blocks, and instead of block_files")
-        self._writer.close()  # nothing of the loader's own is open: the chunks' indexes are fixed now
-        chunks = self.arena.chunks
-        self._pending_base = len(chunks) << 32
-        chunks.extend(files.chunks)
-        self._pending_ids = files.ids  # type: ignore[assignment]  # indexed like a list
-        self._pending_offsets = files.offsets  # type: ignore[assignment]
-        self._pending_sorted = True  # the reader checked
-        self._files_read = True
-        self.num_files += files.num_files
 
     def dataset_replicas(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """~0.5 M dataset replicas at W10 holding ~5 M block replicas, kept packed as stored."""

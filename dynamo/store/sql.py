@@ -276,12 +276,16 @@ class SQLStore(Statements, InventoryStore):
                     if meta.get("schema_version") != SCHEMA_VERSION:
                         raise SchemaError(f"store schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}")
                     self.load_readers = 1
-                    for table, query in self._load_queries(reader is not None):
-                        if table == "block_files" and reader is not None:
-                            read = reader.result(int(meta["version"]))
-                            if read is not None:  # else: the store changed in between; read here
-                                builder.block_files_read(read)
-                                self.load_readers = 2
+                    taken: bool | None = None  # whether the second reader's part was taken from it
+                    for table, query, readers in self._load_queries(reader is not None):
+                        if readers and reader is not None:
+                            if taken is None:
+                                read = reader.result(int(meta["version"]))
+                                taken = read is not None  # else the store changed in between: read here
+                                if read is not None:
+                                    builder.blocks_read(read)
+                                    self.load_readers = 2
+                            if taken:
                                 continue
                         with self._rows(query) as rows:
                             getattr(builder, table)(rows)
@@ -299,18 +303,20 @@ class SQLStore(Statements, InventoryStore):
         self.loaded_counts = builder.counts()
         return inventory
 
-    def _load_queries(self, two_readers: bool) -> tuple[tuple[str, str], ...]:
-        """The load's queries in order; with a second reader, the tables that do not need its
-        result (``block_files``) come first, then ``block_files`` (its result) and ``blocks``."""
+    def _load_queries(self, two_readers: bool) -> list[tuple[str, str, bool]]:
+        """The load's queries in order: (ImageBuilder method, query, whether the second reader reads
+        it). With a second reader, the tables it does not read come first; the first query of the
+        reader's part takes its result (``ImageBuilder.blocks_read``) and the rest of that part is
+        skipped, or, when the reader read another version of the store, read here instead."""
         if not two_readers:
-            return self.LOAD_QUERIES
-        late = ("block_files", "blocks")
-        return (tuple(q for q in self.LOAD_QUERIES if q[0] not in late)
-                + tuple(q for q in self.LOAD_QUERIES if q[0] in late))
+            return [(table, query, False) for table, query in self.LOAD_QUERIES]
+        late = ("block_files", "blocks")  # read by the reader (store.filesreader: BLOCKS_QUERY, FILES_QUERY)
+        return ([(table, query, False) for table, query in self.LOAD_QUERIES if table not in late]
+                + [(table, query, True) for table, query in self.LOAD_QUERIES if table in late])
 
     def _start_files_reader(self) -> FilesReader | None:
         """A second reader of ``block_files`` for this load (``store.filesreader``), or None: the
-        dialect's choice (``files_reader_min_bytes``: only for stores large enough to gain)."""
+        dialect's choice (``second_reader_min``: only for stores large enough to gain)."""
         return None
 
     @contextmanager

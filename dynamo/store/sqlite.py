@@ -29,7 +29,7 @@ WAL_LIMIT = 1 << 30
 LOAD_CACHE_KIB = 2048  # page cache while loading (see SQLiteStore._loading)
 # a load of a database file at least this large reads block_files in a second process
 # (store.filesreader): starting it costs ~0.1 s of the other core, a W1 load is ~0.5 s
-FILES_READER_MIN_BYTES = 32 << 20
+SECOND_READER_MIN_BYTES = 32 << 20
 REGISTRY_SCHEMA_FILE = "sqlite-registry.sql"
 REGISTRY_TABLES = ("users", "user_roles", "app_authorizations", "applications")  # in the order rows are copied
 
@@ -172,7 +172,7 @@ class SQLiteStore(SQLiteFile, SQLStore):
 
     def __init__(self, path: str | Path, *, timeout: float = 30.0, cache_mib: int = 256):
         self._registry: SQLiteFile | None = None
-        self.files_reader_min_bytes: int | None = FILES_READER_MIN_BYTES
+        self.second_reader_min: int | None = SECOND_READER_MIN_BYTES
         super().__init__(path, timeout=timeout, cache_mib=cache_mib)
 
     @classmethod
@@ -187,14 +187,14 @@ class SQLiteStore(SQLiteFile, SQLStore):
 
     def _start_files_reader(self) -> FilesReader | None:
         """A process reading block_files on the other core (``store.filesreader``), for a database
-        file of at least ``files_reader_min_bytes`` (None: never) on a system with memory files."""
-        limit = self.files_reader_min_bytes
+        file of at least ``second_reader_min`` bytes (None: never) on a system with memory files."""
+        limit = self.second_reader_min
         if limit is None or self.path == ":memory:" or not hasattr(os, "memfd_create"):
             return None
         if _size(self.path) < limit:
             return None
         with self._errors():
-            return FilesReader("sqlite", str(Path(self.path).resolve()))
+            return FilesReader({"dialect": "sqlite", "path": str(Path(self.path).resolve())})
 
     @contextmanager
     def _loading(self) -> Iterator[None]:
