@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import gc
 import itertools
+import logging
 import queue
 import sys
 import threading
@@ -31,6 +32,8 @@ from dynamo.store import rows as R
 from dynamo.store.base import SCHEMA_VERSION, InventoryStore, JournalEntry, JournalRetention
 from dynamo.store.filesreader import FilesReader
 from dynamo.store.statements import Statements
+
+log = logging.getLogger("dynamo.store")
 
 DELETE_CHUNK = 500
 LOAD_BATCH = 1000  # rows a load's fetching thread hands over at a time (LOAD_PIPELINED)
@@ -265,7 +268,11 @@ class SQLStore(Statements, InventoryStore):
         too, but most of a load's time is spent waiting for the server's rows, with the GIL
         released; a thread fetching them lets the building happen meanwhile (``_rows``).
         """
-        reader = self._start_files_reader()  # first: its start overlaps the loader's first reads
+        try:
+            reader = self._start_files_reader()  # first: its start overlaps the loader's first reads
+        except OSError as exc:  # no process or memory file to be had: this process reads it all
+            log.warning("%r: the load's second reader could not be started (%s): loading with one", self, exc)
+            reader = None
         try:
             builder = R.ImageBuilder()
             was_enabled = gc.isenabled()

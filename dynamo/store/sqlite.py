@@ -186,15 +186,15 @@ class SQLiteStore(SQLiteFile, SQLStore):
         return fetch_batches(self._connection().execute(self._sql(sql)))
 
     def _start_files_reader(self) -> FilesReader | None:
-        """A process reading block_files on the other core (``store.filesreader``), for a database
-        file of at least ``second_reader_min`` bytes (None: never) on a system with memory files."""
+        """A process reading blocks and block_files on the other core (``store.filesreader``), for a
+        database file of at least ``second_reader_min`` bytes (None: never) on a system with memory
+        files."""
         limit = self.second_reader_min
         if limit is None or self.path == ":memory:" or not hasattr(os, "memfd_create"):
             return None
         if _size(self.path) < limit:
             return None
-        with self._errors():
-            return FilesReader({"dialect": "sqlite", "path": str(Path(self.path).resolve())})
+        return FilesReader({"dialect": "sqlite", "path": str(Path(self.path).resolve())})
 
     @contextmanager
     def _loading(self) -> Iterator[None]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import mmap
 import os
 import signal
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -177,3 +179,13 @@ def test_the_reader_merges_blocks_with_their_files() -> None:
     files = [(0, b"orphan"), (3, b"three"), (4, b"four"), (7, b"orphan"), (12, b"orphan")]
     assert list(with_files(blocks, files)) == [(1, "a", None), (3, "b", b"three"), (4, "c", b"four"),
                                                (9, "d", None)]
+
+
+def test_a_second_reader_that_cannot_be_started_leaves_the_load_to_one(sqlite_url: str, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    image = _import(sqlite_url, 49)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    with _open(sqlite_url) as store:
+        assert fingerprint(store.load()) == fingerprint(image) and store.load_readers == 1
+    assert "could not be started" in caplog.text
