@@ -267,6 +267,12 @@ class SQLStore(Statements, InventoryStore):
         mostly hand it back and forth. MariaDB (``LOAD_PIPELINED``): PyMySQL's parsing holds the GIL
         too, but most of a load's time is spent waiting for the server's rows, with the GIL
         released; a thread fetching them lets the building happen meanwhile (``_rows``).
+
+        Second reader (``store.filesreader``): for a large store a process of its own, on the other
+        core, reads blocks with their packed files (SQLite: all of them; MariaDB: the highest ids) in
+        a read transaction of its own, while this one reads and builds the rest; its result is taken
+        when its blocks' turn comes, and used only when it read the version this transaction sees
+        (else this process reads that part too). ``load_readers`` says which happened.
         """
         try:
             reader = self._start_files_reader()  # first: its start overlaps the loader's first reads
