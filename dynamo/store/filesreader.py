@@ -1,28 +1,33 @@
-"""The load's second reader: a process of its own reads ``block_files`` into a memory file.
+"""The load's second reader: a process of its own reads blocks with their files.
 
 A load runs in one Python thread, and the GIL keeps it on one core: sqlite3 releases the GIL
-only while it steps, and the bytes of each row, their copy into the arena and that copy's page
-faults all happen holding it. ``block_files`` (every block's packed file table) is most of a
-load's bytes, and nothing of it becomes a Python object in the image: its rows are copied into
-the arena and only the offsets are kept. So a second process reads it, on the other core, in a
-read transaction of its own, while the loader builds everything else:
+only while it steps, PyMySQL parses in Python, and the bytes of each row, their copy into the
+arena and that copy's page faults all happen holding it. ``block_files`` (every block's packed
+file table) is most of a load's bytes, and nothing of it becomes a Python object in the image:
+its rows are copied into the arena and only the offsets are kept. So a second process reads the
+blocks with their files (SQLite: all of them, its two scans merged, ``with_files``; MariaDB: the
+join for the highest ids), on the other core, in a read transaction of its own, while the
+loader reads and builds everything else:
 
 * the loader creates a memory file (``memfd_create``) and starts this module as a fresh
   interpreter (``python -P -m dynamo.store.filesreader``; not a fork: SQLite's file locks and
-  shared-memory state must not be inherited), handing it the file;
+  shared-memory state must not be inherited), handing it the file, and on its standard input
+  what to read and how to connect (``main``);
 * the reader writes the file tables into the memory file, laid out as arena chunks (each value
-  preceded by its length, ``dataformat.arena``), each chunk starting on a page, and reports on
-  its standard output: a JSON line (the store's version it read, the chunks, the number of
-  tables and of files), then the block ids (``array('q')``, ascending) and the offsets;
+  preceded by its length, ``dataformat.arena``), each chunk starting on a page (``Chunks``), and
+  reports on its standard output: a JSON line (the store's version it read, the chunks, the
+  number of blocks and of files), then the blocks in columns (int64: ids, file offsets,
+  dataset ids, sizes, numbers of files, open flags, last updates; then the names, marshalled);
 * the loader checks that the reader saw the version its own transaction sees (every commit
   changes ``store_meta.version``, in the same transaction as its rows), maps each chunk
   read-only and private (``MAP_PRIVATE``, ``PROT_READ``: the image's memory stays private to
   dynamod, shared with its forks, and nobody can write into it), faults the mappings in
   (``MADV_POPULATE_READ``: the pages are then counted in the loader's RSS, as the arena's own
-  chunks are) and closes the file. The memory lives as long as a mapping does.
+  chunks are) and closes the file. The memory lives as long as a mapping does. The blocks are
+  built from the columns (``ImageBuilder.blocks_read``).
 
 A reader that saw another version (a commit between the two transactions' starts) is of no
-use: the loader reads ``block_files`` itself in its own transaction (``SQLStore.load``). A reader
+use: the loader reads that part itself in its own transaction (``SQLStore.load``). A reader
 that fails (an error, a signal, an exit without its report) fails the load; a load that fails
 kills and reaps its reader.
 """
