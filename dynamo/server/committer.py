@@ -138,8 +138,8 @@ class Committer:
         # now on, and no collection ever walks it (collecting it would take seconds and find nothing).
         self.inventory = self.store.load(freeze=True)
         counts = self.store.loaded_counts  # counted by the builder: Inventory.counts() walks the image
-        log.info("inventory loaded in %.1f s: version %d, %s", time.monotonic() - started, self.inventory.version,
-                 ", ".join(f"{v} {k}" for k, v in counts.items()))
+        log.info("inventory loaded in %.1f s (%d readers): version %d, %s", time.monotonic() - started,
+                 self.store.load_readers, self.inventory.version, ", ".join(f"{v} {k}" for k, v in counts.items()))
         for advice in self.store.advice():
             log.warning("store: %s", advice)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from pymysql.cursors import RE_INSERT_VALUES
 
 from dynamo.errors import ConfigurationError, StoreError, StoreUnavailable
 from dynamo.store import url_has_password  # noqa: F401 (its home was here)
+from dynamo.store.filesreader import FilesReader
 from dynamo.store.handover import SESSION, adopt
 from dynamo.store.sql import SQLStore, fetch_batches, fetch_lists
 from dynamo.store.statements import Outcome, Row
@@ -67,6 +69,16 @@ def parse_mysql_url(url: str) -> dict[str, Any]:
 
 
 
+_BLOCKS_JOIN = ("SELECT b.id, b.dataset_id, b.name, b.size, b.num_files, b.is_open, b.last_update, f.files "
+                "FROM blocks b LEFT JOIN block_files f ON f.block_id = b.id")
+# A load of at least this many blocks (by id range) has a second process read the blocks of the
+# highest ids with their files (store.filesreader), SECOND_READER_SHARE of them, while this one
+# reads the rest and builds: PyMySQL parses in Python, holding the GIL, so only a process of its
+# own parses on the other core
+SECOND_READER_MIN_BLOCKS = 200_000
+SECOND_READER_SHARE = 0.6
+
+
 class MySQLStore(SQLStore):
     kind = "mysql"
     SCHEMA_FILE = "mysql.sql"
@@ -75,8 +87,7 @@ class MySQLStore(SQLStore):
     # PyMySQL's cost is per row (and column): each block comes with its files in one row of a
     # join (the server's primary-key lookups run on its own core) rather than in two scans
     LOAD_QUERIES = tuple(q for q in SQLStore.LOAD_QUERIES if q[0] not in ("block_files", "blocks")) + (
-        ("blocks_with_files", "SELECT b.id, b.dataset_id, b.name, b.size, b.num_files, b.is_open, b.last_update, "
-                              "f.files FROM blocks b LEFT JOIN block_files f ON f.block_id = b.id ORDER BY b.id"),)
+        ("blocks_with_files", f"{_BLOCKS_JOIN} ORDER BY b.id"),)
     ENCODES_JOURNAL = True  # see SQLStore.commit
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 3306, user: str = "root", password: str = "",
@@ -89,6 +100,8 @@ class MySQLStore(SQLStore):
         # memory its applications inherit
         self.connector = connector
         self._conn: pymysql.connections.Connection | None = None
+        self.second_reader_min: int | None = SECOND_READER_MIN_BLOCKS  # None: never
+        self._split = 0  # the second reader reads the blocks above this id
         with self._errors():
             self._connection()
 
@@ -242,6 +255,41 @@ class MySQLStore(SQLStore):
             cur.close()
             raise
         return fetch_lists(cur, size)
+
+    def _start_files_reader(self) -> FilesReader | None:
+        """A process reading the blocks of the highest ids with their files (``store.filesreader``),
+        on a connection of its own (from the keeper when there is one), for a store with at least
+        ``second_reader_min`` block ids."""
+        minimum = self.second_reader_min
+        if minimum is None or not hasattr(os, "memfd_create"):
+            return None
+        with self._errors():
+            low, high = self._execute("SELECT MIN(id), MAX(id) FROM blocks")[0]
+        if low is None or high - low + 1 < minimum:
+            return None
+        self._split = split = high - int((high - low + 1) * SECOND_READER_SHARE)
+        spec: dict[str, Any] = {"dialect": "mysql", "params": self.params, "socket": None, "state": None,
+                                "query": f"{_BLOCKS_JOIN} WHERE b.id > %s ORDER BY b.id", "after": split}
+        if self.connector is None:
+            return FilesReader(spec)
+        with self._errors():
+            fd, state = self.connector()
+        try:
+            spec.update(params={k: v for k, v in self.params.items() if k != "password"}, socket=fd, state=state)
+            return FilesReader(spec, fds=(fd,))
+        finally:
+            os.close(fd)  # the reader's copy is the session's now
+
+    def _load_queries(self, two_readers: bool) -> list[tuple[str, str, bool]]:
+        """With a second reader, the blocks up to ``_split`` are read here after the other tables,
+        then the reader's (its query is the fallback: ``SQLStore.load``)."""
+        queries = super()._load_queries(False)
+        if not two_readers:
+            return queries
+        split = self._split
+        return [q for q in queries if q[0] != "blocks_with_files"] + [
+            ("blocks_with_files", f"{_BLOCKS_JOIN} WHERE b.id <= {split:d} ORDER BY b.id", False),
+            ("blocks_with_files", f"{_BLOCKS_JOIN} WHERE b.id > {split:d} ORDER BY b.id", True)]
 
     def _begin_read(self) -> None:
         self._execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")

@@ -24,7 +24,7 @@ import itertools
 import json
 import operator
 from array import array
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from dynamo.core.ids import IdAllocator
 from dynamo.core.inventory import Inventory
@@ -47,6 +47,7 @@ from dynamo.dataformat import (
 )
 from dynamo.dataformat.arena import ArenaWriter
 from dynamo.errors import StoreError
+from dynamo.store.filesreader import ReadFiles
 
 BR_VERSION = replicatable.VERSION
 _BR_HEAD = replicatable.HEAD
@@ -445,9 +446,26 @@ class ImageBuilder:
 
     def blocks_with_files(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """Blocks with their packed files (None: none) in one row each, in id order (MariaDB's join)."""
+        self._blocks_joined(rows, self._writer.add, filetable.count)
+        self._writer.close()
+
+    def blocks_read(self, read: ReadFiles) -> None:
+        """The blocks a second reader read with their files (``store.filesreader``), after
+        the loader's own (MariaDB: ``blocks_with_files`` of the lower ids): its chunks join the arena."""
+        self._writer.close()
+        chunks = self.arena.chunks
+        base = len(chunks) << 32
+        chunks.extend(read.chunks)
+        dataset_ids, names, sizes, nums, opens, updates = read.blocks
+        rows = zip(read.ids, dataset_ids, names, sizes, nums, opens, updates, read.offsets, strict=True)
+        self._blocks_joined(rows, base.__add__, None)
+        self.num_files += read.num_files
+
+    def _blocks_joined(self, rows: Iterable[tuple[Any, ...]], place: Callable[[Any], int],
+                       count_files: Callable[[Any], int] | None) -> None:
+        """Blocks each with its files: ``place(files)`` gives the files' arena offset (files None or
+        -1: none), ``count_files`` their number (None: counted elsewhere)."""
         datasets_by_id = self.datasets_by_id
-        add = self._writer.add
-        count_files = filetable.count
         new = Block.__new__
         file_offsets = self._file_offsets
         append = file_offsets.flat.append
@@ -471,19 +489,19 @@ class ImageBuilder:
             b.id = bid
             b._size = size
             b._meta = (last_update << 65) | (num << 1) | (1 if is_open else 0)  # see block._meta
-            if files is None:
+            if files is None or files == -1:
                 b._files = None
             else:
-                num_files += count_files(files)
+                if count_files is not None:
+                    num_files += count_files(files)
                 b._files = index
                 index += 1
-                append(add(files))
+                append(place(files))
                 append(bid)
                 append(size)
             current[name] = b
             max_id = max(max_id, bid)
             num_blocks += 1
-        self._writer.close()
         file_offsets.seal()
         self._files_read = True
         self.max_block_id = max_id

@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import gc
 import itertools
+import logging
 import queue
 import sys
 import threading
@@ -29,7 +30,10 @@ from dynamo.core.transaction import Transaction
 from dynamo.errors import JournalPruned, SchemaError, StoreConflict, StoreError
 from dynamo.store import rows as R
 from dynamo.store.base import SCHEMA_VERSION, InventoryStore, JournalEntry, JournalRetention
+from dynamo.store.filesreader import FilesReader
 from dynamo.store.statements import Statements
+
+log = logging.getLogger("dynamo.store")
 
 DELETE_CHUNK = 500
 LOAD_BATCH = 1000  # rows a load's fetching thread hands over at a time (LOAD_PIPELINED)
@@ -173,6 +177,7 @@ class SQLStore(Statements, InventoryStore):
     LOAD_PIPELINED = False  # see load
     LOAD_QUERIES: tuple[tuple[str, str], ...] = _LOAD_QUERIES  # (ImageBuilder method, query), in order
     loaded_counts: dict[str, int] = {}  # of the last load(); replaced by each, never changed in place
+    load_readers = 1  # processes that read the last load's rows (2: a second reader read block_files)
 
     # ------------------------------------------------------------------
     # dialect hooks (besides the statement hooks of Statements)
@@ -262,28 +267,70 @@ class SQLStore(Statements, InventoryStore):
         mostly hand it back and forth. MariaDB (``LOAD_PIPELINED``): PyMySQL's parsing holds the GIL
         too, but most of a load's time is spent waiting for the server's rows, with the GIL
         released; a thread fetching them lets the building happen meanwhile (``_rows``).
+
+        Second reader (``store.filesreader``): for a large store a process of its own, on the other
+        core, reads blocks with their packed files (SQLite: all of them; MariaDB: the highest ids) in
+        a read transaction of its own, while this one reads and builds the rest; its result is taken
+        when its blocks' turn comes, and used only when it read the version this transaction sees
+        (else this process reads that part too). ``load_readers`` says which happened.
         """
-        builder = R.ImageBuilder()
-        was_enabled = gc.isenabled()
-        gc.disable()  # millions of objects: collection passes would cost seconds (performance.md)
         try:
-            with self._errors(), self._loading(), self.transaction(read_only=True):
-                meta = self._meta()
-                if meta.get("schema_version") != SCHEMA_VERSION:
-                    raise SchemaError(f"store schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}")
-                for table, query in self.LOAD_QUERIES:
-                    with self._rows(query) as rows:
-                        getattr(builder, table)(rows)
-            next_ids = {kind: meta.get(f"next_{kind}_id", 1) for kind in ID_KINDS}
-            inventory = builder.finish(meta["version"], next_ids)
-            if freeze:
-                gc.freeze()  # the young generation is empty now: gc.enable() has nothing to walk
+            reader = self._start_files_reader()  # first: its start overlaps the loader's first reads
+        except OSError as exc:  # no process or memory file to be had: this process reads it all
+            log.warning("%r: the load's second reader could not be started (%s): loading with one", self, exc)
+            reader = None
+        try:
+            builder = R.ImageBuilder()
+            was_enabled = gc.isenabled()
+            gc.disable()  # millions of objects: collection passes would cost seconds (performance.md)
+            try:
+                with self._errors(), self._loading(), self.transaction(read_only=True):
+                    meta = self._meta()
+                    if meta.get("schema_version") != SCHEMA_VERSION:
+                        raise SchemaError(f"store schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}")
+                    self.load_readers = 1
+                    taken: bool | None = None  # whether the second reader's part was taken from it
+                    for table, query, readers in self._load_queries(reader is not None):
+                        if readers and reader is not None:
+                            if taken is None:
+                                read = reader.result(int(meta["version"]))
+                                taken = read is not None  # else the store changed in between: read here
+                                if read is not None:
+                                    builder.blocks_read(read)
+                                    self.load_readers = 2
+                            if taken:
+                                continue
+                        with self._rows(query) as rows:
+                            getattr(builder, table)(rows)
+                next_ids = {kind: meta.get(f"next_{kind}_id", 1) for kind in ID_KINDS}
+                inventory = builder.finish(meta["version"], next_ids)
+                if freeze:
+                    gc.freeze()  # the young generation is empty now: gc.enable() has nothing to walk
+            finally:
+                builder.release()  # the arena's helper thread ends with the load, also when it failed
+                if was_enabled:
+                    gc.enable()
         finally:
-            builder.release()  # the arena's helper thread ends with the load, also when it failed
-            if was_enabled:
-                gc.enable()
+            if reader is not None:
+                reader.close()  # reaped (killed first when the load failed before its result)
         self.loaded_counts = builder.counts()
         return inventory
+
+    def _load_queries(self, two_readers: bool) -> list[tuple[str, str, bool]]:
+        """The load's queries in order: (ImageBuilder method, query, whether the second reader reads
+        it). With a second reader, the tables it does not read come first; the first query of the
+        reader's part takes its result (``ImageBuilder.blocks_read``) and the rest of that part is
+        skipped, or, when the reader read another version of the store, read here instead."""
+        if not two_readers:
+            return [(table, query, False) for table, query in self.LOAD_QUERIES]
+        late = ("block_files", "blocks")  # read by the reader (store.filesreader: BLOCKS_QUERY, FILES_QUERY)
+        return ([(table, query, False) for table, query in self.LOAD_QUERIES if table not in late]
+                + [(table, query, True) for table, query in self.LOAD_QUERIES if table in late])
+
+    def _start_files_reader(self) -> FilesReader | None:
+        """A second reader of ``block_files`` for this load (``store.filesreader``), or None: the
+        dialect's choice (``second_reader_min``: only for stores large enough to gain)."""
+        return None
 
     @contextmanager
     def _rows(self, query: str) -> Iterator[Iterable[tuple[Any, ...]]]:

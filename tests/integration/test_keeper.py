@@ -190,3 +190,29 @@ def test_last_bytes_reach_tls_clients_when_the_main_process_ends(
         while chunk := client.recv(1 << 20):
             received += chunk
         assert bytes(received) == last
+
+
+@pytest.mark.mysql
+def test_the_loads_second_reader_gets_its_connection_from_the_keeper(mysql_url: str, tmp_path: Path,
+                                                                    keepers: list[KeeperLink]) -> None:
+    from bench.workload import generate, scaled
+    from dynamo.core.export import fingerprint
+    from dynamo.core.journal import ChangeMeta
+    with open_store(mysql_url) as plain:
+        image = generate(scaled(0.002), 48)
+        plain.import_image(image, ChangeMeta(title="import"))
+    link = keeper(keepers, config_for(tmp_path, mysql_url))
+    asked = []
+
+    def connector() -> tuple[int, dict[str, object]]:
+        asked.append(1)
+        return link.connect_db(10)
+
+    store = MySQLStore.from_url(mysql_url, connector=connector)
+    store.second_reader_min = 0
+    try:
+        loaded = store.load()
+        assert store.load_readers == 2 and len(asked) == 2  # this process's connection, and the reader's
+        assert fingerprint(loaded) == fingerprint(image)
+    finally:
+        store.close()

@@ -1,0 +1,385 @@
+"""The load's second reader: a process of its own reads blocks with their files.
+
+A load runs in one Python thread, and the GIL keeps it on one core: sqlite3 releases the GIL
+only while it steps, PyMySQL parses in Python, and the bytes of each row, their copy into the
+arena and that copy's page faults all happen holding it. ``block_files`` (every block's packed
+file table) is most of a load's bytes, and nothing of it becomes a Python object in the image:
+its rows are copied into the arena and only the offsets are kept. So a second process reads the
+blocks with their files (SQLite: all of them, its two scans merged, ``with_files``; MariaDB: the
+join for the highest ids), on the other core, in a read transaction of its own, while the
+loader reads and builds everything else:
+
+* the loader creates a memory file (``memfd_create``) and starts this module as a fresh
+  interpreter (``python -P -m dynamo.store.filesreader``; not a fork: SQLite's file locks and
+  shared-memory state must not be inherited), handing it the file, and on its standard input
+  what to read and how to connect (``main``);
+* the reader writes the file tables into the memory file, laid out as arena chunks (each value
+  preceded by its length, ``dataformat.arena``), each chunk starting on a page (``Chunks``), and
+  reports on its standard output: a JSON line (the store's version it read, the chunks, the
+  number of blocks and of files), then the blocks in columns (int64: ids, file offsets,
+  dataset ids, sizes, numbers of files, open flags, last updates; then the names, marshalled);
+* the loader checks that the reader saw the version its own transaction sees (every commit
+  changes ``store_meta.version``, in the same transaction as its rows), maps each chunk
+  read-only and private (``MAP_PRIVATE``, ``PROT_READ``: the image's memory stays private to
+  dynamod, shared with its forks, and nobody can write into it), faults the mappings in
+  (``MADV_POPULATE_READ``: the pages are then counted in the loader's RSS, as the arena's own
+  chunks are) and closes the file. The memory lives as long as a mapping does. The blocks are
+  built from the columns (``ImageBuilder.blocks_read``).
+
+A reader that saw another version (a commit between the two transactions' starts) is of no
+use: the loader reads that part itself in its own transaction (``SQLStore.load``). A reader
+that fails (an error, a signal, an exit without its report) fails the load; a load that fails
+kills and reaps its reader.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import marshal
+import mmap
+import os
+import struct
+import subprocess
+import sys
+from array import array
+from typing import IO, Any, Iterable, Iterator, Sequence
+
+from dynamo.errors import StoreError
+
+PAGE = mmap.PAGESIZE
+CHUNK_SIZE = 64 << 20  # as the arena's (dataformat.arena.CHUNK_SIZE)
+_MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux >= 5.14
+# SQLite: the two scans of the load (SQLStore.LOAD_QUERIES), merged here
+FILES_QUERY = "SELECT block_id, files FROM block_files ORDER BY block_id"
+BLOCKS_QUERY = "SELECT id, dataset_id, name, size, num_files, is_open, last_update FROM blocks ORDER BY id"
+VERSION_QUERY = "SELECT value FROM store_meta WHERE name = 'version'"
+_U32 = struct.Struct("<I")
+
+
+class ReadFiles:
+    """What a reader read: the block ids (ascending), the offsets of their file tables relative
+    to the first of ``chunks`` (``index << 32 | position``, as arena offsets; -1: a block without
+    files), the chunks (read-only mappings), the number of files in the tables and the blocks'
+    other columns (``blocks``: dataset ids, names, sizes, numbers of files, open flags, last
+    updates)."""
+
+    __slots__ = ("ids", "offsets", "chunks", "num_files", "blocks")
+
+    def __init__(self, ids: Sequence[int], offsets: Sequence[int], chunks: list[mmap.mmap], num_files: int,
+                 blocks: tuple[Sequence[int], list[str], Sequence[int], Sequence[int], Sequence[int], Sequence[int]]):
+        self.ids, self.offsets, self.chunks, self.num_files = ids, offsets, chunks, num_files
+        self.blocks = blocks
+
+
+class FilesReader:
+    """The loader's side: starts the reader process, and takes its result (``result``) or ends it
+    (``close``: always, also when the load failed). ``spec`` says what to read and how to connect
+    (``main``); it goes to the reader on its standard input, with ``fds`` (a database socket)."""
+
+    def __init__(self, spec: dict[str, Any], fds: tuple[int, ...] = ()):
+        self._fd = os.memfd_create("dynamo-block-files", os.MFD_CLOEXEC)
+        try:
+            self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+                [sys.executable, "-P", "-m", "dynamo.store.filesreader", str(self._fd)],
+                pass_fds=(self._fd, *fds), stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+        except BaseException:
+            os.close(self._fd)
+            raise
+        try:
+            assert self._proc.stdin is not None
+            self._proc.stdin.write(json.dumps(spec).encode())
+            self._proc.stdin.close()
+        except OSError:
+            pass  # the reader is gone already: result() says why
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def wait_for_report(self) -> None:
+        """Until the reader reports (its read transaction is over by then; for tests)."""
+        proc = self._proc
+        assert proc is not None and isinstance(proc.stdout, io.BufferedReader)
+        proc.stdout.peek(1)
+
+    def result(self, version: int) -> ReadFiles | None:
+        """The reader's result once it is done; None when it read another version of the store
+        than ``version``. Raises StoreError when the reader failed."""
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
+        out = proc.stdout
+        try:
+            head = json.loads(out.readline() or b"null")
+        except ValueError:
+            head = None
+        if not isinstance(head, dict) or "error" in head:
+            status = proc.wait()
+            why = head["error"] if isinstance(head, dict) else f"exit status {status}, no report"
+            raise StoreError(f"the load's second reader failed: {why}")
+        if int(head["version"]) != version:
+            return None
+        count = int(head["count"])
+        try:
+            # the seven columns in one buffer, read into it and viewed as int64 in place (no copies)
+            data = bytearray(7 * 8 * count)
+            _read_into(out, memoryview(data))
+            ids, offsets, *columns = (memoryview(data)[8 * count * i:8 * count * (i + 1)].cast("q")
+                                      for i in range(7))
+            names = marshal.loads(_read_exactly(out, int(head["names"])))
+            if not isinstance(names, list) or len(names) != count:
+                raise ValueError("the block names do not match the blocks")
+            blocks = (columns[0], names, columns[1], columns[2], columns[3], columns[4])
+        except (EOFError, ValueError, TypeError) as exc:
+            raise StoreError(f"the load's second reader failed: {exc}") from exc
+        status = proc.wait()
+        if status != 0:
+            raise StoreError(f"the load's second reader failed: exit status {status}")
+        chunks = []
+        try:
+            for start, length in head["chunks"]:
+                chunk = mmap.mmap(self._fd, length, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ, offset=start)
+                chunks.append(chunk)
+                try:
+                    chunk.madvise(_MADV_POPULATE_READ)
+                except (OSError, ValueError):
+                    pass  # an older kernel: the pages are mapped as they are read
+        except BaseException:
+            for chunk in chunks:
+                chunk.close()
+            raise
+        return ReadFiles(ids, offsets, chunks, int(head["files"]), blocks)
+
+    def close(self) -> None:
+        """End the reader (killed if still running) and close the memory file (the mappings made
+        of it stay)."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _read_exactly(stream: IO[bytes], size: int) -> bytes:
+    data = stream.read(size)
+    if len(data) != size:
+        raise EOFError(f"report cut short ({len(data)} of {size} bytes)")
+    return data
+
+
+def _read_into(stream: IO[bytes], view: memoryview) -> None:
+    size, done = len(view), 0
+    while done < size:
+        got = stream.readinto(view[done:])  # type: ignore[attr-defined]
+        if not got:
+            raise EOFError(f"report cut short ({done} of {size} bytes)")
+        done += got
+
+
+# ---------------------------------------------------------------------------
+# the reader's side (its own process)
+# ---------------------------------------------------------------------------
+
+_BUFFER = 1 << 20  # bytes gathered before each write into the memory file
+
+
+def _write(fd: int, data: bytes | memoryview, at: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, at)
+        view, at = view[written:], at + written
+
+
+class _Blocks:
+    """The blocks read, in columns, their files in chunks of the memory file (``Chunks``)."""
+
+    def __init__(self, fd: int):
+        self.ids, self.dataset_ids, self.sizes, self.nums, self.opens, self.updates, self.offsets = (
+            array("q") for _ in range(7))
+        self.names: list[str] = []
+        self.chunks = Chunks(fd)
+        self.files = 0
+
+    def add_all(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Rows ``(id, dataset id, name, size, number of files, open, last update, files or None)``
+        in id order."""
+        from dynamo.dataformat.filetable import count as count_files
+        ids, dataset_ids, sizes, nums, opens, updates, offsets = (
+            self.ids, self.dataset_ids, self.sizes, self.nums, self.opens, self.updates, self.offsets)
+        names = self.names
+        add = self.chunks.add
+        files = 0
+        last = ids[-1] if ids else -1
+        for bid, dataset_id, name, size, num, is_open, last_update, blob in rows:
+            if bid <= last:
+                raise StoreError(f"blocks: block {bid} after block {last}: the rows are not in id order")
+            last = bid
+            ids.append(bid)
+            dataset_ids.append(dataset_id)
+            names.append(name)
+            sizes.append(size)
+            nums.append(num)
+            opens.append(1 if is_open else 0)
+            updates.append(last_update)
+            if blob is None:
+                offsets.append(-1)
+            else:
+                files += count_files(blob)
+                offsets.append(add(blob))
+        self.files += files
+
+    def report(self, version: int) -> tuple[dict[str, Any], list[bytes]]:
+        names = marshal.dumps(self.names)
+        head = {"version": version, "count": len(self.ids), "files": self.files, "chunks": self.chunks.finish(),
+                "names": len(names)}
+        return head, [self.ids.tobytes(), self.offsets.tobytes(), self.dataset_ids.tobytes(), self.sizes.tobytes(),
+                      self.nums.tobytes(), self.opens.tobytes(), self.updates.tobytes(), names]
+
+
+def with_files(blocks: Iterable[tuple[Any, ...]], files: Iterable[tuple[int, bytes]]) -> Iterator[tuple[Any, ...]]:
+    """Each block row with its files (None: none), the two scans merged (both in id order)."""
+    tables = iter(files)
+    table = next(tables, None)
+    for row in blocks:
+        bid = row[0]
+        while table is not None and table[0] < bid:  # files of no block (the foreign key forbids them)
+            table = next(tables, None)
+        if table is not None and table[0] == bid:
+            yield (*row, table[1])
+            table = next(tables, None)
+        else:
+            yield (*row, None)
+
+
+def _read_sqlite(spec: dict[str, Any], fd: int) -> tuple[dict[str, Any], list[bytes]]:
+    import sqlite3
+    conn = sqlite3.connect(spec["path"], timeout=30.0, isolation_level=None)
+    try:
+        conn.execute("PRAGMA query_only = 1")
+        conn.execute("PRAGMA cache_size = -2048")  # one pass over the tables (SQLiteStore._loading)
+        conn.execute("BEGIN DEFERRED")
+        version = _version(conn.execute(VERSION_QUERY).fetchall())
+        blocks = _Blocks(fd)
+        blocks.add_all(with_files(_batches(conn.execute(BLOCKS_QUERY)), _batches(conn.execute(FILES_QUERY))))
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return blocks.report(version)
+
+
+def _read_mysql(spec: dict[str, Any], fd: int) -> tuple[dict[str, Any], list[bytes]]:
+    import pymysql
+    import pymysql.cursors
+
+    from dynamo.store.handover import SESSION, adopt
+    if spec.get("socket") is not None:
+        conn = adopt(spec["params"], int(spec["socket"]), spec["state"])
+    else:
+        conn = pymysql.connect(**spec["params"], **SESSION)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            cur.execute(VERSION_QUERY)
+            version = _version(cur.fetchall())
+        blocks = _Blocks(fd)
+        with conn.cursor(pymysql.cursors.SSCursor) as cur:
+            cur.execute(spec["query"], (spec["after"],))
+            blocks.add_all(_batches(cur))
+        conn.rollback()
+    finally:
+        conn.close()
+    return blocks.report(version)
+
+
+class Chunks:
+    """Values appended to a memory file in arena chunks (each value preceded by its length; a
+    chunk starts on a page and holds up to ``CHUNK_SIZE`` bytes, or one larger value); ``add``
+    gives each value's offset (``index << 32 | position``), ``finish`` the chunks ``(start,
+    length)``.
+
+    The values are gathered in a buffer and written (``pwrite``), not copied into a mapping: the
+    kernel puts them into the file's pages without a page fault for each."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.chunks: list[tuple[int, int]] = []
+        self._buffer = bytearray(_BUFFER)
+        self._view = memoryview(self._buffer)
+        self._fill = self._out = self._start = self._pos = self._index = 0
+
+    def add(self, blob: bytes) -> int:
+        n = len(blob)
+        if self._pos and self._pos + n + 4 > CHUNK_SIZE:
+            self._flush()
+            self.chunks.append((self._start, self._pos))
+            self._start += -(-self._pos // PAGE) * PAGE
+            self._out, self._pos = self._start, 0
+            self._index += 1
+        if self._fill + n + 4 > _BUFFER:
+            self._flush()
+        if n + 4 > _BUFFER:
+            _write(self.fd, _U32.pack(n) + blob, self._out)
+            self._out += n + 4
+        else:
+            fill = self._fill
+            _U32.pack_into(self._buffer, fill, n)
+            self._buffer[fill + 4:fill + 4 + n] = blob
+            self._fill = fill + n + 4
+        at = self._pos + 4
+        self._pos = at + n
+        return (self._index << 32) | at
+
+    def _flush(self) -> None:
+        _write(self.fd, self._view[:self._fill], self._out)
+        self._out += self._fill
+        self._fill = 0
+
+    def finish(self) -> list[tuple[int, int]]:
+        if self._pos:
+            self._flush()
+            self.chunks.append((self._start, self._pos))
+            self._pos = 0
+        return self.chunks
+
+
+def _version(found: list[Any]) -> int:
+    if not found:
+        raise StoreError("store_meta has no version")
+    return int(found[0][0])
+
+
+def _batches(cursor: Any, size: int = 2000) -> Iterator[tuple[Any, ...]]:
+    while batch := cursor.fetchmany(size):
+        yield from batch
+
+
+def main(argv: list[str]) -> int:
+    """``python -m dynamo.store.filesreader MEMFD`` with the spec on standard input:
+    ``{"dialect": "sqlite", "path": ...}`` or ``{"dialect": "mysql", "params": ..., "socket": fd or
+    null, "state": ..., "query": ..., "after": id}`` (blocks with ids above ``after``)."""
+    out = sys.stdout.buffer
+    try:
+        (fd_text,) = argv
+        spec = json.loads(sys.stdin.buffer.read())
+        readers = {"sqlite": _read_sqlite, "mysql": _read_mysql}
+        if not isinstance(spec, dict) or spec.get("dialect") not in readers:
+            raise StoreError("no second reader for this store")
+        head, parts = readers[spec["dialect"]](spec, int(fd_text))
+    except Exception as exc:  # reported to the loader, which fails the load with it
+        out.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode() + b"\n")
+        out.flush()
+        return 1
+    out.write(json.dumps(head).encode() + b"\n")
+    for part in parts:
+        out.write(part)
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

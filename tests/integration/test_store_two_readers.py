@@ -1,0 +1,191 @@
+"""The load's second reader (``store.filesreader``): a process of its own reads ``block_files`` while
+the loader builds the rest. Real processes, real SQLite files, real commits in between."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.workload import change_records, generate, scaled
+from dynamo.core.changeset import apply_change_set
+from dynamo.core.export import fingerprint
+from dynamo.core.journal import ChangeMeta
+from dynamo.errors import StoreError
+from dynamo.store import open_store
+from dynamo.store.filesreader import FilesReader
+from dynamo.store.mysql import MySQLStore
+from dynamo.store.sqlite import SQLiteStore
+
+
+def _import(url: str, seed: int, scale: float = 0.002) -> Any:
+    with open_store(url) as store:
+        image = generate(scaled(scale), seed)
+        store.import_image(image, ChangeMeta(title="import"))
+    return image
+
+
+def _open(url: str, mixin: type | None = None) -> Any:
+    """The store at ``url`` (of a class with ``mixin`` first), loading with a second reader whatever its size."""
+    base: type = SQLiteStore if url.startswith("sqlite:") else MySQLStore
+    cls = base if mixin is None else type(f"{mixin.__name__}{base.__name__}", (mixin, base), {})
+    store = cls.from_url(url)
+    store.second_reader_min = 0
+    return store
+
+
+def _reaped(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_a_load_with_a_second_reader_is_the_image_stored(store_url: str) -> None:
+    image = _import(store_url, 41)
+    with _open(store_url) as store:
+        loaded = store.load(freeze=False)
+        assert store.load_readers == 2
+        assert fingerprint(loaded) == fingerprint(image)
+        assert store.loaded_counts == loaded.counts()
+        assert loaded.ids.next_ids == image.ids.next_ids
+        # the reader's chunks are read-only private mappings of its memory file
+        chunks = loaded.datasets[next(iter(loaded.datasets))]._arena.chunks
+        with pytest.raises(TypeError):
+            chunks[-1][0:1] = b"x"
+        # changes after the load: blocks whose files changed leave the arena, the rest stay
+        apply_change_set(loaded, store, change_records(loaded, 1500, seed=42))
+        again = store.load()
+        assert store.load_readers == 2
+        assert fingerprint(again) == fingerprint(loaded)
+
+
+def test_small_stores_load_with_one_reader(store_url: str) -> None:
+    image = _import(store_url, 43)
+    with open_store(store_url) as store:
+        assert fingerprint(store.load()) == fingerprint(image) and store.load_readers == 1
+    with _open(store_url) as store:
+        store.second_reader_min = None
+        assert fingerprint(store.load()) == fingerprint(image) and store.load_readers == 1
+
+
+class _ChangedInBetween:
+    """A commit lands after the second reader took its snapshot and before the loader's own."""
+
+    url = ""
+
+    def _start_files_reader(self) -> FilesReader | None:
+        reader = super()._start_files_reader()  # type: ignore[misc]
+        assert reader is not None
+        reader.wait_for_report()
+        with open_store(self.url) as other:
+            inventory = other.load()
+            apply_change_set(inventory, other, change_records(inventory, 800, seed=45))
+            self.changed = fingerprint(inventory)
+        return reader
+
+
+def test_a_store_changed_between_the_two_snapshots_is_loaded_as_the_loader_saw_it(store_url: str) -> None:
+    image = _import(store_url, 44)
+    with _open(store_url, _ChangedInBetween) as store:
+        store.url = store_url
+        loaded = store.load()
+        assert store.load_readers == 1  # the reader's older tables were not used
+        assert fingerprint(loaded) == store.changed != fingerprint(image)
+        assert loaded.version == 2
+
+
+class _FailingReader:
+    how = "error"
+
+    def _start_files_reader(self) -> FilesReader | None:
+        if self.how == "none":
+            return super()._start_files_reader()  # type: ignore[misc, no-any-return]
+        reader = FilesReader({"dialect": "nonesuch"}) if self.how == "error" else super()._start_files_reader()  # type: ignore[misc]
+        assert reader is not None and reader.pid is not None
+        self.reader_pid = reader.pid
+        if self.how == "killed":
+            os.kill(reader.pid, signal.SIGKILL)
+        return reader
+
+
+@pytest.mark.parametrize("how", ["error", "killed"])
+def test_a_second_reader_that_fails_fails_the_load_cleanly(store_url: str, how: str) -> None:
+    image = _import(store_url, 46)
+    with _open(store_url, _FailingReader) as store:
+        store.how = how
+        with pytest.raises(StoreError, match="second reader failed"):
+            store.load(freeze=True)
+        assert _reaped(store.reader_pid)
+        # the store is usable and the next load whole
+        store.how = "none"
+        assert fingerprint(store.load()) == fingerprint(image)
+        assert store.load_readers == 2
+
+
+class _Watched:
+    def _start_files_reader(self) -> FilesReader | None:
+        reader = super()._start_files_reader()  # type: ignore[misc]
+        assert reader is not None
+        self.reader_pid = reader.pid
+        return reader
+
+
+def test_a_load_that_fails_ends_its_second_reader(store_url: str) -> None:
+    _import(store_url, 47)
+    with open_store(store_url) as store:  # a dataset replica row the builder refuses (read before the reader's result)
+        store.execute("UPDATE dataset_replicas SET block_replicas = X'09000000000000' "
+                      "WHERE dataset_id = (SELECT MIN(dataset_id) FROM (SELECT dataset_id FROM dataset_replicas) r)")
+    with _open(store_url, _Watched) as store:
+        with pytest.raises(StoreError, match="unknown format"):
+            store.load()
+        assert _reaped(store.reader_pid)
+
+
+def test_the_reader_lays_values_out_as_arena_chunks() -> None:
+    from dynamo.dataformat.arena import Arena
+    from dynamo.store import filesreader
+    fd = os.memfd_create("test")
+    try:
+        chunks = filesreader.Chunks(fd)
+        big = b"y" * (filesreader.CHUNK_SIZE - 14)  # does not fit after the first value: the next chunk
+        huge = b"z" * (filesreader.CHUNK_SIZE + 5)  # larger than a chunk: a chunk of its own
+        values = [b"a" * 7, big, b"b" * 6, huge, b"c"]  # the third fills the second chunk up
+        offsets = [chunks.add(v) for v in values]
+        layout = chunks.finish()
+        assert [o >> 32 for o in offsets] == [0, 1, 1, 2, 3]
+        assert all(start % mmap.PAGESIZE == 0 for start, _ in layout)
+        assert [n for _, n in layout] == [11, filesreader.CHUNK_SIZE, len(huge) + 4, 5]
+        arena = Arena({})
+        arena.chunks = [mmap.mmap(fd, n, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ, offset=start)
+                        for start, n in layout]
+        for value, offset in zip(values, offsets, strict=True):
+            chunk, start, end = arena.span(offset)
+            assert chunk[start:end] == value
+        assert os.fstat(fd).st_size == layout[-1][0] + 5  # nothing past the last value
+    finally:
+        os.close(fd)
+
+
+def test_the_reader_merges_blocks_with_their_files() -> None:
+    from dynamo.store.filesreader import with_files
+    blocks = [(1, "a"), (3, "b"), (4, "c"), (9, "d")]
+    files = [(0, b"orphan"), (3, b"three"), (4, b"four"), (7, b"orphan"), (12, b"orphan")]
+    assert list(with_files(blocks, files)) == [(1, "a", None), (3, "b", b"three"), (4, "c", b"four"),
+                                               (9, "d", None)]
+
+
+def test_a_second_reader_that_cannot_be_started_leaves_the_load_to_one(sqlite_url: str, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    image = _import(sqlite_url, 49)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    with _open(sqlite_url) as store:
+        assert fingerprint(store.load()) == fingerprint(image) and store.load_readers == 1
+    assert "could not be started" in caplog.text
