@@ -161,6 +161,10 @@ class DatasetReplica(DataObject):
         assert isinstance(packed, bytes)
         return packed, 0
 
+    def _table(self) -> tuple[Buffer, int]:
+        """The packed table, also when it holds no block replica (``replicatable.EMPTY``)."""
+        return (replicatable.EMPTY, 0) if self._packed is None else self._span()
+
     def _count(self) -> int:
         if self._packed is None:
             return len(self._block_replicas) if self._block_replicas else 0
