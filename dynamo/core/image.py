@@ -20,8 +20,8 @@ from dynamo.dataformat import (
     Group,
     Partition,
     Site,
+    replicatable,
 )
-from dynamo.dataformat import replicatable
 from dynamo.dataformat._base import DataObject
 from dynamo.dataformat.arena import Arena
 from dynamo.dataformat.filetable import FileEntries

@@ -438,7 +438,8 @@ def test_packed_edits_and_an_unpacking_in_one_change_set(image: Inventory) -> No
     apply_change_set(image, None, records)
     assert isinstance(replica._packed, bytes) and replica._block_replicas is None
     changed = replica.find_block_replica(other.block_name)
-    assert changed is not None and (changed.group_name, changed.is_custodial, changed.last_update) == ("group02", True, 77)
+    assert changed is not None
+    assert (changed.group_name, changed.is_custodial, changed.last_update) == ("group02", True, 77)
     after = replica.find_block_replica(block)
     assert after is not None and (after.lfns is None or lfn not in after.lfns)
     _assert_packs_as_its_objects(replica)
