@@ -186,15 +186,20 @@ class ImageState:
         self._tracker.push((_restore_packed, replica, replica._packed))
         replica._packed = packed
 
-    def _put_packed(self, replica: DatasetReplica, block: Block, group: Group, is_custodial: bool,
-                    last_update: int, files: tuple[str, ...] | None) -> bool:
-        """Set ``block``'s replica in ``replica``'s packed table (added if it has none); False if
-        the values are those held already."""
+    @staticmethod
+    def _packed_files(block: Block, files: tuple[str, ...] | None) -> bytes | None:
+        """The table's tail for a replica holding ``files`` (b"" when complete); None when one of
+        them has no id yet (an application's new file: the table keeps ids, and 0 tells none apart)."""
         if files is None:
-            tail = b""
-        else:
-            ids = {lfn: e.id for lfn, e in block._iter_entries()}
-            tail = replicatable.segment([ids[lfn] for lfn in files])
+            return b""
+        ids = {lfn: e.id for lfn, e in block._iter_entries()}
+        held = [ids[lfn] for lfn in files]
+        return None if 0 in held else replicatable.segment(held)
+
+    def _put_packed(self, replica: DatasetReplica, block: Block, group: Group, is_custodial: bool,
+                    last_update: int, files: tuple[str, ...] | None, tail: bytes) -> bool:
+        """Set ``block``'s replica in ``replica``'s packed table (added if it has none), holding
+        ``files`` (``tail``: ``_packed_files``); False if the values are those held already."""
         new = replicatable.Row(block._quiet_id(), last_update, group.id,
                                replicatable.flags_of(is_custodial, files is not None))
         buf, at = replica._table()

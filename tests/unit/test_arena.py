@@ -443,3 +443,22 @@ def test_packed_edits_and_an_unpacking_in_one_change_set(image: Inventory) -> No
     after = replica.find_block_replica(block)
     assert after is not None and (after.lfns is None or lfn not in after.lfns)
     _assert_packs_as_its_objects(replica)
+
+
+def test_an_applications_new_files_in_a_replica_read_back_whole(image: Inventory) -> None:
+    """An application's copy has no id allocator: files it adds have id 0, which a packed table cannot
+    tell apart; a replica listing them stays an object, and reads back the files it was given."""
+    replica = next(r for r in _replicas(image) if len(r.block_replicas) > 1)
+    member = next(iter(replica.block_replicas))
+    block = member.block
+    assert not isinstance(block, str)
+    image.ids = None
+    new = [f"{block.dataset_name}/app/{n}.root" for n in range(3)]
+    for lfn in new:
+        image.update(File(lfn, block.full_name(), 1))
+    files = tuple(sorted([*new, block.file_names()[0]]))
+    returned = image.update(BlockReplica(block.full_name(), replica.site_name, None, False, 5, files))
+    assert returned.lfns == files
+    found = block.find_replica(replica.site_name)
+    assert found is not None and found.lfns == files and found.file_ids is not None
+    assert sorted(f.lfn for f in found.files()) == sorted(files)
