@@ -153,9 +153,12 @@ class Deletes(ImageState):
         dataset_replica = self._dataset_replica_of(replica)
         block = replica.block
         assert isinstance(block, Block)
-        self._unpacked_replicas(dataset_replica)
-        self._child_drop(dataset_replica, "_block_replicas", block.name)
-        if dataset_replica._block_replicas is None:
+        if self._edits_packed(dataset_replica, block):
+            self._drop_packed(dataset_replica, block)
+        else:
+            self._unpacked_replicas(dataset_replica)
+            self._child_drop(dataset_replica, "_block_replicas", block.name)
+        if dataset_replica._block_replicas is None and dataset_replica._packed is None:
             self._remove_dataset_replica(dataset_replica)
         else:
             self._tracker.block_replicas_touched(dataset_replica)

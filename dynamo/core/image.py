@@ -20,6 +20,7 @@ from dynamo.dataformat import (
     Group,
     Partition,
     Site,
+    replicatable,
 )
 from dynamo.dataformat._base import DataObject
 from dynamo.dataformat.arena import Arena
@@ -36,6 +37,11 @@ class Recorder(Protocol):
 
 def _pop(d: dict[Any, Any], key: Any) -> None:
     del d[key]
+
+
+def _restore_packed(replica: DatasetReplica, packed: int | bytes | None) -> None:
+    replica._packed = packed
+    replica._block_replicas = None
 
 
 
@@ -161,6 +167,61 @@ class ImageState:
             replica._materialize()
             self._tracker.unpacked(replica)
         return replica._block_replicas
+
+    # --- block replicas changed where they are packed ------------------------------
+    # A change set's block replica records change the packed table of their dataset replica in place
+    # (``replicatable.edit``: one row replaced, removed or appended) instead of unpacking all its
+    # block replicas into objects and packing them again at the end. The undo entry restores the
+    # table as it was (an int into the arena, or a bytes value; both immutable).
+
+    @staticmethod
+    def _edits_packed(replica: DatasetReplica, block: Block) -> bool:
+        """Whether ``block``'s replica in ``replica`` is changed in the packed table: in an inventory
+        (the dataset has an arena), not unpacked into objects by this change set, and the block has
+        an id (the table's key; an application's new blocks have none)."""
+        dataset: Any = replica._dataset
+        return replica._block_replicas is None and dataset._arena is not None and block._quiet_id() != 0
+
+    def _set_packed(self, replica: DatasetReplica, packed: bytes | None) -> None:
+        self._tracker.push((_restore_packed, replica, replica._packed))
+        replica._packed = packed
+
+    @staticmethod
+    def _packed_files(block: Block, files: tuple[str, ...] | None) -> bytes | None:
+        """The table's tail for a replica holding ``files`` (b"" when complete); None when one of
+        them has no id yet (an application's new file: the table keeps ids, and 0 tells none apart)."""
+        if files is None:
+            return b""
+        ids = {lfn: e.id for lfn, e in block._iter_entries()}
+        held = [ids[lfn] for lfn in files]
+        return None if 0 in held else replicatable.segment(held)
+
+    def _put_packed(self, replica: DatasetReplica, block: Block, group: Group, is_custodial: bool,
+                    last_update: int, files: tuple[str, ...] | None, tail: bytes) -> bool:
+        """Set ``block``'s replica in ``replica``'s packed table (added if it has none), holding
+        ``files`` (``tail``: ``_packed_files``); False if the values are those held already."""
+        new = replicatable.Row(block._quiet_id(), last_update, group.id,
+                               replicatable.flags_of(is_custodial, files is not None))
+        buf, at = replica._table()
+        lay = replicatable.layout(buf, at)
+        index = replicatable.find(buf, lay, new.block_id)
+        if index < 0:
+            index = lay.n
+        elif replicatable.row(buf, lay, index) == new:
+            start, stop = replicatable.segment_bounds(buf, lay, index)
+            if buf[start:stop] == tail:
+                return False
+        self._set_packed(replica, replicatable.edit(buf, at, index, new, tail))
+        return True
+
+    def _drop_packed(self, replica: DatasetReplica, block: Block) -> None:
+        """Remove ``block``'s replica from ``replica``'s packed table (None once empty)."""
+        buf, at = replica._table()
+        lay = replicatable.layout(buf, at)
+        index = replicatable.find(buf, lay, block._quiet_id())
+        if index < 0:
+            raise MissingReference(f"block {block.full_name()} has no replica at site {replica.site_name!r}")
+        self._set_packed(replica, replicatable.edit(buf, at, index, None) if lay.n > 1 else None)
 
     def _live_block_replica(self, replica: BlockReplica) -> BlockReplica:
         """The unpacked live object for ``replica`` (one read from a packed dataset replica)."""

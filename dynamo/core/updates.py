@@ -179,9 +179,14 @@ class Updates(ImageState):
         dataset_replica = by_dataset.get(dataset.name) if by_dataset else None
         if dataset_replica is None:
             dataset_replica = self._create_dataset_replica(dataset, site, False, self.null_group)
+        is_custodial, last_update = obj.is_custodial, obj.last_update
+        tail = self._packed_files(block, files) if self._edits_packed(dataset_replica, block) else None
+        if tail is not None:
+            if self._put_packed(dataset_replica, block, group, is_custodial, last_update, files, tail):
+                self._tracker.block_replicas_touched(dataset_replica)
+            return BlockReplica._make(block, site, group, is_custodial, last_update, files)
         members = self._unpacked_replicas(dataset_replica)
         replica = members.get(block.name) if members else None
-        is_custodial, last_update = obj.is_custodial, obj.last_update
         if replica is None:
             replica = BlockReplica._make(block, site, group, is_custodial, last_update, files)
             self._child_put(dataset_replica, "_block_replicas", block.name, replica)

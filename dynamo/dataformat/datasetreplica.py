@@ -47,10 +47,13 @@ class DatasetReplica(DataObject):
     the image's arena among the dataset's ``_replica_offsets`` (a small int, shared: no int of
     their own for a forked reader to write to); or bytes of their own; layout in
     ``dataformat.replicatable``) and become BlockReplica objects only when asked for:
-    reading gives fresh objects that die with their reader. The inventory
-    unpacks them into ``_block_replicas`` (block name -> BlockReplica) before changing any of
-    them, and a change set packs them again when it is done (``_repack``). At most one of
-    the two slots is set; neither when the replica holds no block replica.
+    reading gives fresh objects that die with their reader. The inventory changes a block
+    replica in the packed table itself (``replicatable.edit``: the new table is a bytes value of
+    its own, the old one kept by the undo log); only rare changes (a file deleted from a block
+    with incomplete replicas, a group deleted, a block without an id) unpack them into
+    ``_block_replicas`` (block name -> BlockReplica), which a change set packs again when it is
+    done (``_repack``). At most one of the two slots is set; neither when the replica holds no
+    block replica.
     """
 
     __slots__ = ("_dataset", "_site", "growing", "group", "_block_replicas", "_packed")
@@ -160,6 +163,10 @@ class DatasetReplica(DataObject):
             return self._arena_span(packed)[:2]
         assert isinstance(packed, bytes)
         return packed, 0
+
+    def _table(self) -> tuple[Buffer, int]:
+        """The packed table, also when it holds no block replica (``replicatable.EMPTY``)."""
+        return (replicatable.EMPTY, 0) if self._packed is None else self._span()
 
     def _count(self) -> int:
         if self._packed is None:

@@ -14,6 +14,9 @@ and makes BlockReplica objects only when asked. Layout (little-endian)::
 
 Readers take ``(buf, at)``: the table starts at ``buf[at]`` (inside an arena, or a
 ``bytes`` of its own at 0).
+
+A change set changes one block replica of a table without making objects of the others:
+``edit`` returns the table with one row replaced, removed or appended (``row``, ``segment``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ VERSION = 1
 HEAD = struct.Struct("<BI")
 _U32 = struct.Struct("<I")
 _I64 = struct.Struct("<q")
+_I32 = struct.Struct("<i")
 FLAG_CUSTODIAL = 1
 FLAG_INCOMPLETE = 2
 _FLAGS = {(False, False): 0, (True, False): 1, (False, True): 2, (True, True): 3}
@@ -118,3 +122,88 @@ def pack(replicas: Iterable[BlockReplica]) -> bytes:
         bytes([_FLAGS[r.is_custodial, r.lfns is not None] for r in reps]),
         *tail,
     ))
+
+
+def segment(file_ids: list[int] | None) -> bytes:
+    """An incomplete replica's part of the tail (``u32 k, i64 file_ids[k]``); b"" when complete."""
+    if file_ids is None:
+        return b""
+    return _U32.pack(len(file_ids)) + array("q", file_ids).tobytes()
+
+
+def flags_of(is_custodial: bool, incomplete: bool) -> int:
+    return _FLAGS[bool(is_custodial), bool(incomplete)]
+
+
+def _segment_at(buf: Buffer, lay: Layout, index: int) -> int:
+    """Where replica ``index``'s part of the tail starts (its end if it holds no part)."""
+    at = lay.tail_at
+    for flag in buf[lay.flags_at:lay.flags_at + index]:
+        if flag & FLAG_INCOMPLETE:
+            at += 4 + 8 * _U32.unpack_from(buf, at)[0]
+    return at
+
+
+def segment_bounds(buf: Buffer, lay: Layout, index: int) -> tuple[int, int]:
+    """``(start, end)`` of replica ``index``'s part of the tail (equal when it is complete; for
+    ``index == n``, the end of the table)."""
+    start = _segment_at(buf, lay, index)
+    if index < lay.n and buf[lay.flags_at + index] & FLAG_INCOMPLETE:
+        return start, start + 4 + 8 * _U32.unpack_from(buf, start)[0]
+    return start, start
+
+
+class Row(NamedTuple):
+    block_id: int
+    last_update: int
+    group_id: int
+    flags: int
+
+
+def row(buf: Buffer, lay: Layout, index: int) -> Row:
+    """The values of replica ``index``."""
+    return Row(_I64.unpack_from(buf, lay.ids_at + 8 * index)[0], _I64.unpack_from(buf, lay.updates_at + 8 * index)[0],
+               _I32.unpack_from(buf, lay.groups_at + 4 * index)[0], buf[lay.flags_at + index])
+
+
+def edit(buf: Buffer, at: int, index: int, new: Row | None, tail: bytes = b"") -> bytes:
+    """The table at ``buf[at]`` with replica ``index`` replaced by ``new`` and its file ids ``tail``
+    (``segment``); ``new`` None: removed; ``index == n``: appended. The other rows are copied as they
+    are, column by column (no object is made for them)."""
+    version, n = HEAD.unpack_from(buf, at)
+    if version != VERSION:
+        raise ObjectError(f"unknown block replica format {version}")
+    if not 0 <= index <= n or (index == n and new is None):
+        raise IndexError(f"block replica index {index} of {n}")
+    if new is not None and bool(new.flags & FLAG_INCOMPLETE) != bool(tail):
+        raise ValueError("an incomplete block replica needs its file ids, a complete one none")
+    ids_at = at + HEAD.size
+    updates_at = ids_at + 8 * n
+    groups_at = updates_at + 8 * n
+    flags_at = groups_at + 4 * n
+    tail_at = flags_at + n
+    flags = buf[flags_at:tail_at]
+    if b"\x02" in flags or b"\x03" in flags:
+        lay = Layout(n, ids_at, updates_at, groups_at, flags_at, tail_at)
+        start, stop = segment_bounds(buf, lay, index)
+        end = segment_bounds(buf, lay, n)[0]
+        before, after = buf[tail_at:start], buf[stop:end]
+    else:
+        before = after = b""
+    if new is None:
+        return b"".join((HEAD.pack(VERSION, n - 1),
+                         buf[ids_at:ids_at + 8 * index], buf[ids_at + 8 * index + 8:updates_at],
+                         buf[updates_at:updates_at + 8 * index], buf[updates_at + 8 * index + 8:groups_at],
+                         buf[groups_at:groups_at + 4 * index], buf[groups_at + 4 * index + 4:flags_at],
+                         flags[:index], flags[index + 1:], before, after))
+    skip = index + 1 if index < n else n  # replaced, or appended
+    return b"".join((HEAD.pack(VERSION, n if index < n else n + 1),
+                     buf[ids_at:ids_at + 8 * index], _I64.pack(new.block_id), buf[ids_at + 8 * skip:updates_at],
+                     buf[updates_at:updates_at + 8 * index], _I64.pack(new.last_update),
+                     buf[updates_at + 8 * skip:groups_at],
+                     buf[groups_at:groups_at + 4 * index], _I32.pack(new.group_id), buf[groups_at + 4 * skip:flags_at],
+                     flags[:index], _FLAG_BYTES[new.flags], flags[skip:], before, tail, after))
+
+
+_FLAG_BYTES = tuple(bytes((f,)) for f in range(4))
+EMPTY = HEAD.pack(VERSION, 0)

@@ -339,3 +339,126 @@ def test_blocks_out_of_id_order_after_their_files_are_refused() -> None:
     block_rows[1], block_rows[2] = block_rows[2], block_rows[1]
     with pytest.raises(StoreError, match="not in id order"):
         _build(image, False, file_rows, block_rows)
+
+
+# --- block replicas changed in their packed tables (replicatable.edit) --------------------------
+
+def _tables(inv: Inventory) -> dict[tuple[str, str], Any]:
+    return {(r.dataset_name, r.site_name): r._packed for r in _replicas(inv)}
+
+
+def test_a_change_set_edits_the_packed_tables_as_unpacking_would(image: Inventory) -> None:
+    """A mixed change set (bench.workload.MIX) on a loaded image changes block replicas in their packed
+    tables, with no BlockReplica object kept; the image is the one the unpacking route makes, and every
+    table is what packing its block replicas anew gives."""
+    from bench.workload import change_records
+    records = change_records(image, 400, 11)
+    assert {r[1] for r in records} >= {"blockreplica", "block", "dataset", "file"}
+    assert any(r[0] == DELETE for r in records)
+    other = generate(scaled(0.0002), 3)
+    for replica in _replicas(other):  # the route of unpacking every touched dataset replica
+        replica._materialize()
+    apply_change_set(image, None, records)
+    apply_change_set(other, None, records)
+    assert fingerprint(image) == fingerprint(other)
+    edited = 0
+    for replica in _replicas(image):
+        assert replica._block_replicas is None and replica._packed is not None
+        edited += isinstance(replica._packed, bytes)
+        _assert_packs_as_its_objects(replica)
+    assert edited > 50
+
+
+def _assert_packs_as_its_objects(replica: DatasetReplica) -> None:
+    """The table holds what packing its block replicas anew gives (a loaded table keeps an incomplete
+    replica's file ids in stored order, packing sorts them by name: compared as sets)."""
+    row, fresh = replica._packed_row(), pack_block_replicas(list(replica.block_replicas))
+    assert replicatable.columns(row)[:2] == replicatable.columns(fresh)[:2]
+    lay, again = replicatable.layout(row), replicatable.layout(fresh)
+    for index in range(lay.n):
+        if row[lay.flags_at + index] & replicatable.FLAG_INCOMPLETE:
+            assert sorted(replicatable.file_ids_of(row, lay, index)) == \
+                sorted(replicatable.file_ids_of(fresh, again, index))
+
+
+def test_a_refused_change_set_restores_the_very_tables(image: Inventory) -> None:
+    from bench.workload import change_records
+    before, tables = fingerprint(image), _tables(image)
+    records = change_records(image, 400, 12) + [encode(DELETE, Site("T0_NOWHERE"))]
+    with pytest.raises(ChangeSetError):
+        apply_change_set(image, None, records)
+    assert fingerprint(image) == before
+    after = _tables(image)
+    assert after.keys() == tables.keys() and all(after[k] is tables[k] for k in tables)
+    assert all(r._block_replicas is None for r in _replicas(image))
+
+
+def test_the_last_block_replica_takes_its_dataset_replica_along(image: Inventory) -> None:
+    replica = next(r for r in _replicas(image) if len(r.block_replicas) > 1)
+    site = image.sites[replica.site_name]
+    members = list(replica.block_replicas)
+    deletes = [encode(DELETE, m) for m in members]
+    before = fingerprint(image)
+    with pytest.raises(ChangeSetError):
+        apply_change_set(image, None, deletes + [encode(DELETE, Site("T0_NOWHERE"))])
+    assert fingerprint(image) == before and site.find_dataset_replica(replica.dataset_name) is replica
+    apply_change_set(image, None, deletes[:-1])
+    assert len(replica.block_replicas) == 1 and isinstance(replica._packed, bytes)
+    apply_change_set(image, None, deletes[-1:])
+    assert site.find_dataset_replica(replica.dataset_name) is None and replica._packed is None
+    # a new one, from its first block replica (its table starts empty)
+    first = members[0]
+    apply_change_set(image, None, [encode(UPDATE, BlockReplica(first.block_full_name, site.name, "group01", True, 3,
+                                                               first.lfns))])
+    made = site.find_dataset_replica(replica.dataset_name)
+    assert made is not None and made is not replica and isinstance(made._packed, bytes)
+    assert list(made.block_replicas) == [BlockReplica(first.block_full_name, site.name, "group01", True, 3, first.lfns)]
+
+
+def test_packed_edits_and_an_unpacking_in_one_change_set(image: Inventory) -> None:
+    """A file deleted from a block with an incomplete replica unpacks that dataset replica (the file's
+    name must still resolve); edits to its packed table before that stay, and all is undone together."""
+    replica = next(r for r in _replicas(image) if any(m.lfns for m in r.block_replicas)
+                   and len(r.block_replicas) > 1)
+    member = next(m for m in replica.block_replicas if m.lfns)
+    other = next(m for m in replica.block_replicas if m.block_name != member.block_name)
+    block = member.block
+    assert not isinstance(block, str) and member.lfns
+    lfn = member.lfns[0]
+    entry = block.find_file(lfn)
+    assert entry is not None
+    records = [encode(UPDATE, BlockReplica(other.block_full_name, other.site_name, "group02", True, 77, other.lfns)),
+               encode(DELETE, File(lfn, block.full_name())),
+               encode(UPDATE, type(block)(block.name, block.dataset_name, block.size - entry.size,
+                                          block.num_files - 1, block.is_open, block.last_update))]
+    before, table = fingerprint(image), replica._packed
+    with pytest.raises(ChangeSetError):
+        apply_change_set(image, None, records + [encode(DELETE, Site("T0_NOWHERE"))])
+    assert fingerprint(image) == before and replica._packed is table and replica._block_replicas is None
+    apply_change_set(image, None, records)
+    assert isinstance(replica._packed, bytes) and replica._block_replicas is None
+    changed = replica.find_block_replica(other.block_name)
+    assert changed is not None
+    assert (changed.group_name, changed.is_custodial, changed.last_update) == ("group02", True, 77)
+    after = replica.find_block_replica(block)
+    assert after is not None and (after.lfns is None or lfn not in after.lfns)
+    _assert_packs_as_its_objects(replica)
+
+
+def test_an_applications_new_files_in_a_replica_read_back_whole(image: Inventory) -> None:
+    """An application's copy has no id allocator: files it adds have id 0, which a packed table cannot
+    tell apart; a replica listing them stays an object, and reads back the files it was given."""
+    replica = next(r for r in _replicas(image) if len(r.block_replicas) > 1)
+    member = next(iter(replica.block_replicas))
+    block = member.block
+    assert not isinstance(block, str)
+    image.ids = None
+    new = [f"{block.dataset_name}/app/{n}.root" for n in range(3)]
+    for lfn in new:
+        image.update(File(lfn, block.full_name(), 1))
+    files = tuple(sorted([*new, block.file_names()[0]]))
+    returned = image.update(BlockReplica(block.full_name(), replica.site_name, None, False, 5, files))
+    assert returned.lfns == files
+    found = block.find_replica(replica.site_name)
+    assert found is not None and found.lfns == files and found.file_ids is not None
+    assert sorted(f.lfn for f in found.files()) == sorted(files)
