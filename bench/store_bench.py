@@ -4,9 +4,13 @@
     python -m bench.store_bench --scale 0.01         # 1 % of W10
     python -m bench.store_bench --stores sqlite --changes 10000
     python -m bench.store_bench --keep /var/tmp/bench   # prepare once, measure again later
+    python -m bench.store_bench --stores sqlite --scale 5 --keep /var/tmp/w50 --no-commit \
+        --replicate sqlite:////var/tmp/bench/bench-scale1-seed1.db   # W50 as 5 copies of a kept W10
 
 For each store: generate the workload (seeded), import it into an empty
-store, then in fresh processes (so RSS is the image alone):
+store (or, with ``--replicate URL``, write ``--copies`` copies of the store at URL into it:
+``bench.replicate``, minutes instead of the generator's half hour at W50), then in fresh processes
+(so RSS is the image alone):
 
 * ``load``: ``store.load(freeze=True)`` as dynamod loads, wall and CPU time (every collection
   inside), and RSS after load;
@@ -156,9 +160,13 @@ def run_worker(args: list[str]) -> dict[str, Any]:
 # driver
 # ---------------------------------------------------------------------------
 
-def prepare(url: str, scale: float, seed: int) -> dict[str, Any]:
+def prepare(url: str, scale: float, seed: int, replicate_from: str | None = None, copies: int = 1) -> dict[str, Any]:
     from dynamo.core.journal import ChangeMeta
     from dynamo.store import open_store
+    if replicate_from is not None:
+        from bench.replicate import replicate
+        done = replicate(replicate_from, url, copies, progress=lambda line: print(f"   {line}", flush=True))
+        return {"replicated_from": replicate_from, "copies": copies, "import_s": done["replicate_s"]}
     t0 = time.perf_counter()
     image = generate(W10 if scale == 1 else scaled(scale), seed)
     generated = time.perf_counter() - t0
@@ -217,6 +225,11 @@ def main() -> None:
                              "reuse them when DIR says one of this scale and seed was prepared")
     parser.add_argument("--no-commit", action="store_true",
                         help="measure load and floor only (the change set would change a kept store)")
+    parser.add_argument("--replicate", metavar="URL",
+                        help="prepare by copying the store at URL --copies times (bench.replicate) instead of "
+                             "generating; it should hold this seed's workload at scale / copies")
+    parser.add_argument("--copies", type=int, help="with --replicate: how many (default: the scale, rounded)")
+    parser.add_argument("--prepare-only", action="store_true", help="prepare the stores (--keep) and stop")
     args = parser.parse_args()
 
     if args.worker:
@@ -226,6 +239,9 @@ def main() -> None:
         print(json.dumps(result), flush=True)
         os._exit(0)  # the image's teardown would take seconds (9 s at W10), and nothing needs it
 
+    copies = args.copies or max(1, round(args.scale))
+    if args.prepare_only and not args.keep:
+        parser.error("--prepare-only needs --keep (else the stores are thrown away)")
     results: dict[str, Any] = {"scale": args.scale, "changes": args.changes, "time": time.time(),
                                "loadavg_start": os.getloadavg(), "stores": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -245,10 +261,14 @@ def main() -> None:
                     fresh_mysql_url(args.mysql, args.mysql_db)
                 if kind == "sqlite":
                     Path(url[len("sqlite://"):]).unlink(missing_ok=True)
-                print(f"== {kind}: preparing scale {args.scale} ...", flush=True)
-                r = prepare(url, args.scale, args.seed)
+                how = f" as {copies} copies of {args.replicate}" if args.replicate else ""
+                print(f"== {kind}: preparing scale {args.scale}{how} ...", flush=True)
+                r = prepare(url, args.scale, args.seed, args.replicate, copies)
                 if args.keep:
                     marker.write_text(json.dumps(r))
+            if args.prepare_only:
+                print(f"   prepared in {r['import_s']:.1f} s: {url}", flush=True)
+                continue
             if kind == "mysql":
                 r["innodb_buffer_pool_mb"] = buffer_pool_mb(url)
             r.update(load_and_floor(url, args.repeat))
@@ -270,6 +290,8 @@ def main() -> None:
                   f"(apply {r['apply_s']:.2f} s + database {r['db_commit_s']:.2f} s); ") +
                   f"import {r['import_s']:.1f} s", flush=True)
             print(render(r["goals"]), flush=True)
+    if args.prepare_only:
+        return
     results["loadavg_end"] = os.getloadavg()
     print(f"load average {results['loadavg_start'][0]:.2f} at the start, {results['loadavg_end'][0]:.2f} at the end")
     save_results(results, "store", args.json)

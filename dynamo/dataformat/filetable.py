@@ -256,3 +256,25 @@ def extract(blob: Buffer | None, at: int = 0, end: int | None = None) -> bytes |
     if at == 0 and end is None and type(blob) is bytes:
         return blob
     return bytes(blob[at:end])
+
+
+def rebased(blob: Buffer, id_shift: int, name_prefix: str = "") -> tuple[bytes, int]:
+    """The same table with every file id raised by ``id_shift`` and ``name_prefix`` put before every
+    name (its common prefix grows; nothing else is decoded), and the highest file id it holds now:
+    a copy of a block in another id space (``bench.replicate``)."""
+    lay = _layout(blob)
+    prefix = (name_prefix + lay.prefix).encode()
+    if len(prefix) > 0xFFFF:
+        raise ObjectError("file name prefix longer than 65535 bytes")
+    version = blob[0]
+    head = _HEAD2.pack(2, lay.flags, lay.n, len(prefix)) if version == 2 else _HEAD1.pack(1, lay.n, len(prefix))
+    ids_end = lay.names_at - 4
+    if lay.flags & IDS_RUN:
+        (first,) = _I64.unpack_from(blob, lay.ids_at)
+        new_ids = _I64.pack(first + id_shift)
+        highest = first + id_shift + lay.n - 1
+    else:
+        shifted = [i + id_shift for i in memoryview(blob)[lay.ids_at:ids_end].cast("q")]
+        new_ids = struct.pack(f"<{lay.n}q", *shifted)
+        highest = max(shifted)
+    return b"".join((head, prefix, blob[lay.sizes_at:lay.ids_at], new_ids, blob[ids_end:])), highest

@@ -207,3 +207,24 @@ def edit(buf: Buffer, at: int, index: int, new: Row | None, tail: bytes = b"") -
 
 _FLAG_BYTES = tuple(bytes((f,)) for f in range(4))
 EMPTY = HEAD.pack(VERSION, 0)
+
+
+def rebased(buf: Buffer, block_shift: int, file_shift: int) -> bytes:
+    """The same table with every block id raised by ``block_shift`` and every file id (of the
+    incomplete replicas) by ``file_shift``: a copy in other id spaces (``bench.replicate``)."""
+    lay = layout(buf)
+    n = lay.n
+    block_ids = array("q", buf[lay.ids_at:lay.updates_at])
+    parts = [buf[:lay.ids_at], array("q", [i + block_shift for i in block_ids]).tobytes(),
+             buf[lay.updates_at:lay.tail_at]]
+    at = lay.tail_at
+    for flag in buf[lay.flags_at:lay.flags_at + n]:
+        if flag & FLAG_INCOMPLETE:
+            (k,) = _U32.unpack_from(buf, at)
+            file_ids = array("q", buf[at + 4:at + 4 + 8 * k])
+            parts.append(buf[at:at + 4])
+            parts.append(array("q", [i + file_shift for i in file_ids]).tobytes())
+            at += 4 + 8 * k
+    if at != len(buf):
+        raise ObjectError(f"block replica table: {len(buf) - at} bytes after the last replica's files")
+    return b"".join(parts)

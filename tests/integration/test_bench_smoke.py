@@ -99,3 +99,24 @@ def test_first_line_bench_runs(tmp_path: Path, request: pytest.FixtureRequest) -
         assert result[key] > 0, key
     assert len(result["first_line_ms"]) == 2
     assert [g["key"] for g in result["goals"]] == ["first_line_ms_median"]
+
+
+def test_store_bench_prepares_by_replicating_a_kept_store(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """W50 is measured on 5 copies of a kept W10 (bench.replicate): here 2 copies of a tiny store."""
+    from bench.workload import generate, scaled
+    from dynamo.core.journal import ChangeMeta
+    from dynamo.store import open_store
+    source = f"sqlite:///{tmp_path}/source.db"
+    store = open_store(source)
+    store.import_image(generate(scaled(0.0002), 1), ChangeMeta(title="import"))
+    store.close()
+    keep = tmp_path / "keep"
+    result = run_bench("store_bench", "sqlite", tmp_path, request, "--scale", "0.0004", "--replicate", source,
+                       "--copies", "2", "--keep", str(keep), "--no-commit")
+    assert result["counts"]["datasets"] == 40 and result["counts"]["files"] == 4000
+    assert result["copies"] == 2 and result["import_s"] > 0 and result["load_s"] > 0
+    copies = keep / "bench-scale0.0004-seed1.db"
+    assert (keep / "sqlite-scale0.0004-seed1.prepared").exists() and copies.exists()
+    # dynamod starts on it
+    started = run_bench("server_bench", "sqlite", tmp_path, request, "--start-only", "--store-url", f"sqlite:///{copies}")
+    assert started["load_s"] > 0 and started["rss_mb"] > 0

@@ -116,6 +116,24 @@ def test_round_trip_any_table_both_versions(original: dict[str, FileEntry]) -> N
     _check_reads(old, original)
 
 
+
+@settings(max_examples=200, deadline=None)
+@given(_tables(), st.integers(0, 2**40), st.sampled_from(["", "/c1", "/c12_ü"]))
+def test_rebased_shifts_every_id_and_prefixes_every_name(original: dict[str, FileEntry], shift: int,
+                                                         prefix: str) -> None:
+    """A copy of the table in another id space, with its names moved under ``prefix``: both versions,
+    consecutive ids (version 2 stores the first alone) and scattered ones."""
+    if max(e.id for e in original.values()) + shift >= 2**63:
+        shift = 0
+    expected = {prefix + lfn: FileEntry(e.size, e.checksum, e.id + shift) for lfn, e in original.items()}
+    for version in (2, 1):
+        blob = filetable.pack(original, version=version)
+        assert blob is not None
+        copy, highest = filetable.rebased(blob, shift, prefix)
+        assert copy[0] == version and copy[1] == blob[1]  # same version, same flags (version 2)
+        _check_reads(copy, expected)
+        assert highest == max(e.id for e in expected.values())
+
 def test_compact_forms_are_used_when_they_apply() -> None:
     original = {f"/store/mc/X/{i:05d}/{i * 7919:032X}.root": FileEntry(2**31 + i, f"adler32:{i * 40503:08x}", 100 + i)
                 for i in range(10)}
