@@ -9,7 +9,8 @@ Each step lives in a room of its own, named for its job:
 - ``children``: the children's states, reaping and deadlines; ``outcome``: what became of one;
 - ``scheduler``: the queues and the writer slot; ``lifecycle``: an application's start and end;
 - ``committer``: the image and every change to it (``offloop``: the commit process that validates and
-  commits a change set; ``zygote``: forks applications from the old version while the image changes);
+  commits a change set; ``zygote``: forks applications, away from the loop, from the current version or,
+  while the image changes, from the old one);
   ``ledger``: application records;
 - ``console``: a shell's input; ``workareas``; ``maintenance``: periodic work;
 - ``service``: what the request handlers may ask of the server.
@@ -54,6 +55,7 @@ from dynamo.server.signals import SignalQueue
 from dynamo.server.system import REAL, System
 from dynamo.server.turns import TurnClock
 from dynamo.server.workareas import WorkAreas
+from dynamo.server.zygote import Zygote
 from dynamo.store import open_store, url_has_password
 from dynamo.store.registry import Registry
 from dynamo.store.sql import SQLStore
@@ -165,6 +167,8 @@ class Dynamod:
                 self.from_web(target)
             elif isinstance(target, CommitRun):
                 self.committer.read(target)
+            elif isinstance(target, Zygote):
+                self.lifecycle.from_zygote(target)
         events.clear()  # its keys hold pipes of children that may end this turn: nothing of theirs outlives it
         self.clients.expire(self.system.monotonic())
 
@@ -172,7 +176,8 @@ class Dynamod:
         """Reap our children, then kill and reap what applications left behind: descendants that
         outlived an application killed before it could clean up come to us (we are their subreaper)."""
         self.children.reap()
-        if self.subreaper:
+        # not while a zygote's spare may be our child before we were told its pid (dynamo.server.zygote)
+        if self.subreaper and not self.committer.zygotes_asked():
             ours = {child.pid for child in self.children} | self.committer.pids()
             if self.web is not None:
                 ours |= set(self.web.workers)  # forked by dynamod itself, reaped by WebGenerations
@@ -318,6 +323,7 @@ class Dynamod:
                                    self.lifecycle.start, self.committer.run_inject)
         self.scheduler.committing = lambda: self.committer.busy
         self.scheduler.forks_allowed = lambda: self.committer.forks_allowed
+        self.scheduler.reader_waits = self.lifecycle.waits_for_spare
         handlers = Handlers(AppService(self.registry, self.scheduler, self.children, self.hostname))
         self.clients = Clients(self.interest, self.registry, self.config.listen, handlers.handle, self.listeners)
         self.maintenance = Maintenance(self.config, store, self.registry, self.work_areas,
@@ -394,6 +400,7 @@ class Dynamod:
             self.web.stop()
         if hasattr(self, "scheduler"):
             self.lifecycle.spares.close()
+            self.committer.close_zygotes()
             self.stop_all_children()
             self.committer.settle()  # a change set being committed is seen through, its client told
             self.identities.close()
