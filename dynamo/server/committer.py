@@ -49,7 +49,7 @@ log = logging.getLogger("dynamo.server")
 APPLY_SLICE_S = 0.02      # the live image is changed this long per loop turn
 APPLY_SLICE_MIN_S = 0.004  # ... or only this long when something else waits for the loop (events_waiting)
 ZYGOTE_MAX_AGE = 300.0    # seconds before an idle zygote is replaced (dynamod's writes leave it copies of pages)
-ZYGOTE_RETRY = 30.0       # seconds before a zygote is forked again after a fork failed
+ZYGOTE_RETRY = 10.0       # seconds before a zygote is forked again after one failed
 STATE = {"done": AppState.DONE, "refused": AppState.REFUSED, "document": AppState.REFUSED,
          "failed": AppState.FAILED}
 
@@ -189,30 +189,33 @@ class Committer:
         """Its answers reached their end (it exited, or was killed): reaped by ``step``."""
         self.interest.drop(zygote)
         if not zygote.retiring:
-            log.warning("the zygote (pid %d) ended unexpectedly: another is forked when the image is whole",
-                        zygote.pid)
+            self.zygote_failed = time.monotonic()
+            log.warning("the zygote (pid %d) ended unexpectedly: another is forked in %.0f s, once "
+                        "the image is whole (until then dynamod forks applications itself)", zygote.pid, ZYGOTE_RETRY)
         zygote.close()
         if zygote is self.zygote:
             self.zygote = None
             self.retired.append(zygote)
 
-    def zygotes_asked(self) -> bool:
-        """A zygote was asked for a spare it has not announced yet: dynamod may have an unknown child
-        meanwhile (the orphan sweep waits)."""
-        return any(z.asked for z in (*self.retired, *((self.zygote,) if self.zygote is not None else ())))
+    def spared_since(self) -> int | None:
+        """When (``boot_ticks``) the oldest spare asked for and not yet announced was asked for: a process
+        started since then may be that spare, dynamod's child already (the orphan sweep leaves it be)."""
+        asks = [z.asks[0] for z in (*self.retired, *((self.zygote,) if self.zygote is not None else ())) if z.asks]
+        return min(asks, default=None)
 
-    def tend_zygote(self, idle: bool) -> None:
+    def tend_zygote(self, idle: bool, may_fork: bool) -> None:
         """While the image is whole: retire a zygote of an older version (or, when ``idle``, an old one) and
-        fork the next one when ``idle``."""
+        fork the next one when ``may_fork``: at once, not at a quiet moment (one fork of the image per
+        version, where readers would otherwise each be forked by dynamod until then)."""
         if not self.zygotes or not self.image_whole:
             return
         now = time.monotonic()
         zygote = self.zygote
         if zygote is not None and (not zygote.holds(self.inventory) or idle and now > zygote.forked + ZYGOTE_MAX_AGE):
             self.drop_zygote()
-        if self.zygote is None and idle and now >= self.zygote_failed + ZYGOTE_RETRY:
+        if self.zygote is None and (idle or may_fork) and now >= self.zygote_failed + ZYGOTE_RETRY:
             gc.collect()  # garbage of the applications that ended must not join the frozen generation
-            self._start_zygote("idle")
+            self._start_zygote("next version")
 
     def close_zygotes(self, timeout: float = 10.0) -> None:
         """At shutdown: every zygote told to end; what they announced meanwhile discarded; all reaped."""

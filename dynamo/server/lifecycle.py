@@ -36,6 +36,9 @@ SPARE_QUIET = 0.005
 """A wait this long that finds nothing to do is a quiet moment: the spare is forked then."""
 SPARE_PATIENCE = 1.0
 """Seconds the spare may be missing before it is forked whether the loop is quiet or not."""
+SPARE_STOCK = 2
+"""Spares the zygote keeps dynamod supplied with: the next reader's, and one for the reader after it
+(calls that come one after another need not wait for the zygote's forks)."""
 SPARE_WAIT = 2.0
 """Seconds a read-only application waits for the spare the zygote was asked for before it is forked
 another way (the zygote is expected to answer in tens of milliseconds)."""
@@ -165,8 +168,8 @@ class Lifecycle:
                 continue
             spare = Spare(pid=arrival.pid, inventory=zygote.inventory, version=zygote.version, spec_w=fds["spec"],
                           out_r=fds["out"], err_r=fds["err"], forked=now)
-            if self.spares.spare is None and zygote.holds(self.committer.inventory):
-                self.spares.spare = spare
+            if self.spares.count() < SPARE_STOCK and zygote.holds(self.committer.inventory):
+                self.spares.add(spare)
             else:
                 self.spares.discard(spare)
         if zygote.ended:
@@ -200,15 +203,16 @@ class Lifecycle:
         patient = self.missing_since is not None and now < self.missing_since + SPARE_PATIENCE
         rows_held = self.rows_held()
         idle = (quiet or not patient) and not rows_held and self.committer.image_whole
-        self.committer.tend_zygote(idle)
+        self.committer.tend_zygote(idle, may_fork=not rows_held)
         zygote = self.committer.zygote
         inventory = self.committer.inventory
         if zygote is not None and zygote.holds(inventory):
             # the zygote forks the spares, away from this loop: it is asked once the last child started has
             # been heard from (its forks would take CPU from that child's first output)
             self.spares.tend(inventory, idle=False)
-            if self.spares.spare is None and not zygote.asked and not rows_held:
-                zygote.ask_spare(now)
+            while self.spares.count() + zygote.asked < SPARE_STOCK and (not rows_held or not self.spares.count()):
+                if not zygote.ask_spare(now):
+                    break
         else:
             self.spares.tend(inventory, idle=idle)
         if self.spares.spare is not None:
@@ -220,7 +224,7 @@ class Lifecycle:
         if zygote is not None and zygote.holds(self.committer.inventory):
             if self.spares.spare is None and zygote.asked:  # a reader may wait for it: not beyond SPARE_WAIT
                 return max(0.0, zygote.asked_since + SPARE_WAIT - self.system.monotonic())
-            return SPARE_QUIET if self.spares.spare is None else 3600.0
+            return SPARE_QUIET if self.spares.count() + zygote.asked < SPARE_STOCK else 3600.0
         if self.committer.image_whole and (self.spares.spare is None and not self.spares.failed or
                                            self.committer.zygotes and zygote is None):
             return SPARE_QUIET

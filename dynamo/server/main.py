@@ -176,15 +176,15 @@ class Dynamod:
         """Reap our children, then kill and reap what applications left behind: descendants that
         outlived an application killed before it could clean up come to us (we are their subreaper)."""
         self.children.reap()
-        # not while a zygote's spare may be our child before we were told its pid (dynamo.server.zygote)
-        if self.subreaper and not self.committer.zygotes_asked():
+        if self.subreaper:
             ours = {child.pid for child in self.children} | self.committer.pids()
             if self.web is not None:
                 ours |= set(self.web.workers)  # forked by dynamod itself, reaped by WebGenerations
             if self.keeper is not None:
                 ours.add(self.keeper.pid)  # the keeper of the secrets: ours, watched through its channels
             ours |= self.lifecycle.spares.pids()  # the next reader's child, forked ahead (server.spare)
-            swept = set(sweep_orphans(ours))
+            # a zygote's spare may be our child before we are told its pid (dynamo.server.zygote)
+            swept = set(sweep_orphans(ours, self.committer.spared_since()))
             for pid in swept - self.swept:  # a killed one may need two turns to be reaped: one line
                 log.warning("process %d: left behind by an application that ended: killed", pid)
             self.swept = swept

@@ -25,6 +25,7 @@ import gc
 import logging
 import os
 import signal
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,30 +139,44 @@ def _close(spare: Spare) -> None:
 
 
 class Spares:
-    """At most one spare, and the discarded ones until they are reaped."""
+    """The spare (the next reader's), those in stock behind it (a zygote's: ``dynamo.server.zygote``), and
+    the discarded ones until they are reaped."""
 
     def __init__(self, system: System):
         self.system = system
         self.spare: Spare | None = None
+        self.stock: deque[Spare] = deque()  # the next ones, once ``spare`` is taken
         self.discarded: set[int] = set()
         self.failed = False     # a fork failed: no more spares (each would fail the same way)
 
     def pids(self) -> set[int]:
         """Processes of ours that are not applications (dynamod's orphan sweep must spare them)."""
-        return self.discarded | ({self.spare.pid} if self.spare is not None else set())
+        return self.discarded | {s.pid for s in self.stock} | ({self.spare.pid} if self.spare is not None else set())
+
+    def count(self) -> int:
+        return (self.spare is not None) + len(self.stock)
+
+    def add(self, spare: Spare) -> None:
+        """A spare forked elsewhere (by the zygote), of the current image."""
+        if self.spare is None:
+            self.spare = spare
+        else:
+            self.stock.append(spare)
 
     def take(self, spec: ChildSpec, inventory: Inventory) -> tuple[Spare, bytes] | None:
         """The spare, with its hand-over frame, when it can run ``spec`` on ``inventory``; else None."""
-        spare = self.spare
-        if spare is None or spec.kind != "app" or spec.write:
+        if spec.kind != "app" or spec.write:
             return None
-        if spare.inventory is not inventory or spare.version != inventory.version:
+        while self.spare is not None and (self.spare.inventory is not inventory or
+                                          self.spare.version != inventory.version):
             self.discard()
+        spare = self.spare
+        if spare is None:
             return None
         frame = encode_spec(spec)
         if frame is None:
             return None
-        self.spare = None
+        self.spare = self.stock.popleft() if self.stock else None
         return spare, frame
 
     def tend(self, inventory: Inventory, idle: bool) -> None:
@@ -174,13 +189,16 @@ class Spares:
                 done = pid
             if done:
                 self.discarded.discard(pid)
+        for stale in [s for s in self.stock if s.inventory is not inventory or s.version != inventory.version]:
+            self.stock.remove(stale)
+            self.discard(stale)
         spare = self.spare
         if spare is not None:
             if spare.inventory is not inventory or spare.version != inventory.version or \
                     (idle and self.system.monotonic() > spare.forked + MAX_AGE):
                 self.discard()
             elif self._gone(spare):  # reaped already: nothing to kill
-                self.spare = None
+                self.spare = self.stock.popleft() if self.stock else None
                 _close(spare)
         if self.spare is None and idle and not self.failed:
             try:
@@ -199,7 +217,8 @@ class Spares:
     def discard(self, spare: Spare | None = None) -> None:
         """Kill ``spare`` (default: the one held); it is reaped by ``tend``."""
         if spare is None:
-            spare, self.spare = self.spare, None
+            spare = self.spare
+            self.spare = self.stock.popleft() if self.stock else None
             if spare is None:
                 return
         _close(spare)
@@ -210,8 +229,9 @@ class Spares:
         self.discarded.add(spare.pid)
 
     def close(self) -> None:
-        """At shutdown: discard the spare and reap it."""
-        self.discard()
+        """At shutdown: discard the spares and reap them."""
+        while self.spare is not None:
+            self.discard()
         for pid in self.discarded:
             try:
                 self.system.waitpid(pid, 0)

@@ -10,8 +10,9 @@ per version, the zygote, and asks it for what it would otherwise fork itself:
   dynamod, the child subreaper, which reaps, signals and times it like any child) and announces it
   on its reply socket with the parent's ends of its pipes (SCM_RIGHTS): ``{"spare": pid}``. The
   announcement is an event of dynamod's loop like any other; the next read-only application is handed
-  to the spare with a write to its spec pipe. Until a spare asked for is announced, dynamod does not
-  sweep its unknown children (the spare is one of them for a moment: ``asked``).
+  to the spare with a write to its spec pipe. Until a spare asked for is announced, dynamod's orphan
+  sweep leaves be the unknown children started since it was asked for (the spare is one of them for a
+  moment: ``asks``).
 * **children on request** (``fork_child``, synchronous): a writer's or a console's, or a reader's
   whose spec does not fit a spare's pipe, while the live image is half-way through a change set.
 
@@ -37,7 +38,7 @@ import time
 from collections import deque
 from typing import Any, NoReturn
 
-from dynamo.apps.containment import Limits
+from dynamo.apps.containment import Limits, boot_ticks
 from dynamo.apps.runner import ChildSpec
 from dynamo.core.inventory import Inventory
 from dynamo.proctitle import set_title
@@ -88,7 +89,7 @@ class Zygote:
         self.inventory = inventory
         self.version = inventory.version
         self.forked = forked      # monotonic
-        self.asked = 0            # spares asked for, not yet announced
+        self.asks: deque[int] = deque()  # when each spare not yet announced was asked for (boot_ticks)
         self.asked_since = 0.0    # monotonic: when the oldest of them was asked for
         self.arrived: deque[Arrival] = deque()  # spares announced while a synchronous request waited
         self.retiring = False     # told to end (it announces what it forked before)
@@ -119,6 +120,11 @@ class Zygote:
     def fileno(self) -> int:
         return self.rep.fileno()
 
+    @property
+    def asked(self) -> int:
+        """Spares asked for, not yet announced."""
+        return len(self.asks)
+
     def holds(self, inventory: Inventory) -> bool:
         """It can fork ``inventory`` as it is now (or, while a change set goes into it, as it was)."""
         return not self.retiring and not self.ended and inventory is self.inventory and \
@@ -138,9 +144,9 @@ class Zygote:
         if sent != len(ASK):  # a part of a frame: the stream cannot be trusted any more
             self.retire()
             return False
-        if not self.asked:
+        if not self.asks:
             self.asked_since = now
-        self.asked += 1
+        self.asks.append(boot_ticks())
         return True
 
     def read(self) -> list[Arrival]:
@@ -169,7 +175,7 @@ class Zygote:
             for fd in fds:
                 os.close(fd)
             self.ended = True
-            self.asked = 0
+            self.asks.clear()
             return None
         try:
             answer = json.loads(data)
@@ -181,10 +187,10 @@ class Zygote:
                 os.close(fd)
             self.retire()
             self.ended = True
-            self.asked = 0
+            self.asks.clear()
             return None
-        if arrival.spare and self.asked:
-            self.asked -= 1
+        if arrival.spare and self.asks:
+            self.asks.popleft()
         return arrival
 
     def fork_child(self, spec: ChildSpec, timeout: float = 30.0) -> tuple[int, dict[str, int]]:
@@ -236,7 +242,7 @@ class Zygote:
         self.req.close()
         self.rep.close()
         self.ended = True
-        self.asked = 0
+        self.asks.clear()
 
     def reap(self, blocking: bool = False) -> bool:
         """True once the zygote has ended and is reaped."""
