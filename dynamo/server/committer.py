@@ -200,7 +200,7 @@ class Committer:
     def spared_since(self) -> int | None:
         """When (``boot_ticks``) the oldest spare asked for and not yet announced was asked for: a process
         started since then may be that spare, dynamod's child already (the orphan sweep leaves it be)."""
-        asks = [z.asks[0] for z in (*self.retired, *((self.zygote,) if self.zygote is not None else ())) if z.asks]
+        asks = [z.asks[0][0] for z in (*self.retired, *((self.zygote,) if self.zygote is not None else ())) if z.asks]
         return min(asks, default=None)
 
     def tend_zygote(self, idle: bool, may_fork: bool) -> None:

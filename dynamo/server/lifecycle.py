@@ -162,13 +162,16 @@ class Lifecycle:
                             "spare" if arrival.spare else "child", arrival.error)
                 continue
             fds = arrival.fds
-            if not arrival.spare or set(fds) != {"spec", "out", "err"}:
+            if not arrival.spare or not {"spec", "out", "err"} <= set(fds) <= {"spec", "out", "err", "changes"}:
                 discard(arrival)
                 self.spares.discarded.add(arrival.pid)
                 continue
             spare = Spare(pid=arrival.pid, inventory=zygote.inventory, version=zygote.version, spec_w=fds["spec"],
-                          out_r=fds["out"], err_r=fds["err"], forked=now)
-            if self.spares.count() < SPARE_STOCK and zygote.holds(self.committer.inventory):
+                          out_r=fds["out"], err_r=fds["err"], forked=now, changes_r=fds.get("changes", -1))
+            current = zygote.holds(self.committer.inventory)
+            if spare.changes_r >= 0 and current and self.spares.writer is None:
+                self.spares.writer = spare
+            elif spare.changes_r < 0 and current and self.spares.count() < SPARE_STOCK:
                 self.spares.add(spare)
             else:
                 self.spares.discard(spare)
@@ -213,6 +216,8 @@ class Lifecycle:
             while self.spares.count() + zygote.asked < SPARE_STOCK and (not rows_held or not self.spares.count()):
                 if not zygote.ask_spare(now):
                     break
+            if self.spares.writer is None and not zygote.asked_writer and not rows_held:
+                zygote.ask_spare(now, write=True)
         else:
             self.spares.tend(inventory, idle=idle)
         if self.spares.spare is not None:

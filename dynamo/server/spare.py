@@ -57,6 +57,7 @@ class Spare:
     out_r: int         # the spare's stdout and stderr, as fork.spawn makes them
     err_r: int
     forked: float = 0.0  # monotonic
+    changes_r: int = -1  # a writer's spare (the zygote's): its change stream
 
 
 def fork_spare(inventory: Inventory, system: System) -> Spare:
@@ -88,11 +89,12 @@ def fork_spare(inventory: Inventory, system: System) -> Spare:
                  forked=system.monotonic())
 
 
-def wait_for_spec(parent: int | None, inventory: Inventory, out_w: int, err_w: int, spec_r: int) -> None:
+def wait_for_spec(parent: int | None, inventory: Inventory, out_w: int, err_w: int, spec_r: int,
+                  change_w: int | None = None) -> None:
     """The spare's side: never returns. ``parent``: dynamod, whose death kills the spare; None for the
-    zygote's spares (``dynamo.server.zygote``), whose parent exits when the spare is handed out: they
-    end when their spec pipe closes unused."""
-    set_title("dynamo: spare")
+    zygote's spares (``dynamo.server.zygote``), whose parent exits at once: they end when their spec
+    pipe closes unused. ``change_w``: a write application's spare, and its change stream."""
+    set_title("dynamo: spare" if change_w is None else "dynamo: writer spare")
     os.setpgid(0, 0)
     if parent is not None:
         try:
@@ -104,7 +106,7 @@ def wait_for_spec(parent: int | None, inventory: Inventory, out_w: int, err_w: i
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
-    close_inherited({0, 1, 2, spec_r})
+    close_inherited({0, 1, 2, spec_r, *(() if change_w is None else (change_w,))})
     try:
         message = framing.read_fd(spec_r, SPEC_MAX)
     except (OSError, framing.ProtocolError):
@@ -113,7 +115,9 @@ def wait_for_spec(parent: int | None, inventory: Inventory, out_w: int, err_w: i
         os._exit(0)
     os.close(spec_r)
     spec = decode_spec(message)
-    child_main(spec, inventory)
+    if spec.write != (change_w is not None):  # dynamod hands a writer to a writer's spare only
+        os._exit(ChildExit.SETUP_FAILED)
+    child_main(dataclasses.replace(spec, change_fd=change_w), inventory)
 
 
 def encode_spec(spec: ChildSpec) -> bytes | None:
@@ -131,7 +135,9 @@ def decode_spec(message: dict[str, Any]) -> ChildSpec:
 
 
 def _close(spare: Spare) -> None:
-    for fd in (spare.spec_w, spare.out_r, spare.err_r):
+    for fd in (spare.spec_w, spare.out_r, spare.err_r, spare.changes_r):
+        if fd < 0:
+            continue
         try:
             os.close(fd)
         except OSError:
@@ -146,12 +152,13 @@ class Spares:
         self.system = system
         self.spare: Spare | None = None
         self.stock: deque[Spare] = deque()  # the next ones, once ``spare`` is taken
+        self.writer: Spare | None = None    # the next write application's (the zygote's)
         self.discarded: set[int] = set()
         self.failed = False     # a fork failed: no more spares (each would fail the same way)
 
     def pids(self) -> set[int]:
         """Processes of ours that are not applications (dynamod's orphan sweep must spare them)."""
-        return self.discarded | {s.pid for s in self.stock} | ({self.spare.pid} if self.spare is not None else set())
+        return self.discarded | {s.pid for s in (*self.stock, self.spare, self.writer) if s is not None}
 
     def count(self) -> int:
         return (self.spare is not None) + len(self.stock)
@@ -165,8 +172,10 @@ class Spares:
 
     def take(self, spec: ChildSpec, inventory: Inventory) -> tuple[Spare, bytes] | None:
         """The spare, with its hand-over frame, when it can run ``spec`` on ``inventory``; else None."""
-        if spec.kind != "app" or spec.write:
+        if spec.kind != "app":
             return None
+        if spec.write:
+            return self._take_writer(spec, inventory)
         while self.spare is not None and (self.spare.inventory is not inventory or
                                           self.spare.version != inventory.version):
             self.discard()
@@ -178,6 +187,20 @@ class Spares:
             return None
         self.spare = self.stock.popleft() if self.stock else None
         return spare, frame
+
+    def _take_writer(self, spec: ChildSpec, inventory: Inventory) -> tuple[Spare, bytes] | None:
+        writer = self.writer
+        if writer is None:
+            return None
+        if writer.inventory is not inventory or writer.version != inventory.version:
+            self.writer = None
+            self.discard(writer)
+            return None
+        frame = encode_spec(spec)
+        if frame is None:
+            return None
+        self.writer = None
+        return writer, frame
 
     def tend(self, inventory: Inventory, idle: bool) -> None:
         """Reap discarded spares; discard one of an older image (or, when ``idle``, an old one); fork a new
@@ -192,6 +215,13 @@ class Spares:
         for stale in [s for s in self.stock if s.inventory is not inventory or s.version != inventory.version]:
             self.stock.remove(stale)
             self.discard(stale)
+        writer = self.writer
+        if writer is not None and (writer.inventory is not inventory or writer.version != inventory.version):
+            self.writer = None
+            self.discard(writer)
+        elif writer is not None and self._gone(writer):
+            self.writer = None
+            _close(writer)
         spare = self.spare
         if spare is not None:
             if spare.inventory is not inventory or spare.version != inventory.version or \
@@ -232,6 +262,9 @@ class Spares:
         """At shutdown: discard the spares and reap them."""
         while self.spare is not None:
             self.discard()
+        if self.writer is not None:
+            writer, self.writer = self.writer, None
+            self.discard(writer)
         for pid in self.discarded:
             try:
                 self.system.waitpid(pid, 0)

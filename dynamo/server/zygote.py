@@ -54,6 +54,7 @@ LENGTH = struct.Struct(">I")
 MAX_FDS = 8
 MAX_ANSWER = 4096
 ASK = framing.encode({"spare": 1})
+ASK_WRITER = framing.encode({"spare": 1, "write": True})
 
 
 class ZygoteError(OSError):
@@ -89,7 +90,8 @@ class Zygote:
         self.inventory = inventory
         self.version = inventory.version
         self.forked = forked      # monotonic
-        self.asks: deque[int] = deque()  # when each spare not yet announced was asked for (boot_ticks)
+        # when each spare not yet announced was asked for (boot_ticks), and whether for a writer; answered in order
+        self.asks: deque[tuple[int, bool]] = deque()
         self.asked_since = 0.0    # monotonic: when the oldest of them was asked for
         self.arrived: deque[Arrival] = deque()  # spares announced while a synchronous request waited
         self.retiring = False     # told to end (it announces what it forked before)
@@ -122,31 +124,38 @@ class Zygote:
 
     @property
     def asked(self) -> int:
-        """Spares asked for, not yet announced."""
-        return len(self.asks)
+        """Readers' spares asked for, not yet announced."""
+        return sum(1 for _, write in self.asks if not write)
+
+    @property
+    def asked_writer(self) -> bool:
+        """A writer's spare was asked for, not yet announced."""
+        return any(write for _, write in self.asks)
 
     def holds(self, inventory: Inventory) -> bool:
         """It can fork ``inventory`` as it is now (or, while a change set goes into it, as it was)."""
         return not self.retiring and not self.ended and inventory is self.inventory and \
             inventory.version == self.version
 
-    def ask_spare(self, now: float) -> bool:
-        """Ask for one more spare, without waiting; False if the zygote cannot be asked (it is retired)."""
+    def ask_spare(self, now: float, write: bool = False) -> bool:
+        """Ask for one more spare (``write``: a write application's), without waiting; False if the zygote
+        cannot be asked (it is retired)."""
         if self.retiring or self.ended:
             return False
+        ask = ASK_WRITER if write else ASK
         try:
-            sent = self.req.send(ASK)
+            sent = self.req.send(ask)
         except BlockingIOError:  # its requests pile up: it is busy enough
             return False
         except OSError:
             self.retire()
             return False
-        if sent != len(ASK):  # a part of a frame: the stream cannot be trusted any more
+        if sent != len(ask):  # a part of a frame: the stream cannot be trusted any more
             self.retire()
             return False
         if not self.asks:
             self.asked_since = now
-        self.asks.append(boot_ticks())
+        self.asks.append((boot_ticks(), write))
         return True
 
     def read(self) -> list[Arrival]:
@@ -294,7 +303,7 @@ def _zygote(req: socket.socket, rep: socket.socket, inventory: Inventory) -> NoR
             spare = "spare" in message
             try:
                 if spare:
-                    pid, fds = _fork_spare(inventory)
+                    pid, fds = _fork_spare(inventory, bool(message.get("write")))
                 else:
                     pid, fds = _fork_orphan(spec_from_json(message["spec"]), inventory)
             except OSError as exc:
@@ -316,28 +325,35 @@ def _answer(sock: socket.socket, answer: dict[str, Any], fds: list[int]) -> None
     socket.send_fds(sock, [json.dumps(answer).encode()], fds)
 
 
-def _fork_spare(inventory: Inventory) -> tuple[int, dict[str, int]]:
+def _fork_spare(inventory: Inventory, write: bool) -> tuple[int, dict[str, int]]:
     """A spare (``dynamo.server.spare.wait_for_spec``), dynamod's child by the time this returns; its pid
-    and the parent's ends of its pipes: "spec" (its spec goes there; closed unused: it ends), "out", "err"."""
+    and the parent's ends of its pipes: "spec" (its spec goes there; closed unused: it ends), "out", "err"
+    and, for a write application's spare, "changes"."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     spec_r, spec_w = os.pipe()
+    change_r, change_w = os.pipe() if write else (-1, -1)
     gc.collect()
     gc.freeze()
     try:
         pid = _double_fork()
     except OSError:
-        for fd in (out_r, out_w, err_r, err_w, spec_r, spec_w):
-            os.close(fd)
+        for fd in (out_r, out_w, err_r, err_w, spec_r, spec_w, change_r, change_w):
+            if fd >= 0:
+                os.close(fd)
         raise
     if pid == 0:
         try:
-            wait_for_spec(None, inventory, out_w, err_w, spec_r)
+            wait_for_spec(None, inventory, out_w, err_w, spec_r, change_w if write else None)
         finally:
             os._exit(1)
-    for fd in (out_w, err_w, spec_r):
-        os.close(fd)
-    return pid, {"spec": spec_w, "out": out_r, "err": err_r}
+    for fd in (out_w, err_w, spec_r, change_w):
+        if fd >= 0:
+            os.close(fd)
+    fds = {"spec": spec_w, "out": out_r, "err": err_r}
+    if write:
+        fds["changes"] = change_r
+    return pid, fds
 
 
 def _fork_orphan(spec: ChildSpec, inventory: Inventory) -> tuple[int, dict[str, int]]:

@@ -7,7 +7,7 @@ import os
 import signal
 from pathlib import Path
 
-from tests.e2e.conftest import Server, gone, wait_for
+from tests.e2e.conftest import Server, cmdline_of, gone, wait_for
 from tests.e2e.test_applications import authorize
 
 REPORT = """
@@ -36,6 +36,10 @@ def ready_spares(server: Server) -> set[int]:
     return set(server.spares())
 
 
+def writer_spares(server: Server) -> list[int]:
+    return [pid for pid in server.all_children() if cmdline_of(pid).startswith("dynamo: writer spare")]
+
+
 def test_a_reader_runs_in_the_spare_of_the_current_image(server: Server) -> None:
     ready = ready_spares(server)
     pid, version, sites = report(server)
@@ -44,8 +48,11 @@ def test_a_reader_runs_in_the_spare_of_the_current_image(server: Server) -> None
     writer = server.script("writer.py", WRITER)
     authorize(server, str(writer), "writer")
     stale = ready_spares(server)
+    wait_for(lambda: writer_spares(server))
+    [writer_spare] = writer_spares(server)
     done = server.run(f"{writer} T1_SPARE", "--write-request", "--title", "writer")
     assert done.code == 0, done.err
+    assert f"(writer): started, pid {writer_spare}," in server.log()  # the writer's own spare, forked ahead
     pid, new_version, sites = report(server)  # at once: the spares of the old image are not used
     assert new_version > version and sites == ["T1_SPARE"] and pid not in stale
     wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in stale))  # discarded and reaped

@@ -71,6 +71,15 @@ def _spares_and_writers(work: Path) -> None:
     os.write(spare.fds["spec"], frame)
     os.close(spare.fds["spec"])
     _ran(spare.pid, spare.fds["out"], [spare.fds["err"]])
+    # a writer's spare: its change stream too; it runs a writer only
+    assert zygote.ask_spare(time.monotonic(), write=True) and zygote.asked == 0 and zygote.asked_writer
+    [writer] = _arrivals(zygote)
+    assert writer.spare and set(writer.fds) == {"spec", "out", "err", "changes"} and not zygote.asked_writer
+    frame = encode_spec(_spec(work, write=True))
+    assert frame is not None
+    os.write(writer.fds["spec"], frame)
+    os.close(writer.fds["spec"])
+    _ran(writer.pid, writer.fds["out"], [writer.fds["err"], writer.fds["changes"]])
     # a writer, forked on request while a spare asked for is on its way: the spare waits in ``arrived``
     assert zygote.ask_spare(time.monotonic())
     pid, fds = zygote.fork_child(_spec(work, write=True))
