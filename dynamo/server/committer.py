@@ -26,7 +26,7 @@ from typing import Any
 
 from dynamo.appserver.handlers import Handlers
 from dynamo.core.appstate import AppState
-from dynamo.core.changeset import LiveChange, apply_committed
+from dynamo.core.changeset import LiveChange, Prepared, apply_committed
 from dynamo.core.inventory import Inventory
 from dynamo.core.journal import ChangeMeta
 from dynamo.errors import ChangeSetError, JournalPruned, StoreError
@@ -37,6 +37,7 @@ from dynamo.server.children import Child
 from dynamo.server.clients import flush_now
 from dynamo.server.interest import READ, Interest
 from dynamo.server.ledger import Ledger
+from dynamo.server.litter import Litter
 from dynamo.server.logs import ChangeLog
 from dynamo.server.offloop import CommitRun, Result, Work
 from dynamo.server.scheduler import InjectJob
@@ -130,6 +131,7 @@ class Committer:
         self.zygote: Zygote | None = None
         self.retired: list[Zygote] = []            # zygotes told to end, not yet reaped
         self.zygote_failed = -ZYGOTE_RETRY         # monotonic: when a zygote could last not be forked
+        self.litter = Litter()                     # a committed change set's records and undo log, freed in slices
         # set by dynamod: a client, a child or a pipe waits for the loop (a slice then ends early)
         self.events_waiting: Callable[[], bool] = lambda: False
 
@@ -247,6 +249,8 @@ class Committer:
             return 0.0
         if self.alongside is not None and (not self.alongside.applied or self.alongside.status is not None):
             return 0.0
+        if self.litter.pending:
+            return 0.0
         if self.run is not None and not self.run.open:
             return 0.01  # its pipe closed: reap it soon
         return 1.0
@@ -342,11 +346,24 @@ class Committer:
                 self._settle(run)
             if run.ended:  # the next change set waits for it: its change log lines come first
                 self.run = None
+                if self.alongside is None or self.alongside.run is not run:  # else the live apply reads them
+                    self._drop_records(run.work)
         if self.alongside is not None:
             self._alongside_slice(APPLY_SLICE_S)
         if self.applying is not None:
             self._apply_slice(APPLY_SLICE_S)
         self.retired = [z for z in self.retired if not (z.ended and z.reap())]
+        if self.litter.pending:
+            self.litter.sweep(APPLY_SLICE_MIN_S if self.events_waiting() else APPLY_SLICE_S)
+
+    def _drop_records(self, work: Work) -> None:
+        """A finished change set's records: freed a slice a turn (``litter``)."""
+        records, work.records = work.records, None
+        if isinstance(records, Prepared):
+            self.litter.add(records.decoded)
+            self.litter.add(records.records)
+        elif records is not None:
+            self.litter.add(records)
 
     def settle(self) -> None:
         """At shutdown: wait for the commit process, and apply what it committed (its client is told)."""
@@ -363,6 +380,7 @@ class Committer:
         while self.applying is not None:
             self._apply_slice(60.0)
         self.retired = [z for z in self.retired if not (z.ended and z.reap())]
+        self.litter.clear()
 
     # --- outcomes -------------------------------------------------------------------------
 
@@ -435,6 +453,10 @@ class Committer:
         work = alongside.run.work
         version = int(status["version"])
         next_ids = {str(k): int(v) for k, v in status["next_ids"].items()}
+        if alongside.error is None:
+            self.litter.add(alongside.change.txn.detach())  # no longer needed: freed a slice a turn
+        if self.run is not alongside.run:  # the commit process has ended: nothing reads the records any more
+            self._drop_records(work)
         if alongside.error is not None or not alongside.change.commit(version, next_ids):
             why = alongside.error or ChangeSetError("the ids assigned differ from the committed ones")
             self._diverged(work, version, int(status["records"]), status.get("counts") or {}, why)

@@ -41,7 +41,7 @@ class InjectJob:
     conn: Connection
     user: User
     delete: bool
-    document: str
+    document: str | list[str]   # its parts as they arrived, joined by the commit process
 
 
 class Scheduler:

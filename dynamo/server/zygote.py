@@ -91,8 +91,8 @@ class Zygote:
         self.version = inventory.version
         self.forked = forked      # monotonic
         # when each spare not yet announced was asked for (boot_ticks), and whether for a writer; answered in order
-        self.asks: deque[tuple[int, bool]] = deque()
-        self.asked_since = 0.0    # monotonic: when the oldest of them was asked for
+        # and when (monotonic)
+        self.asks: deque[tuple[int, bool, float]] = deque()
         self.arrived: deque[Arrival] = deque()  # spares announced while a synchronous request waited
         self.retiring = False     # told to end (it announces what it forked before)
         self.ended = False        # its answers reached their end: it is gone, or going
@@ -125,12 +125,17 @@ class Zygote:
     @property
     def asked(self) -> int:
         """Readers' spares asked for, not yet announced."""
-        return sum(1 for _, write in self.asks if not write)
+        return sum(1 for _, write, _ in self.asks if not write)
 
     @property
     def asked_writer(self) -> bool:
         """A writer's spare was asked for, not yet announced."""
-        return any(write for _, write in self.asks)
+        return any(write for _, write, _ in self.asks)
+
+    @property
+    def asked_since(self) -> float:
+        """When (monotonic) the oldest spare not yet announced was asked for (0 if none is)."""
+        return self.asks[0][2] if self.asks else 0.0
 
     def holds(self, inventory: Inventory) -> bool:
         """It can fork ``inventory`` as it is now (or, while a change set goes into it, as it was)."""
@@ -153,9 +158,7 @@ class Zygote:
         if sent != len(ask):  # a part of a frame: the stream cannot be trusted any more
             self.retire()
             return False
-        if not self.asks:
-            self.asked_since = now
-        self.asks.append((boot_ticks(), write))
+        self.asks.append((boot_ticks(), write, now))
         return True
 
     def read(self) -> list[Arrival]:

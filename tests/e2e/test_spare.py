@@ -52,7 +52,8 @@ def test_a_reader_runs_in_the_spare_of_the_current_image(server: Server) -> None
     [writer_spare] = writer_spares(server)
     done = server.run(f"{writer} T1_SPARE", "--write-request", "--title", "writer")
     assert done.code == 0, done.err
-    assert f"(writer): started, pid {writer_spare}," in server.log()  # the writer's own spare, forked ahead
+    log = server.log()
+    assert f"(writer): started, pid {writer_spare} " in log  # the writer's own spare, forked ahead
     pid, new_version, sites = report(server)  # at once: the spares of the old image are not used
     assert new_version > version and sites == ["T1_SPARE"] and pid not in stale
     wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in stale))  # discarded and reaped
