@@ -111,11 +111,11 @@ def command(name: str) -> str:
 
 
 class Bench:
-    def __init__(self, home: Path, url: str):
+    def __init__(self, home: Path, url: str, log_level: str = "INFO"):
         self.home = home
         self.config = home / "dynamo.toml"
         self.socket = home / "dynamo.sock"
-        self.config.write_text(f'[server]\nhome = "{home}"\n[store]\nurl = "{url}"\n'
+        self.config.write_text(f'[server]\nhome = "{home}"\nlog_level = "{log_level}"\n[store]\nurl = "{url}"\n'
                                f'[listen]\nsocket = "{self.socket}"\n[client]\nserver = "unix:{self.socket}"\n')
         # The commands run the installed package, as users run them: not a checkout that PYTHONPATH puts
         # first (benchmarks are run that way), where without written bytecode (PYTHONDONTWRITEBYTECODE)
@@ -283,9 +283,12 @@ def measure(kind: str, url: str, home: Path, args: argparse.Namespace) -> dict[s
     from dynamo.core.journal import ChangeMeta
     from dynamo.store import open_store
     image = generate(W10 if args.scale == 1 else scaled(args.scale), args.seed)
-    store = open_store(url)
-    store.import_image(image, ChangeMeta(title="server_bench import"))
-    store.close()
+    if args.copy_store and kind == "sqlite":  # the same image, imported before (bench.store_bench --keep)
+        shutil.copyfile(args.copy_store, url[len("sqlite:///"):])
+    else:
+        store = open_store(url)
+        store.import_image(image, ChangeMeta(title="server_bench import"))
+        store.close()
     # write change sets, each valid on the image the one before leaves behind: --writes timed ones, then the
     # busy one
     paths = []
@@ -307,7 +310,7 @@ def measure(kind: str, url: str, home: Path, args: argparse.Namespace) -> dict[s
     if kind == "mysql":
         result["innodb_buffer_pool_mb"] = buffer_pool_mb(url)
     result.update(run_worker(["floor", url]))  # the raw driver floor, in this run, before dynamod holds memory
-    bench = Bench(home, url)
+    bench = Bench(home, url, args.log_level)
     result["load_s"] = bench.start()
     result["ready_s"] = result["load_s"]  # the name of earlier runs
     result["load_over_floor"] = result["load_s"] / result["floor_s"] if result["floor_s"] else None
@@ -379,6 +382,10 @@ def main() -> None:
                         "(each a new change set; the median is reported)")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--keep-log", help="keep dynamod's log as KEEP_LOG.<store>.log")
+    parser.add_argument("--log-level", default="INFO", help="dynamod's; DEBUG logs the loop's slow turns "
+                                                            "(with --keep-log)")
+    parser.add_argument("--copy-store", help="SQLite: a copy of this store file (bench.store_bench --keep, same "
+                                             "scale and seed) instead of importing the image again")
     parser.add_argument("--start-only", action="store_true",
                         help="measure only the raw floor and dynamod's start to its ready line (and RSS)")
     parser.add_argument("--starts", type=int, default=1, help="with --start-only: starts to take the median of")

@@ -16,7 +16,9 @@ import ctypes
 import os
 import resource
 import signal
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_DUMPABLE = 4
@@ -135,11 +137,31 @@ def kill_descendants(rounds: int = 50) -> int:
     return killed
 
 
-def sweep_orphans(known: set[int]) -> list[int]:
+def boot_ticks() -> int:
+    """Now, in clock ticks since boot (the unit of a process's start time in /proc)."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK"))
+
+
+def started_ticks(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot; None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def sweep_orphans(known: set[int], spared_since: int | None = None) -> list[int]:
     """dynamod's side: kill and reap children it did not fork (descendants of applications that died
-    before they could clean up, re-parented to dynamod as their subreaper). Returns their pids."""
+    before they could clean up, re-parented to dynamod as their subreaper). Returns their pids.
+    ``spared_since`` (``boot_ticks``): children started since then are left to a later sweep (a spare a
+    zygote forked for dynamod may be its child before dynamod is told its pid)."""
     swept = []
     for pid in children_of(os.getpid()) - known:
+        if spared_since is not None:
+            started = started_ticks(pid)
+            if started is None or started >= spared_since:
+                continue
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:

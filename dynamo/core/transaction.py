@@ -120,3 +120,10 @@ class Transaction(Tracker):
     def release(self) -> None:
         """The change set is committed: drop the undo information."""
         self._undo.clear()
+
+    def detach(self) -> list[tuple[Any, ...]]:
+        """The undo information, for a caller that frees it at its own pace once the change set is
+        committed (dynamod: 100k entries at once held its loop ~0.5 s at W10); this log is left empty."""
+        undo = self._undo[:]
+        self._undo.clear()  # only references: the entries live on in ``undo``
+        return undo

@@ -26,7 +26,7 @@ from typing import Any
 
 from dynamo.appserver.handlers import Handlers
 from dynamo.core.appstate import AppState
-from dynamo.core.changeset import LiveChange, apply_committed
+from dynamo.core.changeset import LiveChange, Prepared, apply_committed
 from dynamo.core.inventory import Inventory
 from dynamo.core.journal import ChangeMeta
 from dynamo.errors import ChangeSetError, JournalPruned, StoreError
@@ -37,10 +37,11 @@ from dynamo.server.children import Child
 from dynamo.server.clients import flush_now
 from dynamo.server.interest import READ, Interest
 from dynamo.server.ledger import Ledger
+from dynamo.server.litter import Litter
 from dynamo.server.logs import ChangeLog
 from dynamo.server.offloop import CommitRun, Result, Work
 from dynamo.server.scheduler import InjectJob
-from dynamo.server.zygote import Zygote
+from dynamo.server.zygote import Zygote, discard
 from dynamo.store.catchup import catch_up
 from dynamo.store.sql import SQLStore
 
@@ -48,6 +49,8 @@ log = logging.getLogger("dynamo.server")
 
 APPLY_SLICE_S = 0.02      # the live image is changed this long per loop turn
 APPLY_SLICE_MIN_S = 0.004  # ... or only this long when something else waits for the loop (events_waiting)
+ZYGOTE_MAX_AGE = 300.0    # seconds before an idle zygote is replaced (dynamod's writes leave it copies of pages)
+ZYGOTE_RETRY = 10.0       # seconds before a zygote is forked again after one failed
 STATE = {"done": AppState.DONE, "refused": AppState.REFUSED, "document": AppState.REFUSED,
          "failed": AppState.FAILED}
 
@@ -124,8 +127,11 @@ class Committer:
         self.applying: Applying | None = None      # its change set going into the live image
         self.alongside: Alongside | None = None    # or a writer's, while it is committed
         self.zygotes = False                       # set by dynamod when it is the subreaper (zygote.py)
-        self.zygote: Zygote | None = None          # forks applications from the old version meanwhile
+        # forks for dynamod, at the current version; while a change set goes into the image, at the old one
+        self.zygote: Zygote | None = None
         self.retired: list[Zygote] = []            # zygotes told to end, not yet reaped
+        self.zygote_failed = -ZYGOTE_RETRY         # monotonic: when a zygote could last not be forked
+        self.litter = Litter()                     # a committed change set's records and undo log, freed in slices
         # set by dynamod: a client, a child or a pipe waits for the loop (a slice then ends early)
         self.events_waiting: Callable[[], bool] = lambda: False
 
@@ -162,7 +168,7 @@ class Committer:
     @property
     def forks_allowed(self) -> bool:
         """Applications may start now: from the live image, or else from the zygote (the old version)."""
-        return self.image_whole or self.zygote is not None
+        return self.image_whole or self.zygote is not None and self.zygote.holds(self.inventory)
 
     def pids(self) -> set[int]:
         """The processes the committer forked (not to be swept as orphans)."""
@@ -172,16 +178,78 @@ class Committer:
         return pids
 
     def drop_zygote(self) -> None:
-        """The zygote failed or is no longer needed: applications wait for the live image."""
+        """The zygote failed or holds an older version: it is retired (while the image is half-way
+        through a change set, applications then wait for it)."""
         zygote, self.zygote = self.zygote, None
         if zygote is not None:
-            zygote.close()
+            zygote.retire()
             self.retired.append(zygote)
+            if zygote.ended:
+                self.zygote_ended(zygote)
+
+    def zygote_ended(self, zygote: Zygote) -> None:
+        """Its answers reached their end (it exited, or was killed): reaped by ``step``."""
+        self.interest.drop(zygote)
+        if not zygote.retiring:
+            self.zygote_failed = time.monotonic()
+            log.warning("the zygote (pid %d) ended unexpectedly: another is forked in %.0f s, once "
+                        "the image is whole (until then dynamod forks applications itself)", zygote.pid, ZYGOTE_RETRY)
+        zygote.close()
+        if zygote is self.zygote:
+            self.zygote = None
+            self.retired.append(zygote)
+
+    def spared_since(self) -> int | None:
+        """When (``boot_ticks``) the oldest spare asked for and not yet announced was asked for: a process
+        started since then may be that spare, dynamod's child already (the orphan sweep leaves it be)."""
+        asks = [z.asks[0][0] for z in (*self.retired, *((self.zygote,) if self.zygote is not None else ())) if z.asks]
+        return min(asks, default=None)
+
+    def tend_zygote(self, idle: bool, may_fork: bool) -> None:
+        """While the image is whole: retire a zygote of an older version (or, when ``idle``, an old one) and
+        fork the next one when ``may_fork``: at once, not at a quiet moment (one fork of the image per
+        version, where readers would otherwise each be forked by dynamod until then)."""
+        if not self.zygotes or not self.image_whole:
+            return
+        now = time.monotonic()
+        zygote = self.zygote
+        if zygote is not None and (not zygote.holds(self.inventory) or idle and now > zygote.forked + ZYGOTE_MAX_AGE):
+            self.drop_zygote()
+        if self.zygote is None and (idle or may_fork) and now >= self.zygote_failed + ZYGOTE_RETRY:
+            gc.collect()  # garbage of the applications that ended must not join the frozen generation
+            self._start_zygote("next version")
+
+    def close_zygotes(self, timeout: float = 10.0) -> None:
+        """At shutdown: every zygote told to end; what they announced meanwhile discarded; all reaped."""
+        self.drop_zygote()
+        for zygote in self.retired:
+            zygote.retire()
+            if not zygote.ended:
+                zygote.rep.settimeout(timeout)
+                while True:
+                    try:
+                        arrival = zygote.receive()
+                    except BlockingIOError:
+                        break
+                    if arrival is None:
+                        break
+                    discard(arrival)
+                    if arrival.pid > 0:
+                        try:
+                            os.waitpid(arrival.pid, 0)
+                        except ChildProcessError:
+                            pass
+            self.interest.drop(zygote)
+            zygote.close()
+            zygote.reap(blocking=True)
+        self.retired = []
 
     def wake_in(self) -> float:
         if self.applying is not None:
             return 0.0
         if self.alongside is not None and (not self.alongside.applied or self.alongside.status is not None):
+            return 0.0
+        if self.litter.pending:
             return 0.0
         if self.run is not None and not self.run.open:
             return 0.01  # its pipe closed: reap it soon
@@ -252,7 +320,7 @@ class Committer:
         forked = time.monotonic()
         if work.alongside:
             # the image is half-changed from the first slice on: applications start from the zygote meanwhile
-            self._start_zygote(work.who)
+            self._ensure_zygote(work.who)
         after = f" {started - since:.3f} s after the application ended" if since is not None else ""
         log.info("%s: commit process started%s (collection %.3f s, fork %.3f s, zygote %.3f s)", work.who, after,
                  collected - started, forked - collected, time.monotonic() - forked)
@@ -278,11 +346,24 @@ class Committer:
                 self._settle(run)
             if run.ended:  # the next change set waits for it: its change log lines come first
                 self.run = None
+                if self.alongside is None or self.alongside.run is not run:  # else the live apply reads them
+                    self._drop_records(run.work)
         if self.alongside is not None:
             self._alongside_slice(APPLY_SLICE_S)
         if self.applying is not None:
             self._apply_slice(APPLY_SLICE_S)
-        self.retired = [z for z in self.retired if not z.reap()]
+        self.retired = [z for z in self.retired if not (z.ended and z.reap())]
+        if self.litter.pending:
+            self.litter.sweep(APPLY_SLICE_MIN_S if self.events_waiting() else APPLY_SLICE_S)
+
+    def _drop_records(self, work: Work) -> None:
+        """A finished change set's records: freed a slice a turn (``litter``)."""
+        records, work.records = work.records, None
+        if isinstance(records, Prepared):
+            self.litter.add(records.decoded)
+            self.litter.add(records.records)
+        elif records is not None:
+            self.litter.add(records)
 
     def settle(self) -> None:
         """At shutdown: wait for the commit process, and apply what it committed (its client is told)."""
@@ -298,9 +379,8 @@ class Committer:
             self._alongside_slice(60.0)
         while self.applying is not None:
             self._apply_slice(60.0)
-        for zygote in self.retired:
-            zygote.reap(blocking=True)
-        self.retired = []
+        self.retired = [z for z in self.retired if not (z.ended and z.reap())]
+        self.litter.clear()
 
     # --- outcomes -------------------------------------------------------------------------
 
@@ -336,7 +416,7 @@ class Committer:
                      "parse, apply and commit, send: %s s; CPU %s s, %s page faults)", work.who, status["records"],
                      status["version"], time.monotonic() - run.started, status.get("times"), status.get("cpu"),
                      status.get("faults"))
-            self._start_zygote(work.who)
+            self._ensure_zygote(work.who)
             self.applying = Applying(run, self.inventory, status)
             self._apply_slice(APPLY_SLICE_S)
 
@@ -347,8 +427,7 @@ class Committer:
         try:
             alongside.change.rollback()
         finally:
-            alongside.restore_gc()
-            self.drop_zygote()
+            alongside.restore_gc()  # the zygote stays: it holds the version the image is back at
 
     def _alongside_slice(self, budget: float) -> None:
         alongside = self.alongside
@@ -366,21 +445,27 @@ class Committer:
                 alongside.steps = None
                 alongside.change.rollback()
                 alongside.restore_gc()
-                self.drop_zygote()
         status = alongside.status
         if status is None:
             return  # the commit process is still at work
         self.alongside = None
-        alongside.restore_gc()
         work = alongside.run.work
         version = int(status["version"])
         next_ids = {str(k): int(v) for k, v in status["next_ids"].items()}
+        if alongside.error is None:
+            self.litter.add(alongside.change.txn.detach())  # no longer needed: freed a slice a turn
+        if self.run is not alongside.run:  # the commit process has ended: nothing reads the records any more
+            self._drop_records(work)
         if alongside.error is not None or not alongside.change.commit(version, next_ids):
+            alongside.restore_gc()
             why = alongside.error or ChangeSetError("the ids assigned differ from the committed ones")
             self._diverged(work, version, int(status["records"]), status.get("counts") or {}, why)
             return
         self.drop_zygote()
-        gc.freeze()  # the new objects join the shared generation (no collection: they are alive)
+        # The new objects join the shared generation (no collection: they are alive), *before* the collector
+        # is back on: else its first young collection walked all of them (0.5-0.7 s at W10, 100k records).
+        gc.freeze()
+        alongside.restore_gc()
         log.info("%s: version %d in the image %.2f s after the commit process started (dynamod's CPU meanwhile "
                  "%.2f s, %d page faults)", work.who, version, time.monotonic() - alongside.run.started,
                  time.process_time() - alongside.cpu,
@@ -390,13 +475,29 @@ class Committer:
         work.finish(Result("done", f"{status['records']} change(s) applied: inventory version {version}",
                            version, status.get("counts") or {}))
 
+    def _ensure_zygote(self, who: str) -> None:
+        """Before a change set goes into the image (whole now): a zygote of this version, to fork
+        applications from meanwhile."""
+        if self.zygote is not None and not self.zygote.holds(self.inventory):
+            self.drop_zygote()
+        if self.zygote is None:
+            self._start_zygote(who)
+
     def _start_zygote(self, who: str) -> None:
         if not self.zygotes:
             return
+        assert self.image_whole
+        started = time.monotonic()
         try:
-            self.zygote = Zygote.start(self.inventory)
+            self.zygote = Zygote.start(self.inventory, started)
         except OSError as exc:
-            log.warning("%s: no zygote (%s): applications wait until the image has the change set", who, exc)
+            self.zygote_failed = started
+            log.warning("%s: no zygote (%s): applications are forked by dynamod, and wait while the image takes "
+                        "a change set", who, exc)
+            return
+        self.interest.set(self.zygote, READ)
+        log.info("zygote of version %d forked (pid %d, %.3f s)", self.inventory.version, self.zygote.pid,
+                 time.monotonic() - started)
 
     def _slice(self, steps: Iterator[int], budget: float) -> bool:
         """Run ``steps`` for ``budget`` seconds, or ``APPLY_SLICE_MIN_S`` when other work waits for the
@@ -421,13 +522,13 @@ class Committer:
             self._diverged(applying.run.work, applying.version, applying.num_records, applying.counts, exc)
             return
         self.applying = None
-        applying.restore_gc()
         self.drop_zygote()
         inventory = self.inventory
         inventory.version = applying.version
         if inventory.ids is not None:
             inventory.ids.restore(applying.next_ids)
-        gc.freeze()  # the new objects join the shared generation (no collection: they are alive)
+        gc.freeze()  # the new objects join the shared generation (no collection: they are alive), as above
+        applying.restore_gc()
         work = applying.run.work
         log.info("%s: version %d applied to the image in %.2f s", work.who, applying.version,
                  time.monotonic() - applying.started)

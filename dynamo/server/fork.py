@@ -88,7 +88,10 @@ def hand_over(spare: Spare, frame: bytes, spec: ChildSpec, system: System, timeo
     while data:  # it fits the empty pipe (SPEC_MAX): this does not wait for the spare
         data = data[os.write(spare.spec_w, data):]
     os.close(spare.spec_w)
-    return child_handle(spec, spare.pid, {"out": spare.out_r, "err": spare.err_r}, system, timeout, record)
+    fds = {"out": spare.out_r, "err": spare.err_r}
+    if spare.changes_r >= 0:
+        fds["changes"] = spare.changes_r
+    return child_handle(spec, spare.pid, fds, system, timeout, record)
 
 
 def child_handle(spec: ChildSpec, pid: int, fds: dict[str, int], system: System, timeout: float | None,

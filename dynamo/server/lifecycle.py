@@ -22,10 +22,10 @@ from dynamo.server.ledger import Ledger
 from dynamo.server.outcome import outcome
 from dynamo.server.pipes import Pipes
 from dynamo.server.scheduler import Pending
-from dynamo.server.spare import Spares
+from dynamo.server.spare import SPEC_MAX, Spare, Spares
 from dynamo.server.system import System
 from dynamo.server.workareas import WorkAreas
-from dynamo.server.zygote import spawn_via
+from dynamo.server.zygote import Zygote, discard, spawn_via
 from dynamo.store.registry import AppRecord
 
 log = logging.getLogger("dynamo.server")
@@ -36,6 +36,12 @@ SPARE_QUIET = 0.005
 """A wait this long that finds nothing to do is a quiet moment: the spare is forked then."""
 SPARE_PATIENCE = 1.0
 """Seconds the spare may be missing before it is forked whether the loop is quiet or not."""
+SPARE_STOCK = 2
+"""Spares the zygote keeps dynamod supplied with: the next reader's, and one for the reader after it
+(calls that come one after another need not wait for the zygote's forks)."""
+SPARE_WAIT = 2.0
+"""Seconds a read-only application waits for the spare the zygote was asked for before it is forked
+another way (the zygote is expected to answer in tens of milliseconds)."""
 
 
 def effective_timeout(limit: float, asked: float | None) -> float:
@@ -97,7 +103,10 @@ class Lifecycle:
             # a spare was forked from a whole image of this version (never while one is half-changed)
             child = self._from_spare(spec, inventory, timeout, record)
             if child is None and zygote is not None:  # the image is taking a committed change set
-                child = spawn_via(zygote, spec, self.system, timeout, record)
+                try:
+                    child = spawn_via(zygote, spec, self.system, timeout, record)
+                finally:
+                    self.from_zygote(zygote)  # spares it announced while this waited
             elif child is None:
                 child = spawn(spec, inventory, self.system, timeout, record)
         except OSError as exc:
@@ -143,6 +152,47 @@ class Lifecycle:
             self.spares.discard(spare)
             return None
 
+    def from_zygote(self, zygote: Zygote) -> None:
+        """The zygote announced spares (``dynamo.server.zygote``): the current version's is the next reader's
+        child; any other is discarded. An answer nobody waits for any more is discarded too."""
+        now = self.system.monotonic()
+        for arrival in zygote.read():
+            if arrival.error:
+                log.warning("the zygote (pid %d) could not fork a %s: %s", zygote.pid,
+                            "spare" if arrival.spare else "child", arrival.error)
+                continue
+            fds = arrival.fds
+            if not arrival.spare or not {"spec", "out", "err"} <= set(fds) <= {"spec", "out", "err", "changes"}:
+                discard(arrival)
+                self.spares.discarded.add(arrival.pid)
+                continue
+            spare = Spare(pid=arrival.pid, inventory=zygote.inventory, version=zygote.version, spec_w=fds["spec"],
+                          out_r=fds["out"], err_r=fds["err"], forked=now, changes_r=fds.get("changes", -1))
+            current = zygote.holds(self.committer.inventory)
+            if spare.changes_r >= 0 and current and self.spares.writer is None:
+                self.spares.writer = spare
+            elif spare.changes_r < 0 and current and self.spares.count() < SPARE_STOCK:
+                self.spares.add(spare)
+            else:
+                self.spares.discard(spare)
+        if zygote.ended:
+            self.committer.zygote_ended(zygote)
+
+    def waits_for_spare(self, pending: Pending) -> bool:
+        """A read-only application waits (in its queue; the loop goes on) for the spare the zygote was asked
+        for, rather than being forked by dynamod, for up to ``SPARE_WAIT``."""
+        if pending.kind != "app" or pending.record.write or self.spares.spare is not None:
+            return False
+        if len(pending.request.get("script", "")) * 4 > SPEC_MAX:  # may not fit the spare's pipe
+            return False
+        zygote = self.committer.zygote
+        if zygote is None or not zygote.holds(self.committer.inventory):
+            return False
+        now = self.system.monotonic()
+        if not zygote.asked and not zygote.ask_spare(now):
+            return False
+        return now < zygote.asked_since + SPARE_WAIT
+
     def tend_spare(self, quiet: bool = True) -> None:
         """Keep a spare child of the current image, forked while the loop is idle: when its last wait
         found nothing to do (``quiet``; a fork holds the loop ~9 ms per GB of image, so not while a
@@ -154,14 +204,34 @@ class Lifecycle:
         if self.spares.spare is not None or self.missing_since is None:
             self.missing_since = None if self.spares.spare is not None else now
         patient = self.missing_since is not None and now < self.missing_since + SPARE_PATIENCE
-        idle = (quiet or not patient) and not self.rows_held() and self.committer.image_whole
-        self.spares.tend(self.committer.inventory, idle=idle)
+        rows_held = self.rows_held()
+        idle = (quiet or not patient) and not rows_held and self.committer.image_whole
+        self.committer.tend_zygote(idle, may_fork=not rows_held)
+        zygote = self.committer.zygote
+        inventory = self.committer.inventory
+        if zygote is not None and zygote.holds(inventory):
+            # the zygote forks the spares, away from this loop: it is asked once the last child started has
+            # been heard from (its forks would take CPU from that child's first output)
+            self.spares.tend(inventory, idle=False)
+            while self.spares.count() + zygote.asked < SPARE_STOCK and (not rows_held or not self.spares.count()):
+                if not zygote.ask_spare(now):
+                    break
+            if self.spares.writer is None and not zygote.asked_writer and not rows_held:
+                zygote.ask_spare(now, write=True)
+        else:
+            self.spares.tend(inventory, idle=idle)
         if self.spares.spare is not None:
             self.missing_since = None
 
     def spare_due_in(self) -> float:
         """Seconds the loop may wait before ``tend_spare`` should look for a quiet moment again."""
-        if self.spares.spare is None and not self.spares.failed and self.committer.image_whole:
+        zygote = self.committer.zygote
+        if zygote is not None and zygote.holds(self.committer.inventory):
+            if self.spares.spare is None and zygote.asked:  # a reader may wait for it: not beyond SPARE_WAIT
+                return max(0.0, zygote.asked_since + SPARE_WAIT - self.system.monotonic())
+            return SPARE_QUIET if self.spares.count() + zygote.asked < SPARE_STOCK else 3600.0
+        if self.committer.image_whole and (self.spares.spare is None and not self.spares.failed or
+                                           self.committer.zygotes and zygote is None):
             return SPARE_QUIET
         return 3600.0
 

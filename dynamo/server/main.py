@@ -9,7 +9,8 @@ Each step lives in a room of its own, named for its job:
 - ``children``: the children's states, reaping and deadlines; ``outcome``: what became of one;
 - ``scheduler``: the queues and the writer slot; ``lifecycle``: an application's start and end;
 - ``committer``: the image and every change to it (``offloop``: the commit process that validates and
-  commits a change set; ``zygote``: forks applications from the old version while the image changes);
+  commits a change set; ``zygote``: forks applications, away from the loop, from the current version or,
+  while the image changes, from the old one);
   ``ledger``: application records;
 - ``console``: a shell's input; ``workareas``; ``maintenance``: periodic work;
 - ``service``: what the request handlers may ask of the server.
@@ -54,6 +55,7 @@ from dynamo.server.signals import SignalQueue
 from dynamo.server.system import REAL, System
 from dynamo.server.turns import TurnClock
 from dynamo.server.workareas import WorkAreas
+from dynamo.server.zygote import Zygote
 from dynamo.store import open_store, url_has_password
 from dynamo.store.registry import Registry
 from dynamo.store.sql import SQLStore
@@ -165,6 +167,8 @@ class Dynamod:
                 self.from_web(target)
             elif isinstance(target, CommitRun):
                 self.committer.read(target)
+            elif isinstance(target, Zygote):
+                self.lifecycle.from_zygote(target)
         events.clear()  # its keys hold pipes of children that may end this turn: nothing of theirs outlives it
         self.clients.expire(self.system.monotonic())
 
@@ -179,7 +183,8 @@ class Dynamod:
             if self.keeper is not None:
                 ours.add(self.keeper.pid)  # the keeper of the secrets: ours, watched through its channels
             ours |= self.lifecycle.spares.pids()  # the next reader's child, forked ahead (server.spare)
-            swept = set(sweep_orphans(ours))
+            # a zygote's spare may be our child before we are told its pid (dynamo.server.zygote)
+            swept = set(sweep_orphans(ours, self.committer.spared_since()))
             for pid in swept - self.swept:  # a killed one may need two turns to be reaped: one line
                 log.warning("process %d: left behind by an application that ended: killed", pid)
             self.swept = swept
@@ -319,6 +324,7 @@ class Dynamod:
                                    self.lifecycle.start, self.committer.run_inject)
         self.scheduler.committing = lambda: self.committer.busy
         self.scheduler.forks_allowed = lambda: self.committer.forks_allowed
+        self.scheduler.reader_waits = self.lifecycle.waits_for_spare
         handlers = Handlers(AppService(self.registry, self.scheduler, self.children, self.hostname))
         self.clients = Clients(self.interest, self.registry, self.config.listen, handlers.handle, self.listeners)
         self.maintenance = Maintenance(self.config, store, self.registry, self.work_areas,
@@ -396,6 +402,7 @@ class Dynamod:
             self.web.stop()
         if hasattr(self, "scheduler"):
             self.lifecycle.spares.close()
+            self.committer.close_zygotes()
             self.stop_all_children()
             self.committer.settle()  # a change set being committed is seen through, its client told
             self.identities.close()

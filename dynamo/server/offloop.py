@@ -66,7 +66,9 @@ class Work:
     meta: ChangeMeta
     finish: Callable[[Result], None]          # told the outcome once the image has it
     records: Prepared | list[Record] | None = None   # a writer's change set
-    document: str | None = None               # or an inject/delete document
+    # or an inject/delete document: its parts as they arrived (joined here: at 1 M files, 150 MB of new
+    # pages, ~0.2 s of page faults that would hold dynamod's loop)
+    document: str | list[str] | None = None
     delete: bool = False
     # dynamod applies the change set to its image itself, alongside (a writer's records, which it holds):
     # then only the outcome comes back, not the normalized records
@@ -277,7 +279,9 @@ def _commit(work: Work, inventory: Inventory, opener: Opener, fd: int, changelog
     held: list[Any] = []
     if work.document is not None:
         try:
-            parsed = (parse_delete if work.delete else parse_inject)(work.document, inventory)
+            text = work.document if isinstance(work.document, str) else "".join(work.document)
+            work.document = None
+            parsed = (parse_delete if work.delete else parse_inject)(text, inventory)
         except DocumentError as exc:
             _status(fd, document=str(exc))
             return

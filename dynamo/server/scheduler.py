@@ -41,7 +41,7 @@ class InjectJob:
     conn: Connection
     user: User
     delete: bool
-    document: str
+    document: str | list[str]   # its parts as they arrived, joined by the commit process
 
 
 class Scheduler:
@@ -60,6 +60,8 @@ class Scheduler:
         # whether the image may be forked now (not while a committed change set goes into it)
         self.committing: Callable[[], bool] = lambda: False
         self.forks_allowed: Callable[[], bool] = lambda: True
+        # set by dynamod: the next reader waits (in its queue) for a child being forked for it elsewhere
+        self.reader_waits: Callable[[Pending], bool] = lambda pending: False
 
     def enqueue(self, pending: Pending) -> None:
         if not pending.record.write:
@@ -90,9 +92,14 @@ class Scheduler:
     def start_readers(self) -> None:
         while (not self.closed and self.readers and self.running_readers() < self.max_running
                and self.forks_allowed()):
-            pending = self.readers.popleft()
-            if not self._client_left(pending):
-                self.launch(pending)
+            pending = self.readers[0]
+            if self._client_left(pending):
+                self.readers.popleft()
+                continue
+            if self.reader_waits(pending):
+                return  # the loop goes on; this is called again every turn
+            self.readers.popleft()
+            self.launch(pending)
 
     def running_readers(self) -> int:
         return sum(1 for c in self.children if c is not self.writer)

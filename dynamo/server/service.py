@@ -44,7 +44,7 @@ class AppService:
                                                checksum="", args=[], server=self.hostname)
         self.scheduler.enqueue(Pending(record, {"tty": tty}, conn, kind="shell"))
 
-    def queue_inject(self, conn: Connection, delete: bool, document: str) -> None:
+    def queue_inject(self, conn: Connection, delete: bool, document: str | list[str]) -> None:
         self.scheduler.enqueue_inject(InjectJob(conn, conn.user, delete, document))
 
     def send_input(self, conn: Connection, data: str | None) -> None:

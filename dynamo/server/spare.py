@@ -25,6 +25,7 @@ import gc
 import logging
 import os
 import signal
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,7 @@ class Spare:
     out_r: int         # the spare's stdout and stderr, as fork.spawn makes them
     err_r: int
     forked: float = 0.0  # monotonic
+    changes_r: int = -1  # a writer's spare (the zygote's): its change stream
 
 
 def fork_spare(inventory: Inventory, system: System) -> Spare:
@@ -87,11 +89,12 @@ def fork_spare(inventory: Inventory, system: System) -> Spare:
                  forked=system.monotonic())
 
 
-def wait_for_spec(parent: int | None, inventory: Inventory, out_w: int, err_w: int, spec_r: int) -> None:
+def wait_for_spec(parent: int | None, inventory: Inventory, out_w: int, err_w: int, spec_r: int,
+                  change_w: int | None = None) -> None:
     """The spare's side: never returns. ``parent``: dynamod, whose death kills the spare; None for the
-    zygote's spares (``dynamo.server.zygote``), whose parent exits when the spare is handed out: they
-    end when their spec pipe closes unused."""
-    set_title("dynamo: spare")
+    zygote's spares (``dynamo.server.zygote``), whose parent exits at once: they end when their spec
+    pipe closes unused. ``change_w``: a write application's spare, and its change stream."""
+    set_title("dynamo: spare" if change_w is None else "dynamo: writer spare")
     os.setpgid(0, 0)
     if parent is not None:
         try:
@@ -103,7 +106,7 @@ def wait_for_spec(parent: int | None, inventory: Inventory, out_w: int, err_w: i
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
-    close_inherited({0, 1, 2, spec_r})
+    close_inherited({0, 1, 2, spec_r, *(() if change_w is None else (change_w,))})
     try:
         message = framing.read_fd(spec_r, SPEC_MAX)
     except (OSError, framing.ProtocolError):
@@ -112,7 +115,9 @@ def wait_for_spec(parent: int | None, inventory: Inventory, out_w: int, err_w: i
         os._exit(0)
     os.close(spec_r)
     spec = decode_spec(message)
-    child_main(spec, inventory)
+    if spec.write != (change_w is not None):  # dynamod hands a writer to a writer's spare only
+        os._exit(ChildExit.SETUP_FAILED)
+    child_main(dataclasses.replace(spec, change_fd=change_w), inventory)
 
 
 def encode_spec(spec: ChildSpec) -> bytes | None:
@@ -130,7 +135,9 @@ def decode_spec(message: dict[str, Any]) -> ChildSpec:
 
 
 def _close(spare: Spare) -> None:
-    for fd in (spare.spec_w, spare.out_r, spare.err_r):
+    for fd in (spare.spec_w, spare.out_r, spare.err_r, spare.changes_r):
+        if fd < 0:
+            continue
         try:
             os.close(fd)
         except OSError:
@@ -138,31 +145,62 @@ def _close(spare: Spare) -> None:
 
 
 class Spares:
-    """At most one spare, and the discarded ones until they are reaped."""
+    """The spare (the next reader's), those in stock behind it (a zygote's: ``dynamo.server.zygote``), and
+    the discarded ones until they are reaped."""
 
     def __init__(self, system: System):
         self.system = system
         self.spare: Spare | None = None
+        self.stock: deque[Spare] = deque()  # the next ones, once ``spare`` is taken
+        self.writer: Spare | None = None    # the next write application's (the zygote's)
         self.discarded: set[int] = set()
         self.failed = False     # a fork failed: no more spares (each would fail the same way)
 
     def pids(self) -> set[int]:
         """Processes of ours that are not applications (dynamod's orphan sweep must spare them)."""
-        return self.discarded | ({self.spare.pid} if self.spare is not None else set())
+        return self.discarded | {s.pid for s in (*self.stock, self.spare, self.writer) if s is not None}
+
+    def count(self) -> int:
+        return (self.spare is not None) + len(self.stock)
+
+    def add(self, spare: Spare) -> None:
+        """A spare forked elsewhere (by the zygote), of the current image."""
+        if self.spare is None:
+            self.spare = spare
+        else:
+            self.stock.append(spare)
 
     def take(self, spec: ChildSpec, inventory: Inventory) -> tuple[Spare, bytes] | None:
         """The spare, with its hand-over frame, when it can run ``spec`` on ``inventory``; else None."""
-        spare = self.spare
-        if spare is None or spec.kind != "app" or spec.write:
+        if spec.kind != "app":
             return None
-        if spare.inventory is not inventory or spare.version != inventory.version:
+        if spec.write:
+            return self._take_writer(spec, inventory)
+        while self.spare is not None and (self.spare.inventory is not inventory or
+                                          self.spare.version != inventory.version):
             self.discard()
+        spare = self.spare
+        if spare is None:
             return None
         frame = encode_spec(spec)
         if frame is None:
             return None
-        self.spare = None
+        self.spare = self.stock.popleft() if self.stock else None
         return spare, frame
+
+    def _take_writer(self, spec: ChildSpec, inventory: Inventory) -> tuple[Spare, bytes] | None:
+        writer = self.writer
+        if writer is None:
+            return None
+        if writer.inventory is not inventory or writer.version != inventory.version:
+            self.writer = None
+            self.discard(writer)
+            return None
+        frame = encode_spec(spec)
+        if frame is None:
+            return None
+        self.writer = None
+        return writer, frame
 
     def tend(self, inventory: Inventory, idle: bool) -> None:
         """Reap discarded spares; discard one of an older image (or, when ``idle``, an old one); fork a new
@@ -174,13 +212,23 @@ class Spares:
                 done = pid
             if done:
                 self.discarded.discard(pid)
+        for stale in [s for s in self.stock if s.inventory is not inventory or s.version != inventory.version]:
+            self.stock.remove(stale)
+            self.discard(stale)
+        writer = self.writer
+        if writer is not None and (writer.inventory is not inventory or writer.version != inventory.version):
+            self.writer = None
+            self.discard(writer)
+        elif writer is not None and self._gone(writer):
+            self.writer = None
+            _close(writer)
         spare = self.spare
         if spare is not None:
             if spare.inventory is not inventory or spare.version != inventory.version or \
                     (idle and self.system.monotonic() > spare.forked + MAX_AGE):
                 self.discard()
             elif self._gone(spare):  # reaped already: nothing to kill
-                self.spare = None
+                self.spare = self.stock.popleft() if self.stock else None
                 _close(spare)
         if self.spare is None and idle and not self.failed:
             try:
@@ -199,7 +247,8 @@ class Spares:
     def discard(self, spare: Spare | None = None) -> None:
         """Kill ``spare`` (default: the one held); it is reaped by ``tend``."""
         if spare is None:
-            spare, self.spare = self.spare, None
+            spare = self.spare
+            self.spare = self.stock.popleft() if self.stock else None
             if spare is None:
                 return
         _close(spare)
@@ -210,8 +259,12 @@ class Spares:
         self.discarded.add(spare.pid)
 
     def close(self) -> None:
-        """At shutdown: discard the spare and reap it."""
-        self.discard()
+        """At shutdown: discard the spares and reap them."""
+        while self.spare is not None:
+            self.discard()
+        if self.writer is not None:
+            writer, self.writer = self.writer, None
+            self.discard(writer)
         for pid in self.discarded:
             try:
                 self.system.waitpid(pid, 0)

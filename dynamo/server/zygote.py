@@ -1,24 +1,28 @@
-"""The zygote: applications forked from the old version while the live image takes a new one.
+"""The zygote: a process holding the image at one version, that forks applications for dynamod so that
+dynamod's loop never forks the image for a reader.
 
-Once a change set is committed, dynamod applies it to its image in slices between loop turns (see
-``committer``); nothing may be forked from that image until the last slice is in. Meanwhile a
-zygote, forked from dynamod just before the first slice, holds the image at the old version,
-whole, copy-on-write, and forks the applications that start meanwhile: dynamod sends it the
-child's spec, the zygote forks it (``fork.fork_child``, the same set-up as a direct fork) through
-an intermediate process that exits at once, so that the application is re-parented to dynamod
-(the child subreaper) and dynamod reaps, signals and times it like any other child; the zygote
-answers with the pid and the parent's ends of the child's pipes (SCM_RIGHTS).
+Forking dynamod copies its page tables (~9 ms per GB of image on a quiet machine, several times that on
+a busy one), and every client waits for the loop's turn in progress. So dynamod forks the image once
+per version, the zygote, and asks it for what it would otherwise fork itself:
 
-The zygote ends when dynamod closes its socket (the apply is done, or dynamod ended).
+* **spares** (``dynamo.server.spare``): dynamod sends ``{"spare": 1}`` without waiting; the zygote
+  forks the spare through an intermediate process that exits at once (the spare is re-parented to
+  dynamod, the child subreaper, which reaps, signals and times it like any child) and announces it
+  on its reply socket with the parent's ends of its pipes (SCM_RIGHTS): ``{"spare": pid}``. The
+  announcement is an event of dynamod's loop like any other; the next read-only application is handed
+  to the spare with a write to its spec pipe. Until a spare asked for is announced, dynamod's orphan
+  sweep leaves be the unknown children started since it was asked for (the spare is one of them for a
+  moment: ``asks``).
+* **children on request** (``fork_child``, synchronous): a writer's or a console's, or a reader's
+  whose spec does not fit a spare's pipe, while the live image is half-way through a change set.
 
-**Its spare.** Forking the image twice (the intermediate, then the application) on request would
-hold dynamod's loop for both forks (~9 ms per GB of image each on a quiet machine, much more on a
-busy one), so the zygote keeps one read-only application forked ahead, as dynamod's own spare does
-(``dynamo.server.spare``): an intermediate process and its child, the spare, which waits for its
-spec. A read-only application's request hands the spec to the spare and lets the intermediate exit
-(the spare is then dynamod's child); the answer goes back at once, and the next spare is forked
-after it. Unused, the spare ends when the zygote closes its spec pipe, and the intermediate waits
-for it before it exits (nothing is left for dynamod to sweep up).
+While a change set goes into the live image, the zygote still holds the old version whole: the
+applications that start meanwhile see it (the spare of each version is what they start in). Once
+the image is whole at a new version, dynamod retires the zygote (``retire``: it ends when it has
+read its last request, after announcing what it forked) and forks the next one at a quiet moment.
+
+The zygote's requests come on a stream socket (a spec can be large); its answers go out on a
+sequenced-packet socket, one message and its descriptors a packet, never merged or split.
 """
 
 from __future__ import annotations
@@ -30,23 +34,27 @@ import os
 import signal
 import socket
 import struct
+import time
+from collections import deque
 from typing import Any, NoReturn
 
-from dynamo.apps.containment import Limits
+from dynamo.apps.containment import Limits, boot_ticks
 from dynamo.apps.runner import ChildSpec
 from dynamo.core.inventory import Inventory
-from dynamo.exitcodes import ChildExit
 from dynamo.proctitle import set_title
 from dynamo.protocol import framing
 from dynamo.server.children import Child
 from dynamo.server.fork import child_handle, fork_child
 from dynamo.server.offloop import close_channels
-from dynamo.server.spare import encode_spec, wait_for_spec
+from dynamo.server.spare import wait_for_spec
 from dynamo.server.system import System
 from dynamo.store.registry import AppRecord
 
 LENGTH = struct.Struct(">I")
 MAX_FDS = 8
+MAX_ANSWER = 4096
+ASK = framing.encode({"spare": 1})
+ASK_WRITER = framing.encode({"spare": 1, "write": True})
 
 
 class ZygoteError(OSError):
@@ -61,50 +69,192 @@ def spec_from_json(data: dict[str, Any]) -> ChildSpec:
     return ChildSpec(**{**data, "args": tuple(data["args"]), "limits": Limits(**data["limits"])})
 
 
-class Zygote:
-    """dynamod's handle on a zygote."""
+@dataclasses.dataclass
+class Arrival:
+    """What the zygote announced: a spare (``spare`` True) or the child asked for; its pid and pipes by kind,
+    or the error that kept it from forking."""
 
-    def __init__(self, pid: int, sock: socket.socket):
+    spare: bool
+    pid: int = -1
+    fds: dict[str, int] = dataclasses.field(default_factory=dict)
+    error: str = ""
+
+
+class Zygote:
+    """dynamod's handle on a zygote (its loop waits for ``fileno``: the answers)."""
+
+    def __init__(self, pid: int, req: socket.socket, rep: socket.socket, inventory: Inventory, forked: float):
         self.pid = pid
-        self.sock = sock
+        self.req = req            # requests go here (stream)
+        self.rep = rep            # answers come from here (packets, with descriptors)
+        self.inventory = inventory
+        self.version = inventory.version
+        self.forked = forked      # monotonic
+        # when each spare not yet announced was asked for (boot_ticks), and whether for a writer; answered in order
+        # and when (monotonic)
+        self.asks: deque[tuple[int, bool, float]] = deque()
+        self.arrived: deque[Arrival] = deque()  # spares announced while a synchronous request waited
+        self.retiring = False     # told to end (it announces what it forked before)
+        self.ended = False        # its answers reached their end: it is gone, or going
 
     @classmethod
-    def start(cls, inventory: Inventory) -> Zygote:
-        ours, theirs = socket.socketpair()
+    def start(cls, inventory: Inventory, now: float) -> Zygote:
+        """Fork a zygote of ``inventory`` at its current version. Raises OSError."""
+        req_ours, req_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        rep_ours, rep_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        gc.freeze()  # as before any fork (the caller collected): what is alive is shared, never walked again
         try:
             pid = os.fork()
         except OSError:
-            ours.close()
-            theirs.close()
+            for sock in (req_ours, req_theirs, rep_ours, rep_theirs):
+                sock.close()
             raise
         if pid == 0:
-            ours.close()
-            _zygote(theirs, inventory)
-        theirs.close()
-        return cls(pid, ours)
+            req_ours.close()
+            rep_ours.close()
+            _zygote(req_theirs, rep_theirs, inventory)
+        req_theirs.close()
+        rep_theirs.close()
+        req_ours.setblocking(False)
+        rep_ours.setblocking(False)
+        return cls(pid, req_ours, rep_ours, inventory, now)
 
-    def fork_child(self, spec: ChildSpec, timeout: float = 30.0) -> tuple[int, dict[str, int]]:
-        """Have the zygote fork ``spec``; its pid (now dynamod's child) and its pipes, as ``fork_child``."""
-        self.sock.settimeout(timeout)
+    def fileno(self) -> int:
+        return self.rep.fileno()
+
+    @property
+    def asked(self) -> int:
+        """Readers' spares asked for, not yet announced."""
+        return sum(1 for _, write, _ in self.asks if not write)
+
+    @property
+    def asked_writer(self) -> bool:
+        """A writer's spare was asked for, not yet announced."""
+        return any(write for _, write, _ in self.asks)
+
+    @property
+    def asked_since(self) -> float:
+        """When (monotonic) the oldest spare not yet announced was asked for (0 if none is)."""
+        return self.asks[0][2] if self.asks else 0.0
+
+    def holds(self, inventory: Inventory) -> bool:
+        """It can fork ``inventory`` as it is now (or, while a change set goes into it, as it was)."""
+        return not self.retiring and not self.ended and inventory is self.inventory and \
+            inventory.version == self.version
+
+    def ask_spare(self, now: float, write: bool = False) -> bool:
+        """Ask for one more spare (``write``: a write application's), without waiting; False if the zygote
+        cannot be asked (it is retired)."""
+        if self.retiring or self.ended:
+            return False
+        ask = ASK_WRITER if write else ASK
         try:
-            self.sock.sendall(framing.encode({"spec": spec_to_json(spec)}, max_frame=1 << 30))
-            data, fds, _flags, _addr = socket.recv_fds(self.sock, 65536, MAX_FDS)
-            while len(data) < LENGTH.size or len(data) < LENGTH.size + LENGTH.unpack_from(data)[0]:
-                more = self.sock.recv(65536)
-                if not more:
-                    raise ZygoteError("the zygote ended")
-                data += more
-        except OSError as exc:
-            raise ZygoteError(f"the zygote did not fork the application: {exc}") from exc
-        answer = json.loads(data[LENGTH.size:])
-        if "error" in answer:
+            sent = self.req.send(ask)
+        except BlockingIOError:  # its requests pile up: it is busy enough
+            return False
+        except OSError:
+            self.retire()
+            return False
+        if sent != len(ask):  # a part of a frame: the stream cannot be trusted any more
+            self.retire()
+            return False
+        self.asks.append((boot_ticks(), write, now))
+        return True
+
+    def read(self) -> list[Arrival]:
+        """What arrived (the loop calls this when the reply socket is readable; it does not wait)."""
+        arrivals = list(self.arrived)
+        self.arrived.clear()
+        while not self.ended:
+            try:
+                arrival = self.receive()
+            except BlockingIOError:
+                break
+            if arrival is None:
+                break
+            arrivals.append(arrival)
+        return arrivals
+
+    def receive(self) -> Arrival | None:
+        """One answer; None at the end (the zygote is gone: ``ended``)."""
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(self.rep, MAX_ANSWER, MAX_FDS)
+        except (BlockingIOError, InterruptedError, TimeoutError):  # nothing yet (or, waiting: not in time)
+            raise BlockingIOError from None
+        except OSError:
+            data, fds = b"", []
+        if not data:
             for fd in fds:
                 os.close(fd)
-            raise ZygoteError(f"the zygote could not fork the application: {answer['error']}")
-        return int(answer["pid"]), dict(zip(answer["kinds"], fds, strict=True))
+            self.ended = True
+            self.asks.clear()
+            return None
+        try:
+            answer = json.loads(data)
+            arrival = Arrival(spare="spare" in answer, pid=int(answer.get("pid", -1)),
+                              fds=dict(zip(answer.get("kinds", ()), fds, strict=True)),
+                              error=str(answer.get("error", "")))
+        except (ValueError, TypeError):  # not from our zygote's code: end it
+            for fd in fds:
+                os.close(fd)
+            self.retire()
+            self.ended = True
+            self.asks.clear()
+            return None
+        if arrival.spare and self.asks:
+            self.asks.popleft()
+        return arrival
+
+    def fork_child(self, spec: ChildSpec, timeout: float = 30.0) -> tuple[int, dict[str, int]]:
+        """Have the zygote fork ``spec`` now (this waits); its pid (dynamod's child) and its pipes, as
+        ``fork.fork_child``. Spares announced meanwhile wait in ``arrived``. Raises ZygoteError."""
+        if self.retiring or self.ended:
+            raise ZygoteError("the zygote is retired")
+        deadline = time.monotonic() + timeout
+        try:
+            self.req.settimeout(timeout)
+            try:
+                self.req.sendall(framing.encode({"spec": spec_to_json(spec)}, max_frame=1 << 30))
+            finally:
+                self.req.setblocking(False)
+            try:
+                while True:
+                    self.rep.settimeout(max(0.001, deadline - time.monotonic()))
+                    arrival = self.receive()
+                    if arrival is None:
+                        raise ZygoteError("the zygote ended")
+                    if not arrival.spare:
+                        break
+                    self.arrived.append(arrival)
+            finally:
+                self.rep.setblocking(False)
+        except BlockingIOError as exc:  # the timeout (the socket's, as _receive turns it)
+            self.retire()
+            raise ZygoteError("the zygote did not answer in time") from exc
+        except ZygoteError:
+            raise
+        except (OSError, framing.ProtocolError) as exc:
+            self.retire()
+            raise ZygoteError(f"the zygote did not fork the application: {exc}") from exc
+        if arrival.error:
+            raise ZygoteError(f"the zygote could not fork the application: {arrival.error}")
+        return arrival.pid, arrival.fds
+
+    def retire(self) -> None:
+        """No more requests: it ends once it has answered those it has (its answers are still read)."""
+        if not self.retiring:
+            self.retiring = True
+            try:
+                self.req.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
 
     def close(self) -> None:
-        self.sock.close()
+        self.retire()
+        self.req.close()
+        self.rep.close()
+        self.ended = True
+        self.asks.clear()
 
     def reap(self, blocking: bool = False) -> bool:
         """True once the zygote has ended and is reaped."""
@@ -125,136 +275,88 @@ def spawn_via(zygote: Zygote, spec: ChildSpec, system: System, timeout: float | 
     return child_handle(spec, pid, fds, system, timeout, record)
 
 
-def _zygote(sock: socket.socket, inventory: Inventory) -> NoReturn:
-    ready: _Ready | None = None
-    try:
-        signal.set_wakeup_fd(-1)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
-            signal.signal(signum, signal.SIG_DFL)
-        set_title("dynamod: zygote")
-        close_channels({sock.fileno()})
-        sock.setblocking(True)
-        ready = _prefork(inventory)
-        while (message := framing.receive(sock, max_frame=1 << 30)) is not None:
-            spec = spec_from_json(message["spec"])
-            handed = None
-            if ready is not None and spec.kind == "app" and not spec.write:
-                handed, ready = _hand_out(ready, spec), None
-            try:
-                pid, fds = handed if handed is not None else _fork_orphan(spec, inventory)
-            except OSError as exc:
-                _answer(sock, {"error": str(exc)}, [])
-                continue
-            _answer(sock, {"pid": pid, "kinds": list(fds)}, list(fds.values()))
-            for fd in fds.values():
-                os.close(fd)
-            if ready is None:
-                ready = _prefork(inventory)
-    finally:
-        if ready is not None:
-            _discard(ready)
-        os._exit(0)
-
-
-@dataclasses.dataclass
-class _Ready:
-    """The zygote's spare: a read-only application forked ahead, still the intermediate's child."""
-
-    intermediate: int
-    pid: int
-    spec_w: int      # its spec goes here (closed unused: it ends)
-    release_w: int   # b"g": the intermediate exits (the spare is handed out); closed unused: it waits for the spare
-    out_r: int
-    err_r: int
-
-
-def _prefork(inventory: Inventory) -> _Ready | None:
-    """Fork the next spare through an intermediate process that stays until it is handed out; None if
-    that failed (requests are then forked on demand)."""
-    pipes = [os.pipe() for _ in range(5)]
-    (out_r, out_w), (err_r, err_w), (spec_r, spec_w), (release_r, release_w), (told_r, told_w) = pipes
-    gc.collect()
-    gc.freeze()
-    try:
-        intermediate = os.fork()
-    except OSError:
-        for fd in (fd for pair in pipes for fd in pair):
-            os.close(fd)
-        return None
-    if intermediate == 0:
-        _intermediate(inventory, out_w, err_w, spec_r, release_r, told_w)
-    for fd in (out_w, err_w, spec_r, release_r, told_w):
-        os.close(fd)
-    with os.fdopen(told_r, "rb") as told:
-        data = told.read()
-    ready = _Ready(intermediate, -1, spec_w, release_w, out_r, err_r)
-    if len(data) != LENGTH.size:
-        _discard(ready)
-        return None
-    ready.pid = int(LENGTH.unpack(data)[0])
-    return ready
-
-
-def _intermediate(inventory: Inventory, out_w: int, err_w: int, spec_r: int, release_r: int,
-                  told_w: int) -> NoReturn:
-    """The intermediate process of a spare: forks it, then waits to be released."""
-    code = 1
-    try:
-        close_channels({out_w, err_w, spec_r, release_r, told_w})
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.close(release_r)
-                os.close(told_w)
-                wait_for_spec(None, inventory, out_w, err_w, spec_r)
-            finally:
-                os._exit(ChildExit.SETUP_FAILED)
-        for fd in (out_w, err_w, spec_r):
-            os.close(fd)
-        os.write(told_w, LENGTH.pack(pid))
-        os.close(told_w)
-        if not os.read(release_r, 1):  # not handed out: the spare ends on its closed spec pipe; wait for it
-            os.waitpid(pid, 0)
-        code = 0
-    finally:
-        os._exit(code)
-
-
-def _hand_out(ready: _Ready, spec: ChildSpec) -> tuple[int, dict[str, int]] | None:
-    """Give ``spec`` to the spare and make it dynamod's child; None if it cannot take it (the caller forks)."""
-    frame = encode_spec(spec)
-    try:
-        if frame is None:
-            raise ZygoteError("the spec does not fit the spare's pipe")
-        data = memoryview(frame)
-        while data:  # it fits the empty pipe (SPEC_MAX): this does not wait for the spare
-            data = data[os.write(ready.spec_w, data):]
-        os.write(ready.release_w, b"g")
-    except OSError:  # the spare is gone (EPIPE), or the spec is too large
-        _discard(ready)
-        return None
-    os.close(ready.spec_w)
-    os.close(ready.release_w)
-    # once the intermediate is reaped (it has exited), the spare has been re-parented to dynamod
-    os.waitpid(ready.intermediate, 0)
-    return ready.pid, {"out": ready.out_r, "err": ready.err_r}
-
-
-def _discard(ready: _Ready) -> None:
-    for fd in (ready.spec_w, ready.release_w, ready.out_r, ready.err_r):
+def discard(arrival: Arrival) -> None:
+    """An announced child nobody will use (a spare of a version that is gone): its pipes closed, it ends
+    (a spare on its closed spec pipe; killed all the same); reaped by the caller or the orphan sweep."""
+    for fd in arrival.fds.values():
         try:
             os.close(fd)
         except OSError:
             pass
+    if arrival.pid > 0:
+        try:
+            os.kill(arrival.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+# --- the zygote's side ---------------------------------------------------------------------------
+
+
+def _zygote(req: socket.socket, rep: socket.socket, inventory: Inventory) -> NoReturn:
     try:
-        os.waitpid(ready.intermediate, 0)
-    except ChildProcessError:
-        pass
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(signum, signal.SIG_DFL)
+        set_title(f"dynamod: zygote (version {inventory.version})")
+        close_channels({req.fileno(), rep.fileno()})
+        req.setblocking(True)
+        rep.setblocking(True)
+        while (message := framing.receive(req, max_frame=1 << 30)) is not None:
+            spare = "spare" in message
+            try:
+                if spare:
+                    pid, fds = _fork_spare(inventory, bool(message.get("write")))
+                else:
+                    pid, fds = _fork_orphan(spec_from_json(message["spec"]), inventory)
+            except OSError as exc:
+                _answer(rep, {"error": str(exc), **({"spare": True} if spare else {})}, [])
+                continue
+            try:
+                _answer(rep, {"pid": pid, "kinds": list(fds), **({"spare": True} if spare else {})},
+                        list(fds.values()))
+            finally:
+                for fd in fds.values():
+                    os.close(fd)
+    except (OSError, framing.ProtocolError):
+        pass  # dynamod is gone, or spoke nonsense: the zygote ends (what it forked ends on its closed pipes)
+    finally:
+        os._exit(0)
 
 
 def _answer(sock: socket.socket, answer: dict[str, Any], fds: list[int]) -> None:
-    payload = json.dumps(answer).encode()
-    socket.send_fds(sock, [LENGTH.pack(len(payload)) + payload], fds)
+    socket.send_fds(sock, [json.dumps(answer).encode()], fds)
+
+
+def _fork_spare(inventory: Inventory, write: bool) -> tuple[int, dict[str, int]]:
+    """A spare (``dynamo.server.spare.wait_for_spec``), dynamod's child by the time this returns; its pid
+    and the parent's ends of its pipes: "spec" (its spec goes there; closed unused: it ends), "out", "err"
+    and, for a write application's spare, "changes"."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    spec_r, spec_w = os.pipe()
+    change_r, change_w = os.pipe() if write else (-1, -1)
+    gc.collect()
+    gc.freeze()
+    try:
+        pid = _double_fork()
+    except OSError:
+        for fd in (out_r, out_w, err_r, err_w, spec_r, spec_w, change_r, change_w):
+            if fd >= 0:
+                os.close(fd)
+        raise
+    if pid == 0:
+        try:
+            wait_for_spec(None, inventory, out_w, err_w, spec_r, change_w if write else None)
+        finally:
+            os._exit(1)
+    for fd in (out_w, err_w, spec_r, change_w):
+        if fd >= 0:
+            os.close(fd)
+    fds = {"spec": spec_w, "out": out_r, "err": err_r}
+    if write:
+        fds["changes"] = change_r
+    return pid, fds
 
 
 def _fork_orphan(spec: ChildSpec, inventory: Inventory) -> tuple[int, dict[str, int]]:
@@ -264,7 +366,8 @@ def _fork_orphan(spec: ChildSpec, inventory: Inventory) -> tuple[int, dict[str, 
 
 
 def _double_fork() -> int:
-    """``fork()`` for ``fork_child``: 0 in the application, its pid in the zygote."""
+    """``fork()`` through an intermediate process that exits at once: 0 in the new process, its pid in the
+    zygote (by then re-parented to dynamod, the subreaper)."""
     told_r, told_w = os.pipe()
     intermediate = os.fork()
     if intermediate == 0:
@@ -278,12 +381,12 @@ def _double_fork() -> int:
             if pid != 0:  # the intermediate ends here, whatever happened
                 os._exit(0 if pid > 0 else 1)
         os.close(told_w)
-        return 0  # the application goes on in fork_child
+        return 0
     os.close(told_w)
     with os.fdopen(told_r, "rb") as told:
         data = told.read()
-    # once the intermediate is reaped (it has exited), the application has been re-parented to dynamod
+    # once the intermediate is reaped (it has exited), the new process has been re-parented to dynamod
     os.waitpid(intermediate, 0)
     if len(data) != LENGTH.size:
-        raise ZygoteError("the intermediate process could not fork the application")
+        raise ZygoteError("the intermediate process could not fork")
     return int(LENGTH.unpack(data)[0])

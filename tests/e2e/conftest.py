@@ -158,7 +158,7 @@ class Server:
         return path
 
 
-HELPERS = ("dynamod: keeper", "dynamo: spare", "dynamod: commit", "dynamod: zygote")
+HELPERS = ("dynamod: keeper", "dynamo: spare", "dynamo: writer spare", "dynamod: commit", "dynamod: zygote")
 
 
 def cmdline_of(pid: int) -> str:

@@ -48,9 +48,16 @@ def _nice(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
 
 
-def helper_running(server: Server) -> bool:
-    """A commit process or a zygote (the change set is being validated, committed or applied)."""
-    return any(cmdline_of(pid).startswith(("dynamod: commit", "dynamod: zygote")) for pid in server.all_children())
+def committing(server: Server) -> bool:
+    """A commit process is at work (the change set is being validated and committed)."""
+    return any(cmdline_of(pid).startswith("dynamod: commit") for pid in server.all_children())
+
+
+def zygote_versions(server: Server) -> list[int]:
+    """The versions the zygotes hold (dynamo.server.zygote: one of the current version; while a change set
+    goes into the image, the old version's)."""
+    titles = [cmdline_of(pid) for pid in server.all_children()]
+    return sorted(int(t.split("version ")[1].strip().rstrip(")")) for t in titles if t.startswith("dynamod: zygote"))
 
 
 def test_calls_are_answered_during_an_inject_and_see_one_whole_version(server: Server) -> None:
@@ -65,7 +72,8 @@ def test_calls_are_answered_during_an_inject_and_see_one_whole_version(server: S
                               stderr=subprocess.PIPE, text=True)
     seen, during = [], 0
     while inject.poll() is None:
-        busy = helper_running(server)
+        log = server.log()
+        busy = committing(server) or "commit process started" in log and f"version {before[0] + 1} applied" not in log
         result = count(server, script)
         seen.append(result)
         if busy and inject.poll() is None:
@@ -79,7 +87,8 @@ def test_calls_are_answered_during_an_inject_and_see_one_whole_version(server: S
     assert during >= 1, f"no call was answered while the inject was committed: {seen}"
     # every application saw the old version or the new one, whole: never a part of the change set
     assert set(seen) <= {before, after}, set(seen) - {before, after}
-    wait_for(lambda: not helper_running(server))  # the commit process and the zygote are gone
+    # the commit process is gone, the zygote of the old version too; one of the new version took its place
+    wait_for(lambda: not committing(server) and zygote_versions(server) == [after[0]])
     # applications started while the committed change set went into the image were forked at the old version
     log = server.log()
     applying = log[log.index(f"committed as version {after[0]}"):log.index(f"version {after[0]} applied")]

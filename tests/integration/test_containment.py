@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import traceback
 
 from dynamo.apps import containment
 from dynamo.apps.containment import Limits
@@ -97,6 +98,40 @@ def test_orphans_of_a_killed_application_are_swept_by_the_server() -> None:
     while _alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(grandchild)
+
+
+def test_the_sweep_leaves_children_started_since_a_spare_was_asked_for() -> None:
+    """A zygote's spare is the subreaper's child before the subreaper is told its pid: the sweep leaves
+    be what started since the oldest spare asked for, and sweeps what started before."""
+    sweeper = os.fork()
+    if sweeper == 0:  # plays dynamod, whose only children are these two
+        code = 1
+        try:
+            old = _sleeper()
+            time.sleep(0.05)
+            asked = containment.boot_ticks()
+            time.sleep(0.05)  # clock ticks are 10 ms
+            young = _sleeper()
+            started = containment.started_ticks(young)
+            assert started is not None and started >= asked
+            assert containment.sweep_orphans(known=set(), spared_since=asked) == [old]
+            assert containment.sweep_orphans(known={old}) == [young]
+            code = 0
+        except BaseException:  # noqa: BLE001 - reported through the exit code
+            traceback.print_exc()
+        finally:
+            containment.kill_descendants()
+            os._exit(code)
+    _, status = os.waitpid(sweeper, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def _sleeper() -> int:
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    return pid
 
 
 def test_memory_limit_is_above_the_inherited_image() -> None:

@@ -183,3 +183,27 @@ def test_nothing_is_forked_while_the_image_is_half_changed_without_a_zygote() ->
     allowed[0] = True
     h.turn()
     assert h.started == [2, 1]
+
+
+def test_a_reader_waits_in_its_queue_for_a_child_forked_elsewhere_and_those_behind_it_too() -> None:
+    h = Harness(max_running=4)
+    waiting = {1}
+    h.scheduler.reader_waits = lambda pending: pending.record.id in waiting
+    for app_id in (1, 2):
+        h.submit(app_id)
+    h.turn()
+    assert h.started == []  # in order: 2 does not overtake 1
+    waiting.clear()  # the spare arrived
+    h.turn()
+    assert h.started == [1, 2]
+
+
+def test_a_waiting_reader_whose_client_left_is_not_waited_for() -> None:
+    h = Harness(max_running=4)
+    h.scheduler.reader_waits = lambda pending: True
+    gone = FakeConn()
+    gone.closed = True
+    pending = h.submit(1, conn=gone)
+    h.turn()
+    assert h.started == [] and not h.scheduler.readers
+    assert pending.record.status is AppState.KILLED

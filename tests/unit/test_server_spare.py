@@ -96,3 +96,19 @@ def test_a_spare_that_died_is_forgotten_without_a_signal() -> None:
     system.exits[500] = 9
     spares.tend(inventory, idle=False)
     assert spares.spare is None and system.signals == [] and spares.pids() == set()
+
+
+def test_a_writer_takes_the_writers_spare_and_a_reader_never_does() -> None:
+    system = FakeSystem()
+    inventory = Inventory()
+    spares = Spares(system)
+    writer = spares.writer = spare(inventory, system, pid=501)
+    writing = ChildSpec(**{**SPEC.__dict__, "write": True})
+    assert spares.take(SPEC, inventory) is None and spares.writer is writer  # no reader's spare: forked
+    spares.spare = spare(inventory, system)
+    taken = spares.take(writing, inventory)
+    assert taken is not None and taken[0] is writer and spares.writer is None and spares.spare is not None
+    spares.writer = spare(inventory, system, pid=502)
+    inventory.version += 1
+    assert spares.take(writing, inventory) is None and spares.writer is None
+    assert ("kill", 502, signal.SIGKILL) in system.signals
