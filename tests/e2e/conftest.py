@@ -112,16 +112,7 @@ class Server:
 
     def all_children(self) -> list[int]:
         assert self.process is not None
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    status = (entry / "status").read_text()
-                except OSError:
-                    continue
-                if f"\nPPid:\t{self.process.pid}\n" in status:
-                    pids.append(int(entry.name))
-        return pids
+        return children_of(self.process.pid)
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM, then wait: dynamod must leave no child behind."""
@@ -159,6 +150,20 @@ class Server:
 
 
 HELPERS = ("dynamod: keeper", "dynamo: spare", "dynamo: writer spare", "dynamod: commit", "dynamod: zygote")
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc; one that exits meanwhile is left out)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            if f"\nPPid:\t{pid}\n" in status:
+                pids.append(int(entry.name))
+    return pids
 
 
 def cmdline_of(pid: int) -> str:

@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.e2e.conftest import Server, cmdline_of, command, wait_for
+from tests.e2e.conftest import Server, children_of, cmdline_of, command, wait_for
 from tests.e2e.test_offloop import COUNT, count, document, zygote_versions
 
 PRINT = "print('ok', flush=True)\n"
@@ -22,18 +22,13 @@ def zygotes(server: Server) -> list[int]:
 
 
 def descendants(pid: int) -> set[int]:
-    found, todo = set(), [pid]
+    found: set[int] = set()
+    todo = [pid]
     while todo:
-        parent = todo.pop()
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    status = (entry / "status").read_text()
-                except OSError:
-                    continue
-                if f"\nPPid:\t{parent}\n" in status and int(entry.name) not in found:
-                    found.add(int(entry.name))
-                    todo.append(int(entry.name))
+        for child in children_of(todo.pop()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
     return found
 
 
