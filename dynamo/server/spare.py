@@ -59,6 +59,10 @@ class Spare:
     forked: float = 0.0  # monotonic
     changes_r: int = -1  # a writer's spare (the zygote's): its change stream
 
+    def holds(self, inventory: Inventory) -> bool:
+        """It was forked from ``inventory`` as it is now (its version)."""
+        return self.inventory is inventory and self.version == inventory.version
+
 
 def fork_spare(inventory: Inventory, system: System) -> Spare:
     """Fork a spare holding ``inventory`` at its current version. Raises OSError."""
@@ -176,8 +180,7 @@ class Spares:
             return None
         if spec.write:
             return self._take_writer(spec, inventory)
-        while self.spare is not None and (self.spare.inventory is not inventory or
-                                          self.spare.version != inventory.version):
+        while self.spare is not None and not self.spare.holds(inventory):
             self.discard()
         spare = self.spare
         if spare is None:
@@ -192,7 +195,7 @@ class Spares:
         writer = self.writer
         if writer is None:
             return None
-        if writer.inventory is not inventory or writer.version != inventory.version:
+        if not writer.holds(inventory):
             self.writer = None
             self.discard(writer)
             return None
@@ -212,11 +215,11 @@ class Spares:
                 done = pid
             if done:
                 self.discarded.discard(pid)
-        for stale in [s for s in self.stock if s.inventory is not inventory or s.version != inventory.version]:
+        for stale in [s for s in self.stock if not s.holds(inventory)]:
             self.stock.remove(stale)
             self.discard(stale)
         writer = self.writer
-        if writer is not None and (writer.inventory is not inventory or writer.version != inventory.version):
+        if writer is not None and not writer.holds(inventory):
             self.writer = None
             self.discard(writer)
         elif writer is not None and self._gone(writer):
@@ -224,7 +227,7 @@ class Spares:
             _close(writer)
         spare = self.spare
         if spare is not None:
-            if spare.inventory is not inventory or spare.version != inventory.version or \
+            if not spare.holds(inventory) or \
                     (idle and self.system.monotonic() > spare.forked + MAX_AGE):
                 self.discard()
             elif self._gone(spare):  # reaped already: nothing to kill
