@@ -228,6 +228,9 @@ def apply_change_set(inventory: Inventory, store: InventoryStore | None, records
 # a change set applied to dynamod's live image while the commit process commits it
 # ---------------------------------------------------------------------------
 
+WAITING = -1   # LiveChange.steps: every record so far is applied, and more may come (not sealed)
+
+
 class LiveChange:
     """A writer's change set going into dynamod's live image, in slices, *while* the commit process
     (forked at this very version, holding the same records) validates and commits it.
@@ -238,37 +241,70 @@ class LiveChange:
     process refuses the change set, fails or dies, ``rollback`` makes the image exactly as before.
     Once the commit process says committed, ``commit`` keeps the change (and checks that the ids
     agree with the store's). Between two slices the image is half-changed: nobody may read or fork it.
+
+    Unless ``sealed``, the records are still coming (a ``Prepared`` that grows while the application
+    runs): ``steps`` applies what there is and yields ``WAITING`` when it has caught up; ``seal`` says
+    there will be no more, and the blocks are then checked and the replicas packed.
     """
 
-    def __init__(self, inventory: Inventory, records: list[Record] | Prepared):
+    def __init__(self, inventory: Inventory, records: list[Record] | Prepared, sealed: bool = True):
         if inventory._tracker.active:
             raise RuntimeError("a change set is already being applied to this inventory")
         self.inventory = inventory
         self.records = records
         self.txn = Transaction(inventory.ids)
         self.num_records = 0
+        self.applied = 0          # records applied so far
+        self.sealed = sealed
         self.open = True
         inventory._tracker = self.txn
 
+    def seal(self) -> None:
+        self.sealed = True
+
+    @property
+    def caught_up(self) -> bool:
+        """Everything that came is applied, and more may come: nothing to do until it does."""
+        if self.sealed:
+            return False
+        records = self.records
+        if isinstance(records, Prepared):
+            return self.applied >= len(records.decoded) and records.error is None
+        return self.applied >= len(records)
+
     def steps(self, slice_records: int = 250) -> Iterator[int]:
-        """Apply the records, yielding after every ``slice_records``; then check and repack the
-        blocks. Raises ``ChangeSetError`` as ``apply_change_set`` would (the caller rolls back)."""
-        inventory, txn = self.inventory, self.txn
+        """Apply the records, yielding after every ``slice_records`` (and ``WAITING`` whenever it has
+        caught up with records still coming); then check and repack the blocks. Raises
+        ``ChangeSetError`` as ``apply_change_set`` would (the caller rolls back)."""
+        inventory, txn, records = self.inventory, self.txn, self.records
         update, delete = inventory.update, inventory.delete
-        index = -1
-        for index, (record, decoded) in enumerate(_decoded(self.records)):
-            txn.record_index = index
-            try:
-                op, obj = decode(record) if decoded is None else decoded
-                update(obj) if op == UPDATE else delete(obj)
-            except (CodecError, ObjectError, InventoryError) as exc:
-                raise ChangeSetError(str(exc), index, describe(record)) from exc
-            except (TypeError, AttributeError, ValueError, KeyError) as exc:
-                raise ChangeSetError(f"unexpected {type(exc).__name__}: {exc}", index, describe(record)) from exc
-            if index % slice_records == slice_records - 1:
-                yield index + 1
+        prepared = records if isinstance(records, Prepared) else None
+        plain = prepared.records if prepared is not None else records
+        assert isinstance(plain, list)
+        index = 0
+        while True:
+            available = len(prepared.decoded) if prepared is not None else len(plain)
+            while index < available:
+                record = plain[index]
+                txn.record_index = index
+                try:
+                    op, obj = prepared.decoded[index] if prepared is not None else decode(record)
+                    update(obj) if op == UPDATE else delete(obj)
+                except (CodecError, ObjectError, InventoryError) as exc:
+                    raise ChangeSetError(str(exc), index, describe(record)) from exc
+                except (TypeError, AttributeError, ValueError, KeyError) as exc:
+                    raise ChangeSetError(f"unexpected {type(exc).__name__}: {exc}", index, describe(record)) from exc
+                index += 1
+                self.applied = index
+                if index % slice_records == 0:
+                    yield index
+            if prepared is not None and prepared.error is not None:
+                raise prepared.error  # the first record that could not be decoded: the change set is refused
+            if self.sealed:
+                break
+            yield WAITING
         txn.record_index = -1
-        self.num_records = index + 1
+        self.num_records = index
         if self.num_records:  # in slices too: packing the touched blocks and replicas takes long at W10
             yield from _check_blocks_sliced(inventory, txn, self.num_records)
             yield self.num_records

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import IO, Any
@@ -88,6 +88,7 @@ class Child:
     stdin_pending: bytearray = field(default_factory=bytearray)  # input the console has not read yet
     stdin_eof: bool = False       # the client ended its input: close stdin_fd once pending is written
     records: Prepared = field(default_factory=Prepared)
+    change_feed: Callable[[bytes], None] | None = None  # a writer's change stream also goes here (changefeed)
     commit_count: int | None = None
     change_error: str | None = None
     connection: Any = None        # the client connection streaming this child's output, if any
@@ -145,6 +146,7 @@ class Child:
         reachable after its end would keep them until the next full collection, and beyond it if the
         image is frozen meanwhile."""
         self.records = Prepared()
+        self.change_feed = None
         self.streams = []
         if self.connection is not None and self.connection.child is self:
             self.connection.child = None

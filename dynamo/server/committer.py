@@ -19,6 +19,7 @@ import gc
 import logging
 import os
 import resource
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ from typing import Any
 
 from dynamo.appserver.handlers import Handlers
 from dynamo.core.appstate import AppState
-from dynamo.core.changeset import LiveChange, Prepared, apply_committed
+from dynamo.core.changeset import WAITING, LiveChange, Prepared, apply_committed
 from dynamo.core.inventory import Inventory
 from dynamo.core.journal import ChangeMeta
 from dynamo.errors import ChangeSetError, JournalPruned, StoreError
@@ -53,6 +54,10 @@ ZYGOTE_MAX_AGE = 300.0    # seconds before an idle zygote is replaced (dynamod's
 ZYGOTE_RETRY = 10.0       # seconds before a zygote is forked again after one failed
 STATE = {"done": AppState.DONE, "refused": AppState.REFUSED, "document": AppState.REFUSED,
          "failed": AppState.FAILED}
+
+
+def _unsealed(result: Result) -> None:
+    raise AssertionError("a streamed writer's change set is finished only once sealed")
 
 
 def refreeze() -> None:
@@ -86,23 +91,43 @@ class Applying:
 
 
 class Alongside:
-    """A writer's change set going into the live image while its commit process commits it."""
+    """A writer's change set going into the live image while its commit process commits it; unless
+    ``sealed``, while the writer still runs (its records applied as they come)."""
 
-    def __init__(self, run: CommitRun, inventory: Inventory):
-        assert run.work.records is not None
+    def __init__(self, run: CommitRun, inventory: Inventory, sealed: bool = True):
+        assert isinstance(run.work.records, (list, Prepared))
         self.run = run
-        self.change = LiveChange(inventory, run.work.records)
+        self.change = LiveChange(inventory, run.work.records, sealed=sealed)
         self.steps: Iterator[int] | None = self.change.steps(slice_records=50)
         self.error: ChangeSetError | None = None   # the live image refused it (and was rolled back)
         self.status: dict[str, Any] | None = None  # the commit process's "committed" status
         self.started, self.cpu = time.monotonic(), time.process_time()
         self.faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        self.gc_was_enabled = False
+        if sealed:
+            self.seal()
+        # else the collector stays on while the writer runs (minutes, hours): what each slice makes is
+        # frozen after it (``_alongside_slice``), so that no collection walks it
+
+    def seal(self) -> None:
+        """The writer exited 0: the rest goes in without the collector (as in Applying)."""
+        self.change.seal()
+        self.sealed_at, self.sealed_cpu = time.monotonic(), time.process_time()
         self.gc_was_enabled = gc.isenabled()
-        gc.disable()  # as in Applying
+        gc.disable()
+
+    @property
+    def sealed(self) -> bool:
+        return self.change.sealed
 
     @property
     def applied(self) -> bool:
         return self.steps is None
+
+    @property
+    def waiting(self) -> bool:
+        """Caught up with a writer that still runs: nothing to do until more records come."""
+        return self.steps is not None and self.change.caught_up
 
     def restore_gc(self) -> None:
         if self.gc_was_enabled:
@@ -181,6 +206,7 @@ class Committer:
         """The zygote failed or holds an older version: it is retired (while the image is half-way
         through a change set, applications then wait for it)."""
         zygote, self.zygote = self.zygote, None
+        self.unpipeline("no zygote to fork applications from")
         if zygote is not None:
             zygote.retire()
             self.retired.append(zygote)
@@ -247,12 +273,15 @@ class Committer:
     def wake_in(self) -> float:
         if self.applying is not None:
             return 0.0
-        if self.alongside is not None and (not self.alongside.applied or self.alongside.status is not None):
+        alongside = self.alongside
+        if alongside is not None and (not alongside.applied and not alongside.waiting or alongside.status is not None):
             return 0.0
         if self.litter.pending:
             return 0.0
         if self.run is not None and not self.run.open:
             return 0.01  # its pipe closed: reap it soon
+        if self.run is not None and self.run.feed is not None and self.run.feed.pending:
+            return 0.01  # the writer's commit process has not taken all its records yet
         return 1.0
 
     # --- starting a change set --------------------------------------------------------
@@ -269,8 +298,123 @@ class Committer:
             self.ledger.finish(record, STATE[result.state], 0, result.message, version=self.inventory.version)
             then()
 
-        self.start(Work(f"app {record.id} ({record.title}) {record.user}", meta, finish, records=child.records,
-                        alongside=True), since=child.state_since)
+        run = self._stream_of(child)
+        if run is not None:
+            assert run.feed is not None
+            run.work.finish = finish
+            run.sealed_at = time.monotonic()
+            run.feed.seal(len(child.records))
+            child.change_feed = None
+            alongside = self.alongside
+            if alongside is not None and alongside.run is run:
+                alongside.seal()
+            else:  # the image was whole meanwhile (no zygote, or it had to be whole again): now, as below
+                self._ensure_zygote(run.work.who)
+                alongside = self.alongside = Alongside(run, self.inventory)
+            log.info("%s: sealed %d change(s) %.3f s after the application ended (%d applied to the image so far)",
+                     run.work.who, len(child.records), run.sealed_at - child.state_since, alongside.change.applied)
+            self._alongside_slice(APPLY_SLICE_S)
+            return
+        stale = self.run
+        if stale is not None and stale.work.stream and (stale.feed is None or not stale.feed.sealed):
+            self._discard(stale)  # this writer's streamed commit process failed, and was not reaped yet
+        self.start(Work(self._who(child), meta, finish, records=child.records, alongside=True),
+                   since=child.state_since)
+
+    @staticmethod
+    def _who(child: Child) -> str:
+        record = child.record
+        return f"app {record.id} ({record.title}) {record.user}"
+
+    def _stream_of(self, child: Child) -> CommitRun | None:
+        """The commit process taking ``child``'s records as they come, if it is still at it."""
+        run = self.run
+        if (run is None or not run.work.stream or run.work.records is not child.records or run.feed is None
+                or run.feed.closed or run.feed.sealed or run.ended):
+            return None
+        return run
+
+    # --- a writer's records, taken while it runs --------------------------------------
+
+    def stream_writer(self, child: Child) -> None:
+        """A write application has started: its commit process starts now, at this version, and applies its
+        records as they come (``changefeed``); so does this image, when a zygote of this version can fork
+        applications meanwhile. When the writer exits 0 (``apply_application``) only the rest is left: its
+        last records, the block checks, and the store's transaction. Any hitch here only means that the
+        change set is applied at the writer's exit instead, as without this."""
+        if self.busy or self.opener is None or not self.image_whole:
+            return
+        record = child.record
+        meta = ChangeMeta(user=record.user, dn=child.dn, title=record.title, checksum=record.checksum,
+                          run_id=record.id)
+        work = Work(self._who(child), meta, _unsealed, records=child.records, alongside=True, stream=True,
+                    encodes_journal=self.store.ENCODES_JOURNAL)
+        keep: tuple[int, ...] = ()
+        started = time.monotonic()
+        try:
+            opener, keep = self.opener()
+            gc.collect(1)  # as in start: what is alive now is shared with the commit process
+            gc.freeze()
+            run = offloop.start(work, self.inventory, opener, keep, self.changelog)
+        except (StoreError, OSError) as exc:
+            log.warning("%s: no commit process while it runs (%s): its change set is committed when it ends",
+                        work.who, exc)
+            return
+        finally:
+            for fd in keep:
+                os.close(fd)
+        run.started = time.monotonic()
+        self.run = run
+        self.interest.set(run, READ)
+        assert run.feed is not None
+        child.change_feed = run.feed.push
+        forked = time.monotonic()
+        self._ensure_zygote(work.who)
+        if self.zygote is not None and self.zygote.holds(self.inventory):
+            self.alongside = Alongside(run, self.inventory, sealed=False)
+        log.info("%s: commit process started with the writer (fork %.3f s, zygote %.3f s)%s", work.who,
+                 forked - started, time.monotonic() - forked,
+                 ", its records go into the image as they come" if self.alongside is not None else "")
+
+    def abandon_stream(self, child: Child) -> None:
+        """``child`` ended without committing (failed, killed, refused by the server): its commit process, which
+        has written nothing, is ended, and what its records changed in the image is undone."""
+        run = self._stream_of(child)
+        if run is None:
+            return
+        self._drop_stream(run, "the writer ended without committing")
+
+    def _drop_stream(self, run: CommitRun, why: str) -> None:
+        assert run.feed is not None
+        run.feed.close()  # unsealed: the commit process ends without a word (and is killed to be sure)
+        run.abandoned = True
+        run.work.records = None  # the writer's own, which it may still be adding to: not the litter's
+        try:
+            os.kill(run.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        alongside = self.alongside
+        if alongside is not None and alongside.run is run:
+            self._abandon(alongside)
+        log.info("%s: %s: its commit process is ended, it wrote nothing", run.work.who, why)
+
+    def _discard(self, run: CommitRun) -> None:
+        """A streamed commit process that failed: ended and reaped now (it wrote nothing)."""
+        if not run.abandoned:
+            self._drop_stream(run, "its commit process failed")
+        self.interest.drop(run)
+        run.close()
+        run.reap(blocking=True)
+        self.run = None
+
+    def unpipeline(self, why: str) -> None:
+        """The image must be whole again (no zygote to fork from, web workers to start): a writer's records
+        applied while it runs are rolled back; they go into the image after its exit instead."""
+        alongside = self.alongside
+        if alongside is not None and not alongside.sealed:
+            log.info("%s: %s: the records applied to the image so far are rolled back (applied after the writer "
+                     "ends instead)", alongside.run.work.who, why)
+            self._abandon(alongside)
 
     def run_inject(self, job: InjectJob) -> None:
         conn = job.conn
@@ -339,16 +483,26 @@ class Committer:
         """Reap a finished commit process and act on its status; apply a slice of a committed change set."""
         run = self.run
         if run is not None:
+            feed = run.feed
+            if feed is not None and feed.pending:
+                feed.flush()
             if not run.open:
                 run.reap()
-            if not run.settled and (run.status is not None or run.ended):  # the status is its last frame
-                run.settled = True
+            if feed is not None and not feed.sealed and not run.abandoned and run.ended:
+                # a streamed writer's commit process ended before the writer did: the writer's change set is
+                # committed by a new one when it ends, as without streaming
+                log.warning("%s: its commit process ended early (%s): the change set is committed when the "
+                            "writer ends", run.work.who, (run.status or {}).get("crashed") or run.exit_status)
+                self._drop_stream(run, "its commit process ended early")
+            if (not run.settled and not run.abandoned and (feed is None or feed.sealed)
+                    and (run.status is not None or run.ended)):
+                run.settled = True  # the status is its last frame
                 self._settle(run)
             if run.ended:  # the next change set waits for it: its change log lines come first
                 self.run = None
                 if self.alongside is None or self.alongside.run is not run:  # else the live apply reads them
                     self._drop_records(run.work)
-        if self.alongside is not None:
+        if self.alongside is not None and not self.alongside.waiting:
             self._alongside_slice(APPLY_SLICE_S)
         if self.applying is not None:
             self._apply_slice(APPLY_SLICE_S)
@@ -368,6 +522,8 @@ class Committer:
     def settle(self) -> None:
         """At shutdown: wait for the commit process, and apply what it committed (its client is told)."""
         run = self.run
+        if run is not None and run.feed is not None and not run.feed.sealed and not run.abandoned:
+            self._drop_stream(run, "the server stops")  # its writer did not end (or ended without committing)
         if run is not None:
             self.interest.drop(run)
             if run.open:  # else it was read to its end (and closed), but not reaped yet
@@ -434,7 +590,10 @@ class Committer:
         assert alongside is not None
         if alongside.steps is not None:
             try:
-                if not self._slice(alongside.steps, budget):
+                done = self._slice(alongside.steps, budget)
+                if not alongside.sealed:
+                    gc.freeze()  # what the slice made is the image's: no collection walks it while the writer runs
+                if not done:
                     return
                 alongside.steps = None
             except ChangeSetError as exc:
@@ -504,7 +663,9 @@ class Committer:
         loop; True once they are exhausted."""
         started = time.monotonic()
         deadline, early = started + budget, started + APPLY_SLICE_MIN_S
-        for _ in steps:
+        for applied in steps:
+            if applied == WAITING:
+                return False  # caught up with a writer that still runs
             now = time.monotonic()
             if now > deadline or now > early and self.events_waiting():
                 return False

@@ -137,6 +137,8 @@ class Lifecycle:
             child.connection = conn
             conn.child = child
             conn.send(replies.started(record.id, inventory.version))
+        if record.write and spec.kind == "app":
+            self.committer.stream_writer(child)  # its records are applied as they come
         return child
 
     def _from_spare(self, spec: ChildSpec, inventory: Inventory, timeout: float, record: AppRecord) -> Child | None:
@@ -276,6 +278,8 @@ class Lifecycle:
         if result.state is AppState.APPLYING:  # its client is told once the change set is in (or refused)
             self.committer.apply_application(child, lambda: self._answer(child))
             return
+        if record.write:
+            self.committer.abandon_stream(child)  # what its records changed so far is undone
         self.ledger.finish(record, result.state, result.code, result.message)
         self._answer(child)
 

@@ -216,7 +216,13 @@ class Dynamod:
 
     def serve_web(self) -> None:
         """Web workers for the current version of the image (a new generation after a commit)."""
-        if self.web is not None and not self.stopping and self.committer.image_whole:
+        if self.web is None or self.stopping:
+            return
+        if not self.committer.image_whole:
+            self.web.reap()
+            if self.web.wants_fork(self.committer.inventory):
+                self.committer.unpipeline("the web server needs a worker")  # a writer's records: after its end
+        if self.committer.image_whole:
             self.web.step(self.committer.inventory, lambda: registry_users(self.registry))
 
     # =====================================================================

@@ -36,7 +36,7 @@ import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from dynamo.core.changeset import Prepared, apply_change_set
 from dynamo.core.codec import Record
@@ -45,6 +45,7 @@ from dynamo.core.inventory import Inventory
 from dynamo.core.journal import ChangeMeta, JournalWriter
 from dynamo.errors import ChangeSetError, DocumentError, StoreError, StoreUnavailable
 from dynamo.proctitle import set_title
+from dynamo.server.changefeed import Abandoned, Feed, StreamedRecords
 from dynamo.server.logs import ChangeLog
 from dynamo.store.sql import SQLStore
 
@@ -73,6 +74,9 @@ class Work:
     # dynamod applies the change set to its image itself, alongside (a writer's records, which it holds):
     # then only the outcome comes back, not the normalized records
     alongside: bool = False
+    # a writer's records come over a feed while it runs (``changefeed``), sealed when it exits 0
+    stream: bool = False
+    encodes_journal: bool = False   # the store's ENCODES_JOURNAL (a streamed writer's store is opened late)
 
 
 @dataclass
@@ -97,6 +101,9 @@ class CommitRun:
     exit_status: int | None = None
     started: float = 0.0
     settled: bool = False     # its status was acted on (it may still be running: change log, checkpoint)
+    feed: Feed | None = None  # a streamed writer's: its change stream, forwarded while it runs
+    abandoned: bool = False   # ... ended unsealed (the writer did not commit): no status is awaited
+    sealed_at: float = 0.0    # when the feed was sealed (the writer exited 0)
 
     def fileno(self) -> int:
         return self.fd
@@ -159,18 +166,24 @@ def start(work: Work, inventory: Inventory, opener: Opener, keep: tuple[int, ...
           fork: Callable[[], int] = os.fork) -> CommitRun:
     """Fork the commit process for ``work``; ``keep``: descriptors it needs (a database socket)."""
     read_fd, write_fd = os.pipe()
+    feed_in, feed_out = os.pipe() if work.stream else (-1, -1)
     try:
         pid = fork()
     except OSError:
-        os.close(read_fd)
-        os.close(write_fd)
+        for fd in (read_fd, write_fd, feed_in, feed_out):
+            if fd >= 0:
+                os.close(fd)
         raise
     if pid == 0:
         os.close(read_fd)
-        _child(work, inventory, opener, write_fd, keep, changelog)
+        if feed_out >= 0:
+            os.close(feed_out)
+        _child(work, inventory, opener, write_fd, keep, changelog, feed_in)
     os.close(write_fd)
+    if feed_in >= 0:
+        os.close(feed_in)
     os.set_blocking(read_fd, False)
-    return CommitRun(work, pid, read_fd)
+    return CommitRun(work, pid, read_fd, feed=Feed(feed_out) if feed_out >= 0 else None)
 
 
 # ---------------------------------------------------------------------------
@@ -178,7 +191,7 @@ def start(work: Work, inventory: Inventory, opener: Opener, keep: tuple[int, ...
 # ---------------------------------------------------------------------------
 
 def _child(work: Work, inventory: Inventory, opener: Opener, fd: int, keep: tuple[int, ...],
-           changelog: ChangeLog) -> NoReturn:
+           changelog: ChangeLog, feed: int = -1) -> NoReturn:
     code = 0
     try:
         signal.set_wakeup_fd(-1)
@@ -190,13 +203,15 @@ def _child(work: Work, inventory: Inventory, opener: Opener, fd: int, keep: tupl
         # first allocations after apply_change_set turned it back on walked every object the change set
         # made, 0.3-0.6 s at 100k records, before the status went out.)
         gc.disable()
-        close_channels({fd, *keep})
+        close_channels({fd, feed, *keep})
         try:
             import fcntl
             fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         except OSError:
             pass
-        _commit(work, inventory, opener, fd, changelog)
+        _commit(work, inventory, opener, fd, changelog, StreamedRecords(feed) if feed >= 0 else None)
+    except Abandoned:
+        pass  # the writer did not commit: nothing was written, nobody waits for a word
     except BaseException as exc:  # noqa: BLE001 - whatever it was, the server is told, then this process ends
         code = 1
         try:
@@ -272,8 +287,25 @@ def _status(fd: int, **status: Any) -> None:
     _send(fd, STATUS, json.dumps(status).encode())
 
 
-def _commit(work: Work, inventory: Inventory, opener: Opener, fd: int, changelog: ChangeLog) -> None:
-    records: Prepared | list[Record] = work.records if work.records is not None else []
+class _StoreAtCommit:
+    """What ``apply_change_set`` needs of a store, the store itself opened only for the commit (a streamed
+    writer's change set is applied as its application runs, minutes or hours before it is complete)."""
+
+    def __init__(self, opener: Opener, encodes_journal: bool):
+        self.opener = opener
+        self.ENCODES_JOURNAL = encodes_journal
+        self.store: SQLStore | None = None
+
+    def commit(self, inventory: Inventory, txn: Any, journal: JournalWriter, meta: ChangeMeta) -> int:
+        self.store = self.opener()
+        return self.store.commit(inventory, txn, journal, meta)
+
+
+def _commit(work: Work, inventory: Inventory, opener: Opener, fd: int, changelog: ChangeLog,
+            streamed: StreamedRecords | None = None) -> None:
+    records: Prepared | list[Record] | StreamedRecords = work.records if work.records is not None else []
+    if streamed is not None:
+        records = streamed  # applied as they come; committed once sealed (a refusal waits for the seal too)
     counts: dict[str, int] = {}
     started, cpu = time.monotonic(), time.process_time()
     held: list[Any] = []
@@ -289,15 +321,21 @@ def _commit(work: Work, inventory: Inventory, opener: Opener, fd: int, changelog
         records, counts = parsed.records, parsed.counts
     parsed_at = time.monotonic()
     try:
-        store = opener()
+        # a streamed writer's store is opened when the change set is complete: no snapshot or transaction
+        # held while the application runs
+        store = opener() if streamed is None else cast(SQLStore, _StoreAtCommit(opener, work.encodes_journal))
         # a store that encodes the journal during its commit (MariaDB) gets the records unencoded
         journal = (JournalWriter if work.alongside else _Keeping)(eager=not store.ENCODES_JOURNAL)
         # the undo log is left to the process's exit: dropping it would hold up the status
         committed = apply_change_set(inventory, store, records, work.meta, journal=journal, hold=held)
     except ChangeSetError as exc:
+        if streamed is not None:
+            streamed.drain()  # said once the writer has exited 0 (Abandoned if it does not)
         _status(fd, refused=str(exc))
         return
     except StoreError as exc:
+        if streamed is not None:
+            streamed.drain()
         _status(fd, store=str(exc), unavailable=isinstance(exc, StoreUnavailable))
         return
     committed_at = time.monotonic()
@@ -309,11 +347,15 @@ def _commit(work: Work, inventory: Inventory, opener: Opener, fd: int, changelog
     _status(fd, committed=committed, version=inventory.version, next_ids=ids, counts=counts,
             records=journal.num_records, times=[round(parsed_at - started, 2), round(committed_at - parsed_at, 2),
                                                 round(time.monotonic() - committed_at, 2)],
-            cpu=round(time.process_time() - cpu, 2),
+            cpu=round(time.process_time() - cpu, 2), waited=round(streamed.waited, 2) if streamed else None,
             faults=resource.getrusage(resource.RUSAGE_SELF).ru_minflt)  # copy-on-write (and new) pages
     # dynamod goes on with the status; what is left here it does not wait for (but the next change set does)
+    if isinstance(store, _StoreAtCommit):
+        if store.store is None:
+            return  # nothing to commit: the store was never opened
+        store = store.store
     if committed:
-        plain = records.records if isinstance(records, Prepared) else records
+        plain = records.records if isinstance(records, (Prepared, StreamedRecords)) else records
         changelog.write(inventory.version, work.who, plain)  # committed: the change log may say so
         try:
             store.maintain()  # SQLite: the checkpoint, off the loop too

@@ -84,6 +84,9 @@ class Pipes:
             child.change_error = f"malformed frame from the application: {exc}"
             child.stop(StopReason.KILLED)
             self.close(stream)
+            return
+        if stream.kind == "changes" and child.change_feed is not None:
+            child.change_feed(data)  # the very bytes, to the writer's commit process (changefeed)
 
     def _keep_output(self, stream: Stream, text: str) -> None:
         """Append to the server's copy of the output (flushed: --poll shows a running application's),

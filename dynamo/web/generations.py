@@ -180,6 +180,13 @@ class WebGenerations:
                 log.warning("web worker %d (generation %d) did not drain: killed", worker.pid, worker.generation)
                 _signal(worker.pid, signal.SIGKILL)
 
+    def wants_fork(self, inventory: Any) -> bool:
+        """``step`` would fork a worker from ``inventory`` now (a new generation, or one short of workers)."""
+        if inventory.version != self.version:
+            return True
+        current = sum(1 for w in self.workers.values() if w.generation == self.generation and w.stopping_since is None)
+        return current < self.config.workers and time.monotonic() - self._last_spawn >= RESPAWN_DELAY
+
     def _refresh_users(self, users: Callable[[], dict[str, User]], now: float) -> None:
         """The registry's users and roles, to the running workers (a store failure: next time)."""
         self._users_read = now

@@ -174,9 +174,9 @@ def test_a_writers_commit_process_killed_while_the_image_takes_the_change_set(se
                            env=server.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     committing: list[int] = []
 
-    def found() -> bool:
+    def found() -> bool:  # the writer has exited 0 and its change set is sealed (its records all taken)
         committing[:] = [p for p in server.all_children() if cmdline_of(p).startswith("dynamod: commit")]
-        return bool(committing) and "commit process started" in server.log()
+        return bool(committing) and "sealed" in server.log()
 
     wait_for(found, timeout=60)
     # at once: the live image is taking the change set, the commit process applying or committing it (a
@@ -245,3 +245,96 @@ def test_a_writers_commit_refused_by_the_store_after_the_image_took_it(server: S
     assert server.stop() == 0
     server.start()
     assert count(server, script) == (before[0] + 1, 0, 0)
+
+
+# A writer whose records come in two halves, with a pause between them: its commit process (started
+# with it) and the live image take the first half while it waits for a file to appear.
+PAUSING_WRITER = """
+import os, sys, time
+from dynamo.core.executable import inventory
+from dynamo.dataformat import Block, Dataset, File
+def make(first, last):
+    for d in range(first, last):
+        name = f"/OffLoop{d:04d}/Run/RAW"
+        inventory.update(Dataset(name))
+        for b in range(BLOCKS):
+            block = f"b{d:04d}-{b:02d}"
+            inventory.update(Block(block, name, sum(100 + f for f in range(FILES)), FILES))
+            for f in range(FILES):
+                inventory.update(File(f"/store/offloop/{d:04d}/{b:02d}/{f:04d}.root", f"{name}#{block}", 100 + f))
+make(0, 5)
+print("first half", flush=True)
+deadline = time.monotonic() + 60
+while not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:
+    time.sleep(0.05)
+make(5, 10)
+if sys.argv[2] == "fail":
+    raise SystemExit(3)
+""".replace("BLOCKS", str(BLOCKS)).replace("FILES", str(FILES))
+
+
+def _pausing_writer(server: Server, go: Path, mode: str) -> subprocess.Popen[str]:
+    writer = server.script("pausing.py", PAUSING_WRITER)
+    authorize(server, str(writer), "pausingwriter")
+    return subprocess.Popen([command("dynamo"), f"{writer} {go} {mode}", "--write-request", "--title",
+                             "pausingwriter"], env=server.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _first_half_taken(server: Server, app: subprocess.Popen[str]) -> None:
+    assert app.stdout is not None
+    assert app.stdout.readline() == "first half\n"
+    # the recorder sends its records in batches: the 5,000 of the first half are the server's once it
+    # has printed; give the loop and the commit process a moment to take them
+    time.sleep(1.0)
+
+
+def test_a_writers_records_go_into_the_image_while_it_runs_and_a_failure_undoes_them(server: Server) -> None:
+    """A write application's commit process starts with it and applies its records as they come, and so
+    does the live image (applications meanwhile start from the zygote, at the old version). A writer that
+    then fails leaves image and store as they were; the next writer's change set is the next version."""
+    script = server.script("count.py", COUNT)
+    script.chmod(0o644)
+    before = count(server, script)
+    go = server.home / "go-fail"
+    app = _pausing_writer(server, go, "fail")
+    _first_half_taken(server, app)
+    assert "its records go into the image as they come" in server.log()
+    assert committing(server)
+    assert count(server, script) == before  # a reader meanwhile: the old version, whole (from the zygote)
+    go.touch()
+    out, err = app.communicate(timeout=120)
+    assert app.returncode != 0 and "nothing applied" in err, err
+    wait_for(lambda: not committing(server), timeout=30)
+    assert "it wrote nothing" in server.log()
+    assert count(server, script) == before
+    small = server.script("small.py", WRITER.replace("range(30)", "range(1)"))
+    authorize(server, str(small), "smallwriter")
+    done = server.run(str(small), "--write-request", "--title", "smallwriter")
+    assert done.code == 0, done.err
+    assert count(server, script) == (before[0] + 1, 1, BLOCKS * FILES)
+    assert server.stop() == 0
+    server.start()
+    assert count(server, script) == (before[0] + 1, 1, BLOCKS * FILES)
+
+
+def test_a_writers_commit_process_killed_while_the_writer_runs(server: Server) -> None:
+    """The commit process taking a running writer's records dies: the writer goes on, and its change set
+    is committed, whole, by a commit process started at its end."""
+    script = server.script("count.py", COUNT)
+    script.chmod(0o644)
+    before = count(server, script)
+    go = server.home / "go-ok"
+    app = _pausing_writer(server, go, "ok")
+    _first_half_taken(server, app)
+    pids = [p for p in server.all_children() if cmdline_of(p).startswith("dynamod: commit")]
+    assert len(pids) == 1
+    os.kill(pids[0], signal.SIGKILL)
+    wait_for(lambda: "ended early" in server.log(), timeout=30)
+    go.touch()
+    out, err = app.communicate(timeout=120)
+    assert app.returncode == 0, err
+    assert count(server, script) == (before[0] + 1, 10, 10 * BLOCKS * FILES)
+    assert server.stop() == 0
+    server.start()
+    assert count(server, script) == (before[0] + 1, 10, 10 * BLOCKS * FILES)
