@@ -224,6 +224,7 @@ class Committer:
         if zygote is self.zygote:
             self.zygote = None
             self.retired.append(zygote)
+            self.unpipeline("the zygote ended")  # applications are forked by dynamod again: from a whole image
 
     def spared_since(self) -> int | None:
         """When (``boot_ticks``) the oldest spare asked for and not yet announced was asked for: a process

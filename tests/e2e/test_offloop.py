@@ -338,3 +338,27 @@ def test_a_writers_commit_process_killed_while_the_writer_runs(server: Server) -
     assert server.stop() == 0
     server.start()
     assert count(server, script) == (before[0] + 1, 10, 10 * BLOCKS * FILES)
+
+
+def test_the_zygote_killed_while_a_writers_records_go_into_the_image(server: Server) -> None:
+    """The zygote forks applications while a running writer's records go into the live image; it dies:
+    the image is rolled back to whole (applications are forked from it again, at once), and the writer's
+    change set goes in after its end."""
+    script = server.script("count.py", COUNT)
+    script.chmod(0o644)
+    before = count(server, script)
+    go = server.home / "go-zygote"
+    app = _pausing_writer(server, go, "ok")
+    _first_half_taken(server, app)
+    zygotes = [p for p in server.all_children() if cmdline_of(p).startswith("dynamod: zygote")]
+    assert zygotes
+    for pid in zygotes:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: "rolled back (applied after the writer ends instead)" in server.log(), timeout=30)
+    started = time.monotonic()
+    assert count(server, script) == before
+    assert time.monotonic() - started < 10
+    go.touch()
+    out, err = app.communicate(timeout=120)
+    assert app.returncode == 0, err
+    assert count(server, script) == (before[0] + 1, 10, 10 * BLOCKS * FILES)
