@@ -119,6 +119,7 @@ class StreamedRecords:
         self.committed = False           # the application's commit frame was seen: nothing after it counts
         self._buffer = bytearray()
         self.waited = 0.0                # seconds spent waiting for the feed (for the status)
+        self.sealed_at = 0.0             # monotonic: when the seal came
 
     def _frames(self) -> Iterator[tuple[int, bytes]]:
         buffer = self._buffer
@@ -146,6 +147,7 @@ class StreamedRecords:
         for kind, payload in self._frames():
             if kind == SEAL:
                 self.sealed = True
+                self.sealed_at = time.monotonic()
                 expected = _seal_count(payload)
                 if expected != len(self.records):
                     raise ChangeSetError(f"the server took {expected} records from the application's change "

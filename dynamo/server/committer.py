@@ -546,10 +546,13 @@ class Committer:
         alongside = self.alongside
         if alongside is not None and alongside.run is run:
             if status.get("committed"):
+                sealed = (f"; {time.monotonic() - run.sealed_at:.2f} s after the seal (checks, then the store: "
+                          f"{status.get('after_seal')} s; waited for records {status.get('waited')} s)"
+                          if run.sealed_at else "")
                 log.info("%s: %d change(s) validated and committed as version %d in %.2f s (commit process: "
-                         "parse, apply and commit: %s s; CPU %s s, %s page faults)", work.who, status["records"],
+                         "parse, apply and commit: %s s; CPU %s s, %s page faults)%s", work.who, status["records"],
                          status["version"], time.monotonic() - run.started, status.get("times"), status.get("cpu"),
-                         status.get("faults"))
+                         status.get("faults"), sealed)
                 alongside.status = status  # done once the live image has it too
                 return
             self._abandon(alongside)  # the image goes back to version N, whole; then as below

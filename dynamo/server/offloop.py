@@ -295,8 +295,10 @@ class _StoreAtCommit:
         self.opener = opener
         self.ENCODES_JOURNAL = encodes_journal
         self.store: SQLStore | None = None
+        self.opened_at = 0.0
 
     def commit(self, inventory: Inventory, txn: Any, journal: JournalWriter, meta: ChangeMeta) -> int:
+        self.opened_at = time.monotonic()
         self.store = self.opener()
         return self.store.commit(inventory, txn, journal, meta)
 
@@ -348,6 +350,9 @@ def _commit(work: Work, inventory: Inventory, opener: Opener, fd: int, changelog
             records=journal.num_records, times=[round(parsed_at - started, 2), round(committed_at - parsed_at, 2),
                                                 round(time.monotonic() - committed_at, 2)],
             cpu=round(time.process_time() - cpu, 2), waited=round(streamed.waited, 2) if streamed else None,
+            # a streamed writer's: from the seal to the store's transaction (checks, packing), and that transaction
+            after_seal=[round(store.opened_at - streamed.sealed_at, 2), round(committed_at - store.opened_at, 2)]
+            if streamed is not None and isinstance(store, _StoreAtCommit) and store.opened_at else None,
             faults=resource.getrusage(resource.RUSAGE_SELF).ru_minflt)  # copy-on-write (and new) pages
     # dynamod goes on with the status; what is left here it does not wait for (but the next change set does)
     if isinstance(store, _StoreAtCommit):
