@@ -186,6 +186,14 @@ class Committer:
         return self.run is not None or self.applying is not None or self.alongside is not None
 
     @property
+    def storing(self) -> bool:
+        """A change set may be in the store's hands now: busy, except while a writer's records are only being
+        taken as it runs (its commit process opens the store after the seal). The store's upkeep waits."""
+        run = self.run
+        streaming = run is not None and run.feed is not None and not run.feed.sealed
+        return self.busy and not streaming
+
+    @property
     def image_whole(self) -> bool:
         """The live image is whole (not half-way through a change set): it may be forked."""
         return self.applying is None and self.alongside is None

@@ -335,7 +335,7 @@ class Dynamod:
         self.clients = Clients(self.interest, self.registry, self.config.listen, handlers.handle, self.listeners)
         self.maintenance = Maintenance(self.config, store, self.registry, self.work_areas,
                                        busy=lambda: len(self.children) > 0, system=self.system,
-                                       committing=lambda: self.committer.busy)
+                                       committing=lambda: self.committer.storing)
 
     def _failed_start(self, exc: BaseException) -> None:
         """Log why the server could not start (the log is the first place an operator looks), release
