@@ -287,22 +287,14 @@ class Dynamod:
         url = self.config.store.url
         if self.keeper is None or not url.startswith(("mysql:", "mariadb:")):  # the keeper may be TLS's only
             return lambda: _as_sql(open_store(url, create=False)), ()
-        from dynamo.store import prefetch  # MariaDB's only
-
         handed = [self.keeper.connect_db(10)]
-        for _ in range(prefetch.CONNECTIONS):  # a large commit reads ahead on these (dynamo.store.prefetch)
-            try:
-                handed.append(self.keeper.connect_db(10))
-            except StoreError as exc:
-                log.debug("no connection to read ahead with: %s", exc)
-                break
 
         def connector() -> tuple[int, dict[str, Any]]:
             if not handed:
-                raise StoreUnavailable("the commit process has no database connection left")
-            return handed.pop(0)  # the first for the commit itself
+                raise StoreUnavailable("the commit process has one database connection and lost it")
+            return handed.pop()
 
-        return lambda: _as_sql(open_store(url, create=False, connector=connector)), tuple(fd for fd, _ in handed)
+        return lambda: _as_sql(open_store(url, create=False, connector=connector)), (handed[0][0],)
 
     def from_keeper(self, keeper: KeeperLink) -> None:
         try:

@@ -326,10 +326,8 @@ def _commit(work: Work, inventory: Inventory, opener: Opener, fd: int, changelog
         # a streamed writer's store is opened when the change set is complete: no snapshot or transaction
         # held while the application runs
         store = opener() if streamed is None else cast(SQLStore, _StoreAtCommit(opener, work.encodes_journal))
-        # a store that encodes the journal during its commit (MariaDB) gets the records unencoded; a streamed
-        # writer's are encoded as they come, while the application runs
-        journal = (JournalWriter if work.alongside else _Keeping)(eager=streamed is not None
-                                                                  or not store.ENCODES_JOURNAL)
+        # a store that encodes the journal during its commit (MariaDB) gets the records unencoded
+        journal = (JournalWriter if work.alongside else _Keeping)(eager=not store.ENCODES_JOURNAL)
         # the undo log is left to the process's exit: dropping it would hold up the status
         committed = apply_change_set(inventory, store, records, work.meta, journal=journal, hold=held)
     except ChangeSetError as exc:

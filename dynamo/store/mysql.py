@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Callable
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import unquote, urlsplit
 
 import pymysql
@@ -15,21 +15,11 @@ import pymysql.cursors
 from pymysql.cursors import RE_INSERT_VALUES
 
 from dynamo.errors import ConfigurationError, StoreError, StoreUnavailable
-from dynamo.store import (
-    prefetch,
-    url_has_password,  # noqa: F401 (its home was here)
-)
-from dynamo.store import rows as R
+from dynamo.store import url_has_password  # noqa: F401 (its home was here)
 from dynamo.store.filesreader import FilesReader
 from dynamo.store.handover import SESSION, adopt
-from dynamo.store.prefetch import Prefetcher
-from dynamo.store.sql import Pipeline, SQLStore, fetch_batches, fetch_lists
+from dynamo.store.sql import SQLStore, fetch_batches, fetch_lists
 from dynamo.store.statements import Outcome, Row
-
-if TYPE_CHECKING:
-    from dynamo.core.inventory import Inventory
-    from dynamo.core.journal import ChangeMeta, JournalWriter
-    from dynamo.core.transaction import Transaction
 
 log = logging.getLogger("dynamo.store")
 
@@ -112,10 +102,6 @@ class MySQLStore(SQLStore):
         self._conn: pymysql.connections.Connection | None = None
         self.second_reader_min: int | None = SECOND_READER_MIN_BLOCKS  # None: never
         self._split = 0  # the second reader reads the blocks above this id
-        self._prefetch: Prefetcher | None = None   # during a large commit (dynamo.store.prefetch)
-        self._counted = 0
-        self._table: str | None = None             # the table _render renders rows of
-        self.prefetch_reads = 0                    # of the last commit that read ahead
         with self._errors():
             self._connection()
 
@@ -226,65 +212,6 @@ class MySQLStore(SQLStore):
             with self._connection().cursor() as cur:
                 cur.executemany(sql, rows)
 
-    # --- a large commit reads ahead (dynamo.store.prefetch) ----------------------------
-
-    def commit(self, inventory: Inventory, txn: Transaction, journal: JournalWriter, meta: ChangeMeta) -> int:
-        connections = self._prefetch_connections() if journal.num_records >= prefetch.MIN_RECORDS else []
-        self._prefetch = prefetch.Prefetcher(connections) if connections else None
-        self._counted = 0
-        try:
-            return super().commit(inventory, txn, journal, meta)
-        finally:
-            if self._prefetch is not None:
-                self._prefetch.close()
-                self.prefetch_reads = self._prefetch.reads
-                log.debug("commit: %d prefetching reads", self._prefetch.reads)
-                self._prefetch = None
-
-    def _prefetch_connections(self) -> list[pymysql.connections.Connection]:
-        """Up to ``prefetch.CONNECTIONS`` sessions besides the commit's (from the keeper when it hands them:
-        dynamod's commit process gets them with its own); fewer, or none, if they cannot be had."""
-        connections: list[pymysql.connections.Connection] = []
-        for _ in range(prefetch.CONNECTIONS):
-            try:
-                if self.connector is not None:
-                    connections.append(adopt(self.params, *self.connector()))
-                else:
-                    connections.append(pymysql.connect(**self.params, **SESSION))
-            except (StoreError, pymysql.Error, OSError):
-                break
-        return connections
-
-    def _data_statements(self, inventory: Inventory, txn: Transaction) -> Iterator[SQLStore.Statement]:
-        reader = self._prefetch
-        for statement in super()._data_statements(inventory, txn):
-            if reader is not None:
-                if reader.submitted == self._counted:  # not rendered by _render: nothing to read ahead
-                    reader.statement(None, (), (), None)
-                self._counted = reader.submitted
-            yield statement
-
-    def _upsert_statements(self, sql_table: str, rows: list[tuple[Any, ...]],
-                           updates: Sequence[str] | None = None) -> Iterator[SQLStore.Statement]:
-        self._table = sql_table
-        try:
-            yield from super()._upsert_statements(sql_table, rows, updates)
-        finally:
-            self._table = None
-
-    def _execute_all(self, statements: Iterator[SQLStore.Statement]) -> None:
-        reader = self._prefetch
-        if reader is None:
-            super()._execute_all(statements)
-            return
-        with Pipeline(statements) as source:  # SQLStore._execute_all, telling the prefetcher where it is
-            for sql, params in source:
-                reader.writing()
-                if params is None:
-                    self._execute(sql)
-                else:
-                    self._executemany(sql, params)
-
     def _render(self, sql: str, rows: Sequence[Sequence[Any]]) -> Iterator[SQLStore.Statement]:
         """Multi-row INSERTs of ~1 MB rendered here, in the producer thread of ``_execute_all``
         (escaping needs no I/O), as PyMySQL's executemany would render them between round trips."""
@@ -299,22 +226,16 @@ class MySQLStore(SQLStore):
         if conn is None:
             raise StoreUnavailable("MySQL connection lost during the commit")
         mogrify = conn.cursor().mogrify
-        reader, table = self._prefetch, self._table
-        columns = R.COLUMNS.get(table or "", ())
         parts: list[str] = []
-        size = first = 0
-        for n, row in enumerate(rows):
+        size = 0
+        for row in rows:
             part = mogrify(values, row)
             parts.append(part)
             size += len(part) + 1
             if size > STATEMENT_BYTES:
-                if reader is not None:
-                    reader.statement(table, columns, rows[first:n + 1], conn.escape)
                 yield prefix + ",".join(parts) + postfix, None
-                parts, size, first = [], 0, n + 1
+                parts, size = [], 0
         if parts:
-            if reader is not None:
-                reader.statement(table, columns, rows[first:], conn.escape)
             yield prefix + ",".join(parts) + postfix, None
 
     def _stream(self, sql: str) -> Iterator[tuple[Any, ...]]:
