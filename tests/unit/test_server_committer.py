@@ -28,3 +28,21 @@ def test_shutdown_after_the_commit_process_closed_its_pipe_but_before_it_was_rea
     committer.settle()
     assert [r.state for r in results] == ["document"]
     assert run.exit_status is not None and committer.run is None
+
+
+def test_the_stores_upkeep_waits_for_a_commit_not_for_a_writer_whose_records_are_taken_as_it_runs() -> None:
+    """``storing`` (the store's upkeep waits: SQLite's checkpoints, which sync the registry's rows) is true
+    while a change set may be in the store's hands, not for the whole run of a writer whose commit process
+    takes its records as they come (hours, maybe) and opens the store only after the seal."""
+    from dynamo.server.changefeed import Feed
+
+    committer = Committer(None, None, None)  # type: ignore[arg-type]
+    committer.inventory = Inventory()
+    assert not committer.storing
+    read_fd, write_fd = os.pipe()
+    work = Work("app 1 (w) u", ChangeMeta(title="w"), lambda result: None, stream=True, alongside=True)
+    committer.run = CommitRun(work, os.getpid(), read_fd, feed=Feed(write_fd))
+    assert committer.busy and not committer.storing
+    committer.run.feed.seal(0)  # type: ignore[union-attr]
+    assert committer.busy and committer.storing
+    os.close(read_fd)
