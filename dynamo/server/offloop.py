@@ -13,6 +13,11 @@ running as the server's user, holding the image copy-on-write. It
    final status frame; then writes the change log and runs the store's maintenance (SQLite's
    checkpoint), and exits.
 
+A write application's commit process is forked when the application starts (``Work.stream``): its
+records come over a feed as the application makes them (``dynamo.server.changefeed``) and are applied as
+they come; the store is opened, and the change set committed, once dynamod seals the feed at the
+application's exit 0 (an unsealed feed ends the process without a word).
+
 A writer's change set goes into dynamod's live image meanwhile, in slices under an undo log
 (``dynamo.core.changeset.LiveChange``), rolled back unless the status says committed. An inject's
 records exist only here: once the status says committed, the committer applies the records sent
