@@ -166,6 +166,9 @@ class Lifecycle:
                 discard(arrival)
                 self.spares.discarded.add(arrival.pid)
                 continue
+            if arrival.asked:
+                log.debug("spare %d from the zygote %.0f ms after the ask (its fork: %.0f ms)", arrival.pid,
+                          (now - arrival.asked) * 1000, arrival.fork_ms)
             spare = Spare(pid=arrival.pid, inventory=zygote.inventory, version=zygote.version, spec_w=fds["spec"],
                           out_r=fds["out"], err_r=fds["err"], forked=now, changes_r=fds.get("changes", -1))
             current = zygote.holds(self.committer.inventory)

@@ -6,8 +6,10 @@ a busy one), and every client waits for the loop's turn in progress. So dynamod 
 per version, the zygote, and asks it for what it would otherwise fork itself:
 
 * **spares** (``dynamo.server.spare``): dynamod sends ``{"spare": 1}`` without waiting; the zygote
-  forks the spare through an intermediate process that exits at once (the spare is re-parented to
-  dynamod, the child subreaper, which reaps, signals and times it like any child) and announces it
+  forks the spare as dynamod's child (``dynamo.server.sibling``: ``clone(CLONE_PARENT)``, one copy of
+  the page tables; where that is not available, through an intermediate process that exits at once,
+  the spare then re-parented to dynamod, the child subreaper), which reaps, signals and times it like
+  any child, and announces it
   on its reply socket with the parent's ends of its pipes (SCM_RIGHTS): ``{"spare": pid}``. The
   announcement is an event of dynamod's loop like any other; the next read-only application is handed
   to the spare with a write to its spec pipe. Until a spare asked for is announced, dynamod's orphan
@@ -21,6 +23,11 @@ applications that start meanwhile see it (the spare of each version is what they
 the image is whole at a new version, dynamod retires the zygote (``retire``: it ends when it has
 read its last request, after announcing what it forked) and forks the next one at a quiet moment.
 
+The zygote runs at a lower priority than dynamod and the applications (``ZYGOTE_NICE``, when each
+child can raise its own back: ``can_restore_priority``): its forks are for the calls to come and
+must not take CPU from the call being served; each child it forks is back at dynamod's priority
+before it runs anything.
+
 The zygote's requests come on a stream socket (a spec can be large); its answers go out on a
 sequenced-packet socket, one message and its descriptors a packet, never merged or split.
 """
@@ -31,11 +38,13 @@ import dataclasses
 import gc
 import json
 import os
+import resource
 import signal
 import socket
 import struct
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from dynamo.apps.containment import Limits, boot_ticks
@@ -43,6 +52,7 @@ from dynamo.apps.runner import ChildSpec
 from dynamo.core.inventory import Inventory
 from dynamo.proctitle import set_title
 from dynamo.protocol import framing
+from dynamo.server import sibling
 from dynamo.server.children import Child
 from dynamo.server.fork import child_handle, fork_child
 from dynamo.server.offloop import close_channels
@@ -55,6 +65,9 @@ MAX_FDS = 8
 MAX_ANSWER = 4096
 ASK = framing.encode({"spare": 1})
 ASK_WRITER = framing.encode({"spare": 1, "write": True})
+ZYGOTE_NICE = 5
+"""The zygote's nice value above dynamod's (the commit process's: ``offloop.COMMIT_NICE``)."""
+CAP_SYS_NICE = 23
 
 
 class ZygoteError(OSError):
@@ -78,6 +91,8 @@ class Arrival:
     pid: int = -1
     fds: dict[str, int] = dataclasses.field(default_factory=dict)
     error: str = ""
+    fork_ms: float = 0.0   # how long the zygote took to fork it
+    asked: float = 0.0     # when (monotonic) it was asked for
 
 
 class Zygote:
@@ -193,7 +208,7 @@ class Zygote:
             answer = json.loads(data)
             arrival = Arrival(spare="spare" in answer, pid=int(answer.get("pid", -1)),
                               fds=dict(zip(answer.get("kinds", ()), fds, strict=True)),
-                              error=str(answer.get("error", "")))
+                              error=str(answer.get("error", "")), fork_ms=float(answer.get("ms", 0.0)))
         except (ValueError, TypeError):  # not from our zygote's code: end it
             for fd in fds:
                 os.close(fd)
@@ -202,7 +217,7 @@ class Zygote:
             self.asks.clear()
             return None
         if arrival.spare and self.asks:
-            self.asks.popleft()
+            arrival.asked = self.asks.popleft()[2]
         return arrival
 
     def fork_child(self, spec: ChildSpec, timeout: float = 30.0) -> tuple[int, dict[str, int]]:
@@ -300,21 +315,23 @@ def _zygote(req: socket.socket, rep: socket.socket, inventory: Inventory) -> NoR
             signal.signal(signum, signal.SIG_DFL)
         set_title(f"dynamod: zygote (version {inventory.version})")
         close_channels({req.fileno(), rep.fileno()})
+        fork = _forker()
         req.setblocking(True)
         rep.setblocking(True)
         while (message := framing.receive(req, max_frame=1 << 30)) is not None:
             spare = "spare" in message
+            started = time.monotonic()
             try:
                 if spare:
-                    pid, fds = _fork_spare(inventory, bool(message.get("write")))
+                    pid, fds = _fork_spare(inventory, bool(message.get("write")), fork)
                 else:
-                    pid, fds = _fork_orphan(spec_from_json(message["spec"]), inventory)
+                    pid, fds = _fork_orphan(spec_from_json(message["spec"]), inventory, fork)
             except OSError as exc:
                 _answer(rep, {"error": str(exc), **({"spare": True} if spare else {})}, [])
                 continue
             try:
-                _answer(rep, {"pid": pid, "kinds": list(fds), **({"spare": True} if spare else {})},
-                        list(fds.values()))
+                _answer(rep, {"pid": pid, "kinds": list(fds), "ms": round((time.monotonic() - started) * 1000, 1),
+                              **({"spare": True} if spare else {})}, list(fds.values()))
             finally:
                 for fd in fds.values():
                     os.close(fd)
@@ -328,7 +345,46 @@ def _answer(sock: socket.socket, answer: dict[str, Any], fds: list[int]) -> None
     socket.send_fds(sock, [json.dumps(answer).encode()], fds)
 
 
-def _fork_spare(inventory: Inventory, write: bool) -> tuple[int, dict[str, int]]:
+def _forker() -> Callable[[], int]:
+    """How this zygote forks dynamod's children: ``fork()`` for dynamod (0 in the child, which is back at
+    dynamod's priority; its pid here, dynamod's child by then). Lowers the zygote's own priority when
+    its children can raise theirs back."""
+    fork = sibling.fork_sibling if sibling.available() else _double_fork
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    if not can_restore_priority(base):
+        return fork
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, min(19, base + ZYGOTE_NICE))
+    except OSError:
+        return fork
+
+    def forked() -> int:
+        pid = fork()
+        if pid == 0:
+            try:
+                os.setpriority(os.PRIO_PROCESS, 0, base)
+            except OSError:
+                pass  # can_restore_priority said it could: the child runs a little lower then
+        return pid
+
+    return forked
+
+
+def can_restore_priority(base: int) -> bool:
+    """A process of ours may go back to nice ``base`` after lowering its priority (CAP_SYS_NICE, or a
+    high enough RLIMIT_NICE)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:") and int(line.split()[1], 16) >> CAP_SYS_NICE & 1:
+                    return True
+    except (OSError, ValueError):
+        pass
+    soft, _ = resource.getrlimit(resource.RLIMIT_NICE)
+    return soft == resource.RLIM_INFINITY or soft >= 20 - base
+
+
+def _fork_spare(inventory: Inventory, write: bool, fork: Callable[[], int]) -> tuple[int, dict[str, int]]:
     """A spare (``dynamo.server.spare.wait_for_spec``), dynamod's child by the time this returns; its pid
     and the parent's ends of its pipes: "spec" (its spec goes there; closed unused: it ends), "out", "err"
     and, for a write application's spare, "changes"."""
@@ -339,7 +395,7 @@ def _fork_spare(inventory: Inventory, write: bool) -> tuple[int, dict[str, int]]
     gc.collect()
     gc.freeze()
     try:
-        pid = _double_fork()
+        pid = fork()
     except OSError:
         for fd in (out_r, out_w, err_r, err_w, spec_r, spec_w, change_r, change_w):
             if fd >= 0:
@@ -359,10 +415,10 @@ def _fork_spare(inventory: Inventory, write: bool) -> tuple[int, dict[str, int]]
     return pid, fds
 
 
-def _fork_orphan(spec: ChildSpec, inventory: Inventory) -> tuple[int, dict[str, int]]:
-    """Fork the application (``fork_child``: its pipes are made here, in the zygote) through an
-    intermediate process that exits at once: the application is dynamod's child before its pid is told."""
-    return fork_child(spec, inventory, _double_fork)
+def _fork_orphan(spec: ChildSpec, inventory: Inventory, fork: Callable[[], int]) -> tuple[int, dict[str, int]]:
+    """Fork the application (``fork_child``: its pipes are made here, in the zygote) as dynamod's child
+    (``_forker``): it is before its pid is told."""
+    return fork_child(spec, inventory, fork)
 
 
 def _double_fork() -> int:
