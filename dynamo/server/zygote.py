@@ -315,7 +315,7 @@ def _zygote(req: socket.socket, rep: socket.socket, inventory: Inventory) -> NoR
             signal.signal(signum, signal.SIG_DFL)
         set_title(f"dynamod: zygote (version {inventory.version})")
         close_channels({req.fileno(), rep.fileno()})
-        fork = _forker()
+        forker = Forker()
         req.setblocking(True)
         rep.setblocking(True)
         while (message := framing.receive(req, max_frame=1 << 30)) is not None:
@@ -323,9 +323,13 @@ def _zygote(req: socket.socket, rep: socket.socket, inventory: Inventory) -> NoR
             started = time.monotonic()
             try:
                 if spare:
-                    pid, fds = _fork_spare(inventory, bool(message.get("write")), fork)
+                    pid, fds = _fork_spare(inventory, bool(message.get("write")), forker.fork)
                 else:
-                    pid, fds = _fork_orphan(spec_from_json(message["spec"]), inventory, fork)
+                    forker.urgent(True)
+                    try:
+                        pid, fds = _fork_orphan(spec_from_json(message["spec"]), inventory, forker.fork)
+                    finally:
+                        forker.urgent(False)
             except OSError as exc:
                 _answer(rep, {"error": str(exc), **({"spare": True} if spare else {})}, [])
                 continue
@@ -345,29 +349,39 @@ def _answer(sock: socket.socket, answer: dict[str, Any], fds: list[int]) -> None
     socket.send_fds(sock, [json.dumps(answer).encode()], fds)
 
 
-def _forker() -> Callable[[], int]:
-    """How this zygote forks dynamod's children: ``fork()`` for dynamod (0 in the child, which is back at
-    dynamod's priority; its pid here, dynamod's child by then). Lowers the zygote's own priority when
-    its children can raise theirs back."""
-    fork = sibling.fork_sibling if sibling.available() else _double_fork
-    base = os.getpriority(os.PRIO_PROCESS, 0)
-    if not can_restore_priority(base):
-        return fork
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, min(19, base + ZYGOTE_NICE))
-    except OSError:
-        return fork
+class Forker:
+    """How a zygote forks dynamod's children (``fork``: 0 in the child, which is back at dynamod's priority;
+    its pid in the zygote, dynamod's child by then). The zygote itself runs ``ZYGOTE_NICE`` lower when its
+    children can raise theirs back (``lowered``), except while dynamod waits for it (``urgent``)."""
 
-    def forked() -> int:
-        pid = fork()
-        if pid == 0:
+    def __init__(self) -> None:
+        self.clone: Callable[[], int] = sibling.fork_sibling if sibling.available() else _double_fork
+        self.base = os.getpriority(os.PRIO_PROCESS, 0)
+        self.lowered = False
+        if can_restore_priority(self.base):
             try:
-                os.setpriority(os.PRIO_PROCESS, 0, base)
+                os.setpriority(os.PRIO_PROCESS, 0, min(19, self.base + ZYGOTE_NICE))
+                self.lowered = True
+            except OSError:
+                pass
+
+    def fork(self) -> int:
+        pid = self.clone()
+        if pid == 0 and self.lowered:
+            self.lowered = False
+            try:
+                os.setpriority(os.PRIO_PROCESS, 0, self.base)
             except OSError:
                 pass  # can_restore_priority said it could: the child runs a little lower then
         return pid
 
-    return forked
+    def urgent(self, urgent: bool) -> None:
+        """At dynamod's priority while dynamod waits for this fork (a child on request); lower again after."""
+        if self.lowered:
+            try:
+                os.setpriority(os.PRIO_PROCESS, 0, self.base if urgent else min(19, self.base + ZYGOTE_NICE))
+            except OSError:
+                pass
 
 
 def can_restore_priority(base: int) -> bool:
@@ -417,7 +431,7 @@ def _fork_spare(inventory: Inventory, write: bool, fork: Callable[[], int]) -> t
 
 def _fork_orphan(spec: ChildSpec, inventory: Inventory, fork: Callable[[], int]) -> tuple[int, dict[str, int]]:
     """Fork the application (``fork_child``: its pipes are made here, in the zygote) as dynamod's child
-    (``_forker``): it is before its pid is told."""
+    (``Forker``): it is before its pid is told."""
     return fork_child(spec, inventory, fork)
 
 
