@@ -255,6 +255,7 @@ class Spares:
             if spare is None:
                 return
         _close(spare)
+        self.system.lowest_priority(spare.pid)
         try:
             self.system.kill(spare.pid, signal.SIGKILL)
         except ProcessLookupError:

@@ -57,7 +57,7 @@ from dynamo.server.children import Child
 from dynamo.server.fork import child_handle, fork_child
 from dynamo.server.offloop import close_channels
 from dynamo.server.spare import wait_for_spec
-from dynamo.server.system import System
+from dynamo.server.system import REAL, System
 from dynamo.store.registry import AppRecord
 
 LENGTH = struct.Struct(">I")
@@ -299,6 +299,7 @@ def discard(arrival: Arrival) -> None:
         except OSError:
             pass
     if arrival.pid > 0:
+        REAL.lowest_priority(arrival.pid)
         try:
             os.kill(arrival.pid, signal.SIGKILL)
         except ProcessLookupError:
