@@ -35,6 +35,7 @@ sequenced-packet socket, one message and its descriptors a packet, never merged 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import gc
 import json
 import os
@@ -367,7 +368,13 @@ class Forker:
                 pass
 
     def fork(self) -> int:
-        pid = self.clone()
+        try:
+            pid = self.clone()
+        except OSError as exc:
+            if self.clone is _double_fork or exc.errno not in (errno.EPERM, errno.EINVAL, errno.ENOSYS):
+                raise
+            self.clone = _double_fork  # clone(CLONE_PARENT) refused here (a seccomp filter?): the old way
+            pid = self.clone()
         if pid == 0 and self.lowered:
             self.lowered = False
             try:
