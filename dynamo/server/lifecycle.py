@@ -192,7 +192,7 @@ class Lifecycle:
         if zygote is None or not zygote.holds(self.committer.inventory):
             return False
         now = self.system.monotonic()
-        if not zygote.asked and not zygote.ask_spare(now):
+        if not zygote.asked and not zygote.ask_spare(now, urgent=True):
             return False
         return now < zygote.asked_since + SPARE_WAIT
 
@@ -217,7 +217,8 @@ class Lifecycle:
             # been heard from (its forks would take CPU from that child's first output)
             self.spares.tend(inventory, idle=False)
             while self.spares.count() + zygote.asked < SPARE_STOCK and (not rows_held or not self.spares.count()):
-                if not zygote.ask_spare(now):
+                # none in stock nor on its way: the next reader would wait for this one (after a commit, say)
+                if not zygote.ask_spare(now, urgent=not self.spares.count() and not zygote.asked):
                     break
             if self.spares.writer is None and not zygote.asked_writer and not rows_held:
                 zygote.ask_spare(now, write=True)

@@ -66,6 +66,7 @@ MAX_FDS = 8
 MAX_ANSWER = 4096
 ASK = framing.encode({"spare": 1})
 ASK_WRITER = framing.encode({"spare": 1, "write": True})
+ASK_URGENT = framing.encode({"spare": 1, "urgent": True})  # dynamod has no reader's spare left: no lower priority
 ZYGOTE_NICE = 5
 """The zygote's nice value above dynamod's (the commit process's: ``offloop.COMMIT_NICE``)."""
 CAP_SYS_NICE = 23
@@ -158,12 +159,13 @@ class Zygote:
         return not self.retiring and not self.ended and inventory is self.inventory and \
             inventory.version == self.version
 
-    def ask_spare(self, now: float, write: bool = False) -> bool:
-        """Ask for one more spare (``write``: a write application's), without waiting; False if the zygote
-        cannot be asked (it is retired)."""
+    def ask_spare(self, now: float, write: bool = False, urgent: bool = False) -> bool:
+        """Ask for one more spare (``write``: a write application's; ``urgent``: a reader's, forked at
+        dynamod's priority: none is left in stock), without waiting; False if the zygote cannot be asked
+        (it is retired)."""
         if self.retiring or self.ended:
             return False
-        ask = ASK_WRITER if write else ASK
+        ask = ASK_WRITER if write else ASK_URGENT if urgent else ASK
         try:
             sent = self.req.send(ask)
         except BlockingIOError:  # its requests pile up: it is busy enough
@@ -325,7 +327,13 @@ def _zygote(req: socket.socket, rep: socket.socket, inventory: Inventory) -> NoR
             started = time.monotonic()
             try:
                 if spare:
-                    pid, fds = _fork_spare(inventory, bool(message.get("write")), forker.fork)
+                    urgent = bool(message.get("urgent"))
+                    forker.urgent(urgent)
+                    try:
+                        pid, fds = _fork_spare(inventory, bool(message.get("write")), forker.fork)
+                    finally:
+                        if urgent:
+                            forker.urgent(False)
                 else:
                     forker.urgent(True)
                     try:
@@ -360,6 +368,7 @@ class Forker:
         self.clone: Callable[[], int] = sibling.fork_sibling if sibling.available() else _double_fork
         self.base = os.getpriority(os.PRIO_PROCESS, 0)
         self.lowered = False
+        self.raised = False  # lowered, but at base for the fork at hand (``urgent``)
         if can_restore_priority(self.base):
             try:
                 os.setpriority(os.PRIO_PROCESS, 0, min(19, self.base + ZYGOTE_NICE))
@@ -384,8 +393,10 @@ class Forker:
         return pid
 
     def urgent(self, urgent: bool) -> None:
-        """At dynamod's priority while dynamod waits for this fork (a child on request); lower again after."""
-        if self.lowered:
+        """At dynamod's priority while a call waits for this fork (a child on request, or a spare when dynamod
+        has none left); lower again after."""
+        if self.lowered and urgent != self.raised:
+            self.raised = urgent
             try:
                 os.setpriority(os.PRIO_PROCESS, 0, self.base if urgent else min(19, self.base + ZYGOTE_NICE))
             except OSError:

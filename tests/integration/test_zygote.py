@@ -155,6 +155,14 @@ def _children_at_our_priority(work: Path) -> None:
     os.close(spare.fds["err"])
     _, status = os.waitpid(spare.pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+    # an urgent ask (dynamod has no spare left) is forked at our priority, and the zygote goes back down
+    assert zygote.ask_spare(time.monotonic(), urgent=True)
+    [urgent] = _arrivals(zygote)
+    assert urgent.spare and os.getpriority(os.PRIO_PROCESS, urgent.pid) == ours
+    assert os.getpriority(os.PRIO_PROCESS, zygote.pid) == (min(19, ours + ZYGOTE_NICE) if lowered else ours)
+    for fd in urgent.fds.values():
+        os.close(fd)  # it ends on its closed spec pipe
+    os.waitpid(urgent.pid, 0)
     zygote.retire()
     assert _arrivals(zygote) == [] and zygote.ended
     zygote.close()
