@@ -15,6 +15,7 @@ in order.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from dynamo.core.appstate import AppState, check_transition
@@ -23,6 +24,9 @@ from dynamo.server.system import REAL, System
 from dynamo.store.registry import AppRecord, Registry
 
 log = logging.getLogger("dynamo.server")
+
+SLOW_ROW_S = 0.01
+"""A registry write this long is logged (debug level): it holds the loop."""
 
 
 class Ledger:
@@ -53,12 +57,16 @@ class Ledger:
         self.write_held(record)
         check_transition(record.status, state)
         changes = {"status": state, **fields}
+        started = time.monotonic()
         try:
             self.registry.update_application(record, **changes)
         except StoreError as exc:
             log.error("app %d: cannot record that it is %s: %s", record.id, state.value, exc)
             for key, value in changes.items():
                 setattr(record, key, value)
+        took = time.monotonic() - started
+        if took > SLOW_ROW_S:
+            log.debug("app %d: its %s row took %.0f ms to write", record.id, state.value, took * 1000)
 
     def finish(self, record: AppRecord, state: AppState, code: int | None, message: str,
                version: int | None = None) -> None:

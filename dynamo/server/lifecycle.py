@@ -168,6 +168,9 @@ class Lifecycle:
                 discard(arrival)
                 self.spares.discarded.add(arrival.pid)
                 continue
+            if arrival.asked:
+                log.debug("spare %d from the zygote %.0f ms after the ask (its fork: %.0f ms)", arrival.pid,
+                          (now - arrival.asked) * 1000, arrival.fork_ms)
             spare = Spare(pid=arrival.pid, inventory=zygote.inventory, version=zygote.version, spec_w=fds["spec"],
                           out_r=fds["out"], err_r=fds["err"], forked=now, changes_r=fds.get("changes", -1))
             current = zygote.holds(self.committer.inventory)
@@ -191,7 +194,7 @@ class Lifecycle:
         if zygote is None or not zygote.holds(self.committer.inventory):
             return False
         now = self.system.monotonic()
-        if not zygote.asked and not zygote.ask_spare(now):
+        if not zygote.asked and not zygote.ask_spare(now, urgent=True):
             return False
         return now < zygote.asked_since + SPARE_WAIT
 
@@ -216,7 +219,8 @@ class Lifecycle:
             # been heard from (its forks would take CPU from that child's first output)
             self.spares.tend(inventory, idle=False)
             while self.spares.count() + zygote.asked < SPARE_STOCK and (not rows_held or not self.spares.count()):
-                if not zygote.ask_spare(now):
+                # none in stock nor on its way: the next reader would wait for this one (after a commit, say)
+                if not zygote.ask_spare(now, urgent=not self.spares.count() and not zygote.asked):
                     break
             if self.spares.writer is None and not zygote.asked_writer and not rows_held:
                 zygote.ask_spare(now, write=True)

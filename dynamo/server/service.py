@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from dynamo.appserver.connection import Connection
 from dynamo.protocol import replies
 from dynamo.server import console
 from dynamo.server.children import Children, StopReason
+from dynamo.server.ledger import SLOW_ROW_S
 from dynamo.server.pipes import tail
 from dynamo.server.scheduler import InjectJob, Pending, Scheduler
 from dynamo.store.registry import Registry, User
@@ -28,11 +30,15 @@ class AppService:
     def submit(self, conn: Connection, request: dict[str, Any], checksum: str) -> None:
         user: User = conn.user
         is_async = bool(request.get("async"))
+        started = time.monotonic()
         record = self.registry.new_application(title=request["title"], user=user.name, write=request["write"],
                                                script=request["name"], checksum=checksum,
                                                args=list(request["args"]), server=self.hostname)
         log.info("app %d (%s): submitted by %s (%s)", record.id, record.title, user.name,
                  "write" if record.write else "read-only")
+        took = time.monotonic() - started
+        if took > SLOW_ROW_S:
+            log.debug("app %d: its queued row took %.0f ms to write", record.id, took * 1000)
         if is_async:
             conn.send(replies.accepted(record.id))
             conn.close_when_flushed = True

@@ -96,7 +96,7 @@ def fork_spare(inventory: Inventory, system: System) -> Spare:
 def wait_for_spec(parent: int | None, inventory: Inventory, out_w: int, err_w: int, spec_r: int,
                   change_w: int | None = None) -> None:
     """The spare's side: never returns. ``parent``: dynamod, whose death kills the spare; None for the
-    zygote's spares (``dynamo.server.zygote``), whose parent exits at once: they end when their spec
+    zygote's spares (``dynamo.server.zygote``), which end when their spec
     pipe closes unused. ``change_w``: a write application's spare, and its change stream."""
     set_title("dynamo: spare" if change_w is None else "dynamo: writer spare")
     os.setpgid(0, 0)
@@ -255,6 +255,7 @@ class Spares:
             if spare is None:
                 return
         _close(spare)
+        self.system.lowest_priority(spare.pid)
         try:
             self.system.kill(spare.pid, signal.SIGKILL)
         except ProcessLookupError:

@@ -6,8 +6,10 @@ a busy one), and every client waits for the loop's turn in progress. So dynamod 
 per version, the zygote, and asks it for what it would otherwise fork itself:
 
 * **spares** (``dynamo.server.spare``): dynamod sends ``{"spare": 1}`` without waiting; the zygote
-  forks the spare through an intermediate process that exits at once (the spare is re-parented to
-  dynamod, the child subreaper, which reaps, signals and times it like any child) and announces it
+  forks the spare as dynamod's child (``dynamo.server.sibling``: ``clone(CLONE_PARENT)``, one copy of
+  the page tables; where that is not available, through an intermediate process that exits at once,
+  the spare then re-parented to dynamod, the child subreaper), which reaps, signals and times it like
+  any child, and announces it
   on its reply socket with the parent's ends of its pipes (SCM_RIGHTS): ``{"spare": pid}``. The
   announcement is an event of dynamod's loop like any other; the next read-only application is handed
   to the spare with a write to its spec pipe. Until a spare asked for is announced, dynamod's orphan
@@ -21,6 +23,11 @@ applications that start meanwhile see it (the spare of each version is what they
 the image is whole at a new version, dynamod retires the zygote (``retire``: it ends when it has
 read its last request, after announcing what it forked) and forks the next one at a quiet moment.
 
+The zygote runs at a lower priority than dynamod and the applications (``ZYGOTE_NICE``, when each
+child can raise its own back: ``can_restore_priority``): its forks are for the calls to come and
+must not take CPU from the call being served; each child it forks is back at dynamod's priority
+before it runs anything.
+
 The zygote's requests come on a stream socket (a spec can be large); its answers go out on a
 sequenced-packet socket, one message and its descriptors a packet, never merged or split.
 """
@@ -28,14 +35,17 @@ sequenced-packet socket, one message and its descriptors a packet, never merged 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import gc
 import json
 import os
+import resource
 import signal
 import socket
 import struct
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from dynamo.apps.containment import Limits, boot_ticks
@@ -43,11 +53,12 @@ from dynamo.apps.runner import ChildSpec
 from dynamo.core.inventory import Inventory
 from dynamo.proctitle import set_title
 from dynamo.protocol import framing
+from dynamo.server import sibling
 from dynamo.server.children import Child
 from dynamo.server.fork import child_handle, fork_child
 from dynamo.server.offloop import close_channels
 from dynamo.server.spare import wait_for_spec
-from dynamo.server.system import System
+from dynamo.server.system import REAL, System
 from dynamo.store.registry import AppRecord
 
 LENGTH = struct.Struct(">I")
@@ -55,6 +66,10 @@ MAX_FDS = 8
 MAX_ANSWER = 4096
 ASK = framing.encode({"spare": 1})
 ASK_WRITER = framing.encode({"spare": 1, "write": True})
+ASK_URGENT = framing.encode({"spare": 1, "urgent": True})  # dynamod has no reader's spare left: no lower priority
+ZYGOTE_NICE = 5
+"""The zygote's nice value above dynamod's (the commit process's: ``offloop.COMMIT_NICE``)."""
+CAP_SYS_NICE = 23
 
 
 class ZygoteError(OSError):
@@ -78,6 +93,8 @@ class Arrival:
     pid: int = -1
     fds: dict[str, int] = dataclasses.field(default_factory=dict)
     error: str = ""
+    fork_ms: float = 0.0   # how long the zygote took to fork it
+    asked: float = 0.0     # when (monotonic) it was asked for
 
 
 class Zygote:
@@ -142,12 +159,13 @@ class Zygote:
         return not self.retiring and not self.ended and inventory is self.inventory and \
             inventory.version == self.version
 
-    def ask_spare(self, now: float, write: bool = False) -> bool:
-        """Ask for one more spare (``write``: a write application's), without waiting; False if the zygote
-        cannot be asked (it is retired)."""
+    def ask_spare(self, now: float, write: bool = False, urgent: bool = False) -> bool:
+        """Ask for one more spare (``write``: a write application's; ``urgent``: a reader's, forked at
+        dynamod's priority: none is left in stock), without waiting; False if the zygote cannot be asked
+        (it is retired)."""
         if self.retiring or self.ended:
             return False
-        ask = ASK_WRITER if write else ASK
+        ask = ASK_WRITER if write else ASK_URGENT if urgent else ASK
         try:
             sent = self.req.send(ask)
         except BlockingIOError:  # its requests pile up: it is busy enough
@@ -193,7 +211,7 @@ class Zygote:
             answer = json.loads(data)
             arrival = Arrival(spare="spare" in answer, pid=int(answer.get("pid", -1)),
                               fds=dict(zip(answer.get("kinds", ()), fds, strict=True)),
-                              error=str(answer.get("error", "")))
+                              error=str(answer.get("error", "")), fork_ms=float(answer.get("ms", 0.0)))
         except (ValueError, TypeError):  # not from our zygote's code: end it
             for fd in fds:
                 os.close(fd)
@@ -202,7 +220,7 @@ class Zygote:
             self.asks.clear()
             return None
         if arrival.spare and self.asks:
-            self.asks.popleft()
+            arrival.asked = self.asks.popleft()[2]
         return arrival
 
     def fork_child(self, spec: ChildSpec, timeout: float = 30.0) -> tuple[int, dict[str, int]]:
@@ -284,6 +302,7 @@ def discard(arrival: Arrival) -> None:
         except OSError:
             pass
     if arrival.pid > 0:
+        REAL.lowest_priority(arrival.pid)
         try:
             os.kill(arrival.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -300,21 +319,33 @@ def _zygote(req: socket.socket, rep: socket.socket, inventory: Inventory) -> NoR
             signal.signal(signum, signal.SIG_DFL)
         set_title(f"dynamod: zygote (version {inventory.version})")
         close_channels({req.fileno(), rep.fileno()})
+        forker = Forker()
         req.setblocking(True)
         rep.setblocking(True)
         while (message := framing.receive(req, max_frame=1 << 30)) is not None:
             spare = "spare" in message
+            started = time.monotonic()
             try:
                 if spare:
-                    pid, fds = _fork_spare(inventory, bool(message.get("write")))
+                    urgent = bool(message.get("urgent"))
+                    forker.urgent(urgent)
+                    try:
+                        pid, fds = _fork_spare(inventory, bool(message.get("write")), forker.fork)
+                    finally:
+                        if urgent:
+                            forker.urgent(False)
                 else:
-                    pid, fds = _fork_orphan(spec_from_json(message["spec"]), inventory)
+                    forker.urgent(True)
+                    try:
+                        pid, fds = _fork_orphan(spec_from_json(message["spec"]), inventory, forker.fork)
+                    finally:
+                        forker.urgent(False)
             except OSError as exc:
                 _answer(rep, {"error": str(exc), **({"spare": True} if spare else {})}, [])
                 continue
             try:
-                _answer(rep, {"pid": pid, "kinds": list(fds), **({"spare": True} if spare else {})},
-                        list(fds.values()))
+                _answer(rep, {"pid": pid, "kinds": list(fds), "ms": round((time.monotonic() - started) * 1000, 1),
+                              **({"spare": True} if spare else {})}, list(fds.values()))
             finally:
                 for fd in fds.values():
                     os.close(fd)
@@ -328,7 +359,65 @@ def _answer(sock: socket.socket, answer: dict[str, Any], fds: list[int]) -> None
     socket.send_fds(sock, [json.dumps(answer).encode()], fds)
 
 
-def _fork_spare(inventory: Inventory, write: bool) -> tuple[int, dict[str, int]]:
+class Forker:
+    """How a zygote forks dynamod's children (``fork``: 0 in the child, which is back at dynamod's priority;
+    its pid in the zygote, dynamod's child by then). The zygote itself runs ``ZYGOTE_NICE`` lower when its
+    children can raise theirs back (``lowered``), except while dynamod waits for it (``urgent``)."""
+
+    def __init__(self) -> None:
+        self.clone: Callable[[], int] = sibling.fork_sibling if sibling.available() else _double_fork
+        self.base = os.getpriority(os.PRIO_PROCESS, 0)
+        self.lowered = False
+        self.raised = False  # lowered, but at base for the fork at hand (``urgent``)
+        if can_restore_priority(self.base):
+            try:
+                os.setpriority(os.PRIO_PROCESS, 0, min(19, self.base + ZYGOTE_NICE))
+                self.lowered = True
+            except OSError:
+                pass
+
+    def fork(self) -> int:
+        try:
+            pid = self.clone()
+        except OSError as exc:
+            if self.clone is _double_fork or exc.errno not in (errno.EPERM, errno.EINVAL, errno.ENOSYS):
+                raise
+            self.clone = _double_fork  # clone(CLONE_PARENT) refused here (a seccomp filter?): the old way
+            pid = self.clone()
+        if pid == 0 and self.lowered:
+            self.lowered = False
+            try:
+                os.setpriority(os.PRIO_PROCESS, 0, self.base)
+            except OSError:
+                pass  # can_restore_priority said it could: the child runs a little lower then
+        return pid
+
+    def urgent(self, urgent: bool) -> None:
+        """At dynamod's priority while a call waits for this fork (a child on request, or a spare when dynamod
+        has none left); lower again after."""
+        if self.lowered and urgent != self.raised:
+            self.raised = urgent
+            try:
+                os.setpriority(os.PRIO_PROCESS, 0, self.base if urgent else min(19, self.base + ZYGOTE_NICE))
+            except OSError:
+                pass
+
+
+def can_restore_priority(base: int) -> bool:
+    """A process of ours may go back to nice ``base`` after lowering its priority (CAP_SYS_NICE, or a
+    high enough RLIMIT_NICE)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:") and int(line.split()[1], 16) >> CAP_SYS_NICE & 1:
+                    return True
+    except (OSError, ValueError):
+        pass
+    soft, _ = resource.getrlimit(resource.RLIMIT_NICE)
+    return soft == resource.RLIM_INFINITY or soft >= 20 - base
+
+
+def _fork_spare(inventory: Inventory, write: bool, fork: Callable[[], int]) -> tuple[int, dict[str, int]]:
     """A spare (``dynamo.server.spare.wait_for_spec``), dynamod's child by the time this returns; its pid
     and the parent's ends of its pipes: "spec" (its spec goes there; closed unused: it ends), "out", "err"
     and, for a write application's spare, "changes"."""
@@ -339,7 +428,7 @@ def _fork_spare(inventory: Inventory, write: bool) -> tuple[int, dict[str, int]]
     gc.collect()
     gc.freeze()
     try:
-        pid = _double_fork()
+        pid = fork()
     except OSError:
         for fd in (out_r, out_w, err_r, err_w, spec_r, spec_w, change_r, change_w):
             if fd >= 0:
@@ -359,10 +448,10 @@ def _fork_spare(inventory: Inventory, write: bool) -> tuple[int, dict[str, int]]
     return pid, fds
 
 
-def _fork_orphan(spec: ChildSpec, inventory: Inventory) -> tuple[int, dict[str, int]]:
-    """Fork the application (``fork_child``: its pipes are made here, in the zygote) through an
-    intermediate process that exits at once: the application is dynamod's child before its pid is told."""
-    return fork_child(spec, inventory, _double_fork)
+def _fork_orphan(spec: ChildSpec, inventory: Inventory, fork: Callable[[], int]) -> tuple[int, dict[str, int]]:
+    """Fork the application (``fork_child``: its pipes are made here, in the zygote) as dynamod's child
+    (``Forker``): it is before its pid is told."""
+    return fork_child(spec, inventory, fork)
 
 
 def _double_fork() -> int:

@@ -5,6 +5,7 @@ fails instead of hanging. Run in a fork that plays dynamod (a child subreaper), 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import select
 import signal
@@ -20,7 +21,7 @@ from dynamo.apps.containment import Limits
 from dynamo.apps.runner import ChildSpec
 from dynamo.core.inventory import Inventory
 from dynamo.server.spare import encode_spec
-from dynamo.server.zygote import Arrival, Zygote, ZygoteError
+from dynamo.server.zygote import ZYGOTE_NICE, Arrival, Zygote, ZygoteError, can_restore_priority
 
 
 def _spec(work: Path, write: bool) -> ChildSpec:
@@ -134,6 +135,40 @@ def _killed_during_a_request(work: Path) -> None:
     _nothing_left([spare.pid])
 
 
+def _children_at_our_priority(work: Path) -> None:
+    """The zygote runs lower (when its children can go back up), the spares it forks at our priority; and
+    they are ours from the start (one fork where ``sibling`` can, else through an intermediate)."""
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    zygote = Zygote.start(Inventory(), time.monotonic())
+    assert zygote.ask_spare(time.monotonic())
+    [spare] = _arrivals(zygote)
+    assert spare.pid in containment.children_of(os.getpid())
+    lowered = can_restore_priority(ours)
+    assert os.getpriority(os.PRIO_PROCESS, zygote.pid) == (min(19, ours + ZYGOTE_NICE) if lowered else ours)
+    source = "import os\nprint('ran', os.getpriority(os.PRIO_PROCESS, 0))\n"
+    frame = encode_spec(dataclasses.replace(_spec(work, write=False), source=source))
+    assert frame is not None
+    os.write(spare.fds["spec"], frame)
+    os.close(spare.fds["spec"])
+    with os.fdopen(spare.fds["out"], "rb") as out:
+        assert out.read() == f"ran {ours}\n".encode()
+    os.close(spare.fds["err"])
+    _, status = os.waitpid(spare.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # an urgent ask (dynamod has no spare left) is forked at our priority, and the zygote goes back down
+    assert zygote.ask_spare(time.monotonic(), urgent=True)
+    [urgent] = _arrivals(zygote)
+    assert urgent.spare and os.getpriority(os.PRIO_PROCESS, urgent.pid) == ours
+    assert os.getpriority(os.PRIO_PROCESS, zygote.pid) == (min(19, ours + ZYGOTE_NICE) if lowered else ours)
+    for fd in urgent.fds.values():
+        os.close(fd)  # it ends on its closed spec pipe
+    os.waitpid(urgent.pid, 0)
+    zygote.retire()
+    assert _arrivals(zygote) == [] and zygote.ended
+    zygote.close()
+    assert zygote.reap(blocking=True)
+
+
 def _as_subreaper(scenario: Callable[[Path], None], work: Path) -> None:
     pid = os.fork()
     if pid == 0:
@@ -150,7 +185,8 @@ def _as_subreaper(scenario: Callable[[Path], None], work: Path) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-@pytest.mark.parametrize("scenario", [_spares_and_writers, _killed_while_asked, _killed_during_a_request])
+@pytest.mark.parametrize("scenario", [_spares_and_writers, _killed_while_asked, _killed_during_a_request,
+                                      _children_at_our_priority])
 def test_the_zygote(scenario: Callable[[Path], None], tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()

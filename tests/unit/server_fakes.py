@@ -22,6 +22,7 @@ class FakeSystem(System):
         self.exits: dict[int, int] = {}                  # pid -> waitpid status, once "exited"
         self.gone: set[int] = set()                      # pids whose group no longer exists
         self.waited: list[tuple[int, int]] = []
+        self.lowered: list[int] = []                     # pids put at the lowest priority
 
     def fork(self) -> int:
         raise AssertionError("unit tests do not fork")
@@ -36,6 +37,9 @@ class FakeSystem(System):
 
     def kill(self, pid: int, signum: int) -> None:
         self.signals.append(("kill", pid, signum))
+
+    def lowest_priority(self, pid: int) -> None:
+        self.lowered.append(pid)
 
     def killpg(self, pgid: int, signum: int) -> None:
         if pgid in self.gone:

@@ -70,6 +70,7 @@ def test_the_spare_of_an_older_image_is_discarded_never_used() -> None:
     inventory.version += 1  # a commit
     assert spares.take(SPEC, inventory) is None and spares.spare is None
     assert system.signals == [("kill", 500, signal.SIGKILL)] and spares.pids() == {500}
+    assert system.lowered == [500]  # its teardown gives way to everything else
     system.exits[500] = signal.SIGKILL
     spares.tend(inventory, idle=False)  # reaped; not idle: no new fork (FakeSystem.fork would fail)
     assert spares.pids() == set()
