@@ -30,7 +30,7 @@ import itertools
 import mmap
 import struct
 import threading
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, MutableSequence
 
 if TYPE_CHECKING:
     from dynamo.dataformat.group import Group
@@ -178,7 +178,7 @@ class ArenaWriter:
         starts = itertools.accumulate(map((4).__add__, lengths), initial=pos)
         return map(((len(self.arena.chunks) << 32) + 4).__add__, itertools.islice(starts, len(lengths)))
 
-    def add_keyed(self, rows: Iterable[tuple[int, bytes]], keys: list[int], offsets: list[int],
+    def add_keyed(self, rows: Iterable[tuple[int, bytes]], keys: MutableSequence[int], offsets: MutableSequence[int],
                   measure: Callable[[bytes], int]) -> int:
         """``add`` for each ``(key, value)`` of ``rows``, appending the keys to ``keys`` and the
         offsets to ``offsets``; the sum of ``measure(value)``. (The loader's loop over a million

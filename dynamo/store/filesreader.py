@@ -53,7 +53,7 @@ PAGE = mmap.PAGESIZE
 CHUNK_SIZE = 64 << 20  # as the arena's (dataformat.arena.CHUNK_SIZE)
 _MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux >= 5.14
 # SQLite: the two scans of the load (SQLStore.LOAD_QUERIES), merged here
-FILES_QUERY = "SELECT block_id, files FROM block_files ORDER BY block_id"
+FILES_QUERY = "SELECT block_id, files FROM block_files WHERE block_id > ? ORDER BY block_id"
 BLOCKS_QUERY = "SELECT id, dataset_id, name, size, num_files, is_open, last_update FROM blocks ORDER BY id"
 VERSION_QUERY = "SELECT value FROM store_meta WHERE name = 'version'"
 _U32 = struct.Struct("<I")
@@ -247,6 +247,11 @@ class _Blocks:
             raise StoreError("blocks: the rows are not in id order")
         if file_ids == ids:  # every block has files: the two columns line up (W10's store)
             return self.file_offsets
+        skipped = len(ids) - len(file_ids)
+        if skipped > 0 and ids[skipped:] == file_ids:  # the loader read the first blocks' files (SQLite)
+            offsets = array("q", [-1]) * skipped
+            offsets.extend(self.file_offsets)
+            return offsets
         found = dict(zip(file_ids, self.file_offsets, strict=True))
         return array("q", [found.get(bid, -1) for bid in ids])
 
@@ -298,7 +303,7 @@ def _read_sqlite(spec: dict[str, Any], fd: int) -> tuple[dict[str, Any], list[by
         blocks = _Blocks(fd)
         for batch in _lists(conn.execute(BLOCKS_QUERY)):
             blocks.add_blocks(batch)
-        for batch in _lists(conn.execute(FILES_QUERY)):
+        for batch in _lists(conn.execute(FILES_QUERY, (int(spec.get("after", 0)),))):
             blocks.add_files(batch)
         conn.execute("COMMIT")
     finally:
