@@ -202,8 +202,8 @@ class _Blocks:
     """The blocks read, in columns, their files in chunks of the memory file (``Chunks``).
 
     Rows come in batches (``fetchmany``) and are turned into columns a batch at a time (``zip``,
-    ``array.extend``, ``Chunks.add_many``: C loops), not a row at a time in Python: at W10 the
-    per-row loop cost the reader ~2 s of its ~3.5 s, and the reader is what the loader waits for."""
+    ``array.extend``, ``Chunks.add_many``: C loops), not a row at a time in Python (with the file
+    tables written by ``pwritev``, the reader alone at W10: 3.1 -> 2.7 s)."""
 
     def __init__(self, fd: int):
         self.ids, self.dataset_ids, self.sizes, self.nums, self.opens, self.updates = (array("q") for _ in range(6))
