@@ -5,9 +5,9 @@ only while it steps, PyMySQL parses in Python, and the bytes of each row, their 
 arena and that copy's page faults all happen holding it. ``block_files`` (every block's packed
 file table) is most of a load's bytes, and nothing of it becomes a Python object in the image:
 its rows are copied into the arena and only the offsets are kept. So a second process reads the
-blocks with their files (SQLite: all of them, its two scans merged, ``with_files``; MariaDB: the
-join for the highest ids), on the other core, in a read transaction of its own, while the
-loader reads and builds everything else:
+blocks with their files (SQLite: all of them, its two scans, joined by id in columns,
+``_Blocks.offsets``; MariaDB: the join for the highest ids), on the other core, in a read
+transaction of its own, while the loader reads and builds everything else:
 
 * the loader creates a memory file (``memfd_create``) and starts this module as a fresh
   interpreter (``python -P -m dynamo.store.filesreader``; not a fork: SQLite's file locks and
@@ -35,9 +35,11 @@ kills and reaps its reader.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import marshal
 import mmap
+import operator
 import os
 import struct
 import subprocess
@@ -51,7 +53,7 @@ PAGE = mmap.PAGESIZE
 CHUNK_SIZE = 64 << 20  # as the arena's (dataformat.arena.CHUNK_SIZE)
 _MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux >= 5.14
 # SQLite: the two scans of the load (SQLStore.LOAD_QUERIES), merged here
-FILES_QUERY = "SELECT block_id, files FROM block_files ORDER BY block_id"
+FILES_QUERY = "SELECT block_id, files FROM block_files WHERE block_id > ? ORDER BY block_id"
 BLOCKS_QUERY = "SELECT id, dataset_id, name, size, num_files, is_open, last_update FROM blocks ORDER BY id"
 VERSION_QUERY = "SELECT value FROM store_meta WHERE name = 'version'"
 _U32 = struct.Struct("<I")
@@ -186,6 +188,7 @@ def _read_into(stream: IO[bytes], view: memoryview) -> None:
 # ---------------------------------------------------------------------------
 
 _BUFFER = 1 << 20  # bytes gathered before each write into the memory file
+_IOV_MAX = 1024  # buffers of one pwritev (Linux's IOV_MAX)
 
 
 def _write(fd: int, data: bytes | memoryview, at: int) -> None:
@@ -196,49 +199,82 @@ def _write(fd: int, data: bytes | memoryview, at: int) -> None:
 
 
 class _Blocks:
-    """The blocks read, in columns, their files in chunks of the memory file (``Chunks``)."""
+    """The blocks read, in columns, their files in chunks of the memory file (``Chunks``).
+
+    Rows come in batches (``fetchmany``) and are turned into columns a batch at a time (``zip``,
+    ``array.extend``, ``Chunks.add_many``: C loops), not a row at a time in Python (with the file
+    tables written by ``pwritev``, the reader alone at W10: 3.1 -> 2.7 s)."""
 
     def __init__(self, fd: int):
-        self.ids, self.dataset_ids, self.sizes, self.nums, self.opens, self.updates, self.offsets = (
-            array("q") for _ in range(7))
+        self.ids, self.dataset_ids, self.sizes, self.nums, self.opens, self.updates = (array("q") for _ in range(6))
         self.names: list[str] = []
+        self.file_ids, self.file_offsets = array("q"), array("q")  # the file tables, by block id
         self.chunks = Chunks(fd)
         self.files = 0
 
-    def add_all(self, rows: Iterable[tuple[Any, ...]]) -> None:
+    def add_blocks(self, batch: Sequence[tuple[Any, ...]]) -> None:
+        """Rows ``(id, dataset id, name, size, number of files, open, last update)`` in id order."""
+        if not batch:
+            return
+        ids, dataset_ids, names, sizes, nums, opens, updates = zip(*batch, strict=True)
+        self.ids.extend(ids)
+        self.dataset_ids.extend(dataset_ids)
+        self.names.extend(names)
+        self.sizes.extend(sizes)
+        self.nums.extend(nums)
+        self.opens.extend(map(bool, opens))
+        self.updates.extend(updates)
+
+    def add_files(self, batch: Sequence[tuple[int, bytes]]) -> None:
+        """Rows ``(block id, files)`` in block id order."""
+        if not batch:
+            return
+        ids, blobs = zip(*batch, strict=True)
+        self.file_ids.extend(ids)
+        self.file_offsets.extend(self.chunks.add_many(blobs))
+        self.files += count_all(blobs)
+
+    def add_joined(self, batch: Sequence[tuple[Any, ...]]) -> None:
         """Rows ``(id, dataset id, name, size, number of files, open, last update, files or None)``
-        in id order."""
-        from dynamo.dataformat.filetable import count as count_files
-        ids, dataset_ids, sizes, nums, opens, updates, offsets = (
-            self.ids, self.dataset_ids, self.sizes, self.nums, self.opens, self.updates, self.offsets)
-        names = self.names
-        add = self.chunks.add
-        files = 0
-        last = ids[-1] if ids else -1
-        for bid, dataset_id, name, size, num, is_open, last_update, blob in rows:
-            if bid <= last:
-                raise StoreError(f"blocks: block {bid} after block {last}: the rows are not in id order")
-            last = bid
-            ids.append(bid)
-            dataset_ids.append(dataset_id)
-            names.append(name)
-            sizes.append(size)
-            nums.append(num)
-            opens.append(1 if is_open else 0)
-            updates.append(last_update)
-            if blob is None:
-                offsets.append(-1)
-            else:
-                files += count_files(blob)
-                offsets.append(add(blob))
-        self.files += files
+        in id order (MariaDB's join)."""
+        self.add_blocks([row[:7] for row in batch])
+        self.add_files([(row[0], row[7]) for row in batch if row[7] is not None])
+
+    def offsets(self) -> array[int]:
+        """The file offset of each block (-1: none), its file table found by id."""
+        ids, file_ids = self.ids, self.file_ids
+        if not all(map(operator.lt, ids, itertools.islice(ids, 1, None))):
+            raise StoreError("blocks: the rows are not in id order")
+        if file_ids == ids:  # every block has files: the two columns line up (W10's store)
+            return self.file_offsets
+        skipped = len(ids) - len(file_ids)
+        if skipped > 0 and ids[skipped:] == file_ids:  # the loader read the first blocks' files (SQLite)
+            offsets = array("q", [-1]) * skipped
+            offsets.extend(self.file_offsets)
+            return offsets
+        found = dict(zip(file_ids, self.file_offsets, strict=True))
+        return array("q", [found.get(bid, -1) for bid in ids])
 
     def report(self, version: int) -> tuple[dict[str, Any], list[bytes]]:
+        offsets = self.offsets()
         names = marshal.dumps(self.names)
         head = {"version": version, "count": len(self.ids), "files": self.files, "chunks": self.chunks.finish(),
                 "names": len(names)}
-        return head, [self.ids.tobytes(), self.offsets.tobytes(), self.dataset_ids.tobytes(), self.sizes.tobytes(),
+        return head, [self.ids.tobytes(), offsets.tobytes(), self.dataset_ids.tobytes(), self.sizes.tobytes(),
                       self.nums.tobytes(), self.opens.tobytes(), self.updates.tobytes(), names]
+
+
+def count_all(blobs: Sequence[bytes]) -> int:
+    """The number of files in these file tables (``filetable.count`` of each, summed): read from the
+    headers in C loops when all are of version 2 (every table written today)."""
+    from dynamo.dataformat.filetable import count
+    versions = bytes(map(_FIRST, blobs))
+    if versions.count(2) == len(versions):
+        return sum(map(_FIRST, map(_U32.unpack_from, blobs, itertools.repeat(2))))
+    return sum(map(count, blobs))
+
+
+_FIRST = operator.itemgetter(0)
 
 
 def with_files(blocks: Iterable[tuple[Any, ...]], files: Iterable[tuple[int, bytes]]) -> Iterator[tuple[Any, ...]]:
@@ -265,7 +301,10 @@ def _read_sqlite(spec: dict[str, Any], fd: int) -> tuple[dict[str, Any], list[by
         conn.execute("BEGIN DEFERRED")
         version = _version(conn.execute(VERSION_QUERY).fetchall())
         blocks = _Blocks(fd)
-        blocks.add_all(with_files(_batches(conn.execute(BLOCKS_QUERY)), _batches(conn.execute(FILES_QUERY))))
+        for batch in _lists(conn.execute(BLOCKS_QUERY)):
+            blocks.add_blocks(batch)
+        for batch in _lists(conn.execute(FILES_QUERY, (int(spec.get("after", 0)),))):
+            blocks.add_files(batch)
         conn.execute("COMMIT")
     finally:
         conn.close()
@@ -289,7 +328,8 @@ def _read_mysql(spec: dict[str, Any], fd: int) -> tuple[dict[str, Any], list[byt
         blocks = _Blocks(fd)
         with conn.cursor(pymysql.cursors.SSCursor) as cur:
             cur.execute(spec["query"], (spec["after"],))
-            blocks.add_all(_batches(cur))
+            for batch in _lists(cur):
+                blocks.add_joined(batch)
         conn.rollback()
     finally:
         conn.close()
@@ -334,6 +374,31 @@ class Chunks:
         self._pos = at + n
         return (self._index << 32) | at
 
+    def add_many(self, blobs: Sequence[bytes]) -> Iterable[int]:
+        """``add`` for each of ``blobs``; their offsets. When they fit in the current chunk, written
+        straight from the values (``pwritev`` of each length and value: no copy in Python) and the
+        offsets accumulated in C loops."""
+        lengths = list(map(len, blobs))
+        total = sum(lengths) + 4 * len(lengths)
+        if not blobs or self._pos + total > CHUNK_SIZE:
+            return [self.add(blob) for blob in blobs]
+        self._flush()
+        parts = list(itertools.chain.from_iterable(zip(map(_U32.pack, lengths), blobs, strict=True)))
+        out = self._out
+        for start in range(0, len(parts), _IOV_MAX):
+            some = parts[start:start + _IOV_MAX]
+            size = sum(map(len, some))
+            written = os.pwritev(self.fd, some, out)
+            if written < size:  # cut short: the rest as one value
+                _write(self.fd, b"".join(some)[written:], out + written)
+            out += size
+        self._out = out
+        # value i starts 4 bytes after the end of value i - 1 (each is preceded by its length)
+        starts = itertools.accumulate(map((4).__add__, lengths), initial=self._pos)
+        offsets = array("q", map(((self._index << 32) + 4).__add__, itertools.islice(starts, len(lengths))))
+        self._pos += total
+        return offsets
+
     def _flush(self) -> None:
         _write(self.fd, self._view[:self._fill], self._out)
         self._out += self._fill
@@ -353,9 +418,9 @@ def _version(found: list[Any]) -> int:
     return int(found[0][0])
 
 
-def _batches(cursor: Any, size: int = 2000) -> Iterator[tuple[Any, ...]]:
+def _lists(cursor: Any, size: int = 2000) -> Iterator[list[tuple[Any, ...]]]:
     while batch := cursor.fetchmany(size):
-        yield from batch
+        yield batch
 
 
 def main(argv: list[str]) -> int:

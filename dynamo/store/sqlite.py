@@ -30,6 +30,10 @@ LOAD_CACHE_KIB = 2048  # page cache while loading (see SQLiteStore._loading)
 # a load of a database file at least this large reads block_files in a second process
 # (store.filesreader): starting it costs ~0.1 s of the other core, a W1 load is ~0.5 s
 SECOND_READER_MIN_BYTES = 32 << 20
+# with a second reader, the share of block_files (by block id) the loader reads itself: the reader
+# reads all blocks and the rest of their files, the loader the other tables and these (W10: the
+# loader waited ~1 s for the reader without them; docs/performance.md, "fourth round: load4")
+LOADER_FILES_SHARE = 0.4
 REGISTRY_SCHEMA_FILE = "sqlite-registry.sql"
 REGISTRY_TABLES = ("users", "user_roles", "app_authorizations", "applications")  # in the order rows are copied
 
@@ -173,6 +177,7 @@ class SQLiteStore(SQLiteFile, SQLStore):
     def __init__(self, path: str | Path, *, timeout: float = 30.0, cache_mib: int = 256):
         self._registry: SQLiteFile | None = None
         self.second_reader_min: int | None = SECOND_READER_MIN_BYTES
+        self._files_split = 0  # block_files up to this block id are read by the loader (see _load_queries)
         super().__init__(path, timeout=timeout, cache_mib=cache_mib)
 
     @classmethod
@@ -194,7 +199,30 @@ class SQLiteStore(SQLiteFile, SQLStore):
             return None
         if _size(self.path) < limit:
             return None
-        return FilesReader({"dialect": "sqlite", "path": str(Path(self.path).resolve())})
+        # two subqueries: SQLite looks MIN and MAX up in the index only when each is a query of its own
+        # (together, they scan the table: 0.2 s and the whole table in the page cache at W10)
+        low, high = self._execute("SELECT (SELECT MIN(block_id) FROM block_files), "
+                                  "(SELECT MAX(block_id) FROM block_files)")[0]
+        self._files_split = int(low + (high - low) * LOADER_FILES_SHARE) if low is not None else 0
+        return FilesReader({"dialect": "sqlite", "path": str(Path(self.path).resolve()), "after": self._files_split})
+
+    def _load_queries(self, two_readers: bool) -> list[tuple[str, str, bool]]:
+        """With a second reader, the file tables of the blocks up to ``_files_split`` are read here, after
+        the dataset replicas (while the reader reads the blocks and the other file tables); the
+        reader's part of ``block_files`` is those above (also when this process reads it instead)."""
+        queries = super()._load_queries(two_readers)
+        split = self._files_split
+        if not two_readers or split <= 0:
+            return queries
+        ours = ("block_files", f"SELECT block_id, files FROM block_files WHERE block_id <= {split:d} ORDER BY block_id",
+                False)
+        theirs = f"SELECT block_id, files FROM block_files WHERE block_id > {split:d} ORDER BY block_id"
+        out: list[tuple[str, str, bool]] = []
+        for table, query, readers in queries:
+            out.append((table, theirs if table == "block_files" and readers else query, readers))
+            if table == "dataset_replicas":
+                out.append(ours)
+        return out
 
     @contextmanager
     def _loading(self) -> Iterator[None]:

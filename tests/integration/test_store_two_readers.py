@@ -189,3 +189,24 @@ def test_a_second_reader_that_cannot_be_started_leaves_the_load_to_one(sqlite_ur
     with _open(sqlite_url) as store:
         assert fingerprint(store.load()) == fingerprint(image) and store.load_readers == 1
     assert "could not be started" in caplog.text
+
+
+def test_blocks_without_files_on_both_sides_of_the_split(sqlite_url: str) -> None:
+    """SQLite: the loader reads the file tables of the lowest block ids, the reader the rest; blocks
+    without files below and above that split (and a split that is not a block id) load as with one reader."""
+    _import(sqlite_url, 51)
+    with open_store(sqlite_url) as store:
+        ids = [row[0] for row in store.query_all("SELECT block_id FROM block_files ORDER BY block_id")]
+        gone = [ids[0], ids[1], ids[len(ids) // 3], ids[len(ids) // 2], ids[-1]]
+        store.execute(f"DELETE FROM block_files WHERE block_id IN ({','.join(map(str, gone))})")
+    with _open(sqlite_url) as store:
+        store.second_reader_min = None
+        alone = store.load()
+        assert store.load_readers == 1
+    with _open(sqlite_url) as store:
+        both = store.load()
+        assert store.load_readers == 2
+        assert 0 < store._files_split < ids[-1]
+        assert store.loaded_counts == both.counts()
+    assert fingerprint(both) == fingerprint(alone)
+    assert sum(1 for d in both.datasets.values() for b in d.blocks if b._files is None) == len(gone)
