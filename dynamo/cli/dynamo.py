@@ -221,12 +221,34 @@ def _next_line(prompt: str, tty: bool) -> dict[str, Any]:
         line = sys.stdin.readline()
         return {"op": "stdin", "data": line} if line else {"op": "eof"}
     try:
-        return {"op": "stdin", "data": input(prompt) + "\n"}
+        return {"op": "stdin", "data": _input(prompt) + "\n"}
     except EOFError:
         print()
         return {"op": "eof"}
     except KeyboardInterrupt:
         return {"op": "stdin", "data": "\x03\n"}  # the console resets its buffer, as Python's does
+
+
+def _input(prompt: str) -> str:
+    """``input(prompt)`` on a terminal, with a timer that wakes readline's wait every 0.1 s.
+
+    CPython's readline notices a signal only when the ``select()`` it waits in for a key is interrupted:
+    a Ctrl-C that comes after the prompt is drawn but before that wait begins (a busy machine) was
+    noticed only at the next key. The timer interrupts the wait, and the pending Ctrl-C is then raised.
+    """
+    import signal
+
+    previous = signal.signal(signal.SIGALRM, _tick)
+    signal.setitimer(signal.ITIMER_REAL, 0.1, 0.1)
+    try:
+        return input(prompt)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _tick(signum: int, frame: object) -> None:
+    """SIGALRM during ``_input``: nothing to do (its interruption is the point)."""
 
 
 def _readline() -> None:
