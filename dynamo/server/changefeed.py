@@ -61,7 +61,6 @@ class Feed:
         self.outbox = bytearray()
         self.sealed = False
         self.closed = False
-        self.sent = 0   # bytes of the change stream taken so far
 
     @property
     def pending(self) -> bool:
@@ -71,7 +70,6 @@ class Feed:
         """Bytes read from the application's change stream, in order."""
         if self.closed or self.sealed:
             return
-        self.sent += len(data)
         self.outbox += _frame(RAW, data)
         self.flush()
 

@@ -112,7 +112,6 @@ class Alongside:
     def seal(self) -> None:
         """The writer exited 0: the rest goes in without the collector (as in Applying)."""
         self.change.seal()
-        self.sealed_at, self.sealed_cpu = time.monotonic(), time.process_time()
         self.gc_was_enabled = gc.isenabled()
         gc.disable()
 
@@ -358,23 +357,13 @@ class Committer:
                           run_id=record.id)
         work = Work(self._who(child), meta, _unsealed, records=child.records, alongside=True, stream=True,
                     encodes_journal=self.store.ENCODES_JOURNAL)
-        keep: tuple[int, ...] = ()
         started = time.monotonic()
         try:
-            opener, keep = self.opener()
-            gc.collect(1)  # as in start: what is alive now is shared with the commit process
-            gc.freeze()
-            run = offloop.start(work, self.inventory, opener, keep, self.changelog)
+            run, _ = self._fork(work)
         except (StoreError, OSError) as exc:
             log.warning("%s: no commit process while it runs (%s): its change set is committed when it ends",
                         work.who, exc)
             return
-        finally:
-            for fd in keep:
-                os.close(fd)
-        run.started = time.monotonic()
-        self.run = run
-        self.interest.set(run, READ)
         assert run.feed is not None
         child.change_feed = run.feed.push
         forked = time.monotonic()
@@ -447,8 +436,28 @@ class Committer:
     def start(self, work: Work, since: float | None = None) -> None:
         """Fork the commit process for ``work``; ``since``: when the writer ended (for the log)."""
         assert not self.busy, "one change set at a time"
-        keep: tuple[int, ...] = ()
         started = time.monotonic()
+        try:
+            run, collected = self._fork(work)
+        except (StoreError, OSError) as exc:
+            log.error("%s: cannot start the commit: %s", work.who, exc)
+            work.finish(Result("failed", f"the store failed, nothing applied: {exc}", self.inventory.version))
+            return
+        forked = time.monotonic()
+        if work.alongside:
+            # the image is half-changed from the first slice on: applications start from the zygote meanwhile
+            self._ensure_zygote(work.who)
+        after = f" {started - since:.3f} s after the application ended" if since is not None else ""
+        log.info("%s: commit process started%s (collection %.3f s, fork %.3f s, zygote %.3f s)", work.who, after,
+                 collected - started, forked - collected, time.monotonic() - forked)
+        if work.alongside:
+            self.alongside = Alongside(run, self.inventory)
+            self._alongside_slice(APPLY_SLICE_S)
+
+    def _fork(self, work: Work) -> tuple[CommitRun, float]:
+        """Fork the commit process for ``work`` (it becomes ``self.run``); also returns when the collection
+        before the fork ended. Raises ``StoreError`` or ``OSError`` when it cannot be started."""
+        keep: tuple[int, ...] = ()
         try:
             if self.opener is None:
                 raise StoreError("no store to commit to")
@@ -460,26 +469,14 @@ class Committer:
             gc.collect(1 if work.alongside else 2)
             gc.freeze()
             collected = time.monotonic()
-            self.run = offloop.start(work, self.inventory, opener, keep, self.changelog)
-        except (StoreError, OSError) as exc:
-            log.error("%s: cannot start the commit: %s", work.who, exc)
-            work.finish(Result("failed", f"the store failed, nothing applied: {exc}", self.inventory.version))
-            return
+            run = offloop.start(work, self.inventory, opener, keep, self.changelog)
         finally:
             for fd in keep:
                 os.close(fd)
-        self.run.started = time.monotonic()
-        self.interest.set(self.run, READ)
-        forked = time.monotonic()
-        if work.alongside:
-            # the image is half-changed from the first slice on: applications start from the zygote meanwhile
-            self._ensure_zygote(work.who)
-        after = f" {started - since:.3f} s after the application ended" if since is not None else ""
-        log.info("%s: commit process started%s (collection %.3f s, fork %.3f s, zygote %.3f s)", work.who, after,
-                 collected - started, forked - collected, time.monotonic() - forked)
-        if work.alongside:
-            self.alongside = Alongside(self.run, self.inventory)
-            self._alongside_slice(APPLY_SLICE_S)
+        run.started = time.monotonic()
+        self.run = run
+        self.interest.set(run, READ)
+        return run, collected
 
     # --- the loop's steps ---------------------------------------------------------------
 
