@@ -147,18 +147,21 @@ def test_a_commit_process_killed_mid_commit_leaves_image_and_store_agreeing(serv
     assert count(server, script) == now
 
 
-WRITER = """
+# datasets [first, last) of BLOCKS blocks of FILES files each, made by a write application
+MAKE = """
 from dynamo.core.executable import inventory
 from dynamo.dataformat import Block, Dataset, File
-for d in range(DATASETS):
-    name = f"/OffLoop{d:04d}/Run/RAW"
-    inventory.update(Dataset(name))
-    for b in range(BLOCKS):
-        block = f"b{d:04d}-{b:02d}"
-        inventory.update(Block(block, name, sum(100 + f for f in range(FILES)), FILES))
-        for f in range(FILES):
-            inventory.update(File(f"/store/offloop/{d:04d}/{b:02d}/{f:04d}.root", f"{name}#{block}", 100 + f))
-""".replace("DATASETS", "30").replace("BLOCKS", str(BLOCKS)).replace("FILES", str(FILES))
+def make(first, last):
+    for d in range(first, last):
+        name = f"/OffLoop{d:04d}/Run/RAW"
+        inventory.update(Dataset(name))
+        for b in range(BLOCKS):
+            block = f"b{d:04d}-{b:02d}"
+            inventory.update(Block(block, name, sum(100 + f for f in range(FILES)), FILES))
+            for f in range(FILES):
+                inventory.update(File(f"/store/offloop/{d:04d}/{b:02d}/{f:04d}.root", f"{name}#{block}", 100 + f))
+""".replace("BLOCKS", str(BLOCKS)).replace("FILES", str(FILES))
+WRITER = MAKE + "make(0, 30)\n"
 
 
 def test_a_writers_commit_process_killed_while_the_image_takes_the_change_set(server: Server) -> None:
@@ -195,7 +198,7 @@ def test_a_writers_commit_process_killed_while_the_image_takes_the_change_set(se
         assert now == before
         assert "commit process failed" in server.log()
     # the next change set is the next version, and the image whole: a reader sees all of it or none
-    small = server.script("small.py", WRITER.replace("range(30)", "range(1)"))
+    small = server.script("small.py", MAKE + "make(0, 1)\n")
     authorize(server, str(small), "smallwriter")
     done = server.run(str(small), "--write-request", "--title", "smallwriter")
     assert done.code == 0, done.err
@@ -222,7 +225,7 @@ def test_a_writers_commit_refused_by_the_store_after_the_image_took_it(server: S
     script = server.script("count.py", COUNT)
     script.chmod(0o644)
     before = count(server, script)
-    writer = server.script("writer.py", WRITER.replace("range(30)", "range(60)"))
+    writer = server.script("writer.py", MAKE + "make(0, 60)\n")
     authorize(server, str(writer), "offloopwriter")
     app = subprocess.Popen([command("dynamo"), str(writer), "--write-request", "--title", "offloopwriter"],
                            env=server.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -249,19 +252,8 @@ def test_a_writers_commit_refused_by_the_store_after_the_image_took_it(server: S
 
 # A writer whose records come in two halves, with a pause between them: its commit process (started
 # with it) and the live image take the first half while it waits for a file to appear.
-PAUSING_WRITER = """
+PAUSING_WRITER = MAKE + """
 import os, sys, time
-from dynamo.core.executable import inventory
-from dynamo.dataformat import Block, Dataset, File
-def make(first, last):
-    for d in range(first, last):
-        name = f"/OffLoop{d:04d}/Run/RAW"
-        inventory.update(Dataset(name))
-        for b in range(BLOCKS):
-            block = f"b{d:04d}-{b:02d}"
-            inventory.update(Block(block, name, sum(100 + f for f in range(FILES)), FILES))
-            for f in range(FILES):
-                inventory.update(File(f"/store/offloop/{d:04d}/{b:02d}/{f:04d}.root", f"{name}#{block}", 100 + f))
 make(0, 5)
 print("first half", flush=True)
 deadline = time.monotonic() + 60
@@ -270,7 +262,7 @@ while not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:
 make(5, 10)
 if sys.argv[2] == "fail":
     raise SystemExit(3)
-""".replace("BLOCKS", str(BLOCKS)).replace("FILES", str(FILES))
+"""
 
 
 def _pausing_writer(server: Server, go: Path, mode: str) -> subprocess.Popen[str]:
@@ -308,7 +300,7 @@ def test_a_writers_records_go_into_the_image_while_it_runs_and_a_failure_undoes_
     wait_for(lambda: not committing(server), timeout=30)
     assert "it wrote nothing" in server.log()
     assert count(server, script) == before
-    small = server.script("small.py", WRITER.replace("range(30)", "range(1)"))
+    small = server.script("small.py", MAKE + "make(0, 1)\n")
     authorize(server, str(small), "smallwriter")
     done = server.run(str(small), "--write-request", "--title", "smallwriter")
     assert done.code == 0, done.err
