@@ -203,3 +203,34 @@ def test_https_rfc3820_proxy_speaks_for_its_owner(tls_web: Server, pki: dict[str
         assert r.status == status, r.body
         if status == 200:
             assert r.json["data"]["caller"][:2] == ["alice", "/C=US/O=Dynamo Test/CN=alice"]
+
+
+def test_a_web_worker_lost_while_a_writers_records_go_into_the_image(web: Server) -> None:
+    """A writer's records go into the live image as it runs (web workers are not forked from a half-changed
+    image); a web worker dies meanwhile: the image is rolled back to whole, a worker is forked from it, the web
+    answers, and the writer's change set goes in after its end."""
+    import os
+    import signal
+    import subprocess
+
+    from tests.e2e.conftest import command
+    from tests.e2e.test_applications import authorize
+    from tests.e2e.test_offloop import PAUSING_WRITER
+
+    writer = web.script("pausing.py", PAUSING_WRITER)
+    authorize(web, str(writer), "pausingwriter")
+    go = web.home / "go-web"
+    app = subprocess.Popen([command("dynamo"), f"{writer} {go} ok", "--write-request", "--title", "pausingwriter"],
+                           env=web.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert app.stdout is not None and app.stdout.readline() == "first half\n"
+    wait_for(lambda: "its records go into the image as they come" in web.log())
+    before = set(workers(web))
+    os.kill(min(before), signal.SIGKILL)
+    wait_for(lambda: "the web server needs a worker" in web.log(), timeout=30)
+    wait_for(lambda: len(set(workers(web)) - before) >= 1, timeout=30)
+    assert _answers(web.web_port)  # type: ignore[attr-defined]
+    go.touch()
+    out, err = app.communicate(timeout=120)
+    assert app.returncode == 0, err
+    reply = get(web.web_port, "/data/server/status")  # type: ignore[attr-defined]
+    assert reply.status == 200
