@@ -60,14 +60,20 @@ def _log_fds() -> set[int]:
 
 class _Counter:
     """Counts requests on the way into the application (the GIL makes += on one int safe enough
-    for a limit; it only decides when to recycle)."""
+    for a limit; it only decides when to recycle). At ``limit`` it sets ``reached`` at once: the worker's
+    loop, which checks its limits every ``POLL``, stops accepting then, not up to a ``POLL`` later (a
+    fast request takes ~1 ms: 20 more requests got in, 45 instead of 25)."""
 
-    def __init__(self, app: WebApp):
+    def __init__(self, app: WebApp, limit: int = 0, reached: threading.Event | None = None):
         self.app = app
         self.count = 0
+        self.limit = limit
+        self.reached = reached
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         self.count += 1
+        if self.limit and self.count >= self.limit and self.reached is not None:
+            self.reached.set()
         return self.app(environ, start_response)
 
 
@@ -112,28 +118,28 @@ def _serve(spec: WorkerSpec, sock: Any, cell: VersionCell, ack_fd: int, inventor
     status_module.ServerStatus.generation = spec.generation
     app = WebApp(spec.modules, spec.modules_config, lambda: inventory, users.get,
                  Limits(max_body=config.max_body), debug=config.debug, dynamod=dynamod)
-    counted = _Counter(app)
+    counted = _Counter(app, config.max_requests or 0, stop)
     server = WebServer(counted, sock, threads=config.threads, timeout=config.timeout, max_body=config.max_body,
                        tls=tls)
     server.start()
     next_memory = time.monotonic() + MEMORY_EVERY
-    reason = "told to stop"
+    reason = ""
     parent = os.getppid()
-    while not stop.wait(POLL):
+    while not stop.wait(POLL):  # set by a signal, or by the counter at max_requests
         if os.getppid() != parent:  # dynamod is gone (killed): a worker must not outlive its server
             reason = "dynamod is gone"
             break
         if cell.get() != version:
             reason = f"inventory version {cell.get()} replaces {version}"
             break
-        if config.max_requests and counted.count >= config.max_requests:
-            reason = f"served {counted.count} requests"
-            break
         if config.max_private_memory and time.monotonic() >= next_memory:
             next_memory = time.monotonic() + MEMORY_EVERY
             if private_bytes() > config.max_private_memory:
                 reason = f"holds {private_bytes() >> 20} MiB of private memory"
                 break
+    if not reason:
+        at_limit = config.max_requests and counted.count >= config.max_requests
+        reason = f"served {counted.count} requests" if at_limit else "told to stop"
     log.debug("web worker %d (generation %d): %s: draining", os.getpid(), spec.generation, reason)
     server.stop_accepting()
     try:
