@@ -59,102 +59,148 @@ VERSION_QUERY = "SELECT value FROM store_meta WHERE name = 'version'"
 _U32 = struct.Struct("<I")
 
 
+class ReadBlocks:
+    """The blocks a reader read, in columns, sent before it reads their files: the ids (ascending),
+    dataset ids, names, sizes, numbers of files, open flags and last updates (int64 memoryviews of
+    a read-only mapping, the names a list)."""
+
+    __slots__ = ("ids", "dataset_ids", "names", "sizes", "nums", "opens", "updates")
+
+    def __init__(self, ids: Sequence[int], dataset_ids: Sequence[int], names: list[str], sizes: Sequence[int],
+                 nums: Sequence[int], opens: Sequence[int], updates: Sequence[int]):
+        self.ids, self.dataset_ids, self.names, self.sizes = ids, dataset_ids, names, sizes
+        self.nums, self.opens, self.updates = nums, opens, updates
+
+
 class ReadFiles:
-    """What a reader read: the block ids (ascending), the offsets of their file tables relative
-    to the first of ``chunks`` (``index << 32 | position``, as arena offsets; -1: a block without
-    files), the chunks (read-only mappings), the number of files in the tables and the blocks'
-    other columns (``blocks``: dataset ids, names, sizes, numbers of files, open flags, last
-    updates)."""
+    """The blocks' files a reader read (after their ``ReadBlocks``): the offset of each block's file
+    table relative to the first of ``chunks`` (``index << 32 | position``, as arena offsets; -1: a
+    block without files), the chunks (read-only mappings) and the number of files in the tables."""
 
-    __slots__ = ("ids", "offsets", "chunks", "num_files", "blocks")
+    __slots__ = ("offsets", "chunks", "num_files")
 
-    def __init__(self, ids: Sequence[int], offsets: Sequence[int], chunks: list[mmap.mmap], num_files: int,
-                 blocks: tuple[Sequence[int], list[str], Sequence[int], Sequence[int], Sequence[int], Sequence[int]]):
-        self.ids, self.offsets, self.chunks, self.num_files = ids, offsets, chunks, num_files
-        self.blocks = blocks
+    def __init__(self, offsets: Sequence[int], chunks: list[mmap.mmap], num_files: int):
+        self.offsets, self.chunks, self.num_files = offsets, chunks, num_files
 
 
 class FilesReader:
-    """The loader's side: starts the reader process, and takes its result (``result``) or ends it
-    (``close``: always, also when the load failed). ``spec`` says what to read and how to connect
-    (``main``); it goes to the reader on its standard input, with ``fds`` (a database socket)."""
+    """The loader's side: starts the reader process, takes its blocks (``blocks``), then their files
+    (``files``), or ends it (``close``: always, also when the load failed). ``spec`` says what to read
+    and how to connect (``main``); it goes to the reader on its standard input, with ``fds`` (a
+    database socket).
+
+    The reader reports twice on its standard output, a JSON line each time: when it has read the
+    blocks (their columns are then in the columns' memory file), and when it has read their files
+    (the file tables in the files' memory file, the offsets in the columns' file). Whatever is large
+    goes through the memory files, not the pipe: the reader never waits for the loader to read."""
 
     def __init__(self, spec: dict[str, Any], fds: tuple[int, ...] = ()):
         self._fd = os.memfd_create("dynamo-block-files", os.MFD_CLOEXEC)
+        self._columns_fd = -1
         try:
+            self._columns_fd = os.memfd_create("dynamo-block-columns", os.MFD_CLOEXEC)
             self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-                [sys.executable, "-P", "-m", "dynamo.store.filesreader", str(self._fd)],
-                pass_fds=(self._fd, *fds), stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+                [sys.executable, "-P", "-m", "dynamo.store.filesreader", str(self._fd), str(self._columns_fd)],
+                pass_fds=(self._fd, self._columns_fd, *fds), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                close_fds=True)
         except BaseException:
             os.close(self._fd)
+            if self._columns_fd >= 0:
+                os.close(self._columns_fd)
             raise
         try:
             assert self._proc.stdin is not None
             self._proc.stdin.write(json.dumps(spec).encode())
             self._proc.stdin.close()
         except OSError:
-            pass  # the reader is gone already: result() says why
+            pass  # the reader is gone already: blocks() says why
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
     def wait_for_report(self) -> None:
-        """Until the reader reports (its read transaction is over by then; for tests)."""
+        """Until the reader reports its blocks (it holds its read snapshot by then; for tests)."""
         proc = self._proc
         assert proc is not None and isinstance(proc.stdout, io.BufferedReader)
         proc.stdout.peek(1)
 
-    def result(self, version: int) -> ReadFiles | None:
-        """The reader's result once it is done; None when it read another version of the store
-        than ``version``. Raises StoreError when the reader failed."""
+    def _report(self) -> dict[str, Any]:
+        """The reader's next report line; StoreError when it failed (an error it reports, or an
+        exit without the report)."""
         proc = self._proc
         assert proc is not None and proc.stdout is not None
-        out = proc.stdout
         try:
-            head = json.loads(out.readline() or b"null")
+            head = json.loads(proc.stdout.readline() or b"null")
         except ValueError:
             head = None
         if not isinstance(head, dict) or "error" in head:
             status = proc.wait()
             why = head["error"] if isinstance(head, dict) else f"exit status {status}, no report"
             raise StoreError(f"the load's second reader failed: {why}")
+        return head
+
+    def blocks(self, version: int) -> ReadBlocks | None:
+        """The blocks, once the reader has read them (it reads their files meanwhile); None when it
+        read another version of the store than ``version``. Raises StoreError when the reader failed."""
+        head = self._report()
         if int(head["version"]) != version:
             return None
         count = int(head["count"])
         try:
-            # the seven columns in one buffer, read into it and viewed as int64 in place (no copies)
-            data = bytearray(7 * 8 * count)
-            _read_into(out, memoryview(data))
-            ids, offsets, *columns = (memoryview(data)[8 * count * i:8 * count * (i + 1)].cast("q")
-                                      for i in range(7))
-            names = marshal.loads(_read_exactly(out, int(head["names"])))
+            # six int64 columns, then the names marshalled: viewed in place in a read-only mapping
+            data = self._map_columns(6 * 8 * count + int(head["names"]))
+            ids, dataset_ids, sizes, nums, opens, updates = (data[8 * count * i:8 * count * (i + 1)].cast("q")
+                                                             for i in range(6))
+            names = marshal.loads(data[6 * 8 * count:])
             if not isinstance(names, list) or len(names) != count:
                 raise ValueError("the block names do not match the blocks")
-            blocks = (columns[0], names, columns[1], columns[2], columns[3], columns[4])
         except (EOFError, ValueError, TypeError) as exc:
             raise StoreError(f"the load's second reader failed: {exc}") from exc
+        self._count = count
+        return ReadBlocks(ids, dataset_ids, names, sizes, nums, opens, updates)
+
+    def files(self) -> ReadFiles:
+        """The blocks' files, once the reader is done (after ``blocks``). Raises StoreError when the
+        reader failed."""
+        head = self._report()
+        proc = self._proc
+        assert proc is not None
         status = proc.wait()
         if status != 0:
             raise StoreError(f"the load's second reader failed: exit status {status}")
+        try:
+            start, length = head["offsets"]
+            if length != 8 * self._count:
+                raise ValueError("the file offsets do not match the blocks")
+            offsets = self._map_columns(length, start).cast("q") if length else memoryview(b"").cast("q")
+        except (ValueError, TypeError) as exc:
+            raise StoreError(f"the load's second reader failed: {exc}") from exc
         chunks = []
         try:
             for start, length in head["chunks"]:
                 chunk = mmap.mmap(self._fd, length, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ, offset=start)
                 chunks.append(chunk)
-                try:
-                    chunk.madvise(_MADV_POPULATE_READ)
-                except (OSError, ValueError):
-                    pass  # an older kernel: the pages are mapped as they are read
+                _populate(chunk)
         except BaseException:
             for chunk in chunks:
                 chunk.close()
             raise
-        return ReadFiles(ids, offsets, chunks, int(head["files"]), blocks)
+        return ReadFiles(offsets, chunks, int(head["files"]))
+
+    def _map_columns(self, length: int, start: int = 0) -> memoryview:
+        """``length`` bytes of the columns' memory file from ``start`` (a page), read-only."""
+        if length == 0:
+            return memoryview(b"")
+        if os.fstat(self._columns_fd).st_size < start + length:
+            raise EOFError("report cut short")
+        data = mmap.mmap(self._columns_fd, length, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ, offset=start)
+        _populate(data)
+        return memoryview(data)
 
     def close(self) -> None:
-        """End the reader (killed if still running) and close the memory file (the mappings made
-        of it stay)."""
+        """End the reader (killed if still running) and close the memory files (the mappings made
+        of them stay)."""
         proc, self._proc = self._proc, None
         if proc is not None:
             if proc.poll() is None:
@@ -162,25 +208,17 @@ class FilesReader:
             proc.wait()
             if proc.stdout is not None:
                 proc.stdout.close()
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        for fd in (self._fd, self._columns_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._fd = self._columns_fd = -1
 
 
-def _read_exactly(stream: IO[bytes], size: int) -> bytes:
-    data = stream.read(size)
-    if len(data) != size:
-        raise EOFError(f"report cut short ({len(data)} of {size} bytes)")
-    return data
-
-
-def _read_into(stream: IO[bytes], view: memoryview) -> None:
-    size, done = len(view), 0
-    while done < size:
-        got = stream.readinto(view[done:])  # type: ignore[attr-defined]
-        if not got:
-            raise EOFError(f"report cut short ({done} of {size} bytes)")
-        done += got
+def _populate(chunk: mmap.mmap) -> None:
+    try:
+        chunk.madvise(_MADV_POPULATE_READ)
+    except (OSError, ValueError):
+        pass  # an older kernel: the pages are mapped as they are read
 
 
 # ---------------------------------------------------------------------------
@@ -211,6 +249,7 @@ class _Blocks:
         self.file_ids, self.file_offsets = array("q"), array("q")  # the file tables, by block id
         self.chunks = Chunks(fd)
         self.files = 0
+        self._columns_end = 0
 
     def add_blocks(self, batch: Sequence[tuple[Any, ...]]) -> None:
         """Rows ``(id, dataset id, name, size, number of files, open, last update)`` in id order."""
@@ -243,8 +282,6 @@ class _Blocks:
     def offsets(self) -> array[int]:
         """The file offset of each block (-1: none), its file table found by id."""
         ids, file_ids = self.ids, self.file_ids
-        if not all(map(operator.lt, ids, itertools.islice(ids, 1, None))):
-            raise StoreError("blocks: the rows are not in id order")
         if file_ids == ids:  # every block has files: the two columns line up (W10's store)
             return self.file_offsets
         skipped = len(ids) - len(file_ids)
@@ -255,13 +292,29 @@ class _Blocks:
         found = dict(zip(file_ids, self.file_offsets, strict=True))
         return array("q", [found.get(bid, -1) for bid in ids])
 
-    def report(self, version: int) -> tuple[dict[str, Any], list[bytes]]:
-        offsets = self.offsets()
+    def blocks_report(self, version: int, columns_fd: int) -> dict[str, Any]:
+        """The blocks' columns written into the columns' memory file (from its start: six int64
+        columns, then the names marshalled); the report that says so."""
+        ids = self.ids
+        if not all(map(operator.lt, ids, itertools.islice(ids, 1, None))):
+            raise StoreError("blocks: the rows are not in id order")
         names = marshal.dumps(self.names)
-        head = {"version": version, "count": len(self.ids), "files": self.files, "chunks": self.chunks.finish(),
-                "names": len(names)}
-        return head, [self.ids.tobytes(), offsets.tobytes(), self.dataset_ids.tobytes(), self.sizes.tobytes(),
-                      self.nums.tobytes(), self.opens.tobytes(), self.updates.tobytes(), names]
+        self.names = []
+        parts = [ids, self.dataset_ids, self.sizes, self.nums, self.opens, self.updates, names]
+        at = 0
+        for part in parts:
+            _write(columns_fd, memoryview(part).cast("B"), at)
+            at += len(part) * (8 if isinstance(part, array) else 1)
+        self._columns_end = at
+        return {"version": version, "count": len(ids), "names": len(names)}
+
+    def files_report(self, columns_fd: int) -> dict[str, Any]:
+        """The blocks' file offsets written into the columns' memory file (on the first page after
+        the columns) and the files' chunks sealed; the report that says so."""
+        offsets = self.offsets()
+        start = -(-self._columns_end // PAGE) * PAGE
+        _write(columns_fd, memoryview(offsets).cast("B"), start)
+        return {"files": self.files, "chunks": self.chunks.finish(), "offsets": [start, 8 * len(offsets)]}
 
 
 def count_all(blobs: Sequence[bytes]) -> int:
@@ -292,7 +345,7 @@ def with_files(blocks: Iterable[tuple[Any, ...]], files: Iterable[tuple[int, byt
             yield (*row, None)
 
 
-def _read_sqlite(spec: dict[str, Any], fd: int) -> tuple[dict[str, Any], list[bytes]]:
+def _read_sqlite(spec: dict[str, Any], fd: int, columns_fd: int, out: IO[bytes]) -> None:
     import sqlite3
     conn = sqlite3.connect(spec["path"], timeout=30.0, isolation_level=None)
     try:
@@ -303,15 +356,17 @@ def _read_sqlite(spec: dict[str, Any], fd: int) -> tuple[dict[str, Any], list[by
         blocks = _Blocks(fd)
         for batch in _lists(conn.execute(BLOCKS_QUERY)):
             blocks.add_blocks(batch)
+        # the loader builds the blocks while their files are read here
+        _send(out, blocks.blocks_report(version, columns_fd))
         for batch in _lists(conn.execute(FILES_QUERY, (int(spec.get("after", 0)),))):
             blocks.add_files(batch)
         conn.execute("COMMIT")
     finally:
         conn.close()
-    return blocks.report(version)
+    _send(out, blocks.files_report(columns_fd))
 
 
-def _read_mysql(spec: dict[str, Any], fd: int) -> tuple[dict[str, Any], list[bytes]]:
+def _read_mysql(spec: dict[str, Any], fd: int, columns_fd: int, out: IO[bytes]) -> None:
     import pymysql
     import pymysql.cursors
 
@@ -333,7 +388,13 @@ def _read_mysql(spec: dict[str, Any], fd: int) -> tuple[dict[str, Any], list[byt
         conn.rollback()
     finally:
         conn.close()
-    return blocks.report(version)
+    _send(out, blocks.blocks_report(version, columns_fd))  # one join: both reports at its end
+    _send(out, blocks.files_report(columns_fd))
+
+
+def _send(out: IO[bytes], head: dict[str, Any]) -> None:
+    out.write(json.dumps(head).encode() + b"\n")
+    out.flush()
 
 
 class Chunks:
@@ -424,25 +485,22 @@ def _lists(cursor: Any, size: int = 2000) -> Iterator[list[tuple[Any, ...]]]:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m dynamo.store.filesreader MEMFD`` with the spec on standard input:
-    ``{"dialect": "sqlite", "path": ...}`` or ``{"dialect": "mysql", "params": ..., "socket": fd or
-    null, "state": ..., "query": ..., "after": id}`` (blocks with ids above ``after``)."""
+    """``python -m dynamo.store.filesreader FILES_MEMFD COLUMNS_MEMFD`` with the spec on standard input:
+    ``{"dialect": "sqlite", "path": ..., "after": id}`` (block_files of the blocks above ``after``) or
+    ``{"dialect": "mysql", "params": ..., "socket": fd or null, "state": ..., "query": ..., "after": id}``
+    (blocks with ids above ``after``). Reports on standard output (``FilesReader``): the blocks read,
+    then their files, or an error (a JSON line each)."""
     out = sys.stdout.buffer
     try:
-        (fd_text,) = argv
+        fd_text, columns_text = argv
         spec = json.loads(sys.stdin.buffer.read())
         readers = {"sqlite": _read_sqlite, "mysql": _read_mysql}
         if not isinstance(spec, dict) or spec.get("dialect") not in readers:
             raise StoreError("no second reader for this store")
-        head, parts = readers[spec["dialect"]](spec, int(fd_text))
+        readers[spec["dialect"]](spec, int(fd_text), int(columns_text), out)
     except Exception as exc:  # reported to the loader, which fails the load with it
-        out.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode() + b"\n")
-        out.flush()
+        _send(out, {"error": f"{type(exc).__name__}: {exc}"})
         return 1
-    out.write(json.dumps(head).encode() + b"\n")
-    for part in parts:
-        out.write(part)
-    out.flush()
     return 0
 
 

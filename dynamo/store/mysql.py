@@ -280,7 +280,7 @@ class MySQLStore(SQLStore):
         finally:
             os.close(fd)  # the reader's copy is the session's now
 
-    def _load_queries(self, two_readers: bool) -> list[tuple[str, str, bool]]:
+    def _load_queries(self, two_readers: bool) -> list[tuple[str, str, str]]:
         """With a second reader, the blocks up to ``_split`` are read here after the other tables,
         then the reader's (its query is the fallback: ``SQLStore.load``)."""
         queries = super()._load_queries(False)
@@ -288,8 +288,9 @@ class MySQLStore(SQLStore):
             return queries
         split = self._split
         return [q for q in queries if q[0] != "blocks_with_files"] + [
-            ("blocks_with_files", f"{_BLOCKS_JOIN} WHERE b.id <= {split:d} ORDER BY b.id", False),
-            ("blocks_with_files", f"{_BLOCKS_JOIN} WHERE b.id > {split:d} ORDER BY b.id", True)]
+            ("blocks_with_files", f"{_BLOCKS_JOIN} WHERE b.id <= {split:d} ORDER BY b.id", ""),
+            ("", "", "blocks"), ("", "", "files"),
+            ("blocks_with_files", f"{_BLOCKS_JOIN} WHERE b.id > {split:d} ORDER BY b.id", "fallback")]
 
     def _begin_read(self) -> None:
         self._execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")

@@ -49,7 +49,7 @@ from dynamo.dataformat import (
 )
 from dynamo.dataformat.arena import ArenaWriter
 from dynamo.errors import StoreError
-from dynamo.store.filesreader import ReadFiles
+from dynamo.store.filesreader import ReadBlocks, ReadFiles
 
 BR_VERSION = replicatable.VERSION
 _BR_HEAD = replicatable.HEAD
@@ -363,6 +363,8 @@ class ImageBuilder:
         self._pending_offsets: array[int] = array("q")
         self._pending_sorted = True
         self._files_read = False
+        # the blocks of blocks_columns until files_read: (blocks, ids, sizes, run starts, their datasets)
+        self._read_blocks: tuple[list[Block], array[int], array[int], list[int], list[Dataset]] | None = None
         # the arena offsets of each dataset's blocks' file tables (``Dataset._file_offsets``)
         self._file_offsets = _OffsetRuns()
         self.max_ids = {"site": 0, "group": 0, "partition": 0, "dataset": 0, "block": 0, "file": 0}
@@ -518,28 +520,90 @@ class ImageBuilder:
         self._blocks_joined(rows, self._writer.add, filetable.count)
         self._writer.close()
 
-    def blocks_read(self, read: ReadFiles) -> None:
-        """The blocks a second reader read with their files (``store.filesreader``), after
-        the loader's own (MariaDB: ``blocks_with_files`` of the lower ids): its chunks join the arena.
+    def blocks_columns(self, read: ReadBlocks) -> None:
+        """The blocks a second reader read (``store.filesreader``), after the loader's own (MariaDB:
+        ``blocks_with_files`` of the lower ids), built from its columns while it still reads their
+        files; ``files_read`` links them to their files afterwards.
 
-        Built from the columns in C loops (``map``) over all blocks, and a Python loop per run of
-        one dataset's blocks (dict of its blocks, its ``_file_offsets``), not per block: at W10
-        0.9-1.4 s -> 0.75 s of CPU. Blocks without files take the row path (``_blocks_joined``)."""
+        Built in C loops (``map``) over all blocks, and a Python loop per run of one dataset's blocks
+        (the dict of its blocks), not per block."""
+        ids, dataset_ids, names = read.ids, read.dataset_ids, read.names
+        n = len(ids)
+        owners = list(map(self.datasets_by_id.__getitem__, dataset_ids))
+        blocks = list(map(Block.__new__, itertools.repeat(Block, n)))
+        _set_all(blocks, "_name", names)
+        _set_all(blocks, "_dataset", owners)
+        _set_all(blocks, "id", ids)
+        _set_all(blocks, "_size", read.sizes)
+        # Block._meta: (last_update << 65) | (num_files << 1) | is_open
+        _set_all(blocks, "_meta", map(operator.or_, map(operator.or_, map(operator.lshift, read.updates,
+                                                                          itertools.repeat(65)),
+                                                         map(operator.lshift, read.nums, itertools.repeat(1))),
+                                      read.opens))
+        # runs of one dataset's blocks: where the dataset id changes
+        starts = [0, *itertools.compress(range(1, n), map(operator.ne, dataset_ids[1:], dataset_ids[:-1]))] if n else []
+        for start, end in zip(starts, [*starts[1:], n], strict=True):
+            dataset = owners[start]
+            current = dataset._blocks
+            if current is None:
+                dataset._blocks = dict(zip(names[start:end], blocks[start:end], strict=True))
+            else:
+                current.update(zip(names[start:end], blocks[start:end], strict=True))
+        self._read_blocks = (blocks, _int64s(ids), _int64s(read.sizes), starts, owners)
+        self._files_read = True
+        if n:
+            self.max_block_id = max(self.max_block_id, ids[n - 1])  # ascending (the reader checked)
+        self.num_blocks += n
+
+    def files_read(self, read: ReadFiles) -> None:
+        """The files of the blocks of ``blocks_columns``: the reader's chunks join the arena, each
+        block its file table (``_files``, its dataset's ``_file_offsets``); the first blocks' tables
+        were read here when ``block_files`` came before (SQLite: up to a block id)."""
         self._writer.close()
         chunks = self.arena.chunks
         base = len(chunks) << 32
         chunks.extend(read.chunks)
-        dataset_ids, names, sizes, nums, opens, updates = read.blocks
-        n = len(read.ids)
+        assert self._read_blocks is not None, "files_read before blocks_columns"
+        blocks, ids, sizes, starts, owners = self._read_blocks
+        self._read_blocks = None
         offsets: Sequence[int] = read.offsets
         if self._pending_ids:  # the first blocks' files were read here (SQLite: block_files up to a block id)
-            offsets, base = self._joined_offsets(read.ids, offsets, base), 0
-        if n and min(offsets) < 0:  # some block has no files
-            rows = zip(read.ids, dataset_ids, names, sizes, nums, opens, updates, offsets, strict=True)
-            self._blocks_joined(rows, base.__add__, None)
-        elif n:
-            self._blocks_columns(read.ids, dataset_ids, names, sizes, nums, opens, updates, offsets, base)
+            offsets, base = self._joined_offsets(ids, offsets, base), 0
         self.num_files += read.num_files
+        n = len(ids)
+        if not n:
+            return
+        every = min(offsets) >= 0
+        # each dataset's _file_offsets: (arena offset, id, size) of its blocks with files, one after the other
+        flat = array("q", bytes(24 * n))
+        flat[0::3] = array("q", map(base.__add__, offsets))
+        flat[1::3] = ids
+        flat[2::3] = sizes
+        if not every:  # blocks without files (-1) have no entry (rare: the slow path)
+            keep = [offset >= 0 for offset in offsets]
+            flat = array("q", itertools.chain.from_iterable(
+                itertools.compress(zip(flat[0::3], flat[1::3], flat[2::3], strict=True), keep)))
+        table = flat.tobytes()
+        del flat
+        indexes: list[Iterable[int | None]] = []
+        at = 0  # entries of table taken
+        for start, end in zip(starts, [*starts[1:], n], strict=True):
+            dataset = owners[start]
+            have = dataset._file_offsets
+            first = len(have) // 24 if have else 0
+            if every:
+                count = end - start
+                indexes.append(range(first, first + count))
+            else:
+                numbering = itertools.count(first)
+                run = [None if offsets[i] < 0 else next(numbering) for i in range(start, end)]
+                count = sum(1 for index in run if index is not None)
+                indexes.append(run)
+            if count:
+                mine = table[24 * at:24 * (at + count)]
+                dataset._file_offsets = have + mine if have else mine
+                at += count
+        _set_all(blocks, "_files", itertools.chain.from_iterable(indexes))
 
     def _joined_offsets(self, ids: Sequence[int], theirs: Sequence[int], base: int) -> array[int]:
         """Arena offsets of the blocks' file tables (-1: none): the ones read here (``block_files``,
@@ -556,49 +620,6 @@ class ImageBuilder:
         found = dict(zip(mine_ids, mine, strict=True))
         return array("q", [found.get(bid, -1) if offset < 0 else base + offset
                            for bid, offset in zip(ids, theirs, strict=True)])
-
-    def _blocks_columns(self, ids: Sequence[int], dataset_ids: Sequence[int], names: list[str],
-                        sizes: Sequence[int], nums: Sequence[int], opens: Sequence[int], updates: Sequence[int],
-                        offsets: Sequence[int], base: int) -> None:
-        """``blocks_read`` when every block has files."""
-        n = len(ids)
-        owners = list(map(self.datasets_by_id.__getitem__, dataset_ids))
-        blocks = list(map(Block.__new__, itertools.repeat(Block, n)))
-        _set_all(blocks, "_name", names)
-        _set_all(blocks, "_dataset", owners)
-        _set_all(blocks, "id", ids)
-        _set_all(blocks, "_size", sizes)
-        # Block._meta: (last_update << 65) | (num_files << 1) | is_open
-        _set_all(blocks, "_meta", map(operator.or_, map(operator.or_, map(operator.lshift, updates,
-                                                                          itertools.repeat(65)),
-                                                         map(operator.lshift, nums, itertools.repeat(1))), opens))
-        # each dataset's _file_offsets: (arena offset, id, size) of its blocks, one after the other
-        flat = array("q", bytes(24 * n))
-        flat[0::3] = array("q", map(base.__add__, offsets))
-        flat[1::3] = _int64s(ids)
-        flat[2::3] = _int64s(sizes)
-        table = flat.tobytes()
-        del flat
-        # runs of one dataset's blocks: where the dataset id changes
-        starts = [0, *itertools.compress(range(1, n), map(operator.ne, dataset_ids[1:], dataset_ids[:-1]))]
-        ends = [*starts[1:], n]
-        indexes = []
-        for start, end in zip(starts, ends, strict=True):
-            dataset = owners[start]
-            have = dataset._file_offsets
-            first = len(have) // 24 if have else 0
-            indexes.append(range(first, first + end - start))
-            mine = table[24 * start:24 * end]
-            dataset._file_offsets = have + mine if have else mine
-            current = dataset._blocks
-            if current is None:
-                dataset._blocks = dict(zip(names[start:end], blocks[start:end], strict=True))
-            else:
-                current.update(zip(names[start:end], blocks[start:end], strict=True))
-        _set_all(blocks, "_files", itertools.chain.from_iterable(indexes))
-        self._files_read = True
-        self.max_block_id = max(self.max_block_id, ids[n - 1])  # ascending (the reader checked)
-        self.num_blocks += n
 
     def _blocks_joined(self, rows: Iterable[tuple[Any, ...]], place: Callable[[Any], int],
                        count_files: Callable[[Any], int] | None) -> None:

@@ -270,9 +270,10 @@ class SQLStore(Statements, InventoryStore):
 
         Second reader (``store.filesreader``): for a large store a process of its own, on the other
         core, reads blocks with their packed files (SQLite: all of them; MariaDB: the highest ids) in
-        a read transaction of its own, while this one reads and builds the rest; its result is taken
-        when its blocks' turn comes, and used only when it read the version this transaction sees
-        (else this process reads that part too). ``load_readers`` says which happened.
+        a read transaction of its own, while this one reads and builds the rest. It sends the blocks
+        first: they are built (``ImageBuilder.blocks_columns``) while it reads their files, which are
+        linked to them last (``files_read``). Its part is used only when it read the version this
+        transaction sees (else this process reads that part too). ``load_readers`` says which happened.
         """
         try:
             reader = self._start_files_reader()  # first: its start overlaps the loader's first reads
@@ -289,19 +290,22 @@ class SQLStore(Statements, InventoryStore):
                     if meta.get("schema_version") != SCHEMA_VERSION:
                         raise SchemaError(f"store schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}")
                     self.load_readers = 1
-                    taken: bool | None = None  # whether the second reader's part was taken from it
-                    for table, query, readers in self._load_queries(reader is not None):
-                        if readers and reader is not None:
-                            if taken is None:
-                                read = reader.result(int(meta["version"]))
-                                taken = read is not None  # else the store changed in between: read here
-                                if read is not None:
-                                    builder.blocks_read(read)
-                                    self.load_readers = 2
+                    taken = False  # whether the second reader's part was taken from it
+                    for table, query, part in self._load_queries(reader is not None):
+                        if part == "blocks":  # the reader's blocks: built now, while it reads their files
+                            assert reader is not None
+                            read = reader.blocks(int(meta["version"]))
+                            taken = read is not None  # else the store changed in between: read here
+                            if read is not None:
+                                builder.blocks_columns(read)
+                                self.load_readers = 2
+                        elif part == "files":  # ... and linked to their files
                             if taken:
-                                continue
-                        with self._rows(query) as rows:
-                            getattr(builder, table)(rows)
+                                assert reader is not None
+                                builder.files_read(reader.files())
+                        elif part != "fallback" or not taken:
+                            with self._rows(query) as rows:
+                                getattr(builder, table)(rows)
                 next_ids = {kind: meta.get(f"next_{kind}_id", 1) for kind in ID_KINDS}
                 inventory = builder.finish(meta["version"], next_ids)
                 if freeze:
@@ -316,16 +320,17 @@ class SQLStore(Statements, InventoryStore):
         self.loaded_counts = builder.counts()
         return inventory
 
-    def _load_queries(self, two_readers: bool) -> list[tuple[str, str, bool]]:
-        """The load's queries in order: (ImageBuilder method, query, whether the second reader reads
-        it). With a second reader, the tables it does not read come first; the first query of the
-        reader's part takes its result (``ImageBuilder.blocks_read``) and the rest of that part is
-        skipped, or, when the reader read another version of the store, read here instead."""
+    def _load_queries(self, two_readers: bool) -> list[tuple[str, str, str]]:
+        """The load's steps in order: (ImageBuilder method, query, part). Part "": read here. With a second
+        reader, the tables it does not read come first, then "blocks" (the reader's blocks, built from its
+        columns), then "files" (their files, linked), then the reader's part as "fallback" queries: read
+        here only when the reader read another version of the store."""
         if not two_readers:
-            return [(table, query, False) for table, query in self.LOAD_QUERIES]
+            return [(table, query, "") for table, query in self.LOAD_QUERIES]
         late = ("block_files", "blocks")  # read by the reader (store.filesreader: BLOCKS_QUERY, FILES_QUERY)
-        return ([(table, query, False) for table, query in self.LOAD_QUERIES if table not in late]
-                + [(table, query, True) for table, query in self.LOAD_QUERIES if table in late])
+        return ([(table, query, "") for table, query in self.LOAD_QUERIES if table not in late]
+                + [("", "", "blocks"), ("", "", "files")]
+                + [(table, query, "fallback") for table, query in self.LOAD_QUERIES if table in late])
 
     def _start_files_reader(self) -> FilesReader | None:
         """A second reader of ``block_files`` for this load (``store.filesreader``), or None: the

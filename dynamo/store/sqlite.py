@@ -206,22 +206,22 @@ class SQLiteStore(SQLiteFile, SQLStore):
         self._files_split = int(low + (high - low) * LOADER_FILES_SHARE) if low is not None else 0
         return FilesReader({"dialect": "sqlite", "path": str(Path(self.path).resolve()), "after": self._files_split})
 
-    def _load_queries(self, two_readers: bool) -> list[tuple[str, str, bool]]:
+    def _load_queries(self, two_readers: bool) -> list[tuple[str, str, str]]:
         """With a second reader, the file tables of the blocks up to ``_files_split`` are read here, after
-        the dataset replicas (while the reader reads the blocks and the other file tables); the
-        reader's part of ``block_files`` is those above (also when this process reads it instead)."""
+        the reader's blocks were built (while the reader reads the other file tables); the reader's
+        part of ``block_files`` is those above (also when this process reads it instead)."""
         queries = super()._load_queries(two_readers)
         split = self._files_split
         if not two_readers or split <= 0:
             return queries
         ours = ("block_files", f"SELECT block_id, files FROM block_files WHERE block_id <= {split:d} ORDER BY block_id",
-                False)
+                "")
         theirs = f"SELECT block_id, files FROM block_files WHERE block_id > {split:d} ORDER BY block_id"
-        out: list[tuple[str, str, bool]] = []
-        for table, query, readers in queries:
-            out.append((table, theirs if table == "block_files" and readers else query, readers))
-            if table == "dataset_replicas":
+        out: list[tuple[str, str, str]] = []
+        for table, query, part in queries:
+            if part == "files":
                 out.append(ours)
+            out.append((table, theirs if table == "block_files" and part == "fallback" else query, part))
         return out
 
     @contextmanager
