@@ -94,13 +94,16 @@ class FilesReader:
     (the file tables in the files' memory file, the offsets in the columns' file). Whatever is large
     goes through the memory files, not the pipe: the reader never waits for the loader to read."""
 
+    # the interpreter's arguments before the two memory files' descriptors (tests run a reader of their own)
+    ARGS: tuple[str, ...] = ("-P", "-m", "dynamo.store.filesreader")
+
     def __init__(self, spec: dict[str, Any], fds: tuple[int, ...] = ()):
         self._fd = os.memfd_create("dynamo-block-files", os.MFD_CLOEXEC)
         self._columns_fd = -1
         try:
             self._columns_fd = os.memfd_create("dynamo-block-columns", os.MFD_CLOEXEC)
             self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-                [sys.executable, "-P", "-m", "dynamo.store.filesreader", str(self._fd), str(self._columns_fd)],
+                [sys.executable, *self.ARGS, str(self._fd), str(self._columns_fd)],
                 pass_fds=(self._fd, self._columns_fd, *fds), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 close_fds=True)
         except BaseException:

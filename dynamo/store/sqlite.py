@@ -31,9 +31,10 @@ LOAD_CACHE_KIB = 2048  # page cache while loading (see SQLiteStore._loading)
 # (store.filesreader): starting it costs ~0.1 s of the other core, a W1 load is ~0.5 s
 SECOND_READER_MIN_BYTES = 32 << 20
 # with a second reader, the share of block_files (by block id) the loader reads itself: the reader
-# reads all blocks and the rest of their files, the loader the other tables and these (W10: the
-# loader waited ~1 s for the reader without them; docs/performance.md, "fourth round: load4")
-LOADER_FILES_SHARE = 0.4
+# reads all blocks and the rest of their files, the loader the other tables and these. 0: the reader
+# sends the blocks before it reads their files, and the loader builds them meanwhile (0.4 when it
+# did not: docs/performance.md, "fourth round: load4"; the shares swept in "fifth round: load5")
+LOADER_FILES_SHARE = 0.0
 REGISTRY_SCHEMA_FILE = "sqlite-registry.sql"
 REGISTRY_TABLES = ("users", "user_roles", "app_authorizations", "applications")  # in the order rows are copied
 
@@ -199,11 +200,13 @@ class SQLiteStore(SQLiteFile, SQLStore):
             return None
         if _size(self.path) < limit:
             return None
-        # two subqueries: SQLite looks MIN and MAX up in the index only when each is a query of its own
-        # (together, they scan the table: 0.2 s and the whole table in the page cache at W10)
-        low, high = self._execute("SELECT (SELECT MIN(block_id) FROM block_files), "
-                                  "(SELECT MAX(block_id) FROM block_files)")[0]
-        self._files_split = int(low + (high - low) * LOADER_FILES_SHARE) if low is not None else 0
+        self._files_split = 0
+        if LOADER_FILES_SHARE > 0:
+            # two subqueries: SQLite looks MIN and MAX up in the index only when each is a query of its own
+            # (together, they scan the table: 0.2 s and the whole table in the page cache at W10)
+            low, high = self._execute("SELECT (SELECT MIN(block_id) FROM block_files), "
+                                      "(SELECT MAX(block_id) FROM block_files)")[0]
+            self._files_split = int(low + (high - low) * LOADER_FILES_SHARE) if low is not None else 0
         return FilesReader({"dialect": "sqlite", "path": str(Path(self.path).resolve()), "after": self._files_split})
 
     def _load_queries(self, two_readers: bool) -> list[tuple[str, str, str]]:

@@ -191,9 +191,14 @@ def test_a_second_reader_that_cannot_be_started_leaves_the_load_to_one(sqlite_ur
     assert "could not be started" in caplog.text
 
 
-def test_blocks_without_files_on_both_sides_of_the_split(sqlite_url: str) -> None:
-    """SQLite: the loader reads the file tables of the lowest block ids, the reader the rest; blocks
-    without files below and above that split (and a split that is not a block id) load as with one reader."""
+@pytest.mark.parametrize("share", [0.0, 0.4])
+def test_blocks_without_files_on_both_sides_of_the_split(sqlite_url: str, share: float,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite: the loader reads the file tables of the lowest block ids (``LOADER_FILES_SHARE``; none by
+    default), the reader the rest; blocks without files below and above that split (and a split that is
+    not a block id) load as with one reader."""
+    from dynamo.store import sqlite
+    monkeypatch.setattr(sqlite, "LOADER_FILES_SHARE", share)
     _import(sqlite_url, 51)
     with open_store(sqlite_url) as store:
         ids = [row[0] for row in store.query_all("SELECT block_id FROM block_files ORDER BY block_id")]
@@ -206,7 +211,61 @@ def test_blocks_without_files_on_both_sides_of_the_split(sqlite_url: str) -> Non
     with _open(sqlite_url) as store:
         both = store.load()
         assert store.load_readers == 2
-        assert 0 < store._files_split < ids[-1]
+        assert (0 < store._files_split < ids[-1]) if share else store._files_split == 0
         assert store.loaded_counts == both.counts()
     assert fingerprint(both) == fingerprint(alone)
     assert sum(1 for d in both.datasets.values() for b in d.blocks if b._files is None) == len(gone)
+
+
+# a reader that reads and reports the blocks, then fails while it reads their files (the loader builds
+# the blocks meanwhile): killed by a signal, or with an error it reports
+_FAILING_AFTER_BLOCKS = """import os, signal, sys
+from dynamo.store import filesreader
+def add_files(self, batch):
+    if {how!r} == "killed":
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise OSError("no space left for the file tables")
+filesreader._Blocks.add_files = add_files
+sys.exit(filesreader.main(sys.argv[1:]))
+"""
+
+
+class _FailingAfterBlocks:
+    how = "killed"
+
+    def _start_files_reader(self) -> FilesReader | None:
+        if self.how == "none":
+            return super()._start_files_reader()  # type: ignore[misc, no-any-return]
+        args = ("-P", "-c", _FAILING_AFTER_BLOCKS.format(how=self.how))
+        failing = type("FailingReader", (FilesReader,), {"ARGS": args})
+        reader = failing({"dialect": "sqlite", "path": str(Path(self.path).resolve()), "after": 0})  # type: ignore[attr-defined]
+        self.reader_pid = reader.pid
+        return reader
+
+
+@pytest.mark.parametrize("how", ["killed", "error"])
+def test_a_reader_that_fails_after_sending_the_blocks_fails_the_load_cleanly(
+        sqlite_url: str, how: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loader built the reader's blocks from their columns; the reader then dies (or reports an
+    error) while it reads their files: the load fails with StoreError, the reader is reaped, and the
+    next load is whole."""
+    from dynamo.store.rows import ImageBuilder
+    image = _import(sqlite_url, 52)
+    built: list[int] = []
+    columns = ImageBuilder.blocks_columns
+
+    def blocks_columns(self: ImageBuilder, read: Any) -> None:
+        built.append(len(read.ids))
+        columns(self, read)
+
+    monkeypatch.setattr(ImageBuilder, "blocks_columns", blocks_columns)
+    with _open(sqlite_url, _FailingAfterBlocks) as store:
+        store.how = how
+        why = "no report" if how == "killed" else "no space left for the file tables"
+        with pytest.raises(StoreError, match=f"second reader failed: .*{why}"):
+            store.load(freeze=True)
+        assert built and built[0] == sum(len(d.blocks) for d in image.datasets.values())  # the blocks came first
+        assert _reaped(store.reader_pid)
+        store.how = "none"
+        assert fingerprint(store.load()) == fingerprint(image)
+        assert store.load_readers == 2
