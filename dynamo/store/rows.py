@@ -26,7 +26,7 @@ import json
 import operator
 import struct
 from array import array
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from dynamo.core.ids import IdAllocator
 from dynamo.core.inventory import Inventory
@@ -228,6 +228,20 @@ def _set_all(objects: list[Any], name: str, values: Iterable[Any]) -> None:
     collections.deque(map(setattr, objects, itertools.repeat(name), values), 0)
 
 
+def _slices(starts: list[int], ends: list[int], scale: int = 1) -> Iterator[slice]:
+    """``slice(start, end)`` of each run (times ``scale``), made in a C loop."""
+    if scale != 1:
+        return map(slice, map(scale.__mul__, starts), map(scale.__mul__, ends))
+    return map(slice, starts, ends)
+
+
+def _fresh(objects: list[Any], name: str) -> bool:
+    """Each object once in ``objects``, and its attribute ``name`` None: runs of them can be given their
+    values at once (``_set_all``), nothing to add to."""
+    return (len(set(map(id, objects))) == len(objects)
+            and all(map(operator.is_, map(operator.attrgetter(name), objects), itertools.repeat(None))))
+
+
 def _int64s(values: Sequence[int]) -> array[int]:
     """An int64 array of ``values`` (a memoryview of int64s: copied, no int made)."""
     column = array("q")
@@ -314,8 +328,17 @@ class _Replicas:
         offsets = array("q", map(self.offsets.__getitem__, order))
         self.dataset_ids, self.site_names, self.replicas, self.offsets = array("q"), [], [], array("q")
         starts = [0, *itertools.compress(range(1, n), map(operator.ne, dataset_ids[1:], dataset_ids[:-1]))]
+        ends = [*starts[1:], n]
+        datasets = list(map(datasets_by_id.__getitem__, map(dataset_ids.__getitem__, starts)))
+        if min(offsets) >= 0 and _fresh(datasets, "_replicas"):  # the load's case: C loops over the runs
+            _set_all(datasets, "_replicas", map(dict, map(zip, map(names.__getitem__, _slices(starts, ends)),
+                                                          map(replicas.__getitem__, _slices(starts, ends)))))
+            table = offsets.tobytes()
+            _set_all(datasets, "_replica_offsets", map(table.__getitem__, _slices(starts, ends, 8)))
+            _set_all(replicas, "_packed", itertools.chain.from_iterable(map(range, map(operator.sub, ends, starts))))
+            return
         indexes: list[Iterable[int | None]] = []
-        for start, end in zip(starts, [*starts[1:], n], strict=True):
+        for start, end in zip(starts, ends, strict=True):
             dataset = datasets_by_id[dataset_ids[start]]
             members = dict(zip(names[start:end], replicas[start:end], strict=True))
             if dataset._replicas is None:
@@ -363,7 +386,8 @@ class ImageBuilder:
         self._pending_offsets: array[int] = array("q")
         self._pending_sorted = True
         self._files_read = False
-        # the blocks of blocks_columns until files_read: (blocks, ids, sizes, run starts, their datasets)
+        # the blocks of blocks_columns until files_read: (blocks, ids, sizes, starts of the runs of one
+        # dataset's blocks, the runs' datasets)
         self._read_blocks: tuple[list[Block], array[int], array[int], list[int], list[Dataset]] | None = None
         # the arena offsets of each dataset's blocks' file tables (``Dataset._file_offsets``)
         self._file_offsets = _OffsetRuns()
@@ -542,14 +566,20 @@ class ImageBuilder:
                                       read.opens))
         # runs of one dataset's blocks: where the dataset id changes
         starts = [0, *itertools.compress(range(1, n), map(operator.ne, dataset_ids[1:], dataset_ids[:-1]))] if n else []
-        for start, end in zip(starts, [*starts[1:], n], strict=True):
-            dataset = owners[start]
-            current = dataset._blocks
-            if current is None:
-                dataset._blocks = dict(zip(names[start:end], blocks[start:end], strict=True))
-            else:
-                current.update(zip(names[start:end], blocks[start:end], strict=True))
-        self._read_blocks = (blocks, _int64s(ids), _int64s(read.sizes), starts, owners)
+        ends = [*starts[1:], n] if n else []
+        datasets = list(map(owners.__getitem__, starts))
+        if _fresh(datasets, "_blocks"):  # each dataset's blocks in one run, and none before: C loops over the runs
+            _set_all(datasets, "_blocks", map(dict, map(zip, map(names.__getitem__, _slices(starts, ends)),
+                                                        map(blocks.__getitem__, _slices(starts, ends)))))
+        else:
+            for start, end in zip(starts, ends, strict=True):
+                dataset = owners[start]
+                current = dataset._blocks
+                if current is None:
+                    dataset._blocks = dict(zip(names[start:end], blocks[start:end], strict=True))
+                else:
+                    current.update(zip(names[start:end], blocks[start:end], strict=True))
+        self._read_blocks = (blocks, _int64s(ids), _int64s(read.sizes), starts, datasets)
         self._files_read = True
         if n:
             self.max_block_id = max(self.max_block_id, ids[n - 1])  # ascending (the reader checked)
@@ -564,7 +594,7 @@ class ImageBuilder:
         base = len(chunks) << 32
         chunks.extend(read.chunks)
         assert self._read_blocks is not None, "files_read before blocks_columns"
-        blocks, ids, sizes, starts, owners = self._read_blocks
+        blocks, ids, sizes, starts, datasets = self._read_blocks
         self._read_blocks = None
         offsets: Sequence[int] = read.offsets
         if self._pending_ids:  # the first blocks' files were read here (SQLite: block_files up to a block id)
@@ -585,10 +615,14 @@ class ImageBuilder:
                 itertools.compress(zip(flat[0::3], flat[1::3], flat[2::3], strict=True), keep)))
         table = flat.tobytes()
         del flat
+        ends = [*starts[1:], n]
+        if every and _fresh(datasets, "_file_offsets"):  # the load's case: C loops over the runs
+            _set_all(datasets, "_file_offsets", map(table.__getitem__, _slices(starts, ends, 24)))
+            _set_all(blocks, "_files", itertools.chain.from_iterable(map(range, map(operator.sub, ends, starts))))
+            return
         indexes: list[Iterable[int | None]] = []
         at = 0  # entries of table taken
-        for start, end in zip(starts, [*starts[1:], n], strict=True):
-            dataset = owners[start]
+        for dataset, start, end in zip(datasets, starts, ends, strict=True):
             have = dataset._file_offsets
             first = len(have) // 24 if have else 0
             if every:
