@@ -9,27 +9,34 @@ blocks with their files (SQLite: all of them, its two scans, joined by id in col
 ``_Blocks.offsets``; MariaDB: the join for the highest ids), on the other core, in a read
 transaction of its own, while the loader reads and builds everything else:
 
-* the loader creates a memory file (``memfd_create``) and starts this module as a fresh
-  interpreter (``python -P -m dynamo.store.filesreader``; not a fork: SQLite's file locks and
-  shared-memory state must not be inherited), handing it the file, and on its standard input
-  what to read and how to connect (``main``);
-* the reader writes the file tables into the memory file, laid out as arena chunks (each value
-  preceded by its length, ``dataformat.arena``), each chunk starting on a page (``Chunks``), and
-  reports on its standard output: a JSON line (the store's version it read, the chunks, the
-  number of blocks and of files), then the blocks in columns (int64: ids, file offsets,
-  dataset ids, sizes, numbers of files, open flags, last updates; then the names, marshalled);
+* the loader creates two memory files (``memfd_create``: the files', the columns') and starts this
+  module as a fresh interpreter (``python -P -m dynamo.store.filesreader``; not a fork: SQLite's
+  file locks and shared-memory state must not be inherited), handing it the files, and on its
+  standard input what to read and how to connect (``main``);
+* the reader reads the blocks first, writes them in columns into the columns' memory file (int64:
+  ids, dataset ids, sizes; then, marshalled, the names, each block's ``Block._meta`` and where the
+  runs of one dataset's blocks start: made here, on the reader's core) and reports on its standard output (a JSON line: the store's version it read, the number of
+  blocks, the names' length). SQLite: the loader builds the blocks from the columns
+  (``ImageBuilder.blocks_columns``) while the reader goes on to read their files (MariaDB: its
+  join gives both at once, reported one after the other at its end);
+* the reader writes the file tables into the files' memory file, laid out as arena chunks (each
+  value preceded by its length, ``dataformat.arena``), each chunk starting on a page (``Chunks``),
+  the blocks' file offsets into the columns' file, and reports again (the chunks, the offsets'
+  place, the number of files). Whatever is large goes through the memory files, not the pipe: the
+  reader never waits for the loader to read it;
 * the loader checks that the reader saw the version its own transaction sees (every commit
   changes ``store_meta.version``, in the same transaction as its rows), maps each chunk
   read-only and private (``MAP_PRIVATE``, ``PROT_READ``: the image's memory stays private to
   dynamod, shared with its forks, and nobody can write into it), faults the mappings in
   (``MADV_POPULATE_READ``: the pages are then counted in the loader's RSS, as the arena's own
-  chunks are) and closes the file. The memory lives as long as a mapping does. The blocks are
-  built from the columns (``ImageBuilder.blocks_read``).
+  chunks are) and closes the files. The memory lives as long as a mapping does. The blocks are
+  linked to their file tables (``ImageBuilder.files_read``); the columns' file is gone once the
+  blocks are built (its mappings die with the load's temporaries).
 
 A reader that saw another version (a commit between the two transactions' starts) is of no
 use: the loader reads that part itself in its own transaction (``SQLStore.load``). A reader
-that fails (an error, a signal, an exit without its report) fails the load; a load that fails
-kills and reaps its reader.
+that fails (an error, a signal, an exit without a report), before or after it reported the blocks,
+fails the load; a load that fails kills and reaps its reader.
 """
 
 from __future__ import annotations
@@ -60,16 +67,17 @@ _U32 = struct.Struct("<I")
 
 
 class ReadBlocks:
-    """The blocks a reader read, in columns, sent before it reads their files: the ids (ascending),
-    dataset ids, names, sizes, numbers of files, open flags and last updates (int64 memoryviews of
-    a read-only mapping, the names a list)."""
+    """The blocks a reader read, sent before it reads their files: in columns, the ids (ascending),
+    dataset ids and sizes (int64 memoryviews of a read-only mapping); the names, each block's
+    ``Block._meta`` (its last update, number of files and open flag in one int) and where each run
+    of one dataset's blocks starts (lists)."""
 
-    __slots__ = ("ids", "dataset_ids", "names", "sizes", "nums", "opens", "updates")
+    __slots__ = ("ids", "dataset_ids", "sizes", "names", "metas", "starts")
 
-    def __init__(self, ids: Sequence[int], dataset_ids: Sequence[int], names: list[str], sizes: Sequence[int],
-                 nums: Sequence[int], opens: Sequence[int], updates: Sequence[int]):
-        self.ids, self.dataset_ids, self.names, self.sizes = ids, dataset_ids, names, sizes
-        self.nums, self.opens, self.updates = nums, opens, updates
+    def __init__(self, ids: Sequence[int], dataset_ids: Sequence[int], sizes: Sequence[int], names: list[str],
+                 metas: list[int], starts: list[int]):
+        self.ids, self.dataset_ids, self.sizes = ids, dataset_ids, sizes
+        self.names, self.metas, self.starts = names, metas, starts
 
 
 class ReadFiles:
@@ -151,17 +159,20 @@ class FilesReader:
             return None
         count = int(head["count"])
         try:
-            # six int64 columns, then the names marshalled: viewed in place in a read-only mapping
-            data = self._map_columns(6 * 8 * count + int(head["names"]))
-            ids, dataset_ids, sizes, nums, opens, updates = (data[8 * count * i:8 * count * (i + 1)].cast("q")
-                                                             for i in range(6))
-            names = marshal.loads(data[6 * 8 * count:])
-            if not isinstance(names, list) or len(names) != count:
+            # three int64 columns, then the names, metas and run starts marshalled: viewed in place in a
+            # read-only mapping
+            data = self._map_columns(3 * 8 * count + int(head["names"]))
+            ids, dataset_ids, sizes = (data[8 * count * i:8 * count * (i + 1)].cast("q") for i in range(3))
+            lists = marshal.loads(data[3 * 8 * count:])
+            if not (isinstance(lists, tuple) and len(lists) == 3 and all(isinstance(x, list) for x in lists)):
+                raise ValueError("the block names are not lists")
+            names, metas, starts = lists
+            if len(names) != count or len(metas) != count or len(starts) > count:
                 raise ValueError("the block names do not match the blocks")
         except (EOFError, ValueError, TypeError) as exc:
             raise StoreError(f"the load's second reader failed: {exc}") from exc
         self._count = count
-        return ReadBlocks(ids, dataset_ids, names, sizes, nums, opens, updates)
+        return ReadBlocks(ids, dataset_ids, sizes, names, metas, starts)
 
     def files(self) -> ReadFiles:
         """The blocks' files, once the reader is done (after ``blocks``). Raises StoreError when the
@@ -296,20 +307,28 @@ class _Blocks:
         return array("q", [found.get(bid, -1) for bid in ids])
 
     def blocks_report(self, version: int, columns_fd: int) -> dict[str, Any]:
-        """The blocks' columns written into the columns' memory file (from its start: six int64
-        columns, then the names marshalled); the report that says so."""
-        ids = self.ids
+        """The blocks written into the columns' memory file (from its start: ids, dataset ids and sizes as
+        int64 columns, then the names, each block's ``Block._meta`` and the starts of the runs of one
+        dataset's blocks, marshalled: made here, not by the loader); the report that says so."""
+        ids, dataset_ids = self.ids, self.dataset_ids
         if not all(map(operator.lt, ids, itertools.islice(ids, 1, None))):
             raise StoreError("blocks: the rows are not in id order")
-        names = marshal.dumps(self.names)
+        n = len(ids)
+        # Block._meta: (last_update << 65) | (num_files << 1) | is_open (dataformat.block)
+        metas = list(map(operator.or_, map(operator.or_, map(operator.lshift, self.updates, itertools.repeat(65)),
+                                           map(operator.lshift, self.nums, itertools.repeat(1))), self.opens))
+        starts = [0, *itertools.compress(range(1, n), map(operator.ne, itertools.islice(dataset_ids, 1, None),
+                                                          dataset_ids))] if n else []
+        lists = marshal.dumps((self.names, metas, starts))
         self.names = []
-        parts = [ids, self.dataset_ids, self.sizes, self.nums, self.opens, self.updates, names]
+        self.nums, self.opens, self.updates = array("q"), array("q"), array("q")
         at = 0
-        for part in parts:
+        for part in (ids, dataset_ids, self.sizes):
             _write(columns_fd, memoryview(part).cast("B"), at)
-            at += len(part) * (8 if isinstance(part, array) else 1)
-        self._columns_end = at
-        return {"version": version, "count": len(ids), "names": len(names)}
+            at += 8 * len(part)
+        _write(columns_fd, lists, at)
+        self._columns_end = at + len(lists)
+        return {"version": version, "count": n, "names": len(lists)}
 
     def files_report(self, columns_fd: int) -> dict[str, Any]:
         """The blocks' file offsets written into the columns' memory file (on the first page after

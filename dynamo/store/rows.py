@@ -441,28 +441,28 @@ class ImageBuilder:
             site._partitions[partition.name] = SitePartition(site, partition, quota)
 
     def datasets(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Datasets (``Dataset._make``), a batch of rows at a time in columns: the objects made and
+        their attributes set in C loops (``map``), not a Python loop per row."""
         datasets = self.inventory.datasets
         by_id = self.datasets_by_id
-        new = Dataset.__new__
         arena = self.arena
-        status_of, type_of = _DATASET_STATUS, _DATA_TYPE
-        for did, name, status, data_type, software_version, last_update, is_open in rows:
-            d = new(Dataset)  # Dataset._make, inline
-            d._name = name
-            d._status = status_of[status]
-            d._data_type = type_of[data_type]
-            d.software_version = software_version
-            d.last_update = last_update
-            d.is_open = bool(is_open)
-            d.id = did
-            d._blocks = None
-            d._replicas = None
-            d._attr = None
-            d._arena = arena
-            d._replica_offsets = None
-            d._file_offsets = None
-            datasets[name] = d
-            by_id[did] = d
+        rows = iter(rows)
+        while batch := list(itertools.islice(rows, 4096)):
+            k = len(batch)
+            ids, names, statuses, data_types, software_versions, last_updates, opens = zip(*batch, strict=True)
+            made = list(map(Dataset.__new__, itertools.repeat(Dataset, k)))
+            _set_all(made, "_name", names)
+            _set_all(made, "_status", map(_DATASET_STATUS.__getitem__, statuses))
+            _set_all(made, "_data_type", map(_DATA_TYPE.__getitem__, data_types))
+            _set_all(made, "software_version", software_versions)
+            _set_all(made, "last_update", last_updates)
+            _set_all(made, "is_open", map(bool, opens))
+            _set_all(made, "id", ids)
+            for name in ("_blocks", "_replicas", "_attr", "_replica_offsets", "_file_offsets"):
+                _set_all(made, name, itertools.repeat(None, k))
+            _set_all(made, "_arena", itertools.repeat(arena, k))
+            datasets.update(zip(names, made, strict=True))
+            by_id.update(zip(ids, made, strict=True))
 
     def blocks(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """Blocks, each with its files when they were read before (``block_files``): a merge of the
@@ -551,21 +551,15 @@ class ImageBuilder:
 
         Built in C loops (``map``) over all blocks, and a Python loop per run of one dataset's blocks
         (the dict of its blocks), not per block."""
-        ids, dataset_ids, names = read.ids, read.dataset_ids, read.names
+        ids, names, starts = read.ids, read.names, read.starts
         n = len(ids)
-        owners = list(map(self.datasets_by_id.__getitem__, dataset_ids))
+        owners = list(map(self.datasets_by_id.__getitem__, read.dataset_ids))
         blocks = list(map(Block.__new__, itertools.repeat(Block, n)))
         _set_all(blocks, "_name", names)
         _set_all(blocks, "_dataset", owners)
         _set_all(blocks, "id", ids)
         _set_all(blocks, "_size", read.sizes)
-        # Block._meta: (last_update << 65) | (num_files << 1) | is_open
-        _set_all(blocks, "_meta", map(operator.or_, map(operator.or_, map(operator.lshift, read.updates,
-                                                                          itertools.repeat(65)),
-                                                         map(operator.lshift, read.nums, itertools.repeat(1))),
-                                      read.opens))
-        # runs of one dataset's blocks: where the dataset id changes
-        starts = [0, *itertools.compress(range(1, n), map(operator.ne, dataset_ids[1:], dataset_ids[:-1]))] if n else []
+        _set_all(blocks, "_meta", read.metas)  # made by the reader
         ends = [*starts[1:], n] if n else []
         datasets = list(map(owners.__getitem__, starts))
         if _fresh(datasets, "_blocks"):  # each dataset's blocks in one run, and none before: C loops over the runs
