@@ -15,8 +15,9 @@ transaction of its own, while the loader reads and builds everything else:
   standard input what to read and how to connect (``main``);
 * the reader reads the blocks first, writes them in columns into the columns' memory file (int64:
   ids, dataset ids, sizes; then, marshalled, the names, each block's ``Block._meta`` and where the
-  runs of one dataset's blocks start: made here, on the reader's core) and reports on its standard output (a JSON line: the store's version it read, the number of
-  blocks, the names' length). SQLite: the loader builds the blocks from the columns
+  runs of one dataset's blocks start: made here, on the reader's core) and reports on its
+  standard output (a JSON line: the store's version it read, the number of blocks, the length of
+  the marshalled lists). SQLite: the loader builds the blocks from the columns
   (``ImageBuilder.blocks_columns``) while the reader goes on to read their files (MariaDB: its
   join gives both at once, reported one after the other at its end);
 * the reader writes the file tables into the files' memory file, laid out as arena chunks (each
