@@ -27,6 +27,11 @@ Reports, per store, with issue 10's goals beside them (``bench.goals``):
   applies and commits, and while an inject of ``--inject-files`` files (1 M at W10) is
   parsed, applied and committed; ``quiet_call_ms`` is the same call's median on an idle
   server.
+* ``call_cpu_ms``: the CPU a quiet trivial call costs, per process, the mean of ``3 x --runs`` calls one
+  after another: the client (``dynamo``), dynamod's loop, the zygote (forking the spare that replaces
+  the one the call took) and dynamod's reaped children (the spare that ran the call, its exit
+  included); ``call_cpu_total_ms`` their sum. Unlike a call's wall time it hardly depends on what else
+  the machine runs: what a change to forking or to the image's memory saves shows here.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -203,6 +209,43 @@ class Bench:
             raise outcome[0]
         return times, outcome[0]
 
+    def call_cpu_ms(self, path: Path, calls: int) -> dict[str, float]:
+        """The mean CPU per trivial call (``path``), by process (see ``call_cpu_ms`` in the module's doc)."""
+        assert self.process is not None
+        pid = self.process.pid
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def own(p: int) -> tuple[float, float]:  # (its own CPU, its reaped children's), in seconds
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+        def zygotes() -> float:
+            total = 0.0
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    if (entry / "cmdline").read_bytes().startswith(b"dynamod: zygote"):
+                        total += own(int(entry.name))[0]
+                except (OSError, ValueError):
+                    continue  # ended meanwhile
+            return total
+
+        time.sleep(1.0)  # what the start left (the first spares) is not the calls'
+        before, zygote_before = own(pid), zygotes()
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client_before = usage.ru_utime + usage.ru_stime
+        for _ in range(calls):
+            self.call_ms(path)
+        time.sleep(1.0)  # the last call's replacement spare
+        after, zygote_after = own(pid), zygotes()
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = {"client": usage.ru_utime + usage.ru_stime - client_before, "dynamod": after[0] - before[0],
+               "zygote": zygote_after - zygote_before, "children": after[1] - before[1]}
+        per_call = {name: round(seconds * 1000 / calls, 1) for name, seconds in cpu.items()}
+        per_call["total"] = round(sum(per_call.values()), 1)
+        return per_call
+
     def inject(self, document: str) -> None:
         subprocess.run([command("dynamo-inject"), "-"], input=document, env=self.env, check=True,
                        capture_output=True, text=True)
@@ -355,6 +398,9 @@ def measure(kind: str, url: str, home: Path, args: argparse.Namespace) -> dict[s
             result.update(child_private_mb=private, gc_dirty_mb=gc_dirty)
             walk = json.loads(bench.run(str(bench.script("walk.py", WALK))).stdout.strip().splitlines()[-1])
             result.update(walk=walk, walk_dirty_mb=walk["walk_dirty_mb"], readers16_mb=16 * walk["walk_dirty_mb"])
+        if "cpu" in phases:
+            result["call_cpu_ms"] = bench.call_cpu_ms(bench.script("trivial.py", "print('ok')\n"), 3 * args.runs)
+            result["call_cpu_total_ms"] = result["call_cpu_ms"]["total"]
         if "write" in phases:
             writes = [bench.write_app(path)[0] for path in records_paths]
             result.update(write_exit_to_done_s=statistics.median(writes), writes_s=writes)
@@ -373,7 +419,7 @@ def measure(kind: str, url: str, home: Path, args: argparse.Namespace) -> dict[s
     return result
 
 
-PHASES = ("first", "walk", "write", "busy", "inject")
+PHASES = ("first", "walk", "cpu", "write", "busy", "inject")
 
 
 def summary(r: dict[str, Any]) -> str:
@@ -385,6 +431,8 @@ def summary(r: dict[str, Any]) -> str:
         parts.append(f"child private {r['child_private_mb']:.1f} MB, gc.collect() dirties {r['gc_dirty_mb']:.2f} MB; "
                      f"a walk of {r['walk']['files']} files and {r['walk']['block_replicas']} block replicas "
                      f"({r['walk']['walk_s']:.1f} s) dirties {r['walk_dirty_mb']:.1f} MB")
+    if "call_cpu_ms" in r:
+        parts.append("CPU per quiet call " + ", ".join(f"{k} {v:.1f}" for k, v in r["call_cpu_ms"].items()) + " ms")
     if "writes_s" in r:
         parts.append(f"write of {r['records']}: {r['write_exit_to_done_s']:.2f} s from exit to done (median of "
                      + ", ".join(f"{t:.2f}" for t in r["writes_s"]) + ")")

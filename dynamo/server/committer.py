@@ -33,7 +33,7 @@ from dynamo.core.journal import ChangeMeta
 from dynamo.errors import ChangeSetError, JournalPruned, StoreError
 from dynamo.protocol import replies
 from dynamo.protocol.replies import ErrorCode
-from dynamo.server import offloop
+from dynamo.server import heap, offloop
 from dynamo.server.children import Child
 from dynamo.server.clients import flush_now
 from dynamo.server.interest import READ, Interest
@@ -168,6 +168,7 @@ class Committer:
         # now on, and no collection ever walks it (collecting it would take seconds and find nothing).
         self.inventory = self.store.load(freeze=True)
         counts = self.store.loaded_counts  # counted by the builder: Inventory.counts() walks the image
+        heap.trim()  # the load's freed temporaries: not resident, nor mapped into every fork
         log.info("inventory loaded in %.1f s (%d readers): version %d, %s", time.monotonic() - started,
                  self.store.load_readers, self.inventory.version, ", ".join(f"{v} {k}" for k, v in counts.items()))
         for advice in self.store.advice():

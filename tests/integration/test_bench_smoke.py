@@ -52,11 +52,15 @@ def test_server_bench_runs(kind: str, tmp_path: Path, request: pytest.FixtureReq
     result = run_bench("server_bench", kind, tmp_path, request, "--runs", "2")
     assert result["records"] == 300
     for key in ("ready_s", "load_s", "floor_s", "rss_mb", "first_line_ms_median", "child_private_mb",
-                "walk_dirty_mb", "write_exit_to_done_s", "quiet_call_ms", "busy_write_p99_ms", "busy_inject_p99_ms"):
+                "walk_dirty_mb", "write_exit_to_done_s", "quiet_call_ms", "busy_write_p99_ms", "busy_inject_p99_ms",
+                "call_cpu_total_ms"):
         assert result[key] > 0, key
     # the walk read the whole imported image: 20 datasets of 10 blocks of 10 files, 5 replicas each
     assert (result["walk"]["files"], result["walk"]["block_replicas"]) == (2000, 1000)
     assert result["busy_write_calls"] >= 1 and result["busy_inject_calls"] >= 1
+    # a call's CPU by process: at least the client's own start, and the spare it ran in
+    cpu = result["call_cpu_ms"]
+    assert cpu["client"] > 0 and cpu["total"] >= cpu["client"] + cpu["children"]
     assert {g["key"] for g in result["goals"]} >= {"load_s", "walk_dirty_mb", "busy_inject_p99_ms"}
 
 

@@ -3,6 +3,7 @@ unpacked for a change and packed again after it (also after a rollback)."""
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import random
 import threading
@@ -263,6 +264,41 @@ def test_the_writer_faults_chunks_in_ahead_and_leaves_no_thread(monkeypatch: pyt
         assert buf[at:end] == value
     # sealed chunks are cut to what was written (the large value has a chunk of its own)
     assert arena.nbytes() == sum(4 + len(v) for v in values)
+
+
+def _thp_madvise_available() -> bool:
+    try:
+        mode = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return False
+    return "[never]" not in mode and hasattr(mmap, "MADV_HUGEPAGE")
+
+
+def _vm_flags(address: int) -> list[str]:
+    """The VmFlags of the mapping holding ``address`` (this process's ``/proc/self/smaps``)."""
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            low, high = (int(x, 16) for x in head.split("-"))
+            inside = low <= address < high
+        elif inside and line.startswith("VmFlags:"):
+            return line.split()[1:]
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+@pytest.mark.skipif(not _thp_madvise_available(), reason="no transparent huge pages on this system")
+def test_chunks_ask_for_huge_pages() -> None:
+    """Each chunk asks for transparent huge pages: a fork then copies one entry per 2 MiB of the packed
+    data instead of 512 (the zygote forks a spare per call: docs/performance.md)."""
+    arena = Arena({})
+    writer = ArenaWriter(arena)
+    writer.add(b"v" * 100)
+    writer.close()
+    chunk = arena.chunks[0]
+    address = ctypes.addressof(ctypes.c_char.from_buffer(chunk))
+    assert "hg" in _vm_flags(address)
+    writer.release()
 
 
 def test_a_failed_load_leaves_no_arena_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
