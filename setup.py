@@ -24,12 +24,14 @@ setup(
         "setproctitle>=1.3",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "ruff>=0.4", "mypy>=1.8", "hypothesis>=6.90", "selenium>=4.20"],  # selenium: the browser test
+        # selenium: the browser test
+        "test": ["pytest>=7.4", "ruff>=0.4", "mypy>=1.8", "hypothesis>=6.90", "selenium>=4.20"],
     },
+    # the hot command: a lean script of its own (scripts/dynamo says why); the others are entry points
+    scripts=["scripts/dynamo"],
     entry_points={
         "console_scripts": [
             "dynamod = dynamo.cli.dynamod:main",
-            "dynamo = dynamo.cli.dynamo:main",
             "dynamo-inject = dynamo.cli.inject:main",
             "dynamo-exec-auth = dynamo.cli.exec_auth:main",
             "dynamo-user-auth = dynamo.cli.user_auth:main",

@@ -147,6 +147,38 @@ def test_running_a_script_imports_nothing_heavy(tmp_path: Path, config: str | No
     assert imported == set()
 
 
+def test_the_installed_command_imports_nothing_heavy(tmp_path: Path) -> None:
+    """The ``dynamo`` command as installed (next to this interpreter: the suite runs on the installed
+    package) imports none of the heavy modules either: pip's console_scripts wrapper imported ``re``,
+    ``enum`` and ``functools`` before the client's first line (setup.py installs a script of its own)."""
+    command = Path(sys.executable).parent / "dynamo"
+    assert command.exists(), "the suite runs on the installed package, commands included"
+    sock_path = tmp_path / "dynamo.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(sock_path))
+    listener.listen()
+
+    def hang_up() -> None:
+        conn, _ = listener.accept()
+        conn.recv(1 << 16)
+        conn.close()
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    script = tmp_path / "s.py"
+    script.write_text("print(1)\n")
+    env = dict(os.environ, DYNAMO_HOME=str(tmp_path))
+    env.pop("DYNAMO_CONFIG", None)
+    done = subprocess.run([sys.executable, "-X", "importtime", str(command), str(script)], env=env,
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    thread.join(10)
+    listener.close()
+    assert "the server closed the connection" in done.stderr, done.stderr
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "dynamo.cli.dynamo" in imported
+    assert imported & set(HEAVY) == set()
+
+
 # --- plain_toml: what it reads, tomllib reads the same ------------------------------------------
 
 _NAMES = st.sampled_from(["client", "server", "store", "a-b_1", "x", "home", "url", "1", "", "a b", "a.b", "é"])
