@@ -96,7 +96,8 @@ class Ledger:
 
     def close(self) -> None:
         """Write the rows handed over (the server stops); those that cannot be written are logged."""
-        writer, self.writer = self.writer, None
+        writer = self._writer()  # a failed one has handed its rows to the loop: written here
+        self.writer = None
         if writer is not None:
             writer.close()
 

@@ -222,10 +222,11 @@ def test_a_refused_row_is_logged_and_dropped_the_others_written(registry: Regist
     writer.close()
 
 
-def test_a_failing_thread_hands_its_rows_to_the_loop(registry: Registry, outage: Outage,
+@pytest.mark.parametrize("then", ["close", "mark"])
+def test_a_failing_thread_hands_its_rows_to_the_loop(registry: Registry, outage: Outage, then: str,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     """A bug in the thread (not a store error) ends it, loudly; the ledger writes its rows, and every
-    later one, itself, and the server goes on."""
+    later one, itself, and the server goes on: at the close, or at the next change."""
     rec = new_app(registry)
     calls: list[int] = []
 
@@ -245,7 +246,10 @@ def test_a_failing_thread_hands_its_rows_to_the_loop(registry: Registry, outage:
         time.sleep(0.01)
     assert not writer.alive and isinstance(writer.failed, RuntimeError)
     assert states(registry, rec).status is AppState.QUEUED  # not written yet: the thread is gone
-    ledger.finish(rec, AppState.DONE, 0, "ok")  # the loop takes over: the held row first, then this one
+    if then == "close":
+        ledger.close()  # the server stops now: the loop writes what the thread left
+        assert (states(registry, rec).status, states(registry, rec).pid) == (AppState.RUNNING, 9)
+    ledger.finish(rec, AppState.DONE, 0, "ok")  # the loop writes the thread's rows first, then this one
     assert ledger.writer is None
     assert (states(registry, rec).status, states(registry, rec).pid) == (AppState.DONE, 9)
     assert "the registry's row writer failed" in caplog.text and "a bug in the writer" in caplog.text
