@@ -22,6 +22,7 @@ import os
 import select
 import signal
 import socket
+import threading
 import time
 from typing import Any
 
@@ -71,6 +72,9 @@ class KeeperLink:
         self.requests = requests
         self.arrivals = arrivals
         self.gone = False
+        # one request and its answer at a time: the registry's row writer (dynamo.server.rowwriter)
+        # asks for a database connection from its thread when it lost its own
+        self._calling = threading.Lock()
 
     def fileno(self) -> int:
         """The selector watches the arrivals (and, through them, the keeper's end)."""
@@ -81,6 +85,10 @@ class KeeperLink:
 
     def call(self, request: dict[str, Any], timeout: float) -> tuple[dict[str, Any], list[int]]:
         """Send ``request`` and wait for the answer (KeeperGone if the keeper ended or went silent)."""
+        with self._calling:
+            return self._call(request, timeout)
+
+    def _call(self, request: dict[str, Any], timeout: float) -> tuple[dict[str, Any], list[int]]:
         if self.gone:
             raise KeeperGone("the keeper process has ended")
         try:

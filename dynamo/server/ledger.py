@@ -10,6 +10,10 @@ its first output has gone to its client: docs/server.md, "Application records").
 then the record, in memory and in the registry, keeps its earlier state; any other
 change of the same record writes the held one first, so the registry sees every state
 in order.
+
+With a ``RowWriter`` (dynamod's), a change is made to the record in memory at once and its row is
+written by the writer's thread, in order, off the loop; ``current`` gives dynamod's answers the
+records as last handed over.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from typing import Any
 
 from dynamo.core.appstate import AppState, check_transition
 from dynamo.errors import StoreError
+from dynamo.server.rowwriter import Row, RowWriter
 from dynamo.server.system import REAL, System
-from dynamo.store.registry import AppRecord, Registry
+from dynamo.store.registry import AppRecord, Registry, application_update, change_record
 
 log = logging.getLogger("dynamo.server")
 
@@ -30,9 +35,12 @@ SLOW_ROW_S = 0.01
 
 
 class Ledger:
-    def __init__(self, registry: Registry, system: System = REAL):
+    def __init__(self, registry: Registry, system: System = REAL, writer: RowWriter | None = None):
+        """``writer``: the thread that writes the rows (``dynamo.server.rowwriter``); without one, or
+        once it has failed, each row is written here, in the loop."""
         self.registry = registry
         self.system = system
+        self.writer = writer
         self._held: dict[int, tuple[AppRecord, AppState, dict[str, Any]]] = {}
 
     def hold(self, record: AppRecord, state: AppState, **fields: Any) -> None:
@@ -57,6 +65,11 @@ class Ledger:
         self.write_held(record)
         check_transition(record.status, state)
         changes = {"status": state, **fields}
+        writer = self._writer()
+        if writer is not None:
+            change_record(record, changes)
+            writer.put(record, changes)
+            return
         started = time.monotonic()
         try:
             self.registry.update_application(record, **changes)
@@ -74,3 +87,32 @@ class Ledger:
         if version is not None:
             fields["version"] = version
         self.mark(record, state, **fields)
+
+    def current(self, record: AppRecord) -> AppRecord:
+        """``record`` as read from the registry, or as last handed to the writer if a row of it is
+        still to be written: what dynamod answers about it."""
+        newer = self.writer.pending(record.id) if self.writer is not None else None
+        return newer if newer is not None else record
+
+    def close(self) -> None:
+        """Write the rows handed over (the server stops); those that cannot be written are logged."""
+        writer = self._writer()  # a failed one has handed its rows to the loop: written here
+        self.writer = None
+        if writer is not None:
+            writer.close()
+
+    def _writer(self) -> RowWriter | None:
+        writer = self.writer
+        if writer is None or writer.alive:
+            return writer
+        # the thread failed (its traceback is in the log): its rows, then every later one, in the loop
+        self.writer = None
+        self._write_here(writer.take_unwritten())
+        return None
+
+    def _write_here(self, rows: list[Row]) -> None:
+        for row in rows:
+            try:
+                self.registry.db.execute(*application_update(row.app_id, row.changes))
+            except StoreError as exc:
+                log.error("app %d: cannot record that it is %s: %s", row.app_id, row.state, exc)

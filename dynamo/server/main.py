@@ -11,7 +11,7 @@ Each step lives in a room of its own, named for its job:
 - ``committer``: the image and every change to it (``offloop``: the commit process that validates and
   commits a change set; ``zygote``: forks applications, away from the loop, from the current version or,
   while the image changes, from the old one);
-  ``ledger``: application records;
+  ``ledger``: application records (``rowwriter``: their rows, written by a thread of its own);
 - ``console``: a shell's input; ``workareas``; ``maintenance``: periodic work;
 - ``service``: what the request handlers may ask of the server.
 """
@@ -49,6 +49,7 @@ from dynamo.server.maintenance import Maintenance
 from dynamo.server.offloop import CommitRun
 from dynamo.server.pidfile import PidFile
 from dynamo.server.pipes import Pipes
+from dynamo.server.rowwriter import RowWriter
 from dynamo.server.scheduler import Scheduler
 from dynamo.server.service import AppService
 from dynamo.server.signals import SignalQueue
@@ -59,6 +60,7 @@ from dynamo.server.zygote import Zygote
 from dynamo.store import open_store, url_has_password
 from dynamo.store.registry import Registry
 from dynamo.store.sql import SQLStore
+from dynamo.store.statements import Statements
 from dynamo.web.generations import WebGenerations, registry_users
 from dynamo.web.link import WebLink
 
@@ -91,6 +93,7 @@ class Dynamod:
         # made by start(), once the store is open
         self.store: SQLStore
         self.registry: Registry
+        self.ledger: Ledger
         self.changelog: ChangeLog
         self.committer: Committer
         self.lifecycle: Lifecycle
@@ -244,6 +247,8 @@ class Dynamod:
         self.open_store()
         self.committer.load()
         self.bootstrap_registry()
+        if self.ledger.writer is not None:
+            self.ledger.writer.start()
         # Before anything listens: once a client can connect, SIGTERM is a clean stop, not a kill.
         self.signals.install()
         self.interest.set(self.signals, READ)
@@ -321,7 +326,7 @@ class Dynamod:
         assert isinstance(store, SQLStore)
         self.store = store
         self.registry = Registry(store)
-        ledger = Ledger(self.registry, self.system)
+        ledger = self.ledger = Ledger(self.registry, self.system, self._row_writer(store))
         self.committer = Committer(store, ledger, self.changelog, self.interest, self._commit_store)
         self.committer.events_waiting = lambda: bool(self.interest.wait(0))
         self.lifecycle = Lifecycle(self.config.applications, self.work_areas, self.committer, ledger, self.children,
@@ -331,11 +336,27 @@ class Dynamod:
         self.scheduler.committing = lambda: self.committer.busy
         self.scheduler.forks_allowed = lambda: self.committer.forks_allowed
         self.scheduler.reader_waits = self.lifecycle.waits_for_spare
-        handlers = Handlers(AppService(self.registry, self.scheduler, self.children, self.hostname))
+        handlers = Handlers(AppService(self.registry, self.scheduler, self.children, self.hostname, ledger))
         self.clients = Clients(self.interest, self.registry, self.config.listen, handlers.handle, self.listeners)
         self.maintenance = Maintenance(self.config, store, self.registry, self.work_areas,
                                        busy=lambda: len(self.children) > 0, system=self.system,
                                        committing=lambda: self.committer.storing)
+
+    def _row_writer(self, store: SQLStore) -> RowWriter | None:
+        """The thread that writes the applications' rows off the loop, on a connection of its own
+        (``dynamo.server.rowwriter``); started once the registry is settled (``bootstrap_registry``)."""
+        db = store.registry_connection()  # the first here: a store that cannot be opened stops the start
+        if db is None:
+            return None
+        first = [db]
+
+        def connect() -> Statements:  # in the writer's thread: the first, then again after it was lost
+            again = first.pop() if first else store.registry_connection()
+            if again is None:
+                raise StoreUnavailable("no connection to the registry")
+            return again
+
+        return RowWriter(connect, fork_gate=store.kind == "sqlite")
 
     def _failed_start(self, exc: BaseException) -> None:
         """Log why the server could not start (the log is the first place an operator looks), release
@@ -351,6 +372,9 @@ class Dynamod:
         if self.web is not None:
             self.web.stop()
         self.stop_keeper()
+        ledger = getattr(self, "ledger", None)
+        if ledger is not None:
+            ledger.close()
         store = getattr(self, "store", None)
         if store is not None:
             try:
@@ -415,6 +439,8 @@ class Dynamod:
             self.committer.run_after_reply()
             self.scheduler.settle()
             self.clients.close_all()
+        if hasattr(self, "ledger"):
+            self.ledger.close()  # every row handed over is written (or logged) before the store closes
         try:
             self.store.close()
         except (AttributeError, StoreError):

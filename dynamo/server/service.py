@@ -12,17 +12,19 @@ from dynamo.appserver.connection import Connection
 from dynamo.protocol import replies
 from dynamo.server import console
 from dynamo.server.children import Children, StopReason
-from dynamo.server.ledger import SLOW_ROW_S
+from dynamo.server.ledger import SLOW_ROW_S, Ledger
 from dynamo.server.pipes import tail
 from dynamo.server.scheduler import InjectJob, Pending, Scheduler
-from dynamo.store.registry import Registry, User
+from dynamo.store.registry import ACTIVE, AppRecord, Registry, User
 
 log = logging.getLogger("dynamo.server")
 
 
 class AppService:
-    def __init__(self, registry: Registry, scheduler: Scheduler, children: Children, hostname: str):
+    def __init__(self, registry: Registry, scheduler: Scheduler, children: Children, hostname: str,
+                 ledger: Ledger | None = None):
         self.registry = registry
+        self.ledger = ledger  # the records whose rows its writer has yet to write (``Ledger.current``)
         self.scheduler = scheduler
         self.children = children
         self.hostname = hostname
@@ -81,7 +83,7 @@ class AppService:
         record = self.registry.application(app_id)
         if record is None:
             return None
-        return record.to_json()
+        return self._current(record).to_json()
 
     def output(self, found: dict[str, Any]) -> dict[str, str]:
         """The end of an application's stdout and stderr (``found``: its record, from ``poll``). Only
@@ -92,5 +94,11 @@ class AppService:
         return {name.strip("_"): tail(Path(work_area).parent / name) for name in ("_stdout", "_stderr")}
 
     def list_applications(self, show_all: bool, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-        records = self.registry.applications(active_only=not show_all, limit=limit, offset=offset)
+        records = [self._current(r) for r in self.registry.applications(active_only=not show_all, limit=limit,
+                                                                         offset=offset)]
+        if not show_all:  # a row of an ended one may be still to be written
+            records = [r for r in records if r.status in ACTIVE]
         return [r.to_json() for r in records]
+
+    def _current(self, record: AppRecord) -> AppRecord:
+        return self.ledger.current(record) if self.ledger is not None else record

@@ -166,6 +166,9 @@ class Zygote:
         if self.retiring or self.ended:
             return False
         ask = ASK_WRITER if write else ASK_URGENT if urgent else ASK
+        # the time of the ask is taken before it is sent: the spare may be forked, and be our child, before
+        # this thread runs again (the orphan sweep spares the children started since: ``spared_since``)
+        asked = boot_ticks()
         try:
             sent = self.req.send(ask)
         except BlockingIOError:  # its requests pile up: it is busy enough
@@ -176,7 +179,7 @@ class Zygote:
         if sent != len(ask):  # a part of a frame: the stream cannot be trusted any more
             self.retire()
             return False
-        self.asks.append((boot_ticks(), write, now))
+        self.asks.append((asked, write, now))
         return True
 
     def read(self) -> list[Arrival]:

@@ -19,7 +19,7 @@ from dynamo.store import url_has_password  # noqa: F401 (its home was here)
 from dynamo.store.filesreader import FilesReader
 from dynamo.store.handover import SESSION, adopt
 from dynamo.store.sql import SQLStore, fetch_batches, fetch_lists
-from dynamo.store.statements import Outcome, Row
+from dynamo.store.statements import Outcome, Row, Statements
 
 log = logging.getLogger("dynamo.store")
 
@@ -93,8 +93,9 @@ class MySQLStore(SQLStore):
     def __init__(self, *, host: str = "127.0.0.1", port: int = 3306, user: str = "root", password: str = "",
                  database: str = "dynamo", unix_socket: str | None = None, connect_timeout: float = 10,
                  connector: Callable[[], tuple[int, dict[str, Any]]] | None = None):
-        self.params = {"host": host, "port": port, "user": user, "password": password, "database": database,
-                       "unix_socket": unix_socket, "connect_timeout": connect_timeout}
+        self.params: dict[str, Any] = {"host": host, "port": port, "user": user, "password": password,
+                                       "database": database, "unix_socket": unix_socket,
+                                       "connect_timeout": connect_timeout}
         # dynamod's store gets logged-in sockets from its keeper (a socket and PyMySQL's handshake
         # state: dynamo.store.handover) and never authenticates itself: no credential is in the
         # memory its applications inherit
@@ -114,6 +115,10 @@ class MySQLStore(SQLStore):
         elif password_file is not None:
             params["password"] = read_password(password_file)
         return cls(**params, connector=connector)
+
+    def registry_connection(self) -> Statements | None:
+        """A session of its own on the same database (from the keeper, as this one's)."""
+        return MySQLStore(**self.params, connector=self.connector)
 
     @staticmethod
     def create_database(url: str) -> None:

@@ -5,8 +5,9 @@ are where ``store.registry_statements()`` says: MariaDB's in the store's databas
 (several servers share it), SQLite's in a database file of their own beside the
 inventory's, so that a registry row never waits for the inventory's write lock
 while a change set is committed (docs/stores.md). It uses them through the public
-statement API: dynamod touches it only from its main loop. Every operation is
-atomic: one statement, or several in one ``transaction()``, so an operation that
+statement API: dynamod touches it from its main loop, and writes the applications' changes of
+state from a thread on a connection of its own (``Registry.connection``; ``dynamo.server.rowwriter``).
+Every operation is atomic: one statement, or several in one ``transaction()``, so an operation that
 fails halfway (a lost connection, a refused row) leaves nothing behind.
 """
 
@@ -23,6 +24,7 @@ from dynamo.store.sql import SQLStore
 from dynamo.store.statements import Row, Statements
 
 ROLES = ("admin", "operator")
+ACTIVE = (AppState.QUEUED, AppState.RUNNING, AppState.APPLYING)  # what ``applications(active_only=True)`` lists
 TARGETS = ("inventory", "application")
 
 
@@ -184,6 +186,11 @@ class Registry:
 
     # ----------------------------------------------------------- applications
 
+    def connection(self) -> Statements | None:
+        """A new connection to the registry's tables, for a thread of its own (None: there is no other
+        way to the same tables, as for an SQLite store in memory)."""
+        return self.store.registry_connection()
+
     def new_application(self, *, title: str, user: str, write: bool, script: str, checksum: str,
                         args: list[str], server: str) -> AppRecord:
         with self.db.transaction():
@@ -206,7 +213,7 @@ class Registry:
         if active_only:
             rows = self.db.query_all(
                 f"SELECT {_APP_COLUMNS} FROM applications WHERE status IN (%s, %s, %s) ORDER BY id",
-                (AppState.QUEUED.value, AppState.RUNNING.value, AppState.APPLYING.value))
+                tuple(state.value for state in ACTIVE))
         else:
             rows = self.db.query_all(f"SELECT {_APP_COLUMNS} FROM applications ORDER BY id DESC "
                                         f"LIMIT {int(limit)} OFFSET {int(offset)}")
@@ -220,26 +227,21 @@ class Registry:
         The record in memory changes even when the store then fails: dynamod goes on with
         the application, and its next update (which writes every field it names) catches
         the store up."""
-        status = changes.get("status")
-        if status is not None:
-            check_transition(record.status, AppState(status))
-        for key, value in changes.items():
-            setattr(record, key, AppState(value) if key == "status" else value)
-        columns = {("write_access" if k == "write" else k): (v.value if isinstance(v, AppState) else v)
-                   for k, v in changes.items()}
-        assignments = ", ".join(f"{k} = %s" for k in columns)
-        self.db.execute(f"UPDATE applications SET {assignments} WHERE id = %s", (*columns.values(), record.id))
+        change_record(record, changes)
+        self.db.execute(*application_update(record.id, changes))
 
     def mark_lost(self, server: str) -> int:
         """Settle the applications this server left unfinished when it stopped; returns how many
-        were lost. A writer that was being applied is done if the journal has its change set (the
+        were lost. A writer that was running or being applied is done if the journal has its change set (the
         commit landed before the server died), and lost otherwise. All or none are settled."""
         with self.db.transaction():
             active = [r for r in self.applications(active_only=True) if r.server == server]
             lost = 0
             for record in active:
+                # a writer's rows are written by a thread (dynamo.server.rowwriter): one that died with
+                # its "applying" row not yet written may have committed while its row says "running"
                 committed = self.store.query_one("SELECT seq FROM journal WHERE run_id = %s", (record.id,)) \
-                    if record.status == AppState.APPLYING else None
+                    if record.write and record.status in (AppState.RUNNING, AppState.APPLYING) else None
                 if committed is not None:
                     self.update_application(record, status=AppState.DONE, exit_code=0, ended=time.time(),
                                             version=int(committed[0]),
@@ -258,6 +260,24 @@ class Registry:
                 f"SELECT {_APP_COLUMNS} FROM applications WHERE ended IS NOT NULL AND ended < %s", (older_than,))
             self.db.execute("DELETE FROM applications WHERE ended IS NOT NULL AND ended < %s", (older_than,))
         return [_record(r) for r in rows]
+
+
+def change_record(record: AppRecord, changes: dict[str, Any]) -> None:
+    """Make ``changes`` to the record in memory; a status change must be an allowed transition (else
+    ``TransitionError``, and nothing changes)."""
+    status = changes.get("status")
+    if status is not None:
+        check_transition(record.status, AppState(status))
+    for key, value in changes.items():
+        setattr(record, key, AppState(value) if key == "status" else value)
+
+
+def application_update(app_id: int, changes: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """The statement that writes ``changes`` (field names of ``AppRecord``) to an application's row."""
+    columns = {("write_access" if k == "write" else k): (v.value if isinstance(v, AppState) else v)
+               for k, v in changes.items()}
+    assignments = ", ".join(f"{k} = %s" for k in columns)
+    return f"UPDATE applications SET {assignments} WHERE id = %s", (*columns.values(), app_id)
 
 
 def _record(row: tuple[Any, ...]) -> AppRecord:

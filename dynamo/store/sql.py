@@ -208,6 +208,11 @@ class SQLStore(Statements, InventoryStore):
         dialect keeps them apart (SQLite: a file of their own)."""
         return self
 
+    def registry_connection(self) -> Statements | None:
+        """A new connection to the registry's tables (``registry_statements``'), for a thread of its own;
+        None when there is no second way to them."""
+        return None
+
     # ------------------------------------------------------------------
     # schema
     # ------------------------------------------------------------------

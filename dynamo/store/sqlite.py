@@ -278,6 +278,13 @@ class SQLiteStore(SQLiteFile, SQLStore):
             self._registry = registry
         return self._registry
 
+    def registry_connection(self) -> Statements | None:
+        """Another connection to the registry's file (made by ``registry_statements``), as it opens it."""
+        if self.path == ":memory:":
+            return None
+        self.registry_statements()  # the file exists and is up to date
+        return SQLiteFile(self.registry_path(), timeout=self.timeout, cache_mib=2, synchronous="NORMAL")
+
     def _migrate_registry(self, registry: SQLiteFile) -> None:
         """A store made before the registry had its own file holds the registry's tables: copy their
         rows over (once: ``registry_meta`` says so, in the same transaction), then drop them here."""

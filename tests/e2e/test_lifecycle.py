@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.e2e.conftest import Server, command, wait_for
 
@@ -79,3 +80,50 @@ def test_sigterm_with_a_writer_running_applies_nothing(server: Server) -> None:
     assert sites(server) == "[]\n"
     polled = server.run("--poll", str(app_id)).out
     assert "status     killed" in polled and "version    0" in polled
+
+
+def test_every_row_handed_over_is_written_before_the_server_stops(server: Server) -> None:
+    """The applications' rows are written by a thread of dynamod's (dynamo.server.rowwriter). The row of
+    an application killed by SIGTERM is handed over during the stop; another connection holds the
+    application's row locked, so that the thread cannot write it for 1.5 s: dynamod waits for it
+    before it exits, and after the restart the record says killed, not lost."""
+    import threading
+    sleeper = server.script("sleeper.py", "import time\nprint('up', flush=True)\ntime.sleep(120)\n")
+    app_id = int(server.run("-A", str(sleeper)).out)
+    wait_for(lambda: "status     running" in server.run("--poll", str(app_id)).out)
+    url = server.config.read_text().split('url = "', 1)[1].split('"', 1)[0]
+    if url.startswith("sqlite:"):
+        import sqlite3
+        lock: Any = sqlite3.connect(str(server.home / "inventory-registry.db"), isolation_level=None,
+                                    check_same_thread=False)
+        wait_for(lambda: lock.execute("SELECT status FROM applications WHERE id = ?", (app_id,)).fetchone()[0]
+                 == "running")
+        lock.execute("BEGIN IMMEDIATE")  # the registry's write lock
+        release = lambda: lock.execute("ROLLBACK")  # noqa: E731
+    else:
+        import pymysql
+
+        from dynamo.store.mysql import parse_mysql_url
+        lock = pymysql.connect(**parse_mysql_url(url), autocommit=True)
+
+        def status() -> str:
+            with lock.cursor() as cur:
+                cur.execute("SELECT status FROM applications WHERE id = %s", (app_id,))
+                return str(cur.fetchone()[0])
+        wait_for(lambda: status() == "running")
+        with lock.cursor() as cur:
+            cur.execute("START TRANSACTION")
+            cur.execute("SELECT id FROM applications WHERE id = %s FOR UPDATE", (app_id,))  # the row's lock
+        release = lock.rollback
+    timer = threading.Timer(1.5, release)
+    timer.start()
+    try:
+        started = time.monotonic()
+        assert server.stop() == 0
+        assert time.monotonic() - started > 1.2  # it waited for the row
+    finally:
+        timer.join()
+        lock.close()
+    assert "not written" not in server.log()
+    server.start()
+    assert "status     killed" in server.run("--poll", str(app_id)).out

@@ -141,6 +141,25 @@ def test_mark_lost_refused_halfway_settles_nothing(registry: Registry, store_url
     assert lost is not None and lost.status == AppState.LOST
 
 
+def test_mark_lost_finds_a_writer_left_running_whose_change_set_is_in_the_journal(registry: Registry) -> None:
+    """Its rows are written by a thread (dynamo.server.rowwriter): a server killed before its "applying"
+    row was written leaves the writer "running" though its change set was committed: done, not lost.
+    A read-only application left running, and a writer whose change set is not there, are lost."""
+    store = registry.store
+    committed, uncommitted, reader = new_app(registry), new_app(registry), new_app(registry)
+    registry.update_application(reader, write=False)
+    for record in (committed, uncommitted, reader):
+        registry.update_application(record, status=AppState.RUNNING)
+    from dynamo.core.changeset import apply_change_set
+    apply_change_set(store.load(), store, [["update", "site", {"name": "T1_X", "host": "", "storage_type": "disk",
+                                                               "backend": "", "status": "ready"}]],
+                     ChangeMeta(user="u", title="t", run_id=committed.id))
+    assert registry.mark_lost("host") == 2
+    found = {r.id: r for r in registry.applications()}
+    assert (found[committed.id].status, found[committed.id].version) == (AppState.DONE, store.version())
+    assert found[uncommitted.id].status is AppState.LOST and found[reader.id].status is AppState.LOST
+
+
 def test_new_application_ids_and_purge(registry: Registry) -> None:
     records = [new_app(registry, title=f"t{i}") for i in range(5)]
     assert [r.id for r in records] == list(range(records[0].id, records[0].id + 5))
