@@ -101,8 +101,15 @@ class Ledger:
         if writer is not None:
             writer.close()
 
+    def relay_log(self) -> None:
+        """What the writer's thread had to say, logged here (in the loop: ``RowWriter.relay_log``)."""
+        if self.writer is not None:
+            self.writer.relay_log()
+
     def _writer(self) -> RowWriter | None:
         writer = self.writer
+        if writer is not None:
+            writer.relay_log()
         if writer is None or writer.alive:
             return writer
         # the thread failed (its traceback is in the log): its rows, then every later one, in the loop

@@ -205,6 +205,7 @@ class Dynamod:
         self.scheduler.release(child)
 
     def periodic_work(self) -> None:
+        self.ledger.relay_log()  # the registry's row writer's log lines (its thread writes no log itself)
         self.committer.run_after_reply()
         self.turn.lap("after_reply")
         # Not while a child just forked has not been heard from: the store's checkpoint (SQLite: two

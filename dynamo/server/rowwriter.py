@@ -29,7 +29,10 @@ every call. The ledger (``dynamo.server.ledger``) hands each change to a ``RowWr
   (its allocator's, its file locks' list) is inherited locked by a child that opens its own SQLite
   connection (the commit process). PyMySQL holds no C-level lock: the fork does not wait for
   MariaDB. The zygote forks with ``clone`` only when it has one thread (``dynamo.server.sibling``):
-  it is a child of dynamod, where this thread does not exist.
+  it is a child of dynamod, where this thread does not exist. Nor does the thread write the log: a
+  thread inside a log handler's stream (its buffer's lock held) while dynamod forks would leave that
+  lock held in the child, which would hang at its first log line (CPython gh-84579). What the
+  thread has to say is queued; the loop logs it (``relay_log``, every turn).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import logging
 import os
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -88,6 +92,7 @@ class RowWriter:
         self._close_by = 0.0
         self._gate = threading.Lock() if fork_gate else None
         self._gate_forking = False  # the forking thread took the gate (this process's fork hook)
+        self._said: deque[tuple[int, str, tuple[Any, ...]]] = deque()  # the thread's log lines, for the loop
         if self._gate is not None:
             os.register_at_fork(before=self._before_fork, after_in_parent=self._after_fork,
                                 after_in_child=self._after_fork)
@@ -119,6 +124,13 @@ class RowWriter:
         with self._cond:
             found = self._pending.get(app_id)
         return None if found is None else copy.copy(found[1])
+
+    def relay_log(self) -> None:
+        """Log what the thread had to say (it never writes the log itself: see the module's doc)."""
+        said = self._said
+        while said:
+            level, message, args = said.popleft()
+            log.log(level, message, *args)
 
     def waiting(self) -> int:
         with self._cond:
@@ -152,6 +164,7 @@ class RowWriter:
             self._cond.notify_all()
         if thread is not None:
             thread.join(wait + 5)
+        self.relay_log()
         left = self.take_unwritten()
         for row in left:
             log.error("app %d: its %s row was not written: the registry could not be reached", row.app_id,
@@ -167,7 +180,8 @@ class RowWriter:
         try:
             self._serve()
         except BaseException as exc:  # a bug: say so, and let the ledger write the rows in the loop
-            log.exception("the registry's row writer failed: the rows are written in the main loop from now on")
+            self._say(logging.ERROR, "the registry's row writer failed: the rows are written in the main loop "
+                      "from now on\n%s", traceback.format_exc().rstrip())
             self.failed = exc
         finally:
             with self._cond:
@@ -188,8 +202,8 @@ class RowWriter:
             except StoreUnavailable as exc:
                 if outage_since is None:
                     outage_since = time.monotonic()
-                    log.error("the registry cannot be written (%s): %d row(s) held, retried every %g s", exc,
-                              len(batch), self._retry_s)
+                    self._say(logging.ERROR, "the registry cannot be written (%s): %d row(s) held, retried every "
+                              "%g s", exc, len(batch), self._retry_s)
                 self._discard()
                 with self._cond:
                     if self._closing and time.monotonic() >= self._close_by:
@@ -197,8 +211,8 @@ class RowWriter:
                     self._cond.wait(self._retry_s)
                 continue
             if outage_since is not None:
-                log.info("the registry is written again: %d held row(s) written after %.1f s", len(batch),
-                         time.monotonic() - outage_since)
+                self._say(logging.INFO, "the registry is written again: %d held row(s) written after %.1f s",
+                          len(batch), time.monotonic() - outage_since)
                 outage_since = None
             self._done(batch[-1].seq, len(batch))
 
@@ -221,11 +235,16 @@ class RowWriter:
                     except StoreUnavailable:
                         raise
                     except StoreError as exc:
-                        log.error("app %d: cannot record that it is %s: %s", row.app_id, row.state, exc)
+                        self._say(logging.ERROR, "app %d: cannot record that it is %s: %s", row.app_id, row.state,
+                                  exc)
         took = time.monotonic() - started
         if took > SLOW_BATCH_S:
-            log.debug("registry rows: %d written in %.0f ms (apps %s)", len(batch), took * 1000,
+            self._say(logging.DEBUG, "registry rows: %d written in %.0f ms (apps %s)", len(batch), took * 1000,
                       ",".join(str(r.app_id) for r in batch[:8]))
+
+    def _say(self, level: int, message: str, *args: Any) -> None:
+        """A log line, logged by the loop (``relay_log``): a deque's append, no I/O, no lock of logging's."""
+        self._said.append((level, message, args))
 
     def _done(self, last_seq: int, count: int) -> None:
         with self._cond:

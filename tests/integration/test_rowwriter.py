@@ -173,6 +173,7 @@ def test_the_store_down_then_up_loses_nothing(registry: Registry, outage: Outage
     assert writer.drain(10)
     assert (states(registry, first).status, states(registry, first).message) == (AppState.DONE, "done while down")
     assert (states(registry, second).status, states(registry, second).pid) == (AppState.KILLED, 2)
+    ledger.relay_log()  # the loop logs what the thread said (every turn in dynamod)
     text = caplog.text
     assert "the registry cannot be written" in text and "3 held row(s) written" in text
     assert text.count("the registry cannot be written") == 1  # one line an outage, not one a try
@@ -218,6 +219,7 @@ def test_a_refused_row_is_logged_and_dropped_the_others_written(registry: Regist
     assert states(registry, good).status is AppState.DONE
     assert states(registry, bad).status is AppState.QUEUED  # refused for good: the record keeps its state
     assert bad.status is AppState.RUNNING  # in memory it moved on
+    ledger.relay_log()
     assert f"app {bad.id}: cannot record that it is running" in caplog.text
     writer.close()
 
@@ -303,3 +305,36 @@ def test_a_fork_while_the_thread_writes_gives_a_child_that_can_use_sqlite(regist
         feeder.join()
     assert writer.drain(10)
     writer.close()
+
+
+def test_the_thread_writes_no_log_itself(registry: Registry, outage: Outage) -> None:
+    """Every line the writer has to say (an outage, the store back, a slow batch) is logged by the loop's
+    thread: a thread inside a log handler while dynamod forks would leave the handler's stream locked
+    in the child (CPython gh-84579)."""
+    threads: list[str] = []
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            threads.append(record.threadName)
+
+    seen = Seen(logging.DEBUG)
+    logger = logging.getLogger("dynamo.server")
+    level = logger.level
+    logger.addHandler(seen)
+    logger.setLevel(logging.DEBUG)
+    try:
+        writer = writer_for(outage)
+        ledger = Ledger(registry, writer=writer)
+        rec = new_app(registry)
+        outage.go_down()
+        ledger.mark(rec, AppState.RUNNING, pid=1)
+        time.sleep(0.3)  # refused: the outage's line is said
+        outage.down = False
+        assert writer.drain(10)
+        assert not threads  # said, not logged
+        ledger.relay_log()
+        assert len(threads) >= 2 and set(threads) == {threading.current_thread().name}
+        writer.close()
+    finally:
+        logger.removeHandler(seen)
+        logger.setLevel(level)
