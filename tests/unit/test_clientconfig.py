@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -104,13 +106,10 @@ PLAIN_FILE = '[client]\nserver = "unix:{sock}"\n[store]\nurl = "sqlite:///x"  # 
 OTHER_FILE = '[client]\nserver = "unix:{sock}"\n[server]\nadmins = ["root"]\n'  # an array: tomllib's
 
 
-@pytest.mark.parametrize("config", [None, PLAIN_FILE, OTHER_FILE])
-def test_running_a_script_imports_nothing_heavy(tmp_path: Path, config: str | None) -> None:
-    """``dynamo script.py`` against a server (here one that hangs up after the request): no argparse,
-    no dynamo.config, no json, socket, enum or typing, and tomllib only to read a configuration file
-    that is not written in plain lines."""
-    with_file = config is not None
-    sock_path = tmp_path / "s.sock"
+@contextlib.contextmanager
+def hanging_up(tmp_path: Path, sock_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A server on ``sock_path`` that takes one request and hangs up; a script to ask it to run, and the
+    environment of a client with no configuration file (``DYNAMO_HOME`` = ``tmp_path``)."""
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(sock_path))
     listener.listen()
@@ -126,19 +125,31 @@ def test_running_a_script_imports_nothing_heavy(tmp_path: Path, config: str | No
     script.write_text("print(1)\n")
     env = dict(os.environ, DYNAMO_HOME=str(tmp_path))
     env.pop("DYNAMO_CONFIG", None)
-    if with_file:
-        path = tmp_path / "dynamo.toml"
-        path.write_text(config.format(sock=sock_path))
-        env["DYNAMO_CONFIG"] = str(path)
+    try:
+        yield script, env
+    finally:
+        thread.join(10)
+        listener.close()
+
+
+@pytest.mark.parametrize("config", [None, PLAIN_FILE, OTHER_FILE])
+def test_running_a_script_imports_nothing_heavy(tmp_path: Path, config: str | None) -> None:
+    """``dynamo script.py`` against a server (here one that hangs up after the request): no argparse,
+    no dynamo.config, no json, socket, enum or typing, and tomllib only to read a configuration file
+    that is not written in plain lines."""
+    with_file = config is not None
+    # without a file the client finds the server at $DYNAMO_HOME/dynamo.sock
+    sock_path = tmp_path / ("s.sock" if with_file else "dynamo.sock")
     code = ("import sys\nfrom dynamo.cli.dynamo import main\ntry:\n    main([sys.argv[1], '--title', 't'])\n"
             "except SystemExit as exc:\n    print(exc.code, file=sys.stderr)\n"
             f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))\n")
-    if not with_file:
-        sock_path.rename(tmp_path / "dynamo.sock")
-    done = subprocess.run([sys.executable, "-c", code, str(script)], env=env, capture_output=True, text=True,
-                          timeout=60, cwd=tmp_path)
-    thread.join(10)
-    listener.close()
+    with hanging_up(tmp_path, sock_path) as (script, env):
+        if config is not None:
+            path = tmp_path / "dynamo.toml"
+            path.write_text(config.format(sock=sock_path))
+            env["DYNAMO_CONFIG"] = str(path)
+        done = subprocess.run([sys.executable, "-c", code, str(script)], env=env, capture_output=True, text=True,
+                              timeout=60, cwd=tmp_path)
     assert "the server closed the connection" in done.stderr and "69" in done.stderr, done.stderr
     imported = set(done.stdout.split())
     if config == OTHER_FILE:
@@ -153,26 +164,9 @@ def test_the_installed_command_imports_nothing_heavy(tmp_path: Path) -> None:
     ``enum`` and ``functools`` before the client's first line (setup.py installs a script of its own)."""
     command = Path(sys.executable).parent / "dynamo"
     assert command.exists(), "the suite runs on the installed package, commands included"
-    sock_path = tmp_path / "dynamo.sock"
-    listener = socket.socket(socket.AF_UNIX)
-    listener.bind(str(sock_path))
-    listener.listen()
-
-    def hang_up() -> None:
-        conn, _ = listener.accept()
-        conn.recv(1 << 16)
-        conn.close()
-
-    thread = threading.Thread(target=hang_up, daemon=True)
-    thread.start()
-    script = tmp_path / "s.py"
-    script.write_text("print(1)\n")
-    env = dict(os.environ, DYNAMO_HOME=str(tmp_path))
-    env.pop("DYNAMO_CONFIG", None)
-    done = subprocess.run([sys.executable, "-X", "importtime", str(command), str(script)], env=env,
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
-    thread.join(10)
-    listener.close()
+    with hanging_up(tmp_path, tmp_path / "dynamo.sock") as (script, env):
+        done = subprocess.run([sys.executable, "-X", "importtime", str(command), str(script)], env=env,
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert "the server closed the connection" in done.stderr, done.stderr
     imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert "dynamo.cli.dynamo" in imported
