@@ -8,7 +8,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pymysql
@@ -18,7 +17,6 @@ from dynamo.core.appstate import AppState
 from dynamo.errors import StoreUnavailable
 from dynamo.server.ledger import Ledger
 from dynamo.server.rowwriter import RowWriter
-from dynamo.store import open_store
 from dynamo.store.mysql import parse_mysql_url
 from dynamo.store.registry import AppRecord, Registry
 from dynamo.store.sql import SQLStore
@@ -66,14 +64,6 @@ class Outage:
 
 def _refuse() -> Any:
     raise StoreUnavailable("the test's store is down")
-
-
-@pytest.fixture
-def registry(store_url: str) -> Iterator[Registry]:
-    store = open_store(store_url)
-    assert isinstance(store, SQLStore)
-    yield Registry(store)
-    store.close()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +18,6 @@ from dynamo.store import open_store
 from dynamo.store.registry import Registry
 from dynamo.store.sql import SQLStore
 from dynamo.store.sqlite import SQLiteStore
-
-
-@pytest.fixture
-def registry(store_url: str) -> Iterator[Registry]:
-    store = open_store(store_url)
-    assert isinstance(store, SQLStore)
-    yield Registry(store)
-    store.close()
 
 
 def refuse(registry: Registry, event: str, table: str, when: str = "1 = 1") -> None:
