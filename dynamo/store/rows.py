@@ -242,6 +242,20 @@ def _fresh(objects: list[Any], name: str) -> bool:
             and all(map(operator.is_, map(operator.attrgetter(name), objects), itertools.repeat(None))))
 
 
+def _add_runs(owners: list[Any], name: str, keys: list[Any], values: list[Any], starts: list[int],
+              ends: list[int]) -> None:
+    """For each run ``[start, end)``: its keys and values into the dict attribute ``name`` of its owner
+    (``owners[start]``), made for it when it has none yet."""
+    for start, end in zip(starts, ends, strict=True):
+        owner = owners[start]
+        pairs = zip(keys[start:end], values[start:end], strict=True)
+        current = getattr(owner, name)
+        if current is None:
+            setattr(owner, name, dict(pairs))
+        else:
+            current.update(pairs)
+
+
 def _int64s(values: Sequence[int]) -> array[int]:
     """An int64 array of ``values`` (a memoryview of int64s: copied, no int made)."""
     column = array("q")
@@ -566,13 +580,7 @@ class ImageBuilder:
             _set_all(datasets, "_blocks", map(dict, map(zip, map(names.__getitem__, _slices(starts, ends)),
                                                         map(blocks.__getitem__, _slices(starts, ends)))))
         else:
-            for start, end in zip(starts, ends, strict=True):
-                dataset = owners[start]
-                current = dataset._blocks
-                if current is None:
-                    dataset._blocks = dict(zip(names[start:end], blocks[start:end], strict=True))
-                else:
-                    current.update(zip(names[start:end], blocks[start:end], strict=True))
+            _add_runs(owners, "_blocks", names, blocks, starts, ends)
         self._read_blocks = (blocks, _int64s(ids), _int64s(read.sizes), starts, datasets)
         self._files_read = True
         if n:
@@ -786,13 +794,7 @@ class ImageBuilder:
         # each site's dict, a run of its rows at once
         names = list(map(_NAME, owners))
         starts = [0, *itertools.compress(range(1, k), map(operator.ne, site_ids[1:], site_ids[:-1]))]
-        for start, end in zip(starts, [*starts[1:], k], strict=True):
-            site = sites[start]
-            mine = site._dataset_replicas
-            if mine is None:
-                site._dataset_replicas = dict(zip(names[start:end], replicas[start:end], strict=True))
-            else:
-                mine.update(zip(names[start:end], replicas[start:end], strict=True))
+        _add_runs(sites, "_dataset_replicas", names, replicas, starts, [*starts[1:], k])
         self.num_dataset_replicas += k
         self.num_block_replicas += sum(counts)
 
