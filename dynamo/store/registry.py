@@ -6,7 +6,7 @@ are where ``store.registry_statements()`` says: MariaDB's in the store's databas
 inventory's, so that a registry row never waits for the inventory's write lock
 while a change set is committed (docs/stores.md). It uses them through the public
 statement API: dynamod touches it from its main loop, and writes the applications' changes of
-state from a thread on a connection of its own (``Registry.connection``; ``dynamo.server.rowwriter``).
+state from a thread on a connection of its own (``SQLStore.registry_connection``; ``dynamo.server.rowwriter``).
 Every operation is atomic: one statement, or several in one ``transaction()``, so an operation that
 fails halfway (a lost connection, a refused row) leaves nothing behind.
 """
@@ -185,11 +185,6 @@ class Registry:
         return [Authorization(t, u, c, b, float(tm)) for t, u, c, b, tm in rows]
 
     # ----------------------------------------------------------- applications
-
-    def connection(self) -> Statements | None:
-        """A new connection to the registry's tables, for a thread of its own (None: there is no other
-        way to the same tables, as for an SQLite store in memory)."""
-        return self.store.registry_connection()
 
     def new_application(self, *, title: str, user: str, write: bool, script: str, checksum: str,
                         args: list[str], server: str) -> AppRecord:
