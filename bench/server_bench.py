@@ -398,13 +398,13 @@ def measure(kind: str, url: str, home: Path, args: argparse.Namespace) -> dict[s
             result.update(child_private_mb=private, gc_dirty_mb=gc_dirty)
             walk = json.loads(bench.run(str(bench.script("walk.py", WALK))).stdout.strip().splitlines()[-1])
             result.update(walk=walk, walk_dirty_mb=walk["walk_dirty_mb"], readers16_mb=16 * walk["walk_dirty_mb"])
+        trivial = bench.script("trivial.py", "print('ok')\n")
         if "cpu" in phases:
-            result["call_cpu_ms"] = bench.call_cpu_ms(bench.script("trivial.py", "print('ok')\n"), 3 * args.runs)
+            result["call_cpu_ms"] = bench.call_cpu_ms(trivial, 3 * args.runs)
             result["call_cpu_total_ms"] = result["call_cpu_ms"]["total"]
         if "write" in phases:
             writes = [bench.write_app(path)[0] for path in records_paths]
             result.update(write_exit_to_done_s=statistics.median(writes), writes_s=writes)
-        trivial = bench.script("trivial.py", "print('ok')\n")
         if "busy" in phases:
             result["quiet_call_ms"] = statistics.median(bench.call_ms(trivial) for _ in range(5))
             times, _ = bench.calls_during(trivial, lambda: bench.write_app(busy_records_path))
