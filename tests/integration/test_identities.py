@@ -26,7 +26,12 @@ def _spawn_escapee(uid: int) -> int:
             os.setuid(uid)
             if os.fork() == 0:
                 os.setsid()
+                middle = os.getpid()
                 if os.fork() == 0:
+                    # reported once the middle process has exited: else the test may still see it, a
+                    # second process of the uid (1 run of the suite in ~20)
+                    while os.getppid() == middle:
+                        time.sleep(0.001)
                     os.write(report_w, f"{os.getpid()}\n".encode())
                     time.sleep(120)
                 os._exit(0)
