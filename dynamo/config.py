@@ -118,6 +118,11 @@ class ApplicationsConfig:
     server's size at fork time; 0 = no limit). A script that allocates past it gets MemoryError."""
     max_cpu: int = 0
     """CPU seconds an application may use (RLIMIT_CPU; 0 = only the wall-clock ``timeout``)."""
+    write_nice: int = 5
+    """How much lower than dynamod a write application runs (its nice value, 0..19 above dynamod's),
+    as the commit process of its records does: a writer is a batch job, and on a machine with few
+    cores one at dynamod's priority takes half of the CPU the calls served meanwhile get (issue 10).
+    It still gets every CPU nothing else wants. 0: writers run at dynamod's priority."""
     max_processes: int = 256
     """Processes an application's user may have (RLIMIT_NPROC). Applied only when each application
     runs under a uid of its own (``uid_range``): a shared user's count is every application's."""
@@ -316,6 +321,8 @@ def parse_uid_range(text: str) -> range:
 
 def _validate_applications(config: Config) -> None:
     apps = config.applications
+    if apps.write_nice > 19:
+        raise ConfigurationError(f"{config.source}: [applications] write_nice {apps.write_nice}: expected 0..19")
     if apps.uid_range is None:
         return
     pool = parse_uid_range(apps.uid_range)

@@ -34,6 +34,7 @@ class Limits:
     processes: int = 0       # processes of the application's user (RLIMIT_NPROC: only meaningful for its own uid)
     open_files: int = 0      # descriptors per process
     file_size: int = 0       # largest file it may write, in bytes (RLIMIT_FSIZE)
+    nice: int = 0            # added to the nice value it inherits (a write application's: lower priority)
 
 
 def become_subreaper() -> bool:
@@ -104,6 +105,8 @@ def apply_limits(limits: Limits) -> None:
         _set(resource.RLIMIT_NOFILE, limits.open_files)
     if limits.file_size:
         _set(resource.RLIMIT_FSIZE, limits.file_size)
+    if limits.nice:
+        os.nice(limits.nice)
 
 
 def _set(which: int, value: int) -> None:

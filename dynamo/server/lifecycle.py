@@ -51,13 +51,14 @@ def effective_timeout(limit: float, asked: float | None) -> float:
     return float(asked) if not limit else min(float(asked), limit)
 
 
-def limits_for(config: ApplicationsConfig, identity: Identity | None) -> Limits:
+def limits_for(config: ApplicationsConfig, identity: Identity | None, write: bool = False) -> Limits:
     """The configured limits; RLIMIT_NPROC only for a uid of the application's own (a shared user's
-    count is every application's, and dynamod's own user's includes dynamod)."""
+    count is every application's, and dynamod's own user's includes dynamod); a write application's
+    lower priority (``write_nice``)."""
     own = identity is not None and identity.own
     return Limits(memory=config.max_memory, cpu_seconds=config.max_cpu,
                   processes=config.max_processes if own else 0, open_files=config.max_open_files,
-                  file_size=config.max_file_size)
+                  file_size=config.max_file_size, nice=config.write_nice if write else 0)
 
 
 class Lifecycle:
@@ -95,7 +96,7 @@ class Lifecycle:
                          source=request.get("script", ""), args=tuple(request.get("args", ())),
                          write=record.write, work_area=str(work), uid=identity.uid if identity else None,
                          gid=identity.gid if identity else None, tty=bool(request.get("tty", False)),
-                         limits=limits_for(self.config, identity))
+                         limits=limits_for(self.config, identity, record.write))
         inventory = self.committer.inventory
         timeout = effective_timeout(self.config.timeout, request.get("timeout"))
         zygote = None if self.committer.image_whole else self.committer.zygote

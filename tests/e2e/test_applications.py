@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from tests.e2e.conftest import Server, run_as_nobody, wait_for
 from tests.e2e.test_seed_transcript import inject_seed
@@ -170,6 +171,28 @@ def test_readers_run_while_a_writer_works_and_writers_queue(server: Server) -> N
     assert "queued: waiting for the current writer" in queued.stderr.read()
     assert sites(server) == ("[('T1_SECOND', 'third.example.org', 'mss'), "
                              "('T1_SLOW', 'third.example.org', 'mss')]\n")
+
+
+NICE = "import os\nprint(os.nice(0))\n"
+
+
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_writers_run_at_a_lower_priority_than_readers(server: Server) -> None:
+    """``[applications] write_nice`` (default 5): a writer is a batch job the calls served meanwhile come
+    before; a reader runs at dynamod's priority (the zygote's spares are raised back to it)."""
+    assert server.process is not None
+    base = _nice(server.process.pid)
+    reader = server.run(str(server.script("reader_nice.py", NICE)))
+    assert reader.code == 0 and int(reader.out) == base, reader
+    writer = server.script("writer_nice.py", NICE)
+    authorize(server, str(writer), "nice")
+    written = server.run(str(writer), "-W", "-t", "nice")
+    assert written.code == 0 and int(written.out.splitlines()[0]) == min(19, base + 5), written
+    again = server.run(str(server.script("reader_nice2.py", NICE)))  # the next reader is not lowered
+    assert again.code == 0 and int(again.out) == base, again
 
 
 def test_unknown_local_user_is_refused(server: Server) -> None:

@@ -48,6 +48,8 @@ def test_home_moves_the_defaults(tmp_path: Path) -> None:
     ({"server": {"hoem": "/x"}}, "[server] unknown setting(s) hoem"),
     ({"applications": {"timeout": "long"}}, "[applications] timeout: expected a non-negative number"),
     ({"applications": {"max_running": -1}}, "[applications] max_running: expected a non-negative integer"),
+    ({"applications": {"write_nice": 20}}, "[applications] write_nice 20: expected 0..19"),
+    ({"applications": {"write_nice": -1}}, "[applications] write_nice: expected a non-negative integer"),
     ({"listen": {"tls_address": "0.0.0.0:1"}}, "tls_address needs tls_cert, tls_key, tls_ca"),
     ({"listen": {"socket": None}}, "[listen] needs a socket or a tls_address"),
     ({"store": {"url": "postgres://x"}}, "[store] url must start with sqlite: or mysql:"),
