@@ -197,6 +197,7 @@ class Lifecycle:
         now = self.system.monotonic()
         if not zygote.asked and not zygote.ask_spare(now, urgent=True):
             return False
+        zygote.hurry()  # this reader waits for what it forks
         return now < zygote.asked_since + SPARE_WAIT
 
     def tend_spare(self, quiet: bool = True) -> None:
@@ -223,6 +224,8 @@ class Lifecycle:
                 # none in stock nor on its way: the next reader would wait for this one (after a commit, say)
                 if not zygote.ask_spare(now, urgent=not self.spares.count() and not zygote.asked):
                     break
+            if not self.spares.count() and zygote.asked:
+                zygote.hurry()  # the next reader would wait for it
             if self.spares.writer is None and not zygote.asked_writer and not rows_held:
                 zygote.ask_spare(now, write=True)
         else:

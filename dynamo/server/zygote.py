@@ -26,7 +26,10 @@ read its last request, after announcing what it forked) and forks the next one a
 The zygote runs at a lower priority than dynamod and the applications (``ZYGOTE_NICE``, when each
 child can raise its own back: ``can_restore_priority``): its forks are for the calls to come and
 must not take CPU from the call being served; each child it forks is back at dynamod's priority
-before it runs anything.
+before it runs anything. dynamod alone sets the zygote's priority (``hurry``): back up to its own
+while a call waits for what the zygote forks (no spare left in stock, or a child on request), until
+the zygote has answered every request it has; it is not the zygote that notices, since it reads a
+request only once it has forked the one before, slowly, at the lower priority, on a busy machine.
 
 The zygote's requests come on a stream socket (a spec can be large); its answers go out on a
 sequenced-packet socket, one message and its descriptors a packet, never merged or split.
@@ -66,7 +69,6 @@ MAX_FDS = 8
 MAX_ANSWER = 4096
 ASK = framing.encode({"spare": 1})
 ASK_WRITER = framing.encode({"spare": 1, "write": True})
-ASK_URGENT = framing.encode({"spare": 1, "urgent": True})  # dynamod has no reader's spare left: no lower priority
 ZYGOTE_NICE = 5
 """The zygote's nice value above dynamod's (the commit process's: ``offloop.COMMIT_NICE``)."""
 CAP_SYS_NICE = 23
@@ -100,7 +102,8 @@ class Arrival:
 class Zygote:
     """dynamod's handle on a zygote (its loop waits for ``fileno``: the answers)."""
 
-    def __init__(self, pid: int, req: socket.socket, rep: socket.socket, inventory: Inventory, forked: float):
+    def __init__(self, pid: int, req: socket.socket, rep: socket.socket, inventory: Inventory, forked: float,
+                 base: int | None = None):
         self.pid = pid
         self.req = req            # requests go here (stream)
         self.rep = rep            # answers come from here (packets, with descriptors)
@@ -113,12 +116,17 @@ class Zygote:
         self.arrived: deque[Arrival] = deque()  # spares announced while a synchronous request waited
         self.retiring = False     # told to end (it announces what it forked before)
         self.ended = False        # its answers reached their end: it is gone, or going
+        # dynamod's priority (the zygote's children's), when the zygote runs ZYGOTE_NICE lower; None: at dynamod's
+        self.base = base
+        self.hurried = False      # at dynamod's priority for now (``hurry``)
 
     @classmethod
     def start(cls, inventory: Inventory, now: float) -> Zygote:
         """Fork a zygote of ``inventory`` at its current version. Raises OSError."""
         req_ours, req_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         rep_ours, rep_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        base = os.getpriority(os.PRIO_PROCESS, 0)
+        lowered = can_restore_priority(base)
         gc.freeze()  # as before any fork (the caller collected): what is alive is shared, never walked again
         try:
             pid = os.fork()
@@ -129,12 +137,14 @@ class Zygote:
         if pid == 0:
             req_ours.close()
             rep_ours.close()
-            _zygote(req_theirs, rep_theirs, inventory)
+            _zygote(req_theirs, rep_theirs, inventory, base if lowered else None)
         req_theirs.close()
         rep_theirs.close()
         req_ours.setblocking(False)
         rep_ours.setblocking(False)
-        return cls(pid, req_ours, rep_ours, inventory, now)
+        zygote = cls(pid, req_ours, rep_ours, inventory, now, base if lowered else None)
+        zygote._set_priority(False)
+        return zygote
 
     def fileno(self) -> int:
         return self.rep.fileno()
@@ -159,13 +169,29 @@ class Zygote:
         return not self.retiring and not self.ended and inventory is self.inventory and \
             inventory.version == self.version
 
+    def hurry(self) -> None:
+        """A call waits for what the zygote forks: it runs at dynamod's priority until it has answered
+        every request it has (``receive``)."""
+        if not self.hurried and not self.ended:
+            self._set_priority(True)
+
+    def _set_priority(self, hurried: bool) -> None:
+        self.hurried = hurried
+        if self.base is None:
+            return
+        try:
+            os.setpriority(os.PRIO_PROCESS, self.pid, self.base if hurried else min(19, self.base + ZYGOTE_NICE))
+        except OSError:
+            pass  # it is gone (its end is read from its socket)
+
     def ask_spare(self, now: float, write: bool = False, urgent: bool = False) -> bool:
-        """Ask for one more spare (``write``: a write application's; ``urgent``: a reader's, forked at
-        dynamod's priority: none is left in stock), without waiting; False if the zygote cannot be asked
-        (it is retired)."""
+        """Ask for one more spare (``write``: a write application's; ``urgent``: a reader's that a call
+        waits for: ``hurry``), without waiting; False if the zygote cannot be asked (it is retired)."""
         if self.retiring or self.ended:
             return False
-        ask = ASK_WRITER if write else ASK_URGENT if urgent else ASK
+        if urgent:
+            self.hurry()
+        ask = ASK_WRITER if write else ASK
         # the time of the ask is taken before it is sent: the spare may be forked, and be our child, before
         # this thread runs again (the orphan sweep spares the children started since: ``spared_since``)
         asked = boot_ticks()
@@ -224,6 +250,8 @@ class Zygote:
             return None
         if arrival.spare and self.asks:
             arrival.asked = self.asks.popleft()[2]
+        if self.hurried and not self.asks:
+            self._set_priority(False)  # nothing more asked: no call waits for it any more
         return arrival
 
     def fork_child(self, spec: ChildSpec, timeout: float = 30.0) -> tuple[int, dict[str, int]]:
@@ -232,6 +260,7 @@ class Zygote:
         if self.retiring or self.ended:
             raise ZygoteError("the zygote is retired")
         deadline = time.monotonic() + timeout
+        self.hurry()  # dynamod waits for it
         try:
             self.req.settimeout(timeout)
             try:
@@ -315,14 +344,14 @@ def discard(arrival: Arrival) -> None:
 # --- the zygote's side ---------------------------------------------------------------------------
 
 
-def _zygote(req: socket.socket, rep: socket.socket, inventory: Inventory) -> NoReturn:
+def _zygote(req: socket.socket, rep: socket.socket, inventory: Inventory, base: int | None) -> NoReturn:
     try:
         signal.set_wakeup_fd(-1)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
         set_title(f"dynamod: zygote (version {inventory.version})")
         close_channels({req.fileno(), rep.fileno()})
-        forker = Forker()
+        forker = Forker(base)
         req.setblocking(True)
         rep.setblocking(True)
         while (message := framing.receive(req, max_frame=1 << 30)) is not None:
@@ -330,19 +359,9 @@ def _zygote(req: socket.socket, rep: socket.socket, inventory: Inventory) -> NoR
             started = time.monotonic()
             try:
                 if spare:
-                    urgent = bool(message.get("urgent"))
-                    forker.urgent(urgent)
-                    try:
-                        pid, fds = _fork_spare(inventory, bool(message.get("write")), forker.fork)
-                    finally:
-                        if urgent:
-                            forker.urgent(False)
+                    pid, fds = _fork_spare(inventory, bool(message.get("write")), forker.fork)
                 else:
-                    forker.urgent(True)
-                    try:
-                        pid, fds = _fork_orphan(spec_from_json(message["spec"]), inventory, forker.fork)
-                    finally:
-                        forker.urgent(False)
+                    pid, fds = _fork_orphan(spec_from_json(message["spec"]), inventory, forker.fork)
             except OSError as exc:
                 _answer(rep, {"error": str(exc), **({"spare": True} if spare else {})}, [])
                 continue
@@ -363,21 +382,13 @@ def _answer(sock: socket.socket, answer: dict[str, Any], fds: list[int]) -> None
 
 
 class Forker:
-    """How a zygote forks dynamod's children (``fork``: 0 in the child, which is back at dynamod's priority;
-    its pid in the zygote, dynamod's child by then). The zygote itself runs ``ZYGOTE_NICE`` lower when its
-    children can raise theirs back (``lowered``), except while dynamod waits for it (``urgent``)."""
+    """How a zygote forks dynamod's children (``fork``: 0 in the child, which is back at dynamod's priority
+    ``base`` when the zygote may run lower; its pid in the zygote, dynamod's child by then). dynamod sets the
+    zygote's own priority (``Zygote.hurry``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, base: int | None) -> None:
         self.clone: Callable[[], int] = sibling.fork_sibling if sibling.available() else _double_fork
-        self.base = os.getpriority(os.PRIO_PROCESS, 0)
-        self.lowered = False
-        self.raised = False  # lowered, but at base for the fork at hand (``urgent``)
-        if can_restore_priority(self.base):
-            try:
-                os.setpriority(os.PRIO_PROCESS, 0, min(19, self.base + ZYGOTE_NICE))
-                self.lowered = True
-            except OSError:
-                pass
+        self.base = base
 
     def fork(self) -> int:
         try:
@@ -387,23 +398,12 @@ class Forker:
                 raise
             self.clone = _double_fork  # clone(CLONE_PARENT) refused here (a seccomp filter?): the old way
             pid = self.clone()
-        if pid == 0 and self.lowered:
-            self.lowered = False
+        if pid == 0 and self.base is not None:
             try:
                 os.setpriority(os.PRIO_PROCESS, 0, self.base)
             except OSError:
                 pass  # can_restore_priority said it could: the child runs a little lower then
         return pid
-
-    def urgent(self, urgent: bool) -> None:
-        """At dynamod's priority while a call waits for this fork (a child on request, or a spare when dynamod
-        has none left); lower again after."""
-        if self.lowered and urgent != self.raised:
-            self.raised = urgent
-            try:
-                os.setpriority(os.PRIO_PROCESS, 0, self.base if urgent else min(19, self.base + ZYGOTE_NICE))
-            except OSError:
-                pass
 
 
 def can_restore_priority(base: int) -> bool:
