@@ -120,6 +120,7 @@ class Bench:
     def __init__(self, home: Path, url: str, log_level: str = "INFO"):
         self.home = home
         self.config = home / "dynamo.toml"
+        self.call_starts: list[float] = []
         self.socket = home / "dynamo.sock"
         self.config.write_text(f'[server]\nhome = "{home}"\nlog_level = "{log_level}"\n[store]\nurl = "{url}"\n'
                                f'[listen]\nsocket = "{self.socket}"\n[client]\nserver = "unix:{self.socket}"\n')
@@ -202,7 +203,9 @@ class Bench:
         thread = threading.Thread(target=run)
         thread.start()
         times = []
+        self.call_starts = []  # when each began (time.time(): to be found in dynamod's log)
         while thread.is_alive():
+            self.call_starts.append(time.time())
             times.append(self.call_ms(path))
         thread.join()
         if isinstance(outcome[0], BaseException):
@@ -413,11 +416,13 @@ def measure(kind: str, url: str, home: Path, args: argparse.Namespace) -> dict[s
             result["quiet_call_ms"] = statistics.median(bench.call_ms(trivial) for _ in range(5))
             times, _ = bench.calls_during(trivial, lambda: bench.write_app(busy_records_path))
             result.update(busy_write_p99_ms=p99(times), busy_write_calls=len(times),
-                          busy_write_times_ms=[round(t, 1) for t in times])
+                          busy_write_times_ms=[round(t, 1) for t in times],
+                          busy_write_starts=[round(t, 3) for t in bench.call_starts])
         if "inject" in phases:
             times, _ = bench.calls_during(trivial, lambda: bench.inject(document))
             result.update(busy_inject_p99_ms=p99(times), busy_inject_calls=len(times),
-                          busy_inject_times_ms=[round(t, 1) for t in times])
+                          busy_inject_times_ms=[round(t, 1) for t in times],
+                          busy_inject_starts=[round(t, 3) for t in bench.call_starts])
     finally:
         bench.stop()
     return result
