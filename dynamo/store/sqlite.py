@@ -394,15 +394,15 @@ class SQLiteStore(SQLiteFile, SQLStore):
         super().close()
 
 
-def start_files_reader(url: str) -> FilesReader | None:
+def start_files_reader(url: str, minimum: int = SECOND_READER_MIN_BYTES) -> FilesReader | None:
     """The second reader of the next load of the store at ``url`` (a SQLite URL), started now: dynamod starts
     it first thing, before its own imports and setup, so that the reader is under way on the other core
     meanwhile (``SQLiteStore.adopt_files_reader``). None when the load would not have one (a file smaller
-    than ``SECOND_READER_MIN_BYTES``, no memory files, a loader's share of the file tables)."""
+    than ``minimum`` bytes, no memory files, a loader's share of the file tables)."""
     path = parse_sqlite_url(url)
     if path == ":memory:" or not hasattr(os, "memfd_create") or LOADER_FILES_SHARE > 0:
         return None
-    if _size(path) < SECOND_READER_MIN_BYTES:
+    if _size(path) < minimum:
         return None
     return FilesReader(_reader_spec(path, 0))
 
