@@ -92,6 +92,8 @@ class SQLiteFile(Statements):
         the umask, and correct the mode of an existing one and of its WAL and shared-memory files.
         SQLite gives the WAL and -shm files it creates the database file's mode."""
         path = Path(self.path)
+        if path.is_dir():  # sqlite:/// names "/": its mode is not ours to make 0600 (nothing could run)
+            raise ConfigurationError(f"SQLite {self.path}: a directory, not a database file")
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             try:
