@@ -227,8 +227,13 @@ class SQLiteStore(SQLiteFile, SQLStore):
         if LOADER_FILES_SHARE > 0:
             # two subqueries: SQLite looks MIN and MAX up in the index only when each is a query of its own
             # (together, they scan the table: 0.2 s and the whole table in the page cache at W10)
-            low, high = self._execute("SELECT (SELECT MIN(block_id) FROM block_files), "
-                                      "(SELECT MAX(block_id) FROM block_files)")[0]
+            try:
+                low, high = self._execute("SELECT (SELECT MIN(block_id) FROM block_files), "
+                                          "(SELECT MAX(block_id) FROM block_files)")[0]
+            except BaseException:
+                if early is not None:
+                    early.close()
+                raise
             self._files_split = int(low + (high - low) * LOADER_FILES_SHARE) if low is not None else 0
         spec = _reader_spec(self.path, self._files_split)
         if early is not None:
