@@ -9,8 +9,6 @@ import ssl
 import struct
 from typing import Any
 
-from cryptography import x509
-
 # RFC 3820 proxyCertInfo: the certificate is a proxy speaking for the one that signed it
 PROXY_CERT_INFO = "1.3.6.1.5.5.7.1.14"
 
@@ -42,6 +40,10 @@ def peer_dn(sock: ssl.SSLSocket) -> str | None:
     from the verified chain, not by trimming ``/CN=...`` off the leaf's DN, means a
     certificate whose DN merely looks like a proxy's cannot pass for someone else.
     """
+    # Imported here, not with this module: only TLS peers need it, and it was ~30 ms of dynamod's start, before
+    # its load (dynamod's own clients are local; the keeper's relay and the web server import it up front).
+    from cryptography import x509
+
     # public in Python 3.13; the method of the underlying _ssl object before that
     getter = getattr(sock, "get_verified_chain", None) or sock._sslobj.get_verified_chain  # type: ignore[attr-defined]
     for cert in getter():

@@ -21,6 +21,8 @@ import logging
 import socket
 import ssl
 
+from cryptography import x509 as _x509  # noqa: F401  identity.peer_dn's: imported as the keeper starts, not at its first peer
+
 from dynamo.appserver import identity
 
 log = logging.getLogger("dynamo.server")

@@ -58,6 +58,7 @@ from dynamo.server.turns import TurnClock
 from dynamo.server.workareas import WorkAreas
 from dynamo.server.zygote import Zygote
 from dynamo.store import open_store, url_has_password
+from dynamo.store.filesreader import FilesReader
 from dynamo.store.registry import Registry
 from dynamo.store.sql import SQLStore
 from dynamo.store.statements import Statements
@@ -68,8 +69,12 @@ log = logging.getLogger("dynamo.server")
 
 
 class Dynamod:
-    def __init__(self, config: Config, on_ready: Callable[[Dynamod], None] | None = None, system: System = REAL):
+    def __init__(self, config: Config, on_ready: Callable[[Dynamod], None] | None = None, system: System = REAL,
+                 files_reader: FilesReader | None = None):
         self.config = config
+        # the first load's second reader, started before this process's imports (dynamo.cli.dynamod): handed
+        # to the store when it is opened, ended if the start fails before
+        self.files_reader = files_reader
         self.on_ready = on_ready
         self.system = system
         self.hostname = socket.gethostname()
@@ -326,6 +331,9 @@ class Dynamod:
         store = open_store(self.config.store.url, connector=self._db_connection if self.keeper else None)
         assert isinstance(store, SQLStore)
         self.store = store
+        reader, self.files_reader = self.files_reader, None
+        if reader is not None:
+            store.adopt_files_reader(reader)
         self.registry = Registry(store)
         ledger = self.ledger = Ledger(self.registry, self.system, self._row_writer(store))
         self.committer = Committer(store, ledger, self.changelog, self.interest, self._commit_store)
@@ -370,6 +378,9 @@ class Dynamod:
                 log.exception("dynamod cannot start")
         for listener in self.listeners:
             listener.close()
+        if self.files_reader is not None:  # the store was not opened: the reader it would have taken
+            self.files_reader.close()
+            self.files_reader = None
         if self.web is not None:
             self.web.stop()
         self.stop_keeper()

@@ -42,6 +42,7 @@ fails the load; a load that fails kills and reaps its reader.
 
 from __future__ import annotations
 
+import gc
 import io
 import itertools
 import json
@@ -62,23 +63,25 @@ CHUNK_SIZE = 64 << 20  # as the arena's (dataformat.arena.CHUNK_SIZE)
 _MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux >= 5.14
 # SQLite: the two scans of the load (SQLStore.LOAD_QUERIES), merged here
 FILES_QUERY = "SELECT block_id, files FROM block_files WHERE block_id > ? ORDER BY block_id"
-BLOCKS_QUERY = "SELECT id, dataset_id, name, size, num_files, is_open, last_update FROM blocks ORDER BY id"
+# the blocks' number of files and open flag come as one int (the low bits of Block._meta: _Blocks.add_blocks)
+BLOCKS_QUERY = ("SELECT id, dataset_id, name, size, (num_files << 1) | (is_open != 0), last_update FROM blocks "
+                "ORDER BY id")
 VERSION_QUERY = "SELECT value FROM store_meta WHERE name = 'version'"
 _U32 = struct.Struct("<I")
 
 
 class ReadBlocks:
-    """The blocks a reader read, sent before it reads their files: in columns, the ids (ascending),
-    dataset ids and sizes (int64 memoryviews of a read-only mapping); the names, each block's
-    ``Block._meta`` (its last update, number of files and open flag in one int) and where each run
-    of one dataset's blocks starts (lists)."""
+    """The blocks a reader read, sent before it reads their files: in columns, the ids (ascending)
+    and sizes (int64 memoryviews of a read-only mapping); the names, each block's ``Block._meta`` (its
+    last update, number of files and open flag in one int), where each run of one dataset's blocks
+    starts and that dataset's id (lists)."""
 
-    __slots__ = ("ids", "dataset_ids", "sizes", "names", "metas", "starts")
+    __slots__ = ("ids", "sizes", "names", "metas", "starts", "run_datasets")
 
-    def __init__(self, ids: Sequence[int], dataset_ids: Sequence[int], sizes: Sequence[int], names: list[str],
-                 metas: list[int], starts: list[int]):
-        self.ids, self.dataset_ids, self.sizes = ids, dataset_ids, sizes
-        self.names, self.metas, self.starts = names, metas, starts
+    def __init__(self, ids: Sequence[int], sizes: Sequence[int], names: list[str], metas: list[int],
+                 starts: list[int], run_datasets: list[int]):
+        self.ids, self.sizes = ids, sizes
+        self.names, self.metas, self.starts, self.run_datasets = names, metas, starts, run_datasets
 
 
 class ReadFiles:
@@ -107,6 +110,7 @@ class FilesReader:
     ARGS: tuple[str, ...] = ("-P", "-m", "dynamo.store.filesreader")
 
     def __init__(self, spec: dict[str, Any], fds: tuple[int, ...] = ()):
+        self.spec = spec
         self._fd = os.memfd_create("dynamo-block-files", os.MFD_CLOEXEC)
         self._columns_fd = -1
         try:
@@ -160,20 +164,21 @@ class FilesReader:
             return None
         count = int(head["count"])
         try:
-            # three int64 columns, then the names, metas and run starts marshalled: viewed in place in a
-            # read-only mapping
-            data = self._map_columns(3 * 8 * count + int(head["names"]))
-            ids, dataset_ids, sizes = (data[8 * count * i:8 * count * (i + 1)].cast("q") for i in range(3))
-            lists = marshal.loads(data[3 * 8 * count:])
-            if not (isinstance(lists, tuple) and len(lists) == 3 and all(isinstance(x, list) for x in lists)):
+            # two int64 columns, then the names, metas, run starts and runs' datasets marshalled: viewed in
+            # place in a read-only mapping
+            data = self._map_columns(2 * 8 * count + int(head["names"]))
+            ids, sizes = (data[8 * count * i:8 * count * (i + 1)].cast("q") for i in range(2))
+            lists = marshal.loads(data[2 * 8 * count:])
+            if not (isinstance(lists, tuple) and len(lists) == 4 and all(isinstance(x, list) for x in lists)):
                 raise ValueError("the block names are not lists")
-            names, metas, starts = lists
-            if len(names) != count or len(metas) != count or len(starts) > count:
+            names, metas, starts, run_datasets = lists
+            if (len(names) != count or len(metas) != count or len(starts) != len(run_datasets)
+                    or (starts[:1] != [0] if count else starts)):
                 raise ValueError("the block names do not match the blocks")
         except (EOFError, ValueError, TypeError) as exc:
             raise StoreError(f"the load's second reader failed: {exc}") from exc
         self._count = count
-        return ReadBlocks(ids, dataset_ids, sizes, names, metas, starts)
+        return ReadBlocks(ids, sizes, names, metas, starts, run_datasets)
 
     def files(self) -> ReadFiles:
         """The blocks' files, once the reader is done (after ``blocks``). Raises StoreError when the
@@ -241,7 +246,6 @@ def _populate(chunk: mmap.mmap) -> None:
 # ---------------------------------------------------------------------------
 
 _BUFFER = 1 << 20  # bytes gathered before each write into the memory file
-_IOV_MAX = 1024  # buffers of one pwritev (Linux's IOV_MAX)
 
 
 def _write(fd: int, data: bytes | memoryview, at: int) -> None:
@@ -254,30 +258,46 @@ def _write(fd: int, data: bytes | memoryview, at: int) -> None:
 class _Blocks:
     """The blocks read, in columns, their files in chunks of the memory file (``Chunks``).
 
-    Rows come in batches (``fetchmany``) and are turned into columns a batch at a time (``zip``,
-    ``array.extend``, ``Chunks.add_many``: C loops), not a row at a time in Python (with the file
-    tables written by ``pwritev``, the reader alone at W10: 3.1 -> 2.7 s)."""
+    Rows come in batches and are turned into columns a batch at a time (``zip``, ``array.extend``,
+    ``map``, ``Chunks.add_many``: C loops), not a row at a time in Python (with the file tables written
+    by ``pwritev`` then, the reader alone at W10: 3.1 -> 2.7 s). Each block's ``Block._meta``, whether the
+    ids ascend and where the runs of one dataset's blocks start are made from each batch's columns as
+    they come (tuples of the rows' ints), not from the whole columns afterwards."""
 
     def __init__(self, fd: int):
-        self.ids, self.dataset_ids, self.sizes, self.nums, self.opens, self.updates = (array("q") for _ in range(6))
+        self.ids, self.sizes = array("q"), array("q")
         self.names: list[str] = []
+        self.metas: list[int] = []  # Block._meta of each block
+        self.starts: list[int] = []  # where each run of one dataset's blocks starts
+        self.run_datasets: list[int] = []  # the dataset id of each run
         self.file_ids, self.file_offsets = array("q"), array("q")  # the file tables, by block id
         self.chunks = Chunks(fd)
         self.files = 0
         self._columns_end = 0
 
     def add_blocks(self, batch: Sequence[tuple[Any, ...]]) -> None:
-        """Rows ``(id, dataset id, name, size, number of files, open, last update)`` in id order."""
-        if not batch:
-            return
-        ids, dataset_ids, names, sizes, nums, opens, updates = zip(*batch, strict=True)
+        """Rows ``(id, dataset id, name, size, number of files << 1 | open, last update)`` in id order
+        (``BLOCKS_QUERY``)."""
+        if batch:
+            self._add_columns(*zip(*batch, strict=True))
+
+    def _add_columns(self, ids: tuple[int, ...], dataset_ids: tuple[int, ...], names: tuple[str, ...],
+                     sizes: tuple[int, ...], lows: Iterable[int], updates: tuple[int, ...]) -> None:
+        """One batch of blocks in columns; ``lows``: each one's number of files << 1 | open."""
+        n = len(self.ids)
+        if n and ids[0] <= self.ids[n - 1] or not all(map(operator.lt, ids, itertools.islice(ids, 1, None))):
+            raise StoreError("blocks: the rows are not in id order")
+        # the runs starting in this batch (at its first row too, unless the last batch's run goes on)
+        runs = [0] if not n or dataset_ids[0] != self.run_datasets[-1] else []
+        runs.extend(itertools.compress(range(1, len(ids)),
+                                       map(operator.ne, itertools.islice(dataset_ids, 1, None), dataset_ids)))
+        self.starts.extend(map(n.__add__, runs))
+        self.run_datasets.extend(map(dataset_ids.__getitem__, runs))
         self.ids.extend(ids)
-        self.dataset_ids.extend(dataset_ids)
         self.names.extend(names)
         self.sizes.extend(sizes)
-        self.nums.extend(nums)
-        self.opens.extend(map(bool, opens))
-        self.updates.extend(updates)
+        # Block._meta: (last_update << 65) | (num_files << 1) | is_open (dataformat.block)
+        self.metas.extend(map(operator.or_, map(operator.lshift, updates, itertools.repeat(65)), lows))
 
     def add_files(self, batch: Sequence[tuple[int, bytes]]) -> None:
         """Rows ``(block id, files)`` in block id order."""
@@ -291,8 +311,12 @@ class _Blocks:
     def add_joined(self, batch: Sequence[tuple[Any, ...]]) -> None:
         """Rows ``(id, dataset id, name, size, number of files, open, last update, files or None)``
         in id order (MariaDB's join)."""
-        self.add_blocks([row[:7] for row in batch])
-        self.add_files([(row[0], row[7]) for row in batch if row[7] is not None])
+        if not batch:
+            return
+        ids, dataset_ids, names, sizes, nums, opens, updates, files = zip(*batch, strict=True)
+        lows = map(operator.or_, map(operator.lshift, nums, itertools.repeat(1)), map(bool, opens))
+        self._add_columns(ids, dataset_ids, names, sizes, lows, updates)
+        self.add_files([(bid, blob) for bid, blob in zip(ids, files, strict=True) if blob is not None])
 
     def offsets(self) -> array[int]:
         """The file offset of each block (-1: none), its file table found by id."""
@@ -308,23 +332,14 @@ class _Blocks:
         return array("q", [found.get(bid, -1) for bid in ids])
 
     def blocks_report(self, version: int, columns_fd: int) -> dict[str, Any]:
-        """The blocks written into the columns' memory file (from its start: ids, dataset ids and sizes as
-        int64 columns, then the names, each block's ``Block._meta`` and the starts of the runs of one
-        dataset's blocks, marshalled: made here, not by the loader); the report that says so."""
-        ids, dataset_ids = self.ids, self.dataset_ids
-        if not all(map(operator.lt, ids, itertools.islice(ids, 1, None))):
-            raise StoreError("blocks: the rows are not in id order")
-        n = len(ids)
-        # Block._meta: (last_update << 65) | (num_files << 1) | is_open (dataformat.block)
-        metas = list(map(operator.or_, map(operator.or_, map(operator.lshift, self.updates, itertools.repeat(65)),
-                                           map(operator.lshift, self.nums, itertools.repeat(1))), self.opens))
-        starts = [0, *itertools.compress(range(1, n), map(operator.ne, itertools.islice(dataset_ids, 1, None),
-                                                          dataset_ids))] if n else []
-        lists = marshal.dumps((self.names, metas, starts))
-        self.names = []
-        self.nums, self.opens, self.updates = array("q"), array("q"), array("q")
+        """The blocks written into the columns' memory file (from its start: ids and sizes as int64 columns,
+        then the names, each block's ``Block._meta``, the starts of the runs of one dataset's blocks and
+        the runs' dataset ids, marshalled: made here, not by the loader); the report that says so."""
+        n = len(self.ids)
+        lists = marshal.dumps((self.names, self.metas, self.starts, self.run_datasets))
+        self.names, self.metas, self.starts, self.run_datasets = [], [], [], []
         at = 0
-        for part in (ids, dataset_ids, self.sizes):
+        for part in (self.ids, self.sizes):
             _write(columns_fd, memoryview(part).cast("B"), at)
             at += 8 * len(part)
         _write(columns_fd, lists, at)
@@ -459,24 +474,17 @@ class Chunks:
         return (self._index << 32) | at
 
     def add_many(self, blobs: Sequence[bytes]) -> Iterable[int]:
-        """``add`` for each of ``blobs``; their offsets. When they fit in the current chunk, written
-        straight from the values (``pwritev`` of each length and value: no copy in Python) and the
-        offsets accumulated in C loops."""
+        """``add`` for each of ``blobs``; their offsets. When they fit in the current chunk, each length and
+        value joined (``bytes.join``) and written at once, and the offsets accumulated, in C loops (one
+        ``pwritev`` of a buffer per length and value took ~0.06 s more at W10: the kernel's work per buffer)."""
         lengths = list(map(len, blobs))
         total = sum(lengths) + 4 * len(lengths)
         if not blobs or self._pos + total > CHUNK_SIZE:
             return [self.add(blob) for blob in blobs]
         self._flush()
-        parts = list(itertools.chain.from_iterable(zip(map(_U32.pack, lengths), blobs, strict=True)))
-        out = self._out
-        for start in range(0, len(parts), _IOV_MAX):
-            some = parts[start:start + _IOV_MAX]
-            size = sum(map(len, some))
-            written = os.pwritev(self.fd, some, out)
-            if written < size:  # cut short: the rest as one value
-                _write(self.fd, b"".join(some)[written:], out + written)
-            out += size
-        self._out = out
+        _write(self.fd, b"".join(itertools.chain.from_iterable(zip(map(_U32.pack, lengths), blobs, strict=True))),
+               self._out)
+        self._out += total
         # value i starts 4 bytes after the end of value i - 1 (each is preceded by its length)
         starts = itertools.accumulate(map((4).__add__, lengths), initial=self._pos)
         offsets = array("q", map(((self._index << 32) + 4).__add__, itertools.islice(starts, len(lengths))))
@@ -503,7 +511,10 @@ def _version(found: list[Any]) -> int:
 
 
 def _lists(cursor: Any, size: int = 2000) -> Iterator[list[tuple[Any, ...]]]:
-    while batch := cursor.fetchmany(size):
+    """The rows of an executed query in lists of ``size``: taken from the cursor's iterator (sqlite3
+    makes each row in C; its ``fetchmany`` was ~0.05 s slower for W10's blocks)."""
+    rows = iter(cursor)
+    while batch := list(itertools.islice(rows, size)):
         yield batch
 
 
@@ -514,6 +525,9 @@ def main(argv: list[str]) -> int:
     (blocks with ids above ``after``). Reports on standard output (``FilesReader``): the blocks read,
     then their files, or an error (a JSON line each)."""
     out = sys.stdout.buffer
+    # The reader makes no reference cycles, and ~2 M rows' tuples would set off ~3,000 collections
+    # (0.15 s of its ~1.8 s at W10): as in the loader (SQLStore.load), the collector stays off.
+    gc.disable()
     try:
         fd_text, columns_text = argv
         spec = json.loads(sys.stdin.buffer.read())

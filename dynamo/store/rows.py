@@ -567,20 +567,21 @@ class ImageBuilder:
         (the dict of its blocks), not per block."""
         ids, names, starts = read.ids, read.names, read.starts
         n = len(ids)
-        owners = list(map(self.datasets_by_id.__getitem__, read.dataset_ids))
+        ends = [*starts[1:], n] if n else []
+        datasets = list(map(self.datasets_by_id.__getitem__, read.run_datasets))
         blocks = list(map(Block.__new__, itertools.repeat(Block, n)))
         _set_all(blocks, "_name", names)
-        _set_all(blocks, "_dataset", owners)
+        # each block's dataset: its run's, repeated (no lookup by id per block)
+        _set_all(blocks, "_dataset", itertools.chain.from_iterable(map(itertools.repeat, datasets,
+                                                                       map(operator.sub, ends, starts))))
         _set_all(blocks, "id", ids)
         _set_all(blocks, "_size", read.sizes)
         _set_all(blocks, "_meta", read.metas)  # made by the reader
-        ends = [*starts[1:], n] if n else []
-        datasets = list(map(owners.__getitem__, starts))
         if _fresh(datasets, "_blocks"):  # each dataset's blocks in one run, and none before: C loops over the runs
             _set_all(datasets, "_blocks", map(dict, map(zip, map(names.__getitem__, _slices(starts, ends)),
                                                         map(blocks.__getitem__, _slices(starts, ends)))))
         else:
-            _add_runs(owners, "_blocks", names, blocks, starts, ends)
+            _add_runs(list(map(operator.attrgetter("_dataset"), blocks)), "_blocks", names, blocks, starts, ends)
         self._read_blocks = (blocks, _int64s(ids), _int64s(read.sizes), starts, datasets)
         self._files_read = True
         if n:

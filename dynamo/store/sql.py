@@ -342,6 +342,11 @@ class SQLStore(Statements, InventoryStore):
         dialect's choice (``second_reader_min``: only for stores large enough to gain)."""
         return None
 
+    def adopt_files_reader(self, reader: FilesReader) -> None:
+        """A second reader started before this store was opened, for the next load: the dialect's (SQLite
+        takes it); ended here by a dialect that starts its own."""
+        reader.close()
+
     @contextmanager
     def _rows(self, query: str) -> Iterator[Iterable[tuple[Any, ...]]]:
         """The rows of one of the load's queries: streamed, and with ``LOAD_PIPELINED`` fetched by a

@@ -92,6 +92,8 @@ class SQLiteFile(Statements):
         the umask, and correct the mode of an existing one and of its WAL and shared-memory files.
         SQLite gives the WAL and -shm files it creates the database file's mode."""
         path = Path(self.path)
+        if path.is_dir():  # sqlite:/// names "/": its mode is not ours to make 0600 (nothing could run)
+            raise ConfigurationError(f"SQLite {self.path}: a directory, not a database file")
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             try:
@@ -179,6 +181,7 @@ class SQLiteStore(SQLiteFile, SQLStore):
         self._registry: SQLiteFile | None = None
         self.second_reader_min: int | None = SECOND_READER_MIN_BYTES
         self._files_split = 0  # block_files up to this block id are read by the loader (see _load_queries)
+        self._early_reader: FilesReader | None = None  # started before the store was opened (adopt_files_reader)
         super().__init__(path, timeout=timeout, cache_mib=cache_mib)
 
     @classmethod
@@ -191,23 +194,53 @@ class SQLiteStore(SQLiteFile, SQLStore):
     def _stream(self, sql: str) -> Iterator[tuple[Any, ...]]:
         return fetch_batches(self._connection().execute(self._sql(sql)))
 
+    @contextmanager
+    def _rows(self, query: str) -> Iterator[Iterable[tuple[Any, ...]]]:
+        """The rows of one of the load's queries, straight from the cursor: sqlite3 makes each row in C as
+        it is iterated, and the builder takes them a batch at a time (``itertools.islice``). Through
+        ``fetch_batches`` (``_stream``: a generator resumed for every row) dataset_replicas and datasets
+        took ~0.1 s more at W10 (docs/performance.md, "sixth round: load6")."""
+        cursor = self._connection().execute(self._sql(query))
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+
+    def adopt_files_reader(self, reader: FilesReader) -> None:
+        """A second reader started before this store was opened (``start_files_reader``: dynamod starts it
+        first thing), for the next load to take if it reads this file; ended by ``close`` if none does."""
+        if self._early_reader is not None:
+            self._early_reader.close()
+        self._early_reader = reader
+
     def _start_files_reader(self) -> FilesReader | None:
         """A process reading blocks and block_files on the other core (``store.filesreader``), for a
         database file of at least ``second_reader_min`` bytes (None: never) on a system with memory
-        files."""
+        files: the one adopted (``adopt_files_reader``) when it reads what this load would have it read."""
+        early, self._early_reader = self._early_reader, None
         limit = self.second_reader_min
-        if limit is None or self.path == ":memory:" or not hasattr(os, "memfd_create"):
-            return None
-        if _size(self.path) < limit:
+        if limit is None or self.path == ":memory:" or not hasattr(os, "memfd_create") or _size(self.path) < limit:
+            if early is not None:
+                early.close()
             return None
         self._files_split = 0
         if LOADER_FILES_SHARE > 0:
             # two subqueries: SQLite looks MIN and MAX up in the index only when each is a query of its own
             # (together, they scan the table: 0.2 s and the whole table in the page cache at W10)
-            low, high = self._execute("SELECT (SELECT MIN(block_id) FROM block_files), "
-                                      "(SELECT MAX(block_id) FROM block_files)")[0]
+            try:
+                low, high = self._execute("SELECT (SELECT MIN(block_id) FROM block_files), "
+                                          "(SELECT MAX(block_id) FROM block_files)")[0]
+            except BaseException:
+                if early is not None:
+                    early.close()
+                raise
             self._files_split = int(low + (high - low) * LOADER_FILES_SHARE) if low is not None else 0
-        return FilesReader({"dialect": "sqlite", "path": str(Path(self.path).resolve()), "after": self._files_split})
+        spec = _reader_spec(self.path, self._files_split)
+        if early is not None:
+            if early.spec == spec:
+                return early
+            early.close()
+        return FilesReader(spec)
 
     def _load_queries(self, two_readers: bool) -> list[tuple[str, str, str]]:
         """With a second reader, the file tables of the blocks up to ``_files_split`` are read here, after
@@ -359,10 +392,32 @@ class SQLiteStore(SQLiteFile, SQLStore):
         return "SELECT value FROM store_meta WHERE name = %s"
 
     def close(self) -> None:
+        early, self._early_reader = self._early_reader, None
+        if early is not None:
+            early.close()
         registry, self._registry = self._registry, None
         if registry is not None:
             registry.close()
         super().close()
+
+
+def start_files_reader(url: str, minimum: int = SECOND_READER_MIN_BYTES) -> FilesReader | None:
+    """The second reader of the next load of the store at ``url`` (a SQLite URL), started now: dynamod starts
+    it first thing, before its own imports and setup, so that the reader is under way on the other core
+    meanwhile (``SQLiteStore.adopt_files_reader``). None when the load would not have one (a file smaller
+    than ``minimum`` bytes, no memory files, a loader's share of the file tables)."""
+    path = parse_sqlite_url(url)
+    if path == ":memory:" or not hasattr(os, "memfd_create") or LOADER_FILES_SHARE > 0:
+        return None
+    if _size(path) < minimum:
+        return None
+    return FilesReader(_reader_spec(path, 0))
+
+
+def _reader_spec(path: str, after: int) -> dict[str, Any]:
+    """What a second reader of the SQLite file at ``path`` reads: the blocks, and the file tables of the blocks
+    above ``after`` (``filesreader.main``)."""
+    return {"dialect": "sqlite", "path": str(Path(path).resolve()), "after": after}
 
 
 def _raise_sequence(registry: SQLiteFile, floor: int) -> None:

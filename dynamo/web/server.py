@@ -22,6 +22,7 @@ from cheroot import makefile as cheroot_files
 from cheroot import server as http_server
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
+from cryptography import x509 as _x509  # noqa: F401  peer_dn's: imported by dynamod before its workers fork
 
 from dynamo.appserver.identity import peer_dn
 from dynamo.web.user import User

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import stat
+from pathlib import Path
 from typing import Any
 
 import pymysql
@@ -11,7 +13,7 @@ from bench.workload import change_records, generate, scaled
 from dynamo.core.changeset import apply_change_set
 from dynamo.core.export import fingerprint
 from dynamo.core.journal import ChangeMeta
-from dynamo.errors import SchemaError, StoreUnavailable
+from dynamo.errors import ConfigurationError, SchemaError, StoreUnavailable
 from dynamo.store import open_store
 from dynamo.store.mysql import MySQLStore, parse_mysql_url
 
@@ -155,3 +157,14 @@ def test_a_writer_the_server_died_applying_is_settled_from_the_journal(store: An
     done, lost = (registry.application(r.id) for r in records)
     assert done is not None and done.status == AppState.DONE and done.version == store.version()
     assert lost is not None and lost.status == AppState.LOST
+
+
+def test_a_sqlite_url_naming_a_directory_is_refused_and_the_directory_left_alone(tmp_path: Path) -> None:
+    """``sqlite:///`` names "/" (a benchmark run with an empty path did): the store must not make it 0600,
+    which left every other user unable to run anything."""
+    directory = tmp_path / "dir"
+    directory.mkdir(mode=0o755)
+    directory.chmod(0o755)
+    with pytest.raises(ConfigurationError, match="a directory"):
+        open_store(f"sqlite:///{directory}", create=False)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o755

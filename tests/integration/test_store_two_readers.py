@@ -17,9 +17,10 @@ from dynamo.core.changeset import apply_change_set
 from dynamo.core.export import fingerprint
 from dynamo.core.journal import ChangeMeta
 from dynamo.errors import StoreError
-from dynamo.store import open_store
+from dynamo.store import open_store, sqlite
 from dynamo.store.filesreader import FilesReader
 from dynamo.store.mysql import MySQLStore
+from dynamo.store.sql import SQLStore
 from dynamo.store.sqlite import SQLiteStore
 
 
@@ -269,3 +270,78 @@ def test_a_reader_that_fails_after_sending_the_blocks_fails_the_load_cleanly(
         store.how = "none"
         assert fingerprint(store.load()) == fingerprint(image)
         assert store.load_readers == 2
+
+
+# --- a second reader started before the store is opened (dynamod starts it first thing) -------------------
+
+def _early(url: str) -> tuple[FilesReader, int]:
+    reader = sqlite.start_files_reader(url, minimum=0)
+    assert reader is not None and reader.pid is not None
+    return reader, reader.pid
+
+
+def test_a_reader_started_before_the_store_is_opened_is_the_loads(sqlite_url: str) -> None:
+    image = _import(sqlite_url, 48)
+    reader, pid = _early(sqlite_url)
+    with _open(sqlite_url, _Watched) as store:
+        store.adopt_files_reader(reader)
+        loaded = store.load()
+        assert store.reader_pid == pid and store.load_readers == 2
+        assert fingerprint(loaded) == fingerprint(image)
+        assert _reaped(pid)
+        again = store.load()  # the next load starts its own
+        assert store.reader_pid != pid and store.load_readers == 2
+        assert fingerprint(again) == fingerprint(image)
+
+
+def test_a_reader_no_load_takes_ends_with_the_store(sqlite_url: str, tmp_path: Path) -> None:
+    _import(sqlite_url, 49)
+    (first, first_pid), (second, second_pid) = _early(sqlite_url), _early(sqlite_url)
+    store = _open(sqlite_url)
+    store.adopt_files_reader(first)
+    store.adopt_files_reader(second)  # the first is ended: one reader a load
+    assert _reaped(first_pid)
+    store.close()
+    assert _reaped(second_pid)
+    # nor do other stores keep one (MariaDB's loads start their own)
+    third, third_pid = _early(sqlite_url)
+
+    class _NoReaders(SQLiteStore):
+        def _start_files_reader(self) -> FilesReader | None:
+            return None
+
+    with _NoReaders.from_url(f"sqlite:///{tmp_path}/other.db") as other:
+        SQLStore.adopt_files_reader(other, third)
+        assert _reaped(third_pid)
+
+
+@pytest.mark.parametrize("why", ["another file", "no second reader"])
+def test_a_reader_that_reads_what_the_load_does_not_want_is_ended(sqlite_url: str, tmp_path: Path,
+                                                                  why: str) -> None:
+    image = _import(sqlite_url, 50)
+    other_url = f"sqlite:///{tmp_path}/other.db"
+    _import(other_url, 51)
+    reader, pid = _early(other_url if why == "another file" else sqlite_url)
+    with _open(sqlite_url) as store:
+        if why == "no second reader":
+            store.second_reader_min = None
+        store.adopt_files_reader(reader)
+        loaded = store.load()
+        assert _reaped(pid)
+        assert store.load_readers == (2 if why == "another file" else 1)
+        assert fingerprint(loaded) == fingerprint(image)
+
+
+def test_a_store_changed_after_its_early_reader_started_is_loaded_as_the_loader_saw_it(sqlite_url: str) -> None:
+    image = _import(sqlite_url, 52)
+    reader, pid = _early(sqlite_url)
+    reader.wait_for_report()  # its snapshot is taken
+    with open_store(sqlite_url) as other:
+        inventory = other.load()
+        apply_change_set(inventory, other, change_records(inventory, 800, seed=53))
+        changed = fingerprint(inventory)
+    with _open(sqlite_url) as store:
+        store.adopt_files_reader(reader)
+        loaded = store.load()
+        assert store.load_readers == 1 and _reaped(pid)
+        assert fingerprint(loaded) == changed != fingerprint(image)
