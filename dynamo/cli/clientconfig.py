@@ -34,7 +34,7 @@ SETTINGS: dict[str, frozenset[str]] = {
                          "max_connections", "max_connections_per_peer", "max_incoming", "max_incoming_per_user"}),
     "applications": frozenset({"work_area", "timeout", "kill_grace", "max_running", "retain_days", "max_changes",
                                "max_output", "max_memory", "max_cpu", "max_processes", "max_open_files",
-                               "max_file_size", "uid_range", "group"}),
+                               "max_file_size", "write_nice", "uid_range", "group"}),
     "client": frozenset({"server", "cert", "key", "ca"}),
     "web": frozenset({"address", "tls_cert", "tls_key", "tls_ca", "workers", "threads", "modules_config",
                       "module_dirs", "max_requests", "max_private_memory", "max_body", "timeout", "debug"}),
