@@ -413,6 +413,9 @@ def measure(kind: str, url: str, home: Path, args: argparse.Namespace) -> dict[s
             writes = [bench.write_app(path)[0] for path in records_paths]
             result.update(write_exit_to_done_s=statistics.median(writes), writes_s=writes)
         if "busy" in phases:
+            # quiet: not in the wake of the timed writes (their records freed, the new version's zygote and its
+            # first spares forked: 78-120 ms a call in the full runs of docs/performance.md's sixth round)
+            time.sleep(2.0)
             result["quiet_call_ms"] = statistics.median(bench.call_ms(trivial) for _ in range(5))
             times, _ = bench.calls_during(trivial, lambda: bench.write_app(busy_records_path))
             result.update(busy_write_p99_ms=p99(times), busy_write_calls=len(times),
