@@ -195,9 +195,9 @@ class Lifecycle:
         if zygote is None or not zygote.holds(self.committer.inventory):
             return False
         now = self.system.monotonic()
-        if not zygote.asked and not zygote.ask_spare(now, urgent=True):
+        zygote.hurry()  # this reader waits for what it forks: raised before it forks
+        if not zygote.asked and not zygote.ask_spare(now):
             return False
-        zygote.hurry()  # this reader waits for what it forks
         return now < zygote.asked_since + SPARE_WAIT
 
     def tend_spare(self, quiet: bool = True) -> None:
@@ -220,12 +220,12 @@ class Lifecycle:
             # the zygote forks the spares, away from this loop: it is asked once the last child started has
             # been heard from (its forks would take CPU from that child's first output)
             self.spares.tend(inventory, idle=False)
+            if not self.spares.count():
+                zygote.hurry()  # the next reader would wait for the spare asked for: raised before it forks
             while self.spares.count() + zygote.asked < SPARE_STOCK and (not rows_held or not self.spares.count()):
                 # none in stock nor on its way: the next reader would wait for this one (after a commit, say)
-                if not zygote.ask_spare(now, urgent=not self.spares.count() and not zygote.asked):
+                if not zygote.ask_spare(now):
                     break
-            if not self.spares.count() and zygote.asked:
-                zygote.hurry()  # the next reader would wait for it
             if self.spares.writer is None and not zygote.asked_writer and not rows_held:
                 zygote.ask_spare(now, write=True)
         else:

@@ -184,13 +184,11 @@ class Zygote:
         except OSError:
             pass  # it is gone (its end is read from its socket)
 
-    def ask_spare(self, now: float, write: bool = False, urgent: bool = False) -> bool:
-        """Ask for one more spare (``write``: a write application's; ``urgent``: a reader's that a call
-        waits for: ``hurry``), without waiting; False if the zygote cannot be asked (it is retired)."""
+    def ask_spare(self, now: float, write: bool = False) -> bool:
+        """Ask for one more spare (``write``: a write application's), without waiting; False if the zygote
+        cannot be asked (it is retired). A call that will wait for it: ``hurry``."""
         if self.retiring or self.ended:
             return False
-        if urgent:
-            self.hurry()
         ask = ASK_WRITER if write else ASK
         # the time of the ask is taken before it is sent: the spare may be forked, and be our child, before
         # this thread runs again (the orphan sweep spares the children started since: ``spared_since``)
