@@ -15,29 +15,26 @@ is reached through ``Dataset._arena`` (one shared object) and dies with the
 image. Values changed later by a change set leave the arena: they become
 ``bytes`` of their own (see ``Block._pack``, ``DatasetReplica._repack``).
 
-Chunks are private anonymous mappings (``mmap``), shared copy-on-write with
-forks like the rest of the heap, and never written once sealed. Writing a
-fresh page costs a page fault, and at W10 the loader writes ~1 GB of packed
-values: a helper thread faults the next chunk in (``madvise`` with
-``MADV_POPULATE_WRITE``, in the kernel, without the GIL) while the loader
-fills the current one, so that the faults are taken on another core
-(docs/performance.md).
-
-Chunks ask for transparent huge pages (``MADV_HUGEPAGE``; Linux's default
-``madvise`` mode grants them only to mappings that ask). A fork copies the page
-tables of its parent's private memory, and a child's exit tears its copy down:
-the zygote forks a spare for every call, so at W10 each call paid for ~75k
-page-table entries of packed data that no one ever writes. With 2 MiB pages it
-is one entry per 2 MiB. Sealed chunks are only read, so no fork ever splits
-them; where the system has no huge pages, the chunks have 4 KiB pages as before.
+Chunks are read-only private mappings of a memory file (``memfd_create``; elsewhere an unlinked
+temporary file) that the loader writes with ``pwrite``, as the load's second reader does
+(``store.filesreader``): nobody can write into a sealed chunk. Writing into a fresh page of an
+anonymous mapping costs a page fault and the kernel's zeroing of the page before the copy; a
+write into a memory file fills its new pages with the values themselves. At W10 the loader used
+to fault ~190 MB of anonymous chunks in (a helper thread ahead of it, with huge pages), a third
+of it never filled: 0.2-0.7 s of CPU on a machine whose fresh pages are dear (docs/performance.md,
+"seventh round"). A fork copies no page-table entry of a file mapping (it maps the file's pages
+again when they are read), and a child's exit tears none down: the zygote forks a spare for
+every call.
 """
 
 from __future__ import annotations
 
 import itertools
 import mmap
+import os
 import struct
-import threading
+import tempfile
+import weakref
 from typing import TYPE_CHECKING, Callable, Iterable, MutableSequence
 
 if TYPE_CHECKING:
@@ -46,11 +43,13 @@ if TYPE_CHECKING:
 # what packed values are read from: an arena chunk, or a value of its own
 Buffer = bytes | bytearray | mmap.mmap
 _U32 = struct.Struct("<I")
-CHUNK_SIZE = 64 << 20
+# A chunk costs nothing before it is written (the memory file grows as values come), and each mapping
+# holds a descriptor of its file (Python 3.11's mmap keeps a duplicate): few large chunks, one or two
+# a load at W10. Positions in a chunk are 32-bit (offsets: chunk index << 32 | position).
+CHUNK_SIZE = 1 << 30
 # Linux >= 5.14 (not a constant of Python 3.11's mmap module)
-_MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)
+_MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)
 _POS_MASK = 0xFFFFFFFF
-_MADV_HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", 14)
 
 
 class Arena:
@@ -91,154 +90,160 @@ class Arena:
         return sum(len(c) for c in self.chunks)
 
 
-def _new_chunk(size: int) -> mmap.mmap:
-    chunk = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    try:
-        chunk.madvise(_MADV_HUGEPAGE)
-    except (OSError, ValueError):
-        pass  # no transparent huge pages here: 4 KiB pages, as before
-    return chunk
+_BUFFER = 1 << 20  # bytes gathered before each write into the memory file
+_PAGE = mmap.PAGESIZE
 
 
-_POPULATE_STEP = 4 << 20
+def _memory_file() -> int:
+    """A new memory file (an unlinked temporary file where the system has none), closed on exec."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("dynamo-arena", os.MFD_CLOEXEC)
+    with tempfile.TemporaryFile() as tmp:  # unlinked: gone with the last descriptor and mapping
+        return os.dup(tmp.fileno())
 
 
-def _populate(chunk: mmap.mmap, stop: threading.Event) -> None:
-    """Fault the pages of ``chunk`` in, writable, a few MiB at a time until ``stop`` (the GIL is
-    released meanwhile)."""
-    size = len(chunk)
-    try:
-        for start in range(0, size, _POPULATE_STEP):
-            if stop.is_set():
-                return
-            chunk.madvise(_MADV_POPULATE_WRITE, start, min(_POPULATE_STEP, size - start))
-    except (OSError, ValueError):
-        pass  # an older kernel: the writer faults the pages itself, as it would have
+def _page(at: int) -> int:
+    return -(-at // _PAGE) * _PAGE
 
 
 class ArenaWriter:
     """Appends packed values to an arena (the loader's side); ``close`` seals the current chunk (the
     next value starts a new one), ``release`` ends the writer.
 
-    Values are copied into a chunk as they come, so that the driver's value is freed at once and
-    its memory reused for the next row: keeping the rows' values until a join left the heap
-    fragmented (RSS 2x the live data at W1). With ``prefault`` (the loader), the chunk after the
-    current one is faulted in by a helper thread meanwhile (see the module's doc)."""
+    The values go into a memory file of the writer's own, a chunk at a time from a page of it: each
+    value preceded by its length, gathered in a buffer and written (``pwrite``) when it is full, when
+    a value as large goes straight in. ``close`` maps the chunk written, read-only (``MAP_PRIVATE``,
+    ``PROT_READ``), and appends it to the arena; the memory file is closed by ``release`` (or once the
+    writer is gone): the mappings keep its pages. Values are written as they come, so that the driver's
+    value is freed at once and its memory reused for the next row: keeping the rows' values until a
+    join left the heap fragmented (RSS 2x the live data at W1)."""
 
-    __slots__ = ("arena", "_chunk", "_pos", "_size", "_next", "_thread", "_prefault", "_stop")
+    __slots__ = ("arena", "_fd", "_start", "_pos", "_out", "_buffer", "_fill", "_closer", "__weakref__")
 
-    def __init__(self, arena: Arena, prefault: bool = False):
+    def __init__(self, arena: Arena):
         self.arena = arena
-        self._chunk: mmap.mmap | None = None
-        self._pos = 0
-        self._size = 0
-        self._next: mmap.mmap | None = None  # a chunk being faulted in by _thread
-        self._thread: threading.Thread | None = None
-        self._prefault = prefault
-        self._stop = threading.Event()
-        if prefault:
-            self._prepare()
+        self._fd = -1  # the memory file, made with the first value
+        self._start = 0  # the current chunk's place in the file (a page)
+        self._pos = 0  # its bytes so far (0: no current chunk)
+        self._out = 0  # where the buffer goes in the file
+        self._buffer = bytearray(_BUFFER)
+        self._fill = 0
+        self._closer: weakref.finalize | None = None
 
-    def _prepare(self) -> None:
-        if self._thread is not None:
-            self._thread.join()  # done already (see _take)
-        chunk = self._next = _new_chunk(CHUNK_SIZE)
-        self._thread = threading.Thread(target=_populate, args=(chunk, self._stop), name="dynamo-arena",
-                                        daemon=True)
-        self._thread.start()
+    def _file(self) -> int:
+        if self._fd < 0:
+            self._fd = _memory_file()
+            self._closer = weakref.finalize(self, os.close, self._fd)
+        return self._fd
 
-    def _take(self, need: int) -> mmap.mmap:
-        """A new current chunk of at least ``need`` bytes: the prepared one when it is large enough.
-        The writer does not wait for the helper: on a busy machine it may be behind, and a page
-        the helper has not faulted in yet is faulted in by the writer's own write (both are safe
-        at once). Only one helper runs: while it is behind, no chunk is prepared ahead."""
-        self.close()
-        chunk, self._next = self._next, None
-        if need > CHUNK_SIZE:
-            self._next, chunk = chunk, _new_chunk(need)  # the prepared chunk waits for the next value
-        elif chunk is None:
-            chunk = _new_chunk(CHUNK_SIZE)
-        if self._prefault and self._next is None and not (self._thread is not None and self._thread.is_alive()):
-            self._prepare()
-        self._chunk, self._pos, self._size = chunk, 0, len(chunk)
-        return chunk
+    def _flush(self) -> None:
+        if self._fill:
+            _write(self._fd, memoryview(self._buffer)[:self._fill], self._out)
+            self._out += self._fill
+            self._fill = 0
+
+    def _room(self, n: int) -> int:
+        """Make room for ``n`` more bytes in the current chunk (a new one when they do not fit, unless
+        it is empty: a value larger than a chunk has one of its own); the chunk's index in the arena."""
+        if self._pos and self._pos + n > CHUNK_SIZE:
+            self.close()
+        if not self._pos:
+            self._file()
+        return len(self.arena.chunks)
 
     def add(self, blob: bytes) -> int:
         """Append ``blob``; its offset."""
         n = len(blob)
-        chunk = self._chunk
-        pos = self._pos
-        if chunk is None or pos + n + 4 > self._size:
-            chunk = self._take(n + 4)
-            pos = 0
-        _U32.pack_into(chunk, pos, n)
-        at = pos + 4
-        self._pos = end = at + n
-        chunk[at:end] = blob
-        return (len(self.arena.chunks) << 32) | at
+        index = self._room(n + 4)
+        at = self._pos + 4
+        if self._fill + n + 4 > _BUFFER:
+            self._flush()
+        if n + 4 > _BUFFER:
+            _write(self._fd, _U32.pack(n) + blob, self._out)
+            self._out += n + 4
+        else:
+            fill = self._fill
+            _U32.pack_into(self._buffer, fill, n)
+            self._buffer[fill + 4:fill + 4 + n] = blob
+            self._fill = fill + 4 + n
+        self._pos = at + n
+        return (index << 32) | at
 
     def add_many(self, blobs: list[bytes]) -> Iterable[int]:
-        """``add`` for each of ``blobs``; their offsets. When they fit in the current chunk, copied in
-        at once (their lengths and values joined) and the offsets accumulated, in C loops."""
+        """``add`` for each of ``blobs``; their offsets. Their lengths and values joined and written at once
+        (a batch that does not fit in the current chunk starts the next one), and the offsets accumulated,
+        in C loops; one at a time when they are more than a chunk."""
         lengths = list(map(len, blobs))
         total = sum(lengths) + 4 * len(lengths)
-        chunk, pos = self._chunk, self._pos
-        if chunk is None or pos + total > self._size:
+        if not blobs or total > CHUNK_SIZE:
             return [self.add(blob) for blob in blobs]
-        chunk[pos:pos + total] = b"".join(itertools.chain.from_iterable(zip(map(_U32.pack, lengths), blobs,
-                                                                            strict=True)))
-        self._pos = pos + total
+        index = self._room(total)
+        joined = b"".join(itertools.chain.from_iterable(zip(map(_U32.pack, lengths), blobs, strict=True)))
+        if self._fill + total > _BUFFER:
+            self._flush()
+        if total > _BUFFER:
+            _write(self._fd, joined, self._out)
+            self._out += total
+        else:
+            self._buffer[self._fill:self._fill + total] = joined
+            self._fill += total
+        pos, self._pos = self._pos, self._pos + total
         # value i starts 4 bytes after the end of value i - 1 (each is preceded by its length)
         starts = itertools.accumulate(map((4).__add__, lengths), initial=pos)
-        return map(((len(self.arena.chunks) << 32) + 4).__add__, itertools.islice(starts, len(lengths)))
+        return map(((index << 32) + 4).__add__, itertools.islice(starts, len(lengths)))
 
     def add_keyed(self, rows: Iterable[tuple[int, bytes]], keys: MutableSequence[int], offsets: MutableSequence[int],
                   measure: Callable[[bytes], int]) -> int:
         """``add`` for each ``(key, value)`` of ``rows``, appending the keys to ``keys`` and the
         offsets to ``offsets``; the sum of ``measure(value)``. (The loader's loop over a million
-        file tables at W10: ``add``'s call and attribute lookups, done once here, cost 0.3 s there.)"""
+        file tables at W10: ``add``'s call and attribute lookups, done once here, cost 0.3 s there:
+        a value that fits in the buffer and the current chunk is put there inline.)"""
         add_key, add_offset = keys.append, offsets.append
         pack_into = _U32.pack_into
-        chunk, pos, size = self._chunk, self._pos, self._size
+        buffer = self._buffer
         index = len(self.arena.chunks) << 32
         total = 0
-        try:
-            for key, blob in rows:
-                total += measure(blob)
-                n = len(blob)
-                if chunk is None or pos + n + 4 > size:
-                    self._pos = pos
-                    chunk = self._take(n + 4)
-                    pos, size, index = 0, self._size, len(self.arena.chunks) << 32
-                pack_into(chunk, pos, n)
-                at = pos + 4
-                pos = at + n
-                chunk[at:pos] = blob
-                add_key(key)
-                add_offset(index | at)
-        finally:
-            self._pos = pos
+        for key, blob in rows:
+            total += measure(blob)
+            n = len(blob) + 4
+            pos, fill = self._pos, self._fill
+            if pos and pos + n <= CHUNK_SIZE and fill + n <= _BUFFER:
+                pack_into(buffer, fill, n - 4)
+                buffer[fill + 4:fill + n] = blob
+                self._fill, self._pos = fill + n, pos + n
+                add_offset(index | (pos + 4))
+            else:  # a new chunk, a full buffer or a large value
+                add_offset(self.add(blob))
+                index = len(self.arena.chunks) << 32
+            add_key(key)
         return total
 
     def close(self) -> None:
-        """Seal the current chunk: cut to what was written (its pages past that go back to the
-        system); nothing writes into it afterwards."""
-        chunk = self._chunk
-        if chunk is not None:
-            chunk.resize(max(self._pos, 1))  # an mmap cannot be empty
-            self.arena.chunks.append(chunk)
-            self._chunk = None
-            self._pos = self._size = 0
+        """Seal the current chunk: written out and mapped, read-only, as the arena's next chunk; nothing
+        writes into it afterwards."""
+        if not self._pos:
+            return
+        self._flush()
+        chunk = mmap.mmap(self._fd, self._pos, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ, offset=self._start)
+        try:
+            chunk.madvise(_MADV_POPULATE_READ)  # mapped now: counted in RSS as the values are, no fault later
+        except (OSError, ValueError):
+            pass  # an older kernel: the pages are mapped as they are read
+        self.arena.chunks.append(chunk)
+        self._start = self._out = self._start + _page(self._pos)
+        self._pos = 0
 
     def release(self) -> None:
-        """Seal the current chunk and drop the prepared one (waiting for its helper thread: the
-        loader's process forks afterwards)."""
+        """Seal the current chunk and close the memory file (the chunks' mappings keep its pages)."""
         self.close()
-        self._prefault = False
-        self._stop.set()  # the helper stops within a step: what it faults in now would be thrown away
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._next is not None:
-            self._next.close()
-            self._next = None
+        if self._closer is not None:
+            self._closer()
+            self._closer = None
+        self._fd = -1
+
+
+def _write(fd: int, data: bytes | memoryview, at: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, at)
+        view, at = view[written:], at + written

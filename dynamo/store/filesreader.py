@@ -59,7 +59,7 @@ from typing import IO, Any, Iterable, Iterator, Sequence
 from dynamo.errors import StoreError
 
 PAGE = mmap.PAGESIZE
-CHUNK_SIZE = 64 << 20  # as the arena's (dataformat.arena.CHUNK_SIZE)
+CHUNK_SIZE = 1 << 30  # as the arena's (dataformat.arena.CHUNK_SIZE: each chunk's mapping holds a descriptor)
 _MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux >= 5.14
 # SQLite: the two scans of the load (SQLStore.LOAD_QUERIES), merged here
 FILES_QUERY = "SELECT block_id, files FROM block_files WHERE block_id > ? ORDER BY block_id"

@@ -384,7 +384,7 @@ class ImageBuilder:
     def __init__(self) -> None:
         self.inventory = Inventory()
         self.arena = self.inventory.arena
-        self._writer = ArenaWriter(self.arena, prefault=True)
+        self._writer = ArenaWriter(self.arena)
         self.groups_by_id: dict[int, Group] = {0: self.inventory.null_group}
         self.sites_by_id: dict[int, Site] = {}
         self.partitions_by_id: dict[int, Partition] = {}
@@ -608,21 +608,24 @@ class ImageBuilder:
             return
         every = min(offsets) >= 0
         # each dataset's _file_offsets: (arena offset, id, size) of its blocks with files, one after the other
-        flat = array("q", bytes(24 * n))
-        flat[0::3] = array("q", map(base.__add__, offsets))
+        # (made in place: each temporary copy of 24 bytes a block is ~24 MB of fresh pages at W10)
+        flat = array("q", [0]) * (3 * n)
+        flat[0::3] = array("q", map(base.__add__, offsets)) if base else _int64s(offsets)
         flat[1::3] = ids
         flat[2::3] = sizes
+        ends = [*starts[1:], n]
+        if every and _fresh(datasets, "_file_offsets"):  # the load's case: C loops over the runs
+            view = memoryview(flat).cast("B")
+            _set_all(datasets, "_file_offsets", map(bytes, map(view.__getitem__, _slices(starts, ends, 24))))
+            _set_all(blocks, "_files", itertools.chain.from_iterable(map(range, map(operator.sub, ends, starts))))
+            view.release()
+            return
         if not every:  # blocks without files (-1) have no entry (rare: the slow path)
             keep = [offset >= 0 for offset in offsets]
             flat = array("q", itertools.chain.from_iterable(
                 itertools.compress(zip(flat[0::3], flat[1::3], flat[2::3], strict=True), keep)))
         table = flat.tobytes()
         del flat
-        ends = [*starts[1:], n]
-        if every and _fresh(datasets, "_file_offsets"):  # the load's case: C loops over the runs
-            _set_all(datasets, "_file_offsets", map(table.__getitem__, _slices(starts, ends, 24)))
-            _set_all(blocks, "_files", itertools.chain.from_iterable(map(range, map(operator.sub, ends, starts))))
-            return
         indexes: list[Iterable[int | None]] = []
         at = 0  # entries of table taken
         for dataset, start, end in zip(datasets, starts, ends, strict=True):
@@ -809,8 +812,8 @@ class ImageBuilder:
         }
 
     def release(self) -> None:
-        """Stop the arena's helper thread (the loader's process forks afterwards); ``finish`` does,
-        and a load that failed half-way must."""
+        """Close the arena writer's memory file (the loader's process forks afterwards: no child should
+        hold it); ``finish`` does, and a load that failed half-way must."""
         self._writer.release()
 
     def finish(self, version: int, next_ids: dict[str, int]) -> Inventory:

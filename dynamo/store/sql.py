@@ -316,7 +316,7 @@ class SQLStore(Statements, InventoryStore):
                 if freeze:
                     gc.freeze()  # the young generation is empty now: gc.enable() has nothing to walk
             finally:
-                builder.release()  # the arena's helper thread ends with the load, also when it failed
+                builder.release()  # the arena's memory file is closed with the load, also when it failed
                 if was_enabled:
                     gc.enable()
         finally:

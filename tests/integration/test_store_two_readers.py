@@ -149,9 +149,10 @@ def test_a_load_that_fails_ends_its_second_reader(store_url: str) -> None:
         assert _reaped(store.reader_pid)
 
 
-def test_the_reader_lays_values_out_as_arena_chunks() -> None:
+def test_the_reader_lays_values_out_as_arena_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     from dynamo.dataformat.arena import Arena
     from dynamo.store import filesreader
+    monkeypatch.setattr(filesreader, "CHUNK_SIZE", 64 << 20)
     fd = os.memfd_create("test")
     try:
         chunks = filesreader.Chunks(fd)

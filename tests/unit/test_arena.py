@@ -3,10 +3,10 @@ unpacked for a change and packed again after it (also after a rollback)."""
 
 from __future__ import annotations
 
-import ctypes
+import gc
 import mmap
+import os
 import random
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -244,64 +244,81 @@ def test_a_blocks_counts_and_time_share_one_int() -> None:
     assert sys.getsizeof(block) <= 80  # six slots and the collector's header
 
 
-def _arena_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "dynamo-arena"]
+def _arena_files() -> list[str]:
+    """This process's open descriptors on an arena's memory file."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if "dynamo-arena" in target:
+            found.append(target)
+    return found
 
 
-def test_the_writer_faults_chunks_in_ahead_and_leaves_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+def _mapped_files() -> list[str]:
+    return [line.split(None, 5)[5] for line in Path("/proc/self/maps").read_text().splitlines()
+            if len(line.split(None, 5)) == 6]
+
+
+def test_the_writer_lays_values_out_in_chunks_and_leaves_no_file_open(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(arena_module, "CHUNK_SIZE", 4 * mmap.PAGESIZE)
+    monkeypatch.setattr(arena_module, "_BUFFER", 3 * mmap.PAGESIZE)  # values past the buffer: flushed, or written
+    gc.collect()
+    before = len(_arena_files())  # those of other images alive in this process
     arena = Arena({})
-    writer = ArenaWriter(arena, prefault=True)
+    writer = ArenaWriter(arena)
     values = [bytes([i % 251]) * (i * 97 % 3000) for i in range(200)] + [b"x" * (9 * mmap.PAGESIZE)]
     offsets = [writer.add(v) for v in values[:100]]
     writer.close()  # a table ends: the next value starts a chunk of its own
-    offsets += [writer.add(v) for v in values[100:]]
+    offsets += [writer.add(v) for v in values[100:150]]
+    offsets += list(writer.add_many(values[150:180]))  # a batch that fits starts the next chunk when needed
+    keys: list[int] = []
+    keyed: list[int] = []
+    assert writer.add_keyed(enumerate(values[180:]), keys, keyed, len) == sum(map(len, values[180:]))
+    offsets += keyed
+    assert keys == list(range(len(values) - 180))
     writer.release()
-    assert not _arena_threads()
+    assert len(_arena_files()) - before == len(arena.chunks)  # each mapping's own descriptor, and no other
     assert len(arena.chunks) > 3 and arena.chunks[0] is not arena.chunks[1]
     for value, offset in zip(values, offsets, strict=True):
         buf, at, end = arena.span(offset)
         assert buf[at:end] == value
-    # sealed chunks are cut to what was written (the large value has a chunk of its own)
+    # sealed chunks hold what was written, and no more (the large value has a chunk of its own)
     assert arena.nbytes() == sum(4 + len(v) for v in values)
+    assert max(map(len, arena.chunks)) == 4 + 9 * mmap.PAGESIZE
 
 
-def _thp_madvise_available() -> bool:
-    try:
-        mode = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
-    except OSError:
-        return False
-    return "[never]" not in mode and hasattr(mmap, "MADV_HUGEPAGE")
-
-
-def _vm_flags(address: int) -> list[str]:
-    """The VmFlags of the mapping holding ``address`` (this process's ``/proc/self/smaps``)."""
-    inside = False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        head = line.split()[0]
-        if "-" in head and not head.endswith(":"):
-            low, high = (int(x, 16) for x in head.split("-"))
-            inside = low <= address < high
-        elif inside and line.startswith("VmFlags:"):
-            return line.split()[1:]
-    raise AssertionError(f"no mapping holds {address:#x}")
-
-
-@pytest.mark.skipif(not _thp_madvise_available(), reason="no transparent huge pages on this system")
-def test_chunks_ask_for_huge_pages() -> None:
-    """Each chunk asks for transparent huge pages: a fork then copies one entry per 2 MiB of the packed
-    data instead of 512 (the zygote forks a spare per call: docs/performance.md)."""
+def test_chunks_are_read_only_mappings_of_a_memory_file() -> None:
+    """Sealed chunks cannot be written, by anyone; they are file mappings (a fork copies none of their
+    page-table entries, and maps the pages again when it reads them)."""
     arena = Arena({})
     writer = ArenaWriter(arena)
-    writer.add(b"v" * 100)
-    writer.close()
-    chunk = arena.chunks[0]
-    address = ctypes.addressof(ctypes.c_char.from_buffer(chunk))
-    assert "hg" in _vm_flags(address)
+    offset = writer.add(b"v" * 100)
     writer.release()
+    chunk = arena.chunks[0]
+    with pytest.raises(TypeError):
+        chunk[0:1] = b"x"
+    assert any("dynamo-arena" in name for name in _mapped_files())
+    buf, at, end = arena.span(offset)
+    assert buf[at:end] == b"v" * 100
+    del buf
+    arena.chunks.clear()
+    chunk.close()
 
 
-def test_a_failed_load_leaves_no_arena_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_writer_dropped_unreleased_closes_its_file() -> None:
+    gc.collect()
+    before = len(_arena_files())
+    writer = ArenaWriter(Arena({}))
+    writer.add(b"v")
+    assert len(_arena_files()) == before + 1
+    del writer
+    assert len(_arena_files()) == before
+
+
+def test_a_failed_load_leaves_no_arena_file_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store: Any = open_store(f"sqlite:///{tmp_path}/s.db")
     store.import_image(generate(scaled(0.0002), 5), ChangeMeta(title="import"))
 
@@ -310,9 +327,12 @@ def test_a_failed_load_leaves_no_arena_thread(tmp_path: Path, monkeypatch: pytes
         raise StoreError("a row that cannot be built")
 
     monkeypatch.setattr(ImageBuilder, "dataset_replicas", fail)
+    gc.collect()
+    before = len(_arena_files())
     with pytest.raises(StoreError, match="cannot be built"):
         store.load()
-    assert not _arena_threads()
+    gc.collect()  # the failed load's chunks (its file tables), once nothing holds them
+    assert len(_arena_files()) == before
     store.close()
 
 
@@ -355,7 +375,7 @@ def test_blocks_get_their_files_whatever_the_order(order: str) -> None:
     expected = _files(image)
     expected[next((d.name, b.name) for d in image.datasets.values() for b in d.blocks if b.id == empty[0])] = []
     assert _files(built) == expected
-    assert built.counts()["blocks"] == len(block_rows) and not _arena_threads()
+    assert built.counts()["blocks"] == len(block_rows)
     assert built.ids is not None and built.ids.allocate("block") == max(r[0] for r in block_rows) + 1
 
 
