@@ -13,13 +13,13 @@ transaction of its own, while the loader reads and builds everything else:
   module as a fresh interpreter (``python -P -m dynamo.store.filesreader``; not a fork: SQLite's
   file locks and shared-memory state must not be inherited), handing it the files, and on its
   standard input what to read and how to connect (``main``);
-* the reader reads the blocks first, writes them in columns into the columns' memory file (int64:
-  ids, dataset ids, sizes; then, marshalled, the names, each block's ``Block._meta`` and where the
-  runs of one dataset's blocks start: made here, on the reader's core) and reports on its
-  standard output (a JSON line: the store's version it read, the number of blocks, the length of
-  the marshalled lists). SQLite: the loader builds the blocks from the columns
-  (``ImageBuilder.blocks_columns``) while the reader goes on to read their files (MariaDB: its
-  join gives both at once, reported one after the other at its end);
+* the reader reads the blocks first, writes them in columns into the columns' memory file (the
+  names as they come, a line each; then int64 columns: ids, sizes, number of files << 1 | open,
+  last updates; then, marshalled, where the runs of one dataset's blocks start and their dataset
+  ids: made here, on the reader's core) and reports on its standard output (a JSON line: the
+  store's version it read, the number of blocks, where the parts are). SQLite: the loader builds
+  the blocks from the columns (``ImageBuilder.blocks_columns``) while the reader goes on to read
+  their files (MariaDB: its join gives both at once, reported one after the other at its end);
 * the reader writes the file tables into the files' memory file, laid out as arena chunks (each
   value preceded by its length, ``dataformat.arena``), each chunk starting on a page (``Chunks``),
   the blocks' file offsets into the columns' file, and reports again (the chunks, the offsets'
@@ -71,17 +71,17 @@ _U32 = struct.Struct("<I")
 
 
 class ReadBlocks:
-    """The blocks a reader read, sent before it reads their files: in columns, the ids (ascending)
-    and sizes (int64 memoryviews of a read-only mapping); the names, each block's ``Block._meta`` (its
-    last update, number of files and open flag in one int), where each run of one dataset's blocks
-    starts and that dataset's id (lists)."""
+    """The blocks a reader read, sent before it reads their files: in columns, the ids (ascending),
+    sizes, number of files << 1 | open flag (``lows``) and last updates (int64 memoryviews of a
+    read-only mapping; ``Block._meta`` is made of the last two); the names, where each run of one
+    dataset's blocks starts and that dataset's id (lists)."""
 
-    __slots__ = ("ids", "sizes", "names", "metas", "starts", "run_datasets")
+    __slots__ = ("ids", "sizes", "lows", "updates", "names", "starts", "run_datasets")
 
-    def __init__(self, ids: Sequence[int], sizes: Sequence[int], names: list[str], metas: list[int],
-                 starts: list[int], run_datasets: list[int]):
-        self.ids, self.sizes = ids, sizes
-        self.names, self.metas, self.starts, self.run_datasets = names, metas, starts, run_datasets
+    def __init__(self, ids: Sequence[int], sizes: Sequence[int], lows: Sequence[int], updates: Sequence[int],
+                 names: list[str], starts: list[int], run_datasets: list[int]):
+        self.ids, self.sizes, self.lows, self.updates = ids, sizes, lows, updates
+        self.names, self.starts, self.run_datasets = names, starts, run_datasets
 
 
 class ReadFiles:
@@ -162,23 +162,26 @@ class FilesReader:
         head = self._report()
         if int(head["version"]) != version:
             return None
-        count = int(head["count"])
         try:
-            # two int64 columns, then the names, metas, run starts and runs' datasets marshalled: viewed in
-            # place in a read-only mapping
-            data = self._map_columns(2 * 8 * count + int(head["names"]))
-            ids, sizes = (data[8 * count * i:8 * count * (i + 1)].cast("q") for i in range(2))
-            lists = marshal.loads(data[2 * 8 * count:])
-            if not (isinstance(lists, tuple) and len(lists) == 4 and all(isinstance(x, list) for x in lists)):
-                raise ValueError("the block names are not lists")
-            names, metas, starts, run_datasets = lists
-            if (len(names) != count or len(metas) != count or len(starts) != len(run_datasets)
-                    or (starts[:1] != [0] if count else starts)):
-                raise ValueError("the block names do not match the blocks")
-        except (EOFError, ValueError, TypeError) as exc:
+            count, names_length, start, lists_length = (int(head[key])
+                                                        for key in ("count", "names", "columns", "lists"))
+            if min(count, names_length, lists_length) < 0 or start % PAGE or start < names_length:
+                raise ValueError("the blocks' columns are out of range")
+            # the names, a line each, from the start; on the first page after them four int64 columns, then
+            # the run starts and runs' datasets marshalled: viewed in place in read-only mappings
+            names = _lines(self._map_columns(names_length), count)
+            data = self._map_columns(4 * 8 * count + lists_length, start)
+            ids, sizes, lows, updates = (data[8 * count * i:8 * count * (i + 1)].cast("q") for i in range(4))
+            lists = marshal.loads(data[4 * 8 * count:])
+            if not (isinstance(lists, tuple) and len(lists) == 2 and all(isinstance(x, list) for x in lists)):
+                raise ValueError("the block runs are not lists")
+            starts, run_datasets = lists
+            if len(starts) != len(run_datasets) or (starts[:1] != [0] if count else starts):
+                raise ValueError("the block runs do not match the blocks")
+        except (KeyError, EOFError, ValueError, TypeError) as exc:
             raise StoreError(f"the load's second reader failed: {exc}") from exc
         self._count = count
-        return ReadBlocks(ids, sizes, names, metas, starts, run_datasets)
+        return ReadBlocks(ids, sizes, lows, updates, names, starts, run_datasets)
 
     def files(self) -> ReadFiles:
         """The blocks' files, once the reader is done (after ``blocks``). Raises StoreError when the
@@ -234,6 +237,29 @@ class FilesReader:
         self._fd = self._columns_fd = -1
 
 
+_PIECE = 1 << 20  # bytes of names decoded at once
+
+
+def _lines(data: memoryview, count: int) -> list[str]:
+    """The ``count`` lines of ``data`` (UTF-8, each ended by a line break), decoded and split a piece of about
+    ``_PIECE`` bytes at a time: never a copy of them all at once."""
+    lines: list[str] = []
+    end = len(data)
+    if end:
+        raw = data.obj
+        assert isinstance(raw, mmap.mmap)
+        if raw[end - 1:end] != b"\n":
+            raise ValueError("the block names are cut short")
+        at = 0
+        while at < end:
+            cut = raw.find(b"\n", min(at + _PIECE, end - 1))  # the last line break of the piece
+            lines.extend(str(data[at:cut], "utf-8").split("\n"))
+            at = cut + 1
+    if len(lines) != count:
+        raise ValueError(f"{len(lines)} block names for {count} blocks")
+    return lines
+
+
 def _populate(chunk: mmap.mmap) -> None:
     try:
         chunk.madvise(_MADV_POPULATE_READ)
@@ -262,12 +288,16 @@ class _Blocks:
     ``map``, ``Chunks.add_many``: C loops), not a row at a time in Python (with the file tables written
     by ``pwritev`` then, the reader alone at W10: 3.1 -> 2.7 s). Each block's ``Block._meta``, whether the
     ids ascend and where the runs of one dataset's blocks start are made from each batch's columns as
-    they come (tuples of the rows' ints), not from the whole columns afterwards."""
+    they come (tuples of the rows' ints), not from the whole columns afterwards. The names go into the
+    columns' memory file as they come, a line each (names hold no line break: ``dataformat``), and
+    ``Block._meta`` is made by the loader from two int64 columns: this process keeps neither a
+    million strings nor a million large ints, nor marshals them (~150 MB of fresh memory at W10)."""
 
-    def __init__(self, fd: int):
+    def __init__(self, fd: int, columns_fd: int):
         self.ids, self.sizes = array("q"), array("q")
-        self.names: list[str] = []
-        self.metas: list[int] = []  # Block._meta of each block
+        self.lows, self.updates = array("q"), array("q")  # number of files << 1 | open, last update
+        self.columns_fd = columns_fd
+        self._names_end = 0  # the names written so far, a line each, from the columns' file's start
         self.starts: list[int] = []  # where each run of one dataset's blocks starts
         self.run_datasets: list[int] = []  # the dataset id of each run
         self.file_ids, self.file_offsets = array("q"), array("q")  # the file tables, by block id
@@ -294,10 +324,14 @@ class _Blocks:
         self.starts.extend(map(n.__add__, runs))
         self.run_datasets.extend(map(dataset_ids.__getitem__, runs))
         self.ids.extend(ids)
-        self.names.extend(names)
         self.sizes.extend(sizes)
-        # Block._meta: (last_update << 65) | (num_files << 1) | is_open (dataformat.block)
-        self.metas.extend(map(operator.or_, map(operator.lshift, updates, itertools.repeat(65)), lows))
+        self.lows.extend(lows)
+        self.updates.extend(updates)
+        text = "\n".join(names).encode() + b"\n"
+        if text.count(b"\n") != len(names):
+            raise StoreError("blocks: a block name holds a line break")
+        _write(self.columns_fd, text, self._names_end)
+        self._names_end += len(text)
 
     def add_files(self, batch: Sequence[tuple[int, bytes]]) -> None:
         """Rows ``(block id, files)`` in block id order."""
@@ -331,27 +365,29 @@ class _Blocks:
         found = dict(zip(file_ids, self.file_offsets, strict=True))
         return array("q", [found.get(bid, -1) for bid in ids])
 
-    def blocks_report(self, version: int, columns_fd: int) -> dict[str, Any]:
-        """The blocks written into the columns' memory file (from its start: ids and sizes as int64 columns,
-        then the names, each block's ``Block._meta``, the starts of the runs of one dataset's blocks and
-        the runs' dataset ids, marshalled: made here, not by the loader); the report that says so."""
+    def blocks_report(self, version: int) -> dict[str, Any]:
+        """The blocks written into the columns' memory file (after the names, from the first page after
+        them: ids, sizes, lows and last updates as int64 columns, then the starts of the runs of one
+        dataset's blocks and the runs' dataset ids, marshalled: made here, not by the loader); the report
+        that says so."""
         n = len(self.ids)
-        lists = marshal.dumps((self.names, self.metas, self.starts, self.run_datasets))
-        self.names, self.metas, self.starts, self.run_datasets = [], [], [], []
-        at = 0
-        for part in (self.ids, self.sizes):
-            _write(columns_fd, memoryview(part).cast("B"), at)
+        lists = marshal.dumps((self.starts, self.run_datasets))
+        self.starts, self.run_datasets = [], []
+        at = start = _page(self._names_end)
+        for part in (self.ids, self.sizes, self.lows, self.updates):
+            _write(self.columns_fd, memoryview(part).cast("B"), at)
             at += 8 * len(part)
-        _write(columns_fd, lists, at)
+        self.lows, self.updates = array("q"), array("q")
+        _write(self.columns_fd, lists, at)
         self._columns_end = at + len(lists)
-        return {"version": version, "count": n, "names": len(lists)}
+        return {"version": version, "count": n, "names": self._names_end, "columns": start, "lists": len(lists)}
 
-    def files_report(self, columns_fd: int) -> dict[str, Any]:
+    def files_report(self) -> dict[str, Any]:
         """The blocks' file offsets written into the columns' memory file (on the first page after
         the columns) and the files' chunks sealed; the report that says so."""
         offsets = self.offsets()
-        start = -(-self._columns_end // PAGE) * PAGE
-        _write(columns_fd, memoryview(offsets).cast("B"), start)
+        start = _page(self._columns_end)
+        _write(self.columns_fd, memoryview(offsets).cast("B"), start)
         return {"files": self.files, "chunks": self.chunks.finish(), "offsets": [start, 8 * len(offsets)]}
 
 
@@ -391,17 +427,17 @@ def _read_sqlite(spec: dict[str, Any], fd: int, columns_fd: int, out: IO[bytes])
         conn.execute("PRAGMA cache_size = -2048")  # one pass over the tables (SQLiteStore._loading)
         conn.execute("BEGIN DEFERRED")
         version = _version(conn.execute(VERSION_QUERY).fetchall())
-        blocks = _Blocks(fd)
+        blocks = _Blocks(fd, columns_fd)
         for batch in _lists(conn.execute(BLOCKS_QUERY)):
             blocks.add_blocks(batch)
         # the loader builds the blocks while their files are read here
-        _send(out, blocks.blocks_report(version, columns_fd))
+        _send(out, blocks.blocks_report(version))
         for batch in _lists(conn.execute(FILES_QUERY, (int(spec.get("after", 0)),))):
             blocks.add_files(batch)
         conn.execute("COMMIT")
     finally:
         conn.close()
-    _send(out, blocks.files_report(columns_fd))
+    _send(out, blocks.files_report())
 
 
 def _read_mysql(spec: dict[str, Any], fd: int, columns_fd: int, out: IO[bytes]) -> None:
@@ -418,7 +454,7 @@ def _read_mysql(spec: dict[str, Any], fd: int, columns_fd: int, out: IO[bytes]) 
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
             cur.execute(VERSION_QUERY)
             version = _version(cur.fetchall())
-        blocks = _Blocks(fd)
+        blocks = _Blocks(fd, columns_fd)
         with conn.cursor(pymysql.cursors.SSCursor) as cur:
             cur.execute(spec["query"], (spec["after"],))
             for batch in _lists(cur):
@@ -426,13 +462,18 @@ def _read_mysql(spec: dict[str, Any], fd: int, columns_fd: int, out: IO[bytes]) 
         conn.rollback()
     finally:
         conn.close()
-    _send(out, blocks.blocks_report(version, columns_fd))  # one join: both reports at its end
-    _send(out, blocks.files_report(columns_fd))
+    _send(out, blocks.blocks_report(version))  # one join: both reports at its end
+    _send(out, blocks.files_report())
 
 
 def _send(out: IO[bytes], head: dict[str, Any]) -> None:
     out.write(json.dumps(head).encode() + b"\n")
     out.flush()
+
+
+def _page(at: int) -> int:
+    """The start of the first page at or after ``at``."""
+    return -(-at // PAGE) * PAGE
 
 
 class Chunks:

@@ -576,7 +576,9 @@ class ImageBuilder:
                                                                        map(operator.sub, ends, starts))))
         _set_all(blocks, "id", ids)
         _set_all(blocks, "_size", read.sizes)
-        _set_all(blocks, "_meta", read.metas)  # made by the reader
+        # Block._meta: (last_update << 65) | (num_files << 1) | is_open (dataformat.block)
+        _set_all(blocks, "_meta", map(operator.or_, map(operator.lshift, read.updates, itertools.repeat(65)),
+                                      read.lows))
         if _fresh(datasets, "_blocks"):  # each dataset's blocks in one run, and none before: C loops over the runs
             _set_all(datasets, "_blocks", map(dict, map(zip, map(names.__getitem__, _slices(starts, ends)),
                                                         map(blocks.__getitem__, _slices(starts, ends)))))
