@@ -67,6 +67,13 @@ FILES_QUERY = "SELECT block_id, files FROM block_files WHERE block_id > ? ORDER 
 BLOCKS_QUERY = ("SELECT id, dataset_id, name, size, (num_files << 1) | (is_open != 0), last_update FROM blocks "
                 "ORDER BY id")
 VERSION_QUERY = "SELECT value FROM store_meta WHERE name = 'version'"
+# SQLite: the dataset replicas above a rowid (``replicas_split``), read after the blocks; the loader reads the
+# others (rowid order, the order of the one scan the load makes without a second reader: the image is the same)
+REPLICAS_QUERY = ("SELECT dataset_id, site_id, growing, group_id, block_replicas FROM dataset_replicas "
+                  "WHERE rowid > ? ORDER BY rowid")
+# two subqueries: SQLite looks MIN and MAX of the rowid up in the table's tree only when each is a query of its own
+ROWIDS_QUERY = "SELECT (SELECT MIN(rowid) FROM dataset_replicas), (SELECT MAX(rowid) FROM dataset_replicas)"
+REPLICA_COLUMNS = 5  # dataset ids, site ids, growing, group ids (0: none), offsets (-1: no table)
 _U32 = struct.Struct("<I")
 
 
@@ -95,6 +102,29 @@ class ReadFiles:
         self.offsets, self.chunks, self.num_files = offsets, chunks, num_files
 
 
+class ReadReplicas:
+    """The dataset replicas a reader read after the blocks (SQLite: those above the rowid ``split``): in
+    int64 columns (memoryviews of a read-only mapping), each one's dataset id, site id, growing flag, group
+    id (0: none) and the offset of its packed block replicas relative to the first of ``chunks`` (-1: none
+    held); the chunks (read-only mappings) and the number of block replicas in the tables."""
+
+    __slots__ = ("split", "dataset_ids", "site_ids", "growing", "group_ids", "offsets", "chunks", "block_replicas")
+
+    def __init__(self, split: int, columns: Sequence[Sequence[int]], chunks: list[mmap.mmap], block_replicas: int):
+        self.split = split
+        self.dataset_ids, self.site_ids, self.growing, self.group_ids, self.offsets = columns
+        self.chunks, self.block_replicas = chunks, block_replicas
+
+
+def replicas_split(low: int | None, high: int | None, share: float) -> int:
+    """The rowid of ``dataset_replicas`` up to which the loader reads the rows itself: the second reader reads
+    the last ``share`` of the rowids from ``low`` to ``high`` (None: an empty table). The loader and the
+    reader each compute it in their own snapshot; when they saw the same version, they agree."""
+    if low is None or high is None:
+        return 0
+    return low - 1 + int((high - low + 1) * (1.0 - share))
+
+
 class FilesReader:
     """The loader's side: starts the reader process, takes its blocks (``blocks``), then their files
     (``files``), or ends it (``close``: always, also when the load failed). ``spec`` says what to read
@@ -103,8 +133,10 @@ class FilesReader:
 
     The reader reports twice on its standard output, a JSON line each time: when it has read the
     blocks (their columns are then in the columns' memory file), and when it has read their files
-    (the file tables in the files' memory file, the offsets in the columns' file). Whatever is large
-    goes through the memory files, not the pipe: the reader never waits for the loader to read."""
+    (the file tables in the files' memory file, the offsets in the columns' file); with a share of the
+    dataset replicas to read (``replicas_share`` in the spec: SQLite), in between, when it has read
+    those (``replicas``: read before the files). Whatever is large goes through the memory files, not
+    the pipe: the reader never waits for the loader to read."""
 
     # the interpreter's arguments before the two memory files' descriptors (tests run a reader of their own)
     ARGS: tuple[str, ...] = ("-P", "-m", "dynamo.store.filesreader")
@@ -183,15 +215,25 @@ class FilesReader:
         self._count = count
         return ReadBlocks(ids, sizes, lows, updates, names, starts, run_datasets)
 
-    def files(self) -> ReadFiles:
-        """The blocks' files, once the reader is done (after ``blocks``). Raises StoreError when the
-        reader failed."""
+    @property
+    def reads_replicas(self) -> bool:
+        """Whether the reader reads a share of the dataset replicas after the files (a third report)."""
+        return float(self.spec.get("replicas_share") or 0) > 0
+
+    def _last_report(self) -> dict[str, Any]:
+        """The reader's last report, and its exit (status 0, else StoreError)."""
         head = self._report()
         proc = self._proc
         assert proc is not None
         status = proc.wait()
         if status != 0:
             raise StoreError(f"the load's second reader failed: exit status {status}")
+        return head
+
+    def files(self) -> ReadFiles:
+        """The blocks' files, once the reader is done (after ``blocks``, and ``replicas`` when it
+        ``reads_replicas``). Raises StoreError when the reader failed."""
+        head = self._last_report()
         try:
             start, length = head["offsets"]
             if length != 8 * self._count:
@@ -199,9 +241,31 @@ class FilesReader:
             offsets = self._map_columns(length, start).cast("q") if length else memoryview(b"").cast("q")
         except (ValueError, TypeError) as exc:
             raise StoreError(f"the load's second reader failed: {exc}") from exc
+        chunks = self._map_chunks(head["chunks"])
+        return ReadFiles(offsets, chunks, int(head["files"]))
+
+    def replicas(self) -> ReadReplicas:
+        """The dataset replicas the reader read after the blocks (``reads_replicas``; after ``blocks``, before
+        ``files``), once it has read them (it reads the files meanwhile). Raises StoreError when the reader
+        failed."""
+        head = self._report()
+        try:
+            split, count, total, start = (int(head[key]) for key in ("split", "replicas", "block_replicas", "columns"))
+            if count < 0 or total < 0 or start % PAGE:
+                raise ValueError("the replicas' columns are out of range")
+            data = self._map_columns(8 * REPLICA_COLUMNS * count, start).cast("q") if count else None
+            columns = [data[count * i:count * (i + 1)] if data is not None else memoryview(b"").cast("q")
+                       for i in range(REPLICA_COLUMNS)]
+            chunks = self._map_chunks(head["chunks"])
+        except (KeyError, EOFError, ValueError, TypeError) as exc:
+            raise StoreError(f"the load's second reader failed: {exc}") from exc
+        return ReadReplicas(split, columns, chunks, total)
+
+    def _map_chunks(self, layout: list[tuple[int, int]]) -> list[mmap.mmap]:
+        """The chunks ``(start, length)`` of the files' memory file, mapped read-only and faulted in."""
         chunks = []
         try:
-            for start, length in head["chunks"]:
+            for start, length in layout:
                 chunk = mmap.mmap(self._fd, length, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ, offset=start)
                 chunks.append(chunk)
                 _populate(chunk)
@@ -209,7 +273,7 @@ class FilesReader:
             for chunk in chunks:
                 chunk.close()
             raise
-        return ReadFiles(offsets, chunks, int(head["files"]))
+        return chunks
 
     def _map_columns(self, length: int, start: int = 0) -> memoryview:
         """``length`` bytes of the columns' memory file from ``start`` (a page), read-only."""
@@ -388,7 +452,70 @@ class _Blocks:
         offsets = self.offsets()
         start = _page(self._columns_end)
         _write(self.columns_fd, memoryview(offsets).cast("B"), start)
+        self._columns_end = start + 8 * len(offsets)
         return {"files": self.files, "chunks": self.chunks.finish(), "offsets": [start, 8 * len(offsets)]}
+
+    def columns_end(self) -> int:
+        """Where the columns written so far end in the columns' memory file."""
+        return self._columns_end
+
+    def follow(self, files_start: int, columns_end: int) -> None:
+        """Other values were written into the memory files (before any file table): the file tables' chunks
+        start at ``files_start`` (a page), the file offsets after ``columns_end`` in the columns' file."""
+        assert not self.chunks.chunks and not self.file_ids, "follow() before the files"
+        self.chunks = Chunks(self.chunks.fd, files_start)
+        self._columns_end = columns_end
+
+
+class _Replicas:
+    """The dataset replicas of the reader's share (``REPLICAS_QUERY``), in int64 columns
+    (``REPLICA_COLUMNS``), their packed block replicas in chunks of the memory file (``Chunks``, after the
+    files'), a batch at a time in C loops, as the loader does with its own (``ImageBuilder.dataset_replicas``)."""
+
+    def __init__(self, chunks: Chunks):
+        self.columns = [array("q") for _ in range(REPLICA_COLUMNS)]
+        self.chunks = chunks
+        self.block_replicas = 0
+
+    def add(self, batch: Sequence[tuple[Any, ...]]) -> None:
+        """Rows ``(dataset id, site id, growing, group id or None, block replicas)``."""
+        if not batch:
+            return
+        from dynamo.dataformat.replicatable import VERSION
+        dataset_ids, site_ids, growing, group_ids, blobs = zip(*batch, strict=True)
+        versions = bytes(map(_FIRST, blobs))
+        if versions.count(VERSION) != len(versions):
+            bad = next(i for i, v in enumerate(versions) if v != VERSION)
+            raise StoreError(f"dataset replica of dataset {dataset_ids[bad]} at site {site_ids[bad]}: "
+                             f"unknown format {versions[bad]}")
+        counts = list(map(_FIRST, map(_U32.unpack_from, blobs, itertools.repeat(1))))
+        if all(counts):
+            offsets: Iterable[int] = self.chunks.add_many(blobs)
+        else:  # replicas holding no block replica have no table (-1)
+            held = iter(self.chunks.add_many(list(itertools.compress(blobs, counts))))
+            offsets = [next(held) if n else -1 for n in counts]
+        if None in group_ids:
+            group_ids = tuple(0 if gid is None else gid for gid in group_ids)
+        for column, values in zip(self.columns, (dataset_ids, site_ids, map(bool, growing), group_ids, offsets),
+                                  strict=True):
+            column.extend(values)
+        self.block_replicas += sum(counts)
+
+    def report(self, split: int, columns_fd: int, after: int) -> dict[str, Any]:
+        """The columns written into the columns' memory file (from the first page after ``after``), one after
+        the other, and the chunks sealed; the report that says so."""
+        start = _page(after)
+        at = start
+        for column in self.columns:
+            _write(columns_fd, memoryview(column).cast("B"), at)
+            at += 8 * len(column)
+        return {"split": split, "replicas": len(self.columns[0]), "block_replicas": self.block_replicas,
+                "columns": start, "chunks": self.chunks.finish()}
+
+
+def _page(at: int) -> int:
+    """The start of the first page at or after ``at``."""
+    return -(-at // PAGE) * PAGE
 
 
 def count_all(blobs: Sequence[bytes]) -> int:
@@ -430,8 +557,18 @@ def _read_sqlite(spec: dict[str, Any], fd: int, columns_fd: int, out: IO[bytes])
         blocks = _Blocks(fd, columns_fd)
         for batch in _lists(conn.execute(BLOCKS_QUERY)):
             blocks.add_blocks(batch)
-        # the loader builds the blocks while their files are read here
+        # the loader builds the blocks while the rest is read here
         _send(out, blocks.blocks_report(version))
+        share = float(spec.get("replicas_share") or 0)
+        if share > 0:  # a share of the dataset replicas (their tables in chunks before the files'), then the files
+            low, high = conn.execute(ROWIDS_QUERY).fetchone()
+            split = replicas_split(low, high, share)
+            replicas = _Replicas(Chunks(fd))
+            for batch in _lists(conn.execute(REPLICAS_QUERY, (split,))):
+                replicas.add(batch)
+            head = replicas.report(split, columns_fd, blocks.columns_end())
+            blocks.follow(replicas.chunks.end(), head["columns"] + 8 * REPLICA_COLUMNS * int(head["replicas"]))
+            _send(out, head)
         for batch in _lists(conn.execute(FILES_QUERY, (int(spec.get("after", 0)),))):
             blocks.add_files(batch)
         conn.execute("COMMIT")
@@ -471,11 +608,6 @@ def _send(out: IO[bytes], head: dict[str, Any]) -> None:
     out.flush()
 
 
-def _page(at: int) -> int:
-    """The start of the first page at or after ``at``."""
-    return -(-at // PAGE) * PAGE
-
-
 class Chunks:
     """Values appended to a memory file in arena chunks (each value preceded by its length; a
     chunk starts on a page and holds up to ``CHUNK_SIZE`` bytes, or one larger value); ``add``
@@ -485,12 +617,13 @@ class Chunks:
     The values are gathered in a buffer and written (``pwrite``), not copied into a mapping: the
     kernel puts them into the file's pages without a page fault for each."""
 
-    def __init__(self, fd: int):
+    def __init__(self, fd: int, start: int = 0):
         self.fd = fd
         self.chunks: list[tuple[int, int]] = []
         self._buffer = bytearray(_BUFFER)
         self._view = memoryview(self._buffer)
-        self._fill = self._out = self._start = self._pos = self._index = 0
+        self._fill = self._pos = self._index = 0
+        self._out = self._start = start  # the first chunk's place in the file (a page)
 
     def add(self, blob: bytes) -> int:
         n = len(blob)
@@ -541,8 +674,14 @@ class Chunks:
         if self._pos:
             self._flush()
             self.chunks.append((self._start, self._pos))
-            self._pos = 0
+            self._start += _page(self._pos)
+            self._out, self._pos = self._start, 0
+            self._index += 1
         return self.chunks
+
+    def end(self) -> int:
+        """The first page after the chunks written so far (where more chunks may start)."""
+        return self._start + _page(self._pos)
 
 
 def _version(found: list[Any]) -> int:

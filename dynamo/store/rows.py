@@ -49,7 +49,7 @@ from dynamo.dataformat import (
 )
 from dynamo.dataformat.arena import ArenaWriter
 from dynamo.errors import StoreError
-from dynamo.store.filesreader import ReadBlocks, ReadFiles
+from dynamo.store.filesreader import ReadBlocks, ReadFiles, ReadReplicas
 
 BR_VERSION = replicatable.VERSION
 _BR_HEAD = replicatable.HEAD
@@ -408,6 +408,10 @@ class ImageBuilder:
         self.max_ids = {"site": 0, "group": 0, "partition": 0, "dataset": 0, "block": 0, "file": 0}
         # counted while building, so that nobody walks the image for them (Inventory.counts() does)
         self.num_blocks = self.num_files = self.num_dataset_replicas = self.num_block_replicas = 0
+        # the dataset replicas loaded, linked to their datasets by finish() (they may come in two parts:
+        # dataset_replicas, then replicas_read)
+        self._replicas = _Replicas()
+        self._groups_by_id: dict[int | None, Group] | None = None  # with None: the null group (_replica_objects)
 
     def groups(self, rows: Iterable[tuple[Any, ...]]) -> None:
         groups = self.inventory.groups
@@ -757,42 +761,68 @@ class ImageBuilder:
         Taken a batch of rows at a time, in columns: the objects are made and their attributes set
         in C loops (``map``), the packed tables copied into the arena a batch at once
         (``ArenaWriter.add_many``), each site's dict filled a run of its rows at once (the rows
-        come in site order). Then the replicas are put in dataset order (a stable sort: a
-        dataset's stay in row order) and each dataset's dict, its table offsets and its replicas'
-        indexes there are made a dataset at a time: no Python loop per row."""
-        datasets_by_id, sites_by_id = self.datasets_by_id, self.sites_by_id
-        groups: dict[int | None, Group] = dict(self.groups_by_id)  # type: ignore[arg-type]
-        groups[None] = groups[0]
-        taken = _Replicas()
+        come in site order). ``finish`` then puts the replicas in dataset order (a stable sort: a
+        dataset's stay in row order) and makes each dataset's dict, its table offsets and its
+        replicas' indexes there a dataset at a time: no Python loop per row. (SQLite with a second
+        reader: these are the rows up to a rowid, ``replicas_read`` the others.)"""
         rows = iter(rows)
         while batch := list(itertools.islice(rows, 4096)):
-            self._replica_batch(batch, datasets_by_id, sites_by_id, groups, taken)
+            k = len(batch)
+            dataset_ids, site_ids, growing, group_ids, blobs = zip(*batch, strict=True)
+            versions = bytes(map(_FIRST, blobs))
+            if versions.count(BR_VERSION) != k:
+                bad = next(i for i, v in enumerate(versions) if v != BR_VERSION)
+                raise StoreError(f"dataset replica {self.datasets_by_id[dataset_ids[bad]]._name}@"
+                                 f"{self.sites_by_id[site_ids[bad]]._name}: unknown format {versions[bad]}")
+            counts = list(map(_FIRST, map(_U32.unpack_from, blobs, itertools.repeat(1))))
+            if all(counts):
+                placed: Iterable[int] = self._writer.add_many(list(blobs))
+            else:  # replicas holding no block replica have no table (-1 here)
+                held = iter(self._writer.add_many(list(itertools.compress(blobs, counts))))
+                placed = [next(held) if n else -1 for n in counts]
+            self._replica_objects(dataset_ids, site_ids, growing, group_ids, placed)
+            self.num_block_replicas += sum(counts)
         self._writer.close()
-        taken.link(datasets_by_id)
 
-    def _replica_batch(self, batch: list[tuple[Any, ...]], datasets_by_id: dict[int, Dataset],
-                       sites_by_id: dict[int, Site], groups: dict[int | None, Group], taken: _Replicas) -> None:
-        k = len(batch)
-        dataset_ids, site_ids, growing, group_ids, blobs = zip(*batch, strict=True)
-        owners = list(map(datasets_by_id.__getitem__, dataset_ids))
-        sites = list(map(sites_by_id.__getitem__, site_ids))
-        versions = bytes(map(_FIRST, blobs))
-        if versions.count(BR_VERSION) != k:
-            bad = next(i for i, v in enumerate(versions) if v != BR_VERSION)
-            raise StoreError(f"dataset replica {owners[bad]._name}@{sites[bad]._name}: "
-                             f"unknown format {versions[bad]}")
-        counts = list(map(_FIRST, map(_U32.unpack_from, blobs, itertools.repeat(1))))
+    def replicas_read(self, read: ReadReplicas) -> None:
+        """The dataset replicas a second reader read (SQLite: those after a rowid, after the ones
+        ``dataset_replicas`` took): its chunks join the arena, the objects are made from its columns."""
+        self._writer.close()
+        chunks = self.arena.chunks
+        base = len(chunks) << 32
+        chunks.extend(read.chunks)
+        offsets: Iterable[int] = read.offsets
+        if len(read.offsets) and min(read.offsets) < 0:  # replicas holding no block replica (rare)
+            offsets = [offset if offset < 0 else base + offset for offset in read.offsets]
+        else:
+            offsets = map(base.__add__, read.offsets)
+        self._replica_objects(read.dataset_ids, read.site_ids, read.growing, read.group_ids, offsets)
+        self.num_block_replicas += read.block_replicas
+
+    def link_replicas(self) -> None:
+        """Link the dataset replicas loaded so far to their datasets (``finish`` links any after them)."""
+        self._replicas.link(self.datasets_by_id)
+
+    def _replica_objects(self, dataset_ids: Sequence[int], site_ids: Sequence[int], growing: Iterable[int],
+                         group_ids: Iterable[int | None], placed: Iterable[int]) -> None:
+        """DatasetReplica objects of rows in columns (their packed tables at the arena offsets ``placed``, -1:
+        none), made and their attributes set in C loops, each site's dict filled a run of its rows at once."""
+        k = len(dataset_ids)
+        if not k:
+            return
+        groups = self._groups_by_id
+        if groups is None:
+            groups = self._groups_by_id = dict(self.groups_by_id)  # type: ignore[arg-type]
+            groups[None] = groups[0]
+        owners = list(map(self.datasets_by_id.__getitem__, dataset_ids))
+        sites = list(map(self.sites_by_id.__getitem__, site_ids))
         replicas = list(map(DatasetReplica.__new__, itertools.repeat(DatasetReplica, k)))  # _make, in C loops
         _set_all(replicas, "_dataset", owners)
         _set_all(replicas, "_site", sites)
         _set_all(replicas, "growing", map(bool, growing))
         _set_all(replicas, "group", map(groups.__getitem__, group_ids))
         _set_all(replicas, "_block_replicas", itertools.repeat(None, k))
-        if all(counts):
-            placed = self._writer.add_many(list(blobs))
-        else:  # replicas holding no block replica have no table (-1 here)
-            held = iter(self._writer.add_many(list(itertools.compress(blobs, counts))))
-            placed = [next(held) if n else -1 for n in counts]
+        taken = self._replicas
         taken.dataset_ids.extend(dataset_ids)
         taken.site_names.extend(map(_NAME, sites))
         taken.replicas.extend(replicas)
@@ -802,7 +832,6 @@ class ImageBuilder:
         starts = [0, *itertools.compress(range(1, k), map(operator.ne, site_ids[1:], site_ids[:-1]))]
         _add_runs(sites, "_dataset_replicas", names, replicas, starts, [*starts[1:], k])
         self.num_dataset_replicas += k
-        self.num_block_replicas += sum(counts)
 
     def counts(self) -> dict[str, int]:
         """What ``Inventory.counts()`` says of the image built, without walking it."""
@@ -825,6 +854,7 @@ class ImageBuilder:
                               ("partition", self.partitions_by_id), ("dataset", self.datasets_by_id)):
             self.max_ids[kind] = max(objects, default=0)
         self.max_ids["block"] = max(self.max_block_id, max(self.blocks_by_id, default=0))
+        self._replicas.link(self.datasets_by_id)
         # counters never move backwards, and never below what the image holds
         merged = {k: max(next_ids.get(k, 1), self.max_ids[k] + 1) for k in self.max_ids}
         inv.ids = IdAllocator(merged)

@@ -176,6 +176,8 @@ class SQLStore(Statements, InventoryStore):
     PIPELINED = False  # see _execute_all
     LOAD_PIPELINED = False  # see load
     LOAD_QUERIES: tuple[tuple[str, str], ...] = _LOAD_QUERIES  # (ImageBuilder method, query), in order
+    # the rowid of dataset_replicas after which the second reader reads the rows (SQLite: _load_queries)
+    _replicas_split: int | None = None
     loaded_counts: dict[str, int] = {}  # of the last load(); replaced by each, never changed in place
     load_readers = 1  # processes that read the last load's rows (2: a second reader read block_files)
 
@@ -296,6 +298,7 @@ class SQLStore(Statements, InventoryStore):
                         raise SchemaError(f"store schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}")
                     self.load_readers = 1
                     taken = False  # whether the second reader's part was taken from it
+                    replicas_taken = False  # ... and its dataset replicas (SQLite: those after a rowid)
                     for table, query, part in self._load_queries(reader is not None):
                         if part == "blocks":  # the reader's blocks: built now, while it reads their files
                             assert reader is not None
@@ -308,6 +311,17 @@ class SQLStore(Statements, InventoryStore):
                             if taken:
                                 assert reader is not None
                                 builder.files_read(reader.files())
+                        elif part == "replicas":  # the dataset replicas it read after the blocks
+                            if taken and reader is not None and reader.reads_replicas:
+                                replicas = reader.replicas()
+                                replicas_taken = replicas.split == self._replicas_split
+                                if replicas_taken:
+                                    builder.replicas_read(replicas)
+                                    builder.link_replicas()  # while the reader reads the files
+                        elif part == "replicas_fallback":
+                            if not replicas_taken:
+                                with self._rows(query) as rows:
+                                    builder.dataset_replicas(rows)
                         elif part != "fallback" or not taken:
                             with self._rows(query) as rows:
                                 getattr(builder, table)(rows)
@@ -329,7 +343,8 @@ class SQLStore(Statements, InventoryStore):
         """The load's steps in order: (ImageBuilder method, query, part). Part "": read here. With a second
         reader, the tables it does not read come first, then "blocks" (the reader's blocks, built from its
         columns), then "files" (their files, linked), then the reader's part as "fallback" queries: read
-        here only when the reader read another version of the store."""
+        here only when the reader read another version of the store. (SQLite adds "replicas", the dataset
+        replicas after ``_replicas_split`` the reader read last, and their "replicas_fallback".)"""
         if not two_readers:
             return [(table, query, "") for table, query in self.LOAD_QUERIES]
         late = ("block_files", "blocks")  # read by the reader (store.filesreader: BLOCKS_QUERY, FILES_QUERY)

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Iterator, Sequence
 from dynamo.errors import ConfigurationError, StoreError, StoreUnavailable
 from dynamo.privatefiles import create_private, fix_mode
 from dynamo.store import rows as R
-from dynamo.store.filesreader import FilesReader
+from dynamo.store.filesreader import ROWIDS_QUERY, FilesReader, replicas_split
 from dynamo.store.sql import SQLStore, fetch_batches, schema_path, split_statements
 from dynamo.store.statements import Outcome, Row, Statements
 
@@ -35,6 +35,11 @@ SECOND_READER_MIN_BYTES = 32 << 20
 # sends the blocks before it reads their files, and the loader builds them meanwhile (0.4 when it
 # did not: docs/performance.md, "fourth round: load4"; the shares swept in "fifth round: load5")
 LOADER_FILES_SHARE = 0.0
+# the share of dataset_replicas' rows (by rowid) the second reader reads after the blocks (the loader reads
+# the others before it builds the reader's blocks): once the reader kept no names of its own, the loader
+# was the longer of the two by ~0.5 s of CPU at W10 (docs/performance.md, "seventh round": 0.25 measured
+# best of 0, 0.25 and 0.5; at 0.5 the loader waits for the reader's files)
+READER_REPLICAS_SHARE = 0.25
 REGISTRY_SCHEMA_FILE = "sqlite-registry.sql"
 REGISTRY_TABLES = ("users", "user_roles", "app_authorizations", "applications")  # in the order rows are copied
 
@@ -246,7 +251,7 @@ class SQLiteStore(SQLiteFile, SQLStore):
         """With a second reader, the file tables of the blocks up to ``_files_split`` are read here, after
         the reader's blocks were built (while the reader reads the other file tables); the reader's
         part of ``block_files`` is those above (also when this process reads it instead)."""
-        queries = super()._load_queries(two_readers)
+        queries = self._replicas_queries(super()._load_queries(two_readers), two_readers)
         split = self._files_split
         if not two_readers or split <= 0:
             return queries
@@ -259,6 +264,28 @@ class SQLiteStore(SQLiteFile, SQLStore):
                 out.append(ours)
             out.append((table, theirs if table == "block_files" and part == "fallback" else query, part))
         return out
+
+    def _replicas_queries(self, queries: list[tuple[str, str, str]], two_readers: bool) -> list[tuple[str, str, str]]:
+        """With a second reader reading a share of the dataset replicas (``READER_REPLICAS_SHARE``): the rows up
+        to ``_replicas_split`` (a rowid, from this transaction's snapshot) read here, then, after the reader's
+        blocks and before their files, the others it read ("replicas"), or read here last ("replicas_fallback")
+        when it saw another version."""
+        self._replicas_split = None
+        if not two_readers or READER_REPLICAS_SHARE <= 0:
+            return queries
+        low, high = self._execute(ROWIDS_QUERY)[0]
+        split = self._replicas_split = replicas_split(low, high, READER_REPLICAS_SHARE)
+        out: list[tuple[str, str, str]] = []
+        late: list[tuple[str, str, str]] = []
+        for table, query, part in queries:
+            if table == "dataset_replicas" and part == "":
+                out.append((table, f"{query} WHERE rowid <= {split:d} ORDER BY rowid", ""))
+                late.append((table, f"{query} WHERE rowid > {split:d} ORDER BY rowid", "replicas_fallback"))
+                continue
+            if part == "files":
+                out.append(("", "", "replicas"))
+            out.append((table, query, part))
+        return out + late
 
     @contextmanager
     def _loading(self) -> Iterator[None]:
@@ -415,9 +442,10 @@ def start_files_reader(url: str, minimum: int = SECOND_READER_MIN_BYTES) -> File
 
 
 def _reader_spec(path: str, after: int) -> dict[str, Any]:
-    """What a second reader of the SQLite file at ``path`` reads: the blocks, and the file tables of the blocks
-    above ``after`` (``filesreader.main``)."""
-    return {"dialect": "sqlite", "path": str(Path(path).resolve()), "after": after}
+    """What a second reader of the SQLite file at ``path`` reads: the blocks, the file tables of the blocks
+    above ``after``, then the last ``READER_REPLICAS_SHARE`` of the dataset replicas (``filesreader.main``)."""
+    return {"dialect": "sqlite", "path": str(Path(path).resolve()), "after": after,
+            "replicas_share": READER_REPLICAS_SHARE}
 
 
 def _raise_sequence(registry: SQLiteFile, floor: int) -> None:

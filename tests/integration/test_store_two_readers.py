@@ -219,6 +219,71 @@ def test_blocks_without_files_on_both_sides_of_the_split(sqlite_url: str, share:
     assert sum(1 for d in both.datasets.values() for b in d.blocks if b._files is None) == len(gone)
 
 
+def _replica_orders(inventory: Any) -> tuple[list[list[str]], list[list[str]]]:
+    """Each site's dataset replicas and each dataset's replicas, in their dicts' order."""
+    return ([list(site._dataset_replicas or {}) for site in inventory.sites.values()],
+            [list(dataset._replicas or {}) for dataset in inventory.datasets.values()])
+
+
+@pytest.mark.parametrize("share", [0.25, 1.0])
+def test_the_readers_share_of_the_dataset_replicas_loads_as_with_one_reader(sqlite_url: str, share: float,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite: the reader reads the dataset replicas after a rowid (``READER_REPLICAS_SHARE``) once it has
+    sent the blocks, the loader the others; the image is the one a single reader makes, down to the order
+    of every site's and every dataset's replicas, replicas holding no block replica on both sides of the
+    split included."""
+    from dynamo.dataformat import replicatable
+    from dynamo.store import sqlite
+    monkeypatch.setattr(sqlite, "READER_REPLICAS_SHARE", share)
+    _import(sqlite_url, 52)
+    with open_store(sqlite_url) as store:
+        rowids = [row[0] for row in store.query_all("SELECT rowid FROM dataset_replicas ORDER BY rowid")]
+        empty = [rowids[0], rowids[len(rowids) // 2], rowids[-1]]
+        store.execute(f"UPDATE dataset_replicas SET block_replicas = %s WHERE rowid IN ({','.join(map(str, empty))})",
+                      (replicatable.pack([]),))
+    with _open(sqlite_url) as store:
+        store.second_reader_min = None
+        alone = store.load()
+        assert store.load_readers == 1 and store._replicas_split is None
+    with _open(sqlite_url) as store:
+        both = store.load()
+        assert store.load_readers == 2
+        assert rowids[0] - 1 <= store._replicas_split < rowids[-1]
+        assert store.loaded_counts == both.counts() == alone.counts()
+    assert fingerprint(both) == fingerprint(alone)
+    assert _replica_orders(both) == _replica_orders(alone)
+    held = [r for d in both.datasets.values() for r in d.replicas if r.site.id and not list(r.block_replicas)]
+    assert len(held) == len(empty)
+
+
+def test_a_split_the_reader_does_not_share_is_read_by_the_loader(sqlite_url: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loader uses the reader's dataset replicas only when both split the rows at the same rowid (they
+    do when they saw the same version); else it reads them itself, after the others."""
+    from dynamo.store import sqlite
+    image = _import(sqlite_url, 53)
+    split = sqlite.replicas_split
+    monkeypatch.setattr(sqlite, "replicas_split", lambda low, high, share: split(low, high, share) - 1)  # loader's only
+    with _open(sqlite_url) as store:
+        loaded = store.load()
+        assert store.load_readers == 2  # its blocks and files were taken
+    assert fingerprint(loaded) == fingerprint(image)
+    with _open(sqlite_url) as store:
+        store.second_reader_min = None
+        assert _replica_orders(store.load()) == _replica_orders(loaded)
+
+
+def test_a_bad_dataset_replica_in_the_readers_share_fails_the_load_cleanly(sqlite_url: str) -> None:
+    _import(sqlite_url, 54)
+    with open_store(sqlite_url) as store:
+        store.execute("UPDATE dataset_replicas SET block_replicas = X'09000000000000' "
+                      "WHERE rowid = (SELECT MAX(rowid) FROM dataset_replicas)")
+    with _open(sqlite_url, _Watched) as store:
+        with pytest.raises(StoreError, match="second reader failed.*unknown format 9"):
+            store.load()
+        assert _reaped(store.reader_pid)
+
+
 # a reader that reads and reports the blocks, then fails while it reads their files (the loader builds
 # the blocks meanwhile): killed by a signal, or with an error it reports
 _FAILING_AFTER_BLOCKS = """import os, signal, sys
