@@ -20,6 +20,11 @@ transaction of its own, while the loader reads and builds everything else:
   store's version it read, the number of blocks, where the parts are). SQLite: the loader builds
   the blocks from the columns (``ImageBuilder.blocks_columns``) while the reader goes on to read
   their files (MariaDB: its join gives both at once, reported one after the other at its end);
+* SQLite, with ``replicas_share`` in the spec: the reader then reads that last share of
+  ``dataset_replicas`` (the rows after a rowid both processes compute alike, ``replicas_split``),
+  their packed tables into the files' memory file as arena chunks, the rest in int64 columns, and
+  reports (``ReadReplicas``); the loader, which read the rows up to that rowid itself, makes
+  their objects after the blocks;
 * the reader writes the file tables into the files' memory file, laid out as arena chunks (each
   value preceded by its length, ``dataformat.arena``), each chunk starting on a page (``Chunks``),
   the blocks' file offsets into the columns' file, and reports again (the chunks, the offsets'
