@@ -26,7 +26,7 @@ transaction of its own, while the loader reads and builds everything else:
   reports (``ReadReplicas``); the loader, which read the rows up to that rowid itself, makes
   their objects after the blocks;
 * the reader writes the file tables into the files' memory file, laid out as arena chunks (each
-  value preceded by its length, ``dataformat.arena``), each chunk starting on a page (``Chunks``),
+  value preceded by its length, ``dataformat.arena``), each chunk starting on a page (``dataformat.arena.FileChunks``),
   the blocks' file offsets into the columns' file, and reports again (the chunks, the offsets'
   place, the number of files). Whatever is large goes through the memory files, not the pipe: the
   reader never waits for the loader to read it;
@@ -61,11 +61,10 @@ import sys
 from array import array
 from typing import IO, Any, Iterable, Iterator, Sequence
 
+from dynamo.dataformat.arena import FileChunks, map_chunk, page_end, write_all
 from dynamo.errors import StoreError
 
 PAGE = mmap.PAGESIZE
-CHUNK_SIZE = 1 << 30  # as the arena's (dataformat.arena.CHUNK_SIZE: each chunk's mapping holds a descriptor)
-_MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux >= 5.14
 # SQLite: the two scans of the load (SQLStore.LOAD_QUERIES), merged here
 FILES_QUERY = "SELECT block_id, files FROM block_files WHERE block_id > ? ORDER BY block_id"
 # the blocks' number of files and open flag come as one int (the low bits of Block._meta: _Blocks.add_blocks)
@@ -268,12 +267,10 @@ class FilesReader:
 
     def _map_chunks(self, layout: list[tuple[int, int]]) -> list[mmap.mmap]:
         """The chunks ``(start, length)`` of the files' memory file, mapped read-only and faulted in."""
-        chunks = []
+        chunks: list[mmap.mmap] = []
         try:
             for start, length in layout:
-                chunk = mmap.mmap(self._fd, length, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ, offset=start)
-                chunks.append(chunk)
-                _populate(chunk)
+                chunks.append(map_chunk(self._fd, start, length))
         except BaseException:
             for chunk in chunks:
                 chunk.close()
@@ -286,9 +283,7 @@ class FilesReader:
             return memoryview(b"")
         if os.fstat(self._columns_fd).st_size < start + length:
             raise EOFError("report cut short")
-        data = mmap.mmap(self._columns_fd, length, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ, offset=start)
-        _populate(data)
-        return memoryview(data)
+        return memoryview(map_chunk(self._columns_fd, start, length))
 
     def close(self) -> None:
         """End the reader (killed if still running) and close the memory files (the mappings made
@@ -329,32 +324,15 @@ def _lines(data: memoryview, count: int) -> list[str]:
     return lines
 
 
-def _populate(chunk: mmap.mmap) -> None:
-    try:
-        chunk.madvise(_MADV_POPULATE_READ)
-    except (OSError, ValueError):
-        pass  # an older kernel: the pages are mapped as they are read
-
-
 # ---------------------------------------------------------------------------
 # the reader's side (its own process)
 # ---------------------------------------------------------------------------
 
-_BUFFER = 1 << 20  # bytes gathered before each write into the memory file
-
-
-def _write(fd: int, data: bytes | memoryview, at: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, at)
-        view, at = view[written:], at + written
-
-
 class _Blocks:
-    """The blocks read, in columns, their files in chunks of the memory file (``Chunks``).
+    """The blocks read, in columns, their files in chunks of the memory file (``FileChunks``).
 
     Rows come in batches and are turned into columns a batch at a time (``zip``, ``array.extend``,
-    ``map``, ``Chunks.add_many``: C loops), not a row at a time in Python (with the file tables written
+    ``map``, ``FileChunks.add_many``: C loops), not a row at a time in Python (with the file tables written
     by ``pwritev`` then, the reader alone at W10: 3.1 -> 2.7 s). Each block's ``Block._meta``, whether the
     ids ascend and where the runs of one dataset's blocks start are made from each batch's columns as
     they come (tuples of the rows' ints), not from the whole columns afterwards. The names go into the
@@ -370,7 +348,7 @@ class _Blocks:
         self.starts: list[int] = []  # where each run of one dataset's blocks starts
         self.run_datasets: list[int] = []  # the dataset id of each run
         self.file_ids, self.file_offsets = array("q"), array("q")  # the file tables, by block id
-        self.chunks = Chunks(fd)
+        self.chunks = _chunks(fd)
         self.files = 0
         self._columns_end = 0
 
@@ -399,7 +377,7 @@ class _Blocks:
         text = "\n".join(names).encode() + b"\n"
         if text.count(b"\n") != len(names):
             raise StoreError("blocks: a block name holds a line break")
-        _write(self.columns_fd, text, self._names_end)
+        write_all(self.columns_fd, text, self._names_end)
         self._names_end += len(text)
 
     def add_files(self, batch: Sequence[tuple[int, bytes]]) -> None:
@@ -442,12 +420,12 @@ class _Blocks:
         n = len(self.ids)
         lists = marshal.dumps((self.starts, self.run_datasets))
         self.starts, self.run_datasets = [], []
-        at = start = _page(self._names_end)
+        at = start = page_end(self._names_end)
         for part in (self.ids, self.sizes, self.lows, self.updates):
-            _write(self.columns_fd, memoryview(part).cast("B"), at)
+            write_all(self.columns_fd, memoryview(part).cast("B"), at)
             at += 8 * len(part)
         self.lows, self.updates = array("q"), array("q")
-        _write(self.columns_fd, lists, at)
+        write_all(self.columns_fd, lists, at)
         self._columns_end = at + len(lists)
         return {"version": version, "count": n, "names": self._names_end, "columns": start, "lists": len(lists)}
 
@@ -455,10 +433,10 @@ class _Blocks:
         """The blocks' file offsets written into the columns' memory file (on the first page after
         the columns) and the files' chunks sealed; the report that says so."""
         offsets = self.offsets()
-        start = _page(self._columns_end)
-        _write(self.columns_fd, memoryview(offsets).cast("B"), start)
+        start = page_end(self._columns_end)
+        write_all(self.columns_fd, memoryview(offsets).cast("B"), start)
         self._columns_end = start + 8 * len(offsets)
-        return {"files": self.files, "chunks": self.chunks.finish(), "offsets": [start, 8 * len(offsets)]}
+        return {"files": self.files, "chunks": _sealed(self.chunks), "offsets": [start, 8 * len(offsets)]}
 
     def columns_end(self) -> int:
         """Where the columns written so far end in the columns' memory file."""
@@ -467,17 +445,17 @@ class _Blocks:
     def follow(self, files_start: int, columns_end: int) -> None:
         """Other values were written into the memory files (before any file table): the file tables' chunks
         start at ``files_start`` (a page), the file offsets after ``columns_end`` in the columns' file."""
-        assert not self.chunks.chunks and not self.file_ids, "follow() before the files"
-        self.chunks = Chunks(self.chunks.fd, files_start)
+        assert not self.chunks.sealed and self.chunks.end() == 0 and not self.file_ids, "follow() before the files"
+        self.chunks = _chunks(self.chunks.fd, files_start)
         self._columns_end = columns_end
 
 
 class _Replicas:
     """The dataset replicas of the reader's share (``REPLICAS_QUERY``), in int64 columns
-    (``REPLICA_COLUMNS``), their packed block replicas in chunks of the memory file (``Chunks``, after the
+    (``REPLICA_COLUMNS``), their packed block replicas in chunks of the memory file (``FileChunks``, after the
     files'), a batch at a time in C loops, as the loader does with its own (``ImageBuilder.dataset_replicas``)."""
 
-    def __init__(self, chunks: Chunks):
+    def __init__(self, chunks: FileChunks):
         self.columns = [array("q") for _ in range(REPLICA_COLUMNS)]
         self.chunks = chunks
         self.block_replicas = 0
@@ -509,18 +487,13 @@ class _Replicas:
     def report(self, split: int, columns_fd: int, after: int) -> dict[str, Any]:
         """The columns written into the columns' memory file (from the first page after ``after``), one after
         the other, and the chunks sealed; the report that says so."""
-        start = _page(after)
+        start = page_end(after)
         at = start
         for column in self.columns:
-            _write(columns_fd, memoryview(column).cast("B"), at)
+            write_all(columns_fd, memoryview(column).cast("B"), at)
             at += 8 * len(column)
         return {"split": split, "replicas": len(self.columns[0]), "block_replicas": self.block_replicas,
-                "columns": start, "chunks": self.chunks.finish()}
-
-
-def _page(at: int) -> int:
-    """The start of the first page at or after ``at``."""
-    return -(-at // PAGE) * PAGE
+                "columns": start, "chunks": _sealed(self.chunks)}
 
 
 def count_all(blobs: Sequence[bytes]) -> int:
@@ -568,7 +541,7 @@ def _read_sqlite(spec: dict[str, Any], fd: int, columns_fd: int, out: IO[bytes])
         if share > 0:  # a share of the dataset replicas (their tables in chunks before the files'), then the files
             low, high = conn.execute(ROWIDS_QUERY).fetchone()
             split = replicas_split(low, high, share)
-            replicas = _Replicas(Chunks(fd))
+            replicas = _Replicas(_chunks(fd))
             for batch in _lists(conn.execute(REPLICAS_QUERY, (split,))):
                 replicas.add(batch)
             head = replicas.report(split, columns_fd, blocks.columns_end())
@@ -613,80 +586,20 @@ def _send(out: IO[bytes], head: dict[str, Any]) -> None:
     out.flush()
 
 
-class Chunks:
-    """Values appended to a memory file in arena chunks (each value preceded by its length; a
-    chunk starts on a page and holds up to ``CHUNK_SIZE`` bytes, or one larger value); ``add``
-    gives each value's offset (``index << 32 | position``), ``finish`` the chunks ``(start,
-    length)``.
+def _chunks(fd: int, start: int = 0) -> FileChunks:
+    """Values written into the files' memory file as arena chunks from ``start`` (a page); each sealed chunk
+    is its place ``(start, length)``, mapped by the loader."""
+    return FileChunks(fd, [], _place, start)
 
-    The values are gathered in a buffer and written (``pwrite``), not copied into a mapping: the
-    kernel puts them into the file's pages without a page fault for each."""
 
-    def __init__(self, fd: int, start: int = 0):
-        self.fd = fd
-        self.chunks: list[tuple[int, int]] = []
-        self._buffer = bytearray(_BUFFER)
-        self._view = memoryview(self._buffer)
-        self._fill = self._pos = self._index = 0
-        self._out = self._start = start  # the first chunk's place in the file (a page)
+def _place(fd: int, start: int, length: int) -> tuple[int, int]:
+    return (start, length)
 
-    def add(self, blob: bytes) -> int:
-        n = len(blob)
-        if self._pos and self._pos + n + 4 > CHUNK_SIZE:
-            self._flush()
-            self.chunks.append((self._start, self._pos))
-            self._start += -(-self._pos // PAGE) * PAGE
-            self._out, self._pos = self._start, 0
-            self._index += 1
-        if self._fill + n + 4 > _BUFFER:
-            self._flush()
-        if n + 4 > _BUFFER:
-            _write(self.fd, _U32.pack(n) + blob, self._out)
-            self._out += n + 4
-        else:
-            fill = self._fill
-            _U32.pack_into(self._buffer, fill, n)
-            self._buffer[fill + 4:fill + 4 + n] = blob
-            self._fill = fill + n + 4
-        at = self._pos + 4
-        self._pos = at + n
-        return (self._index << 32) | at
 
-    def add_many(self, blobs: Sequence[bytes]) -> Iterable[int]:
-        """``add`` for each of ``blobs``; their offsets. When they fit in the current chunk, each length and
-        value joined (``bytes.join``) and written at once, and the offsets accumulated, in C loops (one
-        ``pwritev`` of a buffer per length and value took ~0.06 s more at W10: the kernel's work per buffer)."""
-        lengths = list(map(len, blobs))
-        total = sum(lengths) + 4 * len(lengths)
-        if not blobs or self._pos + total > CHUNK_SIZE:
-            return [self.add(blob) for blob in blobs]
-        self._flush()
-        _write(self.fd, b"".join(itertools.chain.from_iterable(zip(map(_U32.pack, lengths), blobs, strict=True))),
-               self._out)
-        self._out += total
-        # value i starts 4 bytes after the end of value i - 1 (each is preceded by its length)
-        starts = itertools.accumulate(map((4).__add__, lengths), initial=self._pos)
-        offsets = array("q", map(((self._index << 32) + 4).__add__, itertools.islice(starts, len(lengths))))
-        self._pos += total
-        return offsets
-
-    def _flush(self) -> None:
-        _write(self.fd, self._view[:self._fill], self._out)
-        self._out += self._fill
-        self._fill = 0
-
-    def finish(self) -> list[tuple[int, int]]:
-        if self._pos:
-            self._flush()
-            self.chunks.append((self._start, self._pos))
-            self._start += _page(self._pos)
-            self._out, self._pos = self._start, 0
-            self._index += 1
-        return self.chunks
-
-    def end(self) -> int:
-        """The first page after the chunks written so far (where more chunks may start)."""
-        return self._start + _page(self._pos)
+def _sealed(chunks: FileChunks) -> list[tuple[int, int]]:
+    """The places of the chunks written, the open one sealed."""
+    chunks.seal()
+    return chunks.sealed
 
 
 def _version(found: list[Any]) -> int:
